@@ -1,0 +1,146 @@
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli/commands.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "runtime/sampler.h"
+
+namespace tandem::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+nlohmann::json top_logits(const float* logits, int64_t n_vocab, int k) {
+    std::vector<int32_t> idx((size_t)n_vocab);
+    for (int64_t i = 0; i < n_vocab; ++i) idx[(size_t)i] = (int32_t)i;
+    k = (int)std::min<int64_t>(k, n_vocab);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    nlohmann::json top = nlohmann::json::array();
+    for (int i = 0; i < k; ++i) top.push_back({idx[(size_t)i], logits[idx[(size_t)i]]});
+    return top;
+}
+
+}  // namespace
+
+Runner add_run(CLI::App& app) {
+    struct Opts {
+        std::string model, prompt_ids, prompt, logits_out;
+        int n = 32;
+        int64_t ctx = 0;
+        int threads = (int)std::max(1u, std::thread::hardware_concurrency());
+        int top = 0;
+        bool json = false, ignore_eos = false;
+        SamplerParams sp;
+    };
+    auto o = std::make_shared<Opts>();
+    app.add_option("-m,--model", o->model, "Model .gguf")->required();
+    auto* ids_opt = app.add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids: 1,2,3");
+    auto* text_opt = app.add_option("-p,--prompt", o->prompt, "Prompt text (needs the tokenizer)");
+    ids_opt->excludes(text_opt);
+    app.add_option("-n,--n-predict", o->n, "Tokens to generate")->capture_default_str();
+    app.add_option("-c,--ctx", o->ctx, "Context size (default: min(trained context, 4096), at least prompt + n)");
+    app.add_option("-t,--threads", o->threads, "CPU threads")->capture_default_str();
+    app.add_option("--temp", o->sp.temperature, "Temperature (0: greedy)")->capture_default_str();
+    app.add_option("--top-k", o->sp.top_k, "Top-k (0: off)")->capture_default_str();
+    app.add_option("--top-p", o->sp.top_p, "Top-p (1: off)")->capture_default_str();
+    app.add_option("--min-p", o->sp.min_p, "Min-p (0: off)")->capture_default_str();
+    app.add_option("--seed", o->sp.seed, "Sampling seed")->capture_default_str();
+    app.add_flag("--ignore-eos", o->ignore_eos, "Keep generating after the end-of-sequence token");
+    app.add_flag("--json", o->json, "Print one JSON object: prompt_ids, ids, timings");
+    app.add_option("--top", o->top, "With --json: the top N logits of every step");
+    app.add_option("--logits-out", o->logits_out, "Write the last prompt position's logits (raw float32)");
+
+    return [o]() -> int {
+        if (o->prompt_ids.empty() && o->prompt.empty()) return fail("give a prompt: --prompt-ids 1,2,3 or -p TEXT");
+        if (!o->prompt.empty())
+            return fail("-p TEXT needs the text tokenizer, which this build does not have yet; use --prompt-ids");
+        std::vector<int32_t> prompt;
+        std::string err;
+        if (!parse_ids(o->prompt_ids, prompt, err)) return fail(err);
+        if (o->n < 0) return fail("-n must be >= 0");
+        if (o->threads < 1) return fail("--threads must be >= 1");
+
+        const auto t_load = Clock::now();
+        auto loaded = Model::load(o->model);
+        if (!loaded) return fail(loaded.error().message);
+        const Model& model = **loaded;
+        const HParams& h = model.hparams();
+        const double load_ms = ms_since(t_load);
+
+        for (int32_t id : prompt)
+            if (id >= h.n_vocab)
+                return fail(fmt::format("prompt token id {} is out of the vocabulary (0..{})", id, h.n_vocab - 1));
+        const int64_t need = (int64_t)prompt.size() + o->n;
+        int64_t ctx = o->ctx > 0 ? o->ctx : std::max<int64_t>(std::min<int64_t>(h.n_ctx_train, 4096), need);
+        if (need > ctx || need > h.n_ctx_train)
+            return fail(fmt::format("prompt ({} tokens) + n ({}) = {} exceeds the context size {}", prompt.size(), o->n,
+                                    need, std::min(ctx, h.n_ctx_train)));
+
+        int64_t eos = -1;
+        if (const GgufValue* v = model.file().find(key::kTokEos); v && v->is_integer()) eos = v->as_int();
+
+        ThreadPool pool(o->threads);
+        Forward fwd(model, pool);
+        KvCache kv = fwd.make_cache(ctx);
+        Sampler sampler(o->sp);
+        std::vector<float> logits;
+        nlohmann::json steps = nlohmann::json::array();
+
+        const auto t_prompt = Clock::now();
+        if (Status st = fwd.eval(kv, prompt.data(), (int64_t)prompt.size(), logits); !st) return fail(st.error().message);
+        const double prompt_ms = ms_since(t_prompt);
+        if (!o->logits_out.empty()) {
+            std::ofstream out(o->logits_out, std::ios::binary);
+            out.write(reinterpret_cast<const char*>(logits.data()), (std::streamsize)(logits.size() * sizeof(float)));
+            if (!out) return fail("cannot write " + o->logits_out);
+        }
+
+        std::vector<int32_t> out_ids;
+        std::string finish = "length";
+        const auto t_gen = Clock::now();
+        for (int i = 0; i < o->n; ++i) {
+            if (o->top > 0) steps.push_back({{"top", top_logits(logits.data(), h.n_vocab, o->top)}});
+            const int32_t id = sampler.sample(logits.data(), h.n_vocab);
+            out_ids.push_back(id);
+            if (!o->json) {
+                std::printf("%s%d", i ? " " : "", id);
+                std::fflush(stdout);
+            }
+            if (id == eos && !o->ignore_eos) {
+                finish = "eos";
+                break;
+            }
+            if (i + 1 == o->n) break;
+            if (Status st = fwd.eval(kv, &id, 1, logits); !st) return fail(st.error().message);
+        }
+        const double gen_ms = ms_since(t_gen);
+        const double prompt_tps = prompt.size() / (prompt_ms / 1e3);
+        // the first generated token comes from the prompt pass: decode speed counts the rest
+        const double gen_tps = out_ids.size() > 1 ? (double)(out_ids.size() - 1) / (gen_ms / 1e3) : 0.0;
+
+        if (o->json) {
+            nlohmann::json j;
+            j["prompt_ids"] = prompt;
+            j["ids"] = out_ids;
+            j["finish_reason"] = finish;
+            j["timings"] = {{"load_ms", load_ms},     {"prompt_ms", prompt_ms}, {"prompt_tok_s", prompt_tps},
+                            {"decode_ms", gen_ms},    {"decode_tok_s", gen_tps}, {"threads", o->threads}};
+            if (o->top > 0) j["steps"] = steps;
+            std::printf("%s\n", j.dump().c_str());
+        } else {
+            std::printf("\n");
+            std::fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | decode: %zu tokens, %.2f tok/s | %d threads\n",
+                         prompt.size(), prompt_tps, out_ids.size(), gen_tps, o->threads);
+        }
+        return 0;
+    };
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,27 @@
+// Sub-commands of the `tandem` binary. Each registers its options on the app and returns the
+// function that runs it (returning the process exit code).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+namespace tandem::cli {
+
+// Exit codes: 0 success, 1 runtime error (bad model, I/O), 2 usage error.
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+using Runner = std::function<int()>;
+
+Runner add_run(CLI::App& app);
+Runner add_inspect(CLI::App& app);
+Runner add_make_test_model(CLI::App& app, const std::string& exe_path);
+
+// Prints "tandem: error: MSG" on one line to stderr and returns kExitError.
+int fail(const std::string& msg);
+
+// "1,2,3" -> ids; error on anything else.
+bool parse_ids(const std::string& s, std::vector<int32_t>& out, std::string& err);
+
+}  // namespace tandem::cli

@@ -1,0 +1,65 @@
+#include "kernels/reference/ops.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/reference/quants.h"
+
+namespace tandem::ref {
+
+void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += (double)x[i] * (double)x[i];
+    const float scale = 1.0f / std::sqrt((float)(sum / (double)n) + eps);
+    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * (w ? w[i] : 1.0f);
+}
+
+void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float base) {
+    const int64_t half = head_dim / 2;
+    const float theta_scale = std::pow(base, -2.0f / (float)head_dim);
+    float theta = (float)pos;
+    for (int64_t i = 0; i < half; ++i) {
+        const float c = std::cos(theta), s = std::sin(theta);
+        for (int64_t h = 0; h < n_heads; ++h) {
+            float* v = x + h * head_dim;
+            const float x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * c - x1 * s;
+            v[i + half] = x0 * s + x1 * c;
+        }
+        theta *= theta_scale;
+    }
+}
+
+void softmax(float* x, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
+
+void convert_activation(DType type, const float* x, void* out, int64_t n) {
+    if (type == DType::F32) {
+        std::memcpy(out, x, (size_t)n * sizeof(float));
+        return;
+    }
+    quantize_row(type, x, out, n);
+}
+
+void gemv_rows(DType w_type, const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* x_conv,
+               float* y) {
+    for (int64_t r = 0; r < n_rows; ++r) y[r] = vec_dot(w_type, w + (size_t)r * row_stride, x_conv, n);
+}
+
+}  // namespace tandem::ref

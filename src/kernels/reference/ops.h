@@ -1,0 +1,33 @@
+// Scalar reference implementations of the element-wise and row-wise ops of a transformer
+// forward. Fast variants (issue: CPU kernels) are tested against these.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace tandem::ref {
+
+// out = x / sqrt(mean(x^2) + eps) * w   (w may be null: no scale). out may alias x.
+void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out);
+
+// Rotary embedding, NeoX layout (pairs are (i, i + head_dim/2)), applied in place to n_heads
+// heads of head_dim values at position pos. theta_i = pos * base^(-2i/head_dim), computed by
+// repeated multiplication in float as llama.cpp does.
+void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float base);
+
+// In-place softmax over n values.
+void softmax(float* x, int64_t n);
+
+// out[i] = silu(gate[i]) * up[i]
+void swiglu(const float* gate, const float* up, float* out, int64_t n);
+
+// Converts one activation row of n floats to `type` (the weight's vec_dot_type).
+void convert_activation(DType type, const float* x, void* out, int64_t n);
+
+// y[r] = dot(row r of w, x_conv) for r in [0, n_rows): w rows of `n` elements of `w_type`
+// stored `row_stride` bytes apart; x_conv already converted to vec_dot_type(w_type).
+void gemv_rows(DType w_type, const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* x_conv,
+               float* y);
+
+}  // namespace tandem::ref

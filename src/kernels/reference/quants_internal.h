@@ -1,0 +1,38 @@
+// Helpers shared by the reference quantization files (quants.cpp: float and *_0 types,
+// quants_k.cpp: K types). Not part of the kernel API; fast kernels include quants.h only.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/reference/quants.h"
+
+namespace tandem::ref::detail {
+
+// Nearest integer, ties to even (what ggml's nearest_int does), clamped to [lo, hi]; NaN -> lo.
+inline int round_clamp(float v, int lo, int hi) {
+    if (!(v > (float)lo)) return lo;
+    if (!(v < (float)hi)) return hi;
+    return (int)std::nearbyint(v);
+}
+
+// Least-squares symmetric fit: finds s minimising sum_i (x_i - s*q_i)^2 with
+// q_i = clamp(round(x_i / s), -nmax, nmax - 1). Writes q (n entries) and returns s, which may be
+// negative (the extra level -nmax then lies on the side of the largest |x|). 0 for an all-zero x.
+float fit_symmetric(const float* x, int n, int nmax, int8_t* q);
+
+// K types (quants_k.cpp). n is a multiple of kQK_K; dot products accumulate in double.
+void dequantize_q4_k(const void* src, float* dst, int64_t n);
+void dequantize_q5_k(const void* src, float* dst, int64_t n);
+void dequantize_q6_k(const void* src, float* dst, int64_t n);
+void dequantize_q8_k(const void* src, float* dst, int64_t n);
+void quantize_q4_k(const float* src, void* dst, int64_t n);
+void quantize_q5_k(const float* src, void* dst, int64_t n);
+void quantize_q6_k(const float* src, void* dst, int64_t n);
+void quantize_q8_k(const float* src, void* dst, int64_t n);
+double dot_q4_k_q8_k(const void* w, const void* a, int64_t n);
+double dot_q5_k_q8_k(const void* w, const void* a, int64_t n);
+double dot_q6_k_q8_k(const void* w, const void* a, int64_t n);
+double dot_q8_k_q8_k(const void* w, const void* a, int64_t n);
+
+}  // namespace tandem::ref::detail

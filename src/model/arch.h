@@ -1,0 +1,79 @@
+// Names of GGUF metadata keys and tensors: the one table of string literals for models.
+// GGUF tensor names are Tandem's canonical weight names.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+namespace tandem {
+
+enum class Arch { qwen3moe, qwen3 };
+
+std::string_view arch_name(Arch a);
+
+namespace key {
+// general / tokenizer keys (no architecture prefix)
+inline constexpr const char* kArchitecture = "general.architecture";
+inline constexpr const char* kName = "general.name";
+inline constexpr const char* kAlignment = "general.alignment";
+inline constexpr const char* kFileType = "general.file_type";
+inline constexpr const char* kQuantVersion = "general.quantization_version";
+inline constexpr const char* kTokModel = "tokenizer.ggml.model";
+inline constexpr const char* kTokPre = "tokenizer.ggml.pre";
+inline constexpr const char* kTokTokens = "tokenizer.ggml.tokens";
+inline constexpr const char* kTokTypes = "tokenizer.ggml.token_type";
+inline constexpr const char* kTokMerges = "tokenizer.ggml.merges";
+inline constexpr const char* kTokBos = "tokenizer.ggml.bos_token_id";
+inline constexpr const char* kTokEos = "tokenizer.ggml.eos_token_id";
+inline constexpr const char* kTokPad = "tokenizer.ggml.padding_token_id";
+inline constexpr const char* kTokAddBos = "tokenizer.ggml.add_bos_token";
+inline constexpr const char* kChatTemplate = "tokenizer.chat_template";
+
+// per-architecture keys: "{arch}.{suffix}"
+inline constexpr const char* kContextLength = "context_length";
+inline constexpr const char* kEmbeddingLength = "embedding_length";
+inline constexpr const char* kBlockCount = "block_count";
+inline constexpr const char* kFeedForwardLength = "feed_forward_length";
+inline constexpr const char* kExpertFeedForwardLength = "expert_feed_forward_length";
+inline constexpr const char* kHeadCount = "attention.head_count";
+inline constexpr const char* kHeadCountKv = "attention.head_count_kv";
+inline constexpr const char* kKeyLength = "attention.key_length";
+inline constexpr const char* kValueLength = "attention.value_length";
+inline constexpr const char* kRmsEps = "attention.layer_norm_rms_epsilon";
+inline constexpr const char* kRopeFreqBase = "rope.freq_base";
+inline constexpr const char* kExpertCount = "expert_count";
+inline constexpr const char* kExpertUsedCount = "expert_used_count";
+
+inline std::string arch_key(std::string_view arch, std::string_view suffix) {
+    return fmt::format("{}.{}", arch, suffix);
+}
+}  // namespace key
+
+namespace tn {
+inline constexpr const char* kTokenEmbd = "token_embd.weight";
+inline constexpr const char* kOutputNorm = "output_norm.weight";
+inline constexpr const char* kOutput = "output.weight";
+
+// per-layer tensors: "blk.{il}.{suffix}.weight"
+inline constexpr const char* kAttnNorm = "attn_norm";
+inline constexpr const char* kAttnQ = "attn_q";
+inline constexpr const char* kAttnK = "attn_k";
+inline constexpr const char* kAttnV = "attn_v";
+inline constexpr const char* kAttnOutput = "attn_output";
+inline constexpr const char* kAttnQNorm = "attn_q_norm";
+inline constexpr const char* kAttnKNorm = "attn_k_norm";
+inline constexpr const char* kFfnNorm = "ffn_norm";
+inline constexpr const char* kFfnGateInp = "ffn_gate_inp";
+inline constexpr const char* kFfnGateExps = "ffn_gate_exps";
+inline constexpr const char* kFfnUpExps = "ffn_up_exps";
+inline constexpr const char* kFfnDownExps = "ffn_down_exps";
+inline constexpr const char* kFfnGate = "ffn_gate";  // dense FFN (qwen3)
+inline constexpr const char* kFfnUp = "ffn_up";
+inline constexpr const char* kFfnDown = "ffn_down";
+
+inline std::string layer(int il, std::string_view suffix) { return fmt::format("blk.{}.{}.weight", il, suffix); }
+}  // namespace tn
+
+}  // namespace tandem

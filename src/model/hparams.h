@@ -1,0 +1,37 @@
+// Hyper-parameters of a model, read from GGUF metadata.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/status.h"
+#include "model/arch.h"
+
+namespace tandem {
+
+class GgufFile;
+
+struct HParams {
+    Arch arch = Arch::qwen3moe;
+    int64_t n_vocab = 0;
+    int64_t n_ctx_train = 0;
+    int64_t n_embd = 0;       // hidden size D
+    int64_t n_layer = 0;
+    int64_t n_head = 0;       // query heads
+    int64_t n_head_kv = 0;
+    int64_t head_dim = 0;     // key_length (= value_length for Qwen3)
+    int64_t n_ff = 0;         // dense FFN width (qwen3)
+    int64_t n_expert = 0;
+    int64_t n_expert_used = 0;
+    int64_t n_ff_exp = 0;     // expert FFN width
+    float rms_eps = 1e-6f;
+    float rope_base = 10000.0f;
+
+    int64_t n_q() const { return n_head * head_dim; }    // width of q / attention output
+    int64_t n_kv() const { return n_head_kv * head_dim; }  // width of k and v
+    bool is_moe() const { return n_expert > 0; }
+
+    static Result<HParams> from_gguf(const GgufFile& f);
+};
+
+}  // namespace tandem

@@ -1,0 +1,71 @@
+// A loaded model: hyper-parameters, the GGUF file (mmapped) and typed views of its weights.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/status.h"
+#include "formats/gguf.h"
+#include "model/hparams.h"
+
+namespace tandem {
+
+// A view of one weight tensor in the mapped file. Matrices hold rows of ne[0] elements;
+// expert stacks are 3-D: (ne[0], ne[1], n_expert), expert e's rows start at row e * ne[1].
+struct Tensor {
+    std::string name;
+    DType type = DType::F32;
+    int64_t ne[4] = {1, 1, 1, 1};
+    const uint8_t* data = nullptr;
+    size_t row_bytes = 0;
+
+    int64_t n_rows() const { return ne[1] * ne[2] * ne[3]; }
+    const uint8_t* row(int64_t r) const { return data + (size_t)r * row_bytes; }
+    size_t n_bytes() const { return (size_t)n_rows() * row_bytes; }
+};
+
+struct LayerWeights {
+    std::vector<float> attn_norm;   // (D)
+    std::vector<float> attn_q_norm; // (head_dim)
+    std::vector<float> attn_k_norm; // (head_dim)
+    std::vector<float> ffn_norm;    // (D)
+    Tensor wq;                      // (D, n_head * head_dim)
+    Tensor wk;                      // (D, n_head_kv * head_dim)
+    Tensor wv;                      // (D, n_head_kv * head_dim)
+    Tensor wo;                      // (n_head * head_dim, D)
+    // MoE
+    Tensor ffn_gate_inp;            // (D, n_expert)
+    Tensor ffn_gate_exps;           // (D, n_ff_exp, n_expert)
+    Tensor ffn_up_exps;             // (D, n_ff_exp, n_expert)
+    Tensor ffn_down_exps;           // (n_ff_exp, D, n_expert)
+    // dense FFN (qwen3)
+    Tensor ffn_gate;                // (D, n_ff)
+    Tensor ffn_up;                  // (D, n_ff)
+    Tensor ffn_down;                // (n_ff, D)
+};
+
+class Model {
+public:
+    static Result<std::unique_ptr<Model>> load(const std::string& path);
+
+    const HParams& hparams() const { return hp_; }
+    const GgufFile& file() const { return file_; }
+    const Tensor& token_embd() const { return token_embd_; }  // (D, n_vocab)
+    const std::vector<float>& output_norm() const { return output_norm_; }  // (D)
+    const Tensor& output() const { return output_; }  // (D, n_vocab); token_embd when tied
+    const LayerWeights& layer(int il) const { return layers_[(size_t)il]; }
+
+private:
+    Status bind();
+
+    HParams hp_;
+    GgufFile file_;
+    Tensor token_embd_;
+    std::vector<float> output_norm_;
+    Tensor output_;
+    std::vector<LayerWeights> layers_;
+};
+
+}  // namespace tandem

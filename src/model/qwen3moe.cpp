@@ -1,0 +1,55 @@
+// Qwen3 / Qwen3-MoE: pre-norm decoder blocks with per-head q/k RMSNorm, NeoX RoPE and GQA,
+// followed by a routed-expert (or dense SwiGLU) FFN.
+#include <algorithm>
+
+#include "model/forward.h"
+
+namespace tandem {
+
+namespace {
+template <typename T>
+T* grow(std::vector<T>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+void add(float* x, const float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+}  // namespace
+
+void Forward::layer(int il, KvCache& kv, float* x, int64_t n) {
+    const LayerWeights& l = model_.layer(il);
+    const int64_t nd = n * hp_.n_embd;
+    float* cur = grow(cur_, (size_t)nd);
+    float* delta = grow(delta_, (size_t)nd);
+
+    norm(x, l.attn_norm, n, hp_.n_embd, cur);       // RMSNorm
+    attention(il, kv, cur, n, delta);               // self-attention (q/k norm, RoPE, GQA)
+    add(x, delta, nd);                              // residual
+
+    norm(x, l.ffn_norm, n, hp_.n_embd, cur);        // RMSNorm
+    if (hp_.is_moe()) moe(il, cur, n, delta);       // router + routed experts
+    else dense_ffn(il, cur, n, delta);              // SwiGLU FFN
+    add(x, delta, nd);                              // residual
+}
+
+Status Forward::eval(KvCache& kv, const int32_t* tokens, int64_t n, std::vector<float>& logits, bool all_logits) {
+    if (n <= 0) return make_error("eval: no tokens");
+    if (kv.n_past + n > kv.n_ctx)
+        return make_error("context full: {} tokens in cache + {} new > context size {}", kv.n_past, n, kv.n_ctx);
+    for (int64_t t = 0; t < n; ++t)
+        if (tokens[t] < 0 || tokens[t] >= hp_.n_vocab)
+            return make_error("token id {} is out of the vocabulary (0..{})", tokens[t], hp_.n_vocab - 1);
+
+    std::vector<float> x((size_t)(n * hp_.n_embd));
+    embed(tokens, n, x.data());
+    for (int il = 0; il < (int)hp_.n_layer; ++il) layer(il, kv, x.data(), n);
+    kv.n_past += n;
+
+    const int64_t n_out = all_logits ? n : 1;
+    logits.resize((size_t)(n_out * hp_.n_vocab));
+    lm_head(x.data() + (n - n_out) * hp_.n_embd, n_out, logits.data());
+    return {};
+}
+
+}  // namespace tandem

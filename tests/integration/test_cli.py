@@ -1,0 +1,143 @@
+"""The tandem binary as users see it: make-test-model, inspect, run, and bad input (one clear
+error line and a non-zero exit code, never a crash)."""
+import json
+import os
+import struct
+import unittest
+
+from common import TANDEM, THREADS, TempDirTestCase, gguf_str, run, run_json, write_gguf
+
+PROMPT = "785,6722,315,9625,374"
+
+
+class Cli(TempDirTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.model = cls.make_model("tiny.gguf", "--layers", "1")
+
+    def assert_error(self, cmd, *expect, code=1):
+        p = run(cmd, check=False)
+        self.assertEqual(p.returncode, code, f"{cmd}: exit {p.returncode}\n{p.stderr}")
+        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 1, f"expected one error line, got:\n{p.stderr}")
+        self.assertTrue(lines[0].startswith("tandem: error: "), lines[0])
+        for e in expect:
+            self.assertIn(e, lines[0])
+        return lines[0]
+
+    def test_help_on_every_command(self):
+        for sub in ([], ["run"], ["inspect"], ["make-test-model"]):
+            p = run([TANDEM, *sub, "--help"])
+            self.assertIn("Usage", p.stdout)
+
+    def test_inspect(self):
+        out = run([TANDEM, "inspect", self.model]).stdout
+        self.assertIn("qwen3moe", out)
+        self.assertIn("blk.0.ffn_down_exps.weight", out)
+        self.assertIn("151936 tokens", out)
+        j = run_json([TANDEM, "inspect", "--json", self.model])
+        self.assertEqual(j["hparams"]["n_expert"], 8)
+        self.assertEqual(j["hparams"]["head_dim"], 64)
+        self.assertEqual(j["tokenizer"]["eos"], 151645)
+        self.assertTrue(j["tokenizer"]["chat_template"])
+        self.assertLess(j["active_bytes_per_token"], j["total_bytes"])
+        self.assertEqual(sum(t["bytes"] for t in j["tensors"]), j["total_bytes"])
+
+    def test_presets_and_shape_flags(self):
+        m = self.make_model("shaped.gguf", "--layers", "3", "--hidden", "128", "--heads", "4", "--kv-heads", "1",
+                            "--head-dim", "48", "--experts", "4", "--experts-used", "3", "--expert-ff", "64",
+                            "--quant", "q8_0")
+        h = run_json([TANDEM, "inspect", "--json", m])["hparams"]
+        self.assertEqual((h["n_layer"], h["n_embd"], h["n_head"], h["n_head_kv"], h["head_dim"]), (3, 128, 4, 1, 48))
+        self.assertEqual((h["n_expert"], h["n_expert_used"], h["n_ff_exp"]), (4, 3, 64))
+        out = run_json([TANDEM, "run", "-m", m, "--prompt-ids", PROMPT, "-n", 4, "--json", "--ignore-eos"])
+        self.assertEqual(len(out["ids"]), 4)
+
+    def test_split_model_runs_like_single_file(self):
+        single = self.make_model("s1.gguf", "--layers", "1", "--seed", "7")
+        self.make_model("s3.gguf", "--layers", "1", "--seed", "7", "--split", "3")
+        first = self.path("s3-00001-of-00003.gguf")
+        self.assertTrue(os.path.exists(first))
+        a = run_json([TANDEM, "run", "-m", single, "--prompt-ids", PROMPT, "-n", 6, "--json", "--ignore-eos"])
+        b = run_json([TANDEM, "run", "-m", first, "--prompt-ids", PROMPT, "-n", 6, "--json", "--ignore-eos"])
+        self.assertEqual(a["ids"], b["ids"])
+        self.assertEqual(run_json([TANDEM, "inspect", "--json", first])["n_files"], 3)
+
+    def test_seed_changes_weights_and_is_reproducible(self):
+        a = self.make_model("seed1.gguf", "--layers", "1", "--seed", "1")
+        b = self.make_model("seed1b.gguf", "--layers", "1", "--seed", "1", "--threads", "1")
+        c = self.make_model("seed2.gguf", "--layers", "1", "--seed", "2")
+        with open(a, "rb") as fa, open(b, "rb") as fb, open(c, "rb") as fc:
+            da, db, dc = fa.read(), fb.read(), fc.read()
+        self.assertEqual(da, db)  # same seed, different thread count: same bytes
+        self.assertNotEqual(da, dc)
+
+    def test_run_greedy_is_deterministic_and_sampling_uses_seed(self):
+        base = [TANDEM, "run", "-m", self.model, "--prompt-ids", PROMPT, "-n", 8, "--json", "--ignore-eos"]
+        a, b = run_json(base), run_json(base + ["--threads", "1"])
+        self.assertEqual(a["ids"], b["ids"])  # thread count does not change results
+        self.assertIn("decode_tok_s", a["timings"])
+        s1 = run_json(base + ["--temp", "5", "--seed", "1"])
+        s2 = run_json(base + ["--temp", "5", "--seed", "1"])
+        self.assertEqual(s1["ids"], s2["ids"])
+
+    def test_missing_file(self):
+        self.assert_error([TANDEM, "inspect", self.path("nope.gguf")], "nope.gguf", "cannot open")
+        self.assert_error([TANDEM, "run", "-m", self.path("nope.gguf"), "--prompt-ids", "1"], "nope.gguf")
+
+    def test_not_gguf_and_truncated(self):
+        junk = self.path("junk.gguf")
+        with open(junk, "wb") as f:
+            f.write(b"hello world, not a model" * 10)
+        self.assert_error([TANDEM, "inspect", junk], "not a GGUF file")
+        with open(self.model, "rb") as f:
+            data = f.read()
+        for n in (3, 30, 5000, len(data) // 2, len(data) - 100):
+            cut = self.path(f"cut{n}.gguf")
+            with open(cut, "wb") as f:
+                f.write(data[:n])
+            self.assert_error([TANDEM, "inspect", cut], "cut", "truncated")
+
+    def test_wrong_architecture(self):
+        p = self.path("llama.gguf")
+        write_gguf(p, [("general.architecture", 8, gguf_str("llama"))], [])
+        self.assert_error([TANDEM, "inspect", p], "architecture 'llama' is not supported")
+
+    def test_unknown_quant_type(self):
+        p = self.path("iq2.gguf")
+        write_gguf(p, [("general.architecture", 8, gguf_str("qwen3moe"))],
+                   [("token_embd.weight", [256, 4], 16, b"\0" * 66 * 4)])
+        self.assert_error([TANDEM, "inspect", p], "token_embd.weight", "IQ2_XXS", "not support")
+
+    def test_missing_metadata_and_tensor(self):
+        p = self.path("nometa.gguf")
+        write_gguf(p, [("general.architecture", 8, gguf_str("qwen3moe"))], [])
+        self.assert_error([TANDEM, "inspect", p], "missing metadata", "qwen3moe.context_length")
+
+    def test_prompt_ids_out_of_vocabulary(self):
+        self.assert_error([TANDEM, "run", "-m", self.model, "--prompt-ids", "1,151936"], "151936", "vocabulary")
+        self.assert_error([TANDEM, "run", "-m", self.model, "--prompt-ids", "1,x"], "invalid token id 'x'")
+
+    def test_n_larger_than_context(self):
+        self.assert_error([TANDEM, "run", "-m", self.model, "--prompt-ids", PROMPT, "-n", "5000"], "context")
+        self.assert_error([TANDEM, "run", "-m", self.model, "--prompt-ids", PROMPT, "-n", "100", "--ctx", "50"],
+                          "context size 50")
+
+    def test_make_test_model_bad_options(self):
+        self.assert_error([TANDEM, "make-test-model", "-o", self.path("x.gguf"), "--quant", "q3_x"], "unknown quant")
+        self.assert_error([TANDEM, "make-test-model", "-o", self.path("x.gguf"), "--preset", "huge"], "unknown preset")
+        self.assert_error([TANDEM, "make-test-model", "-o", self.path("x.gguf"), "--heads", "3", "--kv-heads", "2"],
+                          "invalid shape")
+        self.assert_error([TANDEM, "make-test-model", "-o", "/nonexistent/dir/x.gguf", "--layers", "1"],
+                          "/nonexistent/dir/x.gguf")
+
+    def test_usage_errors_exit_2(self):
+        p = run([TANDEM, "run", "--bogus"], check=False)
+        self.assertEqual(p.returncode, 2)
+        p = run([TANDEM], check=False)
+        self.assertEqual(p.returncode, 2)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
