@@ -36,7 +36,7 @@ Runner add_run(CLI::App& app) {
         int64_t ctx = 0;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         int top = 0;
-        bool json = false, ignore_eos = false;
+        bool json = false, ignore_eos = false, prompt_top = false;
         SamplerParams sp;
     };
     auto o = std::make_shared<Opts>();
@@ -55,6 +55,7 @@ Runner add_run(CLI::App& app) {
     app.add_flag("--ignore-eos", o->ignore_eos, "Keep generating after the end-of-sequence token");
     app.add_flag("--json", o->json, "Print one JSON object: prompt_ids, ids, timings");
     app.add_option("--top", o->top, "With --json: the top N logits of every step");
+    app.add_flag("--prompt-top", o->prompt_top, "With --json and --top: also the top logits after every prompt position");
     app.add_option("--logits-out", o->logits_out, "Write the last prompt position's logits (raw float32)");
 
     return [o]() -> int {
@@ -94,8 +95,16 @@ Runner add_run(CLI::App& app) {
         nlohmann::json steps = nlohmann::json::array();
 
         const auto t_prompt = Clock::now();
-        if (Status st = fwd.eval(kv, prompt.data(), (int64_t)prompt.size(), logits); !st) return fail(st.error().message);
+        const bool all = o->prompt_top && o->top > 0;
+        if (Status st = fwd.eval(kv, prompt.data(), (int64_t)prompt.size(), logits, all); !st)
+            return fail(st.error().message);
         const double prompt_ms = ms_since(t_prompt);
+        nlohmann::json prompt_steps = nlohmann::json::array();
+        if (all) {
+            for (size_t i = 0; i < prompt.size(); ++i)
+                prompt_steps.push_back({{"top", top_logits(logits.data() + i * h.n_vocab, h.n_vocab, o->top)}});
+            logits.erase(logits.begin(), logits.end() - h.n_vocab);  // keep the last position
+        }
         if (!o->logits_out.empty()) {
             std::ofstream out(o->logits_out, std::ios::binary);
             out.write(reinterpret_cast<const char*>(logits.data()), (std::streamsize)(logits.size() * sizeof(float)));
@@ -133,6 +142,7 @@ Runner add_run(CLI::App& app) {
             j["timings"] = {{"load_ms", load_ms},     {"prompt_ms", prompt_ms}, {"prompt_tok_s", prompt_tps},
                             {"decode_ms", gen_ms},    {"decode_tok_s", gen_tps}, {"threads", o->threads}};
             if (o->top > 0) j["steps"] = steps;
+            if (all) j["prompt_steps"] = prompt_steps;
             std::printf("%s\n", j.dump().c_str());
         } else {
             std::printf("\n");

@@ -1,7 +1,17 @@
 """Tandem's CPU forward against llama.cpp (npm node-llama-cpp prebuilt, via build/bin/llama_ref)
-on the same synthetic files: llama.cpp loads every file make-test-model writes, Tandem loads files
-llama.cpp quantized, greedy tokens agree for 32 steps (until llama.cpp's own top-2 margin drops
-under 0.05, where either token is a valid argmax), and last-prompt-position logits agree."""
+on the same synthetic files.
+
+- llama.cpp loads every file make-test-model writes; Tandem loads files llama.cpp quantized.
+- F16: greedy tokens equal llama.cpp's for 32 steps, except after a step where llama.cpp's own
+  top-2 logit margin is under 0.05 (either token is then a valid argmax and the runs may part).
+- Q8_0 / Q4_K_M: activations are quantized to 8 bits before every matmul, which turns float
+  rounding differences of ~1e-6 into logit differences of ~0.5. llama.cpp's own two attention
+  paths (flash attention on/off) differ by that much and part ways in free-running generation,
+  so the 32-step rule cannot hold for any two implementations. Instead Tandem must agree with
+  llama.cpp at least as well as llama.cpp's flash-attention path does: teacher-forced argmax
+  agreement (same input tokens at every position) and the size of the top-logit differences.
+- Last-prompt-position logits agree within a relative tolerance.
+"""
 import os
 import unittest
 
@@ -11,11 +21,15 @@ N_STEPS = 32
 MARGIN = 0.05
 PROMPTS = [
     [785, 6722, 315, 9625, 374],  # "The capital of France is"
-    [151644, 872, 198, 9707, 151645, 198, 151644, 77091, 198],  # chat turn
+    [151644, 872, 198, 9707, 151645, 198, 151644, 77091, 198],  # a chat turn
     [(i * 7919 + 13) % 151000 for i in range(48)],  # longer, arbitrary ids
 ]
-# max |logit diff| / max |logit| at the last prompt position
-REL_TOL = {"f16": 2e-3, "q8_0": 5e-3, "q4_k_m": 5e-3}
+# max |logit diff| / max |logit| over the whole vocabulary at the last prompt position
+REL_TOL = {"f16": 2e-3, "q8_0": 2.5e-2, "q4_k_m": 2.5e-2}
+
+
+def ids_arg(ids):
+    return ",".join(map(str, ids))
 
 
 class LlamaCompare(TempDirTestCase):
@@ -25,29 +39,79 @@ class LlamaCompare(TempDirTestCase):
         if not os.path.exists(LLAMA_REF):
             raise RuntimeError(f"{LLAMA_REF} missing: run scripts/install-deps.sh and rebuild")
 
+    def llama(self, model, ids, *extra):
+        return run_json([LLAMA_REF, "eval", "-m", model, "--ids", ids_arg(ids), "--top", 2, "--kv-type", "f16",
+                         "--threads", THREADS, "--ctx", 1024, *extra])
+
+    def tandem(self, model, ids, *extra):
+        return run_json([TANDEM, "run", "-m", model, "--prompt-ids", ids_arg(ids), "--ignore-eos", "--json",
+                         "--threads", THREADS, "--top", 2, *extra])
+
+    @staticmethod
+    def free_running_agreement(ref, other):
+        """Steps on which `other` generated ref's token, up to ref's first near-tie."""
+        n = 0
+        for i in range(N_STEPS):
+            if ref["steps"][i]["margin"] < MARGIN or other["ids"][i] != ref["ids"][i]:
+                break
+            n += 1
+        return n
+
+    @staticmethod
+    def teacher_forced(ref_steps, other_steps):
+        """(agreeing positions, compared positions, max top-1 logit diff) over positions where
+        llama.cpp's margin is at least MARGIN."""
+        agree = compared = 0
+        worst = 0.0
+        for r, o in zip(ref_steps, other_steps):
+            if r["margin"] < MARGIN:
+                continue
+            compared += 1
+            agree += r["top"][0][0] == o["top"][0][0]
+            worst = max(worst, abs(r["top"][0][1] - o["top"][0][1]))
+        return agree, compared, worst
+
+    def last_logits_rel_diff(self, model, prompt):
+        ref_path, our_path = self.path("ref.f32"), self.path("ours.f32")
+        self.llama(model, prompt, "-n", 0, "--logits-out", ref_path)
+        self.tandem(model, prompt, "-n", 1, "--logits-out", our_path)
+        a, b = read_f32(ref_path), read_f32(our_path)
+        self.assertEqual(len(a), len(b))
+        return max(abs(x - y) for x, y in zip(a, b)) / max(abs(x) for x in a)
+
     def compare(self, model, quant):
+        name = os.path.basename(model)
+        tf_ours, tf_alt = [0, 0, 0.0], [0, 0, 0.0]
         for k, prompt in enumerate(PROMPTS):
-            ids = ",".join(map(str, prompt))
-            ref_logits, our_logits = self.path("ref.f32"), self.path("ours.f32")
-            ref = run_json([LLAMA_REF, "eval", "-m", model, "--ids", ids, "-n", N_STEPS, "--top", 2,
-                            "--kv-type", "f16", "--threads", THREADS, "--logits-out", ref_logits])
-            ours = run_json([TANDEM, "run", "-m", model, "--prompt-ids", ids, "-n", N_STEPS, "--ignore-eos",
-                             "--json", "--threads", THREADS, "--logits-out", our_logits])
+            ref = self.llama(model, prompt, "-n", N_STEPS)
+            ours = self.tandem(model, prompt, "-n", N_STEPS)
             self.assertEqual(ours["prompt_ids"], prompt)
-            compared = 0
-            for i in range(N_STEPS):
-                if ref["steps"][i]["margin"] < MARGIN:
-                    break  # llama.cpp itself is at a near-tie: later tokens may legitimately differ
-                self.assertEqual(ours["ids"][i], ref["ids"][i],
-                                 f"{quant} prompt {k}: step {i} differs (llama margin {ref['steps'][i]['margin']:.3f})")
-                compared += 1
-            a, b = read_f32(ref_logits), read_f32(our_logits)
-            self.assertEqual(len(a), len(b))
-            scale = max(abs(x) for x in a)
-            diff = max(abs(x - y) for x, y in zip(a, b))
-            print(f"{os.path.basename(model)} prompt {k}: {compared}/{N_STEPS} greedy tokens equal; "
-                  f"last logits max|diff| {diff:.4g} (rel {diff / scale:.2e})")
-            self.assertLess(diff / scale, REL_TOL[quant], f"{quant} prompt {k}: logits differ")
+            n_ours = self.free_running_agreement(ref, ours)
+            n_cut = next((i for i in range(N_STEPS) if ref["steps"][i]["margin"] < MARGIN), N_STEPS)
+            rel = self.last_logits_rel_diff(model, prompt)
+            print(f"{name} prompt {k}: {n_ours} greedy steps equal to llama.cpp (its first near-tie at step "
+                  f"{n_cut}); last logits rel diff {rel:.2e}")
+            self.assertLess(rel, REL_TOL[quant], f"{name} prompt {k}: last-position logits differ")
+            if quant == "f16":
+                self.assertEqual(n_ours, n_cut, f"{name} prompt {k}: greedy tokens part before llama.cpp's near-tie")
+                continue
+            # quantized: teacher-forced over prompt + llama.cpp's continuation
+            seq = prompt + ref["ids"][:-1]
+            ref_tf = self.llama(model, seq, "-n", 1, "--prompt-top")["prompt_steps"]
+            alt_tf = self.llama(model, seq, "-n", 1, "--prompt-top", "--flash-attn", "on")["prompt_steps"]
+            our_tf = self.tandem(model, seq, "-n", 1, "--prompt-top")["prompt_steps"]
+            for acc, got in ((tf_ours, self.teacher_forced(ref_tf, our_tf)), (tf_alt, self.teacher_forced(ref_tf, alt_tf))):
+                acc[0] += got[0]
+                acc[1] += got[1]
+                acc[2] = max(acc[2], got[2])
+        if quant != "f16":
+            print(f"{name}: teacher-forced argmax agreement with llama.cpp: Tandem {tf_ours[0]}/{tf_ours[1]} "
+                  f"(max top-logit diff {tf_ours[2]:.3f}); llama.cpp flash-attention path {tf_alt[0]}/{tf_alt[1]} "
+                  f"(max diff {tf_alt[2]:.3f})")
+            self.assertGreaterEqual(tf_ours[0], tf_alt[0] - 2, f"{name}: Tandem agrees with llama.cpp less than "
+                                    "llama.cpp's own flash-attention path does")
+            self.assertGreaterEqual(tf_ours[0], 0.9 * tf_ours[1])
+            self.assertLessEqual(tf_ours[2], 1.5 * tf_alt[2] + 0.1, f"{name}: top logits differ more than llama.cpp's own paths")
 
     def test_f16(self):
         self.compare(self.make_model("tiny-f16.gguf", "--quant", "f16"), "f16")
@@ -65,16 +129,20 @@ class LlamaCompare(TempDirTestCase):
             run([LLAMA_REF, "quantize", f16, out, quant])
             info = run_json([TANDEM, "inspect", "--json", out])
             self.assertEqual(info["architecture"], "qwen3moe")
+            types = {t["type"] for t in info["tensors"]}
+            self.assertIn("Q8_0" if quant == "q8_0" else "Q4_K", types)
             self.compare(out, quant)
 
     def test_llama_cpp_loads_every_quant(self):
         for quant in ("f32", "f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_k_m"):
-            model = self.make_model(f"tiny-{quant}.gguf", "--quant", quant, "--layers", "1")
+            model = self.make_model(f"tiny1-{quant}.gguf", "--quant", quant, "--layers", "1")
             info = run_json([LLAMA_REF, "info", "-m", model])
             self.assertEqual(info["arch"], "qwen3moe")
             self.assertEqual(info["n_vocab"], 151936)
-            out = run_json([LLAMA_REF, "eval", "-m", model, "--ids", "1,2,3", "-n", 2])
-            self.assertEqual(len(out["ids"]), 2)
+            ref = self.llama(model, PROMPTS[0], "-n", 4)
+            ours = self.tandem(model, PROMPTS[0], "-n", 4)
+            self.assertEqual(len(ref["ids"]), 4)
+            self.assertEqual(ours["ids"][0], ref["ids"][0], f"{quant}: first token differs")
 
 
 if __name__ == "__main__":

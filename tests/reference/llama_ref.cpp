@@ -160,6 +160,7 @@ struct EvalOptions {
   std::string flash_attn = "off";
   std::string kv_type = "f32";  // exact reference; llama.cpp itself defaults to f16
   bool repack = false;
+  bool prompt_top = false;  // also report the distribution after every prompt position
 };
 
 // Top-k of one logits row (ties broken by lower id, same as the argmax) + margin.
@@ -180,14 +181,14 @@ json summarize(const float* logits, int n_vocab, int top, llama_token& argmax) {
 // Decode `tokens` at positions [pos0, pos0+n) in ONE llama_decode call, requesting
 // logits only for the last token. Returns that token's logits row.
 const float* decode(llama_context* ctx, llama_batch& batch, const std::vector<llama_token>& tokens,
-                    int pos0) {
+                    int pos0, bool all_logits = false) {
   batch.n_tokens = static_cast<int32_t>(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
     batch.token[i] = tokens[i];
     batch.pos[i] = pos0 + static_cast<llama_pos>(i);
     batch.n_seq_id[i] = 1;
     batch.seq_id[i][0] = 0;
-    batch.logits[i] = (i + 1 == tokens.size());
+    batch.logits[i] = all_logits || (i + 1 == tokens.size());
   }
   if (int rc = llama_decode(ctx, batch); rc != 0)
     throw Error("llama_decode failed with code " + std::to_string(rc) + " at position " + std::to_string(pos0));
@@ -231,7 +232,14 @@ json run_eval(const EvalOptions& o) {
   } guard{batch};
 
   json steps = json::array(), ids = json::array();
-  const float* logits = decode(ctx.get(), batch, prompt, 0);
+  const float* logits = decode(ctx.get(), batch, prompt, 0, o.prompt_top);
+  json prompt_steps = json::array();
+  if (o.prompt_top) {
+    for (size_t i = 0; i < prompt.size(); ++i) {
+      llama_token unused = 0;
+      prompt_steps.push_back(summarize(llama_get_logits_ith(ctx.get(), static_cast<int32_t>(i)), n_vocab, o.top, unused));
+    }
+  }
   if (!o.logits_out.empty()) {  // raw little-endian float32 (x86-64 native order)
     std::ofstream f(o.logits_out, std::ios::binary);
     f.write(reinterpret_cast<const char*>(logits), static_cast<std::streamsize>(n_vocab * sizeof(float)));
@@ -245,7 +253,9 @@ json run_eval(const EvalOptions& o) {
     logits = decode(ctx.get(), batch, {next}, static_cast<int>(prompt.size()) + i);
     steps.push_back(summarize(logits, n_vocab, o.top, next));
   }
-  return {{"prompt_ids", prompt}, {"ids", ids}, {"steps", steps}};
+  json out = {{"prompt_ids", prompt}, {"ids", ids}, {"steps", steps}};
+  if (o.prompt_top) out["prompt_steps"] = prompt_steps;
+  return out;
 }
 
 // ---------------------------------------------------------------------------------
@@ -304,6 +314,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"off", "on", "auto"}));
   eval->add_option("--kv-type", eo.kv_type, "KV cache type f32|f16 (default f32; llama.cpp's own default is f16)")
       ->check(CLI::IsMember({"f16", "f32"}));
+  eval->add_flag("--prompt-top", eo.prompt_top, "Also report top entries after every prompt position (prompt_steps)");
   eval->add_flag("--repack", eo.repack, "Allow CPU weight repacking (AMX/CPU_REPACK): faster, host-dependent");
   eval->add_flag("--verbose", verbose, "Show llama.cpp logging on stderr");
 

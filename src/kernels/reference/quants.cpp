@@ -7,6 +7,8 @@
 // float once at the end.
 #include "kernels/reference/quants.h"
 
+#include <vector>
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -299,6 +301,41 @@ DType vec_dot_type(DType type) {
     return DType::F32;
 }
 
+namespace {
+
+// 16-bit float -> float through a table of all 65536 values (exact: the table is filled with
+// the scalar conversions).
+const float* fp16_table() {
+    static const std::vector<float> t = [] {
+        std::vector<float> v(65536);
+        for (uint32_t i = 0; i < 65536; ++i) v[i] = fp16_to_fp32((uint16_t)i);
+        return v;
+    }();
+    return t.data();
+}
+const float* bf16_table() {
+    static const std::vector<float> t = [] {
+        std::vector<float> v(65536);
+        for (uint32_t i = 0; i < 65536; ++i) v[i] = bf16_to_fp32((uint16_t)i);
+        return v;
+    }();
+    return t.data();
+}
+
+// Products of the (exactly converted) half values, summed in 8 float lanes, then in double.
+float dot_halves(const uint16_t* x, const uint16_t* y, int64_t n, const float* table) {
+    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; ++l) lane[l] += table[x[i + l]] * table[y[i + l]];
+    double sum = 0;
+    for (; i < n; ++i) sum += (double)table[x[i]] * table[y[i]];
+    for (float v : lane) sum += v;
+    return (float)sum;
+}
+
+}  // namespace
+
 float vec_dot(DType type, const void* w, const void* a, int64_t n) {
     double sum = 0;  // every product below is exact in double; only the sum order rounds
     switch (type) {
@@ -308,18 +345,10 @@ float vec_dot(DType type, const void* w, const void* a, int64_t n) {
             for (int64_t i = 0; i < n; ++i) sum += (double)x[i] * y[i];
             return (float)sum;
         }
-        case DType::F16: {
-            const auto* x = static_cast<const uint16_t*>(w);
-            const auto* y = static_cast<const uint16_t*>(a);
-            for (int64_t i = 0; i < n; ++i) sum += (double)fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]);
-            return (float)sum;
-        }
-        case DType::BF16: {
-            const auto* x = static_cast<const uint16_t*>(w);
-            const auto* y = static_cast<const uint16_t*>(a);
-            for (int64_t i = 0; i < n; ++i) sum += (double)bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]);
-            return (float)sum;
-        }
+        case DType::F16:
+            return dot_halves(static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(a), n, fp16_table());
+        case DType::BF16:
+            return dot_halves(static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(a), n, bf16_table());
         case DType::Q4_0:
             return (float)dot_blocks_q8_0<BlockQ4_0>(w, a, n);
         case DType::Q5_0:
