@@ -54,6 +54,25 @@ class Cli(TempDirTestCase):
         out = run_json([TANDEM, "run", "-m", m, "--prompt-ids", PROMPT, "-n", 4, "--json", "--ignore-eos"])
         self.assertEqual(len(out["ids"]), 4)
 
+    def test_q4_k_m_mix_like_llama_cpp(self):
+        types = lambda m: {t["name"]: t["type"] for t in run_json([TANDEM, "inspect", "--json", m])["tensors"]}
+        t = types(self.make_model("mix.gguf", "--quant", "q4_k_m", "--layers", "8", "--experts", "16",
+                                  "--hidden", "256", "--expert-ff", "256", "--vocab", "152000"))
+        self.assertEqual(t["output.weight"], "Q6_K")
+        self.assertEqual(t["token_embd.weight"], "Q4_K")
+        self.assertEqual(t["blk.0.ffn_gate_inp.weight"], "F32")
+        self.assertEqual(t["blk.0.attn_norm.weight"], "F32")
+        # more bits for layers i < n/8, i >= 7n/8 and every third in between (n = 8: 0, 3, 6, 7)
+        more = [i for i in range(8) if t[f"blk.{i}.ffn_down_exps.weight"] == "Q6_K"]
+        self.assertEqual(more, [0, 3, 6, 7])
+        self.assertEqual([i for i in range(8) if t[f"blk.{i}.attn_v.weight"] == "Q6_K"], more)
+        self.assertEqual(t["blk.1.ffn_up_exps.weight"], "Q4_K")
+        # rows of 160 are not a multiple of 256: Q4_K falls back to Q5_0, Q6_K to Q8_0
+        f = types(self.make_model("fallback.gguf", "--quant", "q4_k_m", "--layers", "1", "--hidden", "160"))
+        self.assertEqual(f["blk.0.attn_q.weight"], "Q5_0")
+        self.assertEqual(f["output.weight"], "Q8_0")
+        self.assertEqual(f["blk.0.ffn_down_exps.weight"], "Q6_K")  # its rows are expert-ff (256) wide
+
     def test_split_model_runs_like_single_file(self):
         single = self.make_model("s1.gguf", "--layers", "1", "--seed", "7")
         self.make_model("s3.gguf", "--layers", "1", "--seed", "7", "--split", "3")

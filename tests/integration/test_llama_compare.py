@@ -116,6 +116,9 @@ class LlamaCompare(TempDirTestCase):
     def test_f16(self):
         self.compare(self.make_model("tiny-f16.gguf", "--quant", "f16"), "f16")
 
+    def test_dense_qwen3_f16(self):
+        self.compare(self.make_model("dense-f16.gguf", "--dense", "--dense-ff", "512"), "f16")
+
     def test_q8_0(self):
         self.compare(self.make_model("tiny-q8_0.gguf", "--quant", "q8_0"), "q8_0")
 
@@ -134,8 +137,10 @@ class LlamaCompare(TempDirTestCase):
             self.compare(out, quant)
 
     def test_llama_cpp_loads_every_quant(self):
-        for quant in ("f32", "f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_k_m"):
-            model = self.make_model(f"tiny1-{quant}.gguf", "--quant", quant, "--layers", "1")
+        cases = [(q, []) for q in ("f32", "f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_k_m")]
+        cases.append(("q4_k_m", ["--hidden", "160"]))  # widths not divisible by 256: fallback types
+        for quant, shape in cases:
+            model = self.make_model(f"tiny1-{quant}{''.join(shape)}.gguf", "--quant", quant, "--layers", "1", *shape)
             info = run_json([LLAMA_REF, "info", "-m", model])
             self.assertEqual(info["arch"], "qwen3moe")
             self.assertEqual(info["n_vocab"], 151936)

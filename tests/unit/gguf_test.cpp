@@ -19,11 +19,6 @@ std::vector<uint8_t> read_all(const std::string& path) {
     return {std::istreambuf_iterator<char>(in), {}};
 }
 
-void write_all(const std::string& path, const std::vector<uint8_t>& b) {
-    std::ofstream out(path, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(b.data()), (std::streamsize)b.size());
-}
-
 GgufWriter::Producer fill_bytes(uint8_t seed) {
     return [seed](uint8_t* dst, size_t n) -> Status {
         for (size_t i = 0; i < n; ++i) dst[i] = (uint8_t)(seed + i * 7);
@@ -114,6 +109,20 @@ TEST(Gguf, RoundTripEveryValueType) {
     uint16_t h;
     std::memcpy(&h, b->data + 2 * 127, 2);
     EXPECT_EQ(fp16_to_fp32(h), 0.75f);
+}
+
+TEST(Gguf, ReadsVersion2) {
+    // v2 and v3 share the little-endian layout (v3 only added big-endian files)
+    TempDir dir;
+    ASSERT_TRUE(sample_writer().write(dir.path("a.gguf")).ok());
+    auto bytes = read_all(dir.path("a.gguf"));
+    const uint32_t v2 = 2;
+    std::memcpy(bytes.data() + 4, &v2, 4);
+    auto f = GgufFile::parse(bytes.data(), bytes.size(), "v2.gguf");
+    ASSERT_TRUE(f.ok()) << f.error().message;
+    EXPECT_EQ(f->version(), 2u);
+    EXPECT_EQ(f->tensors().size(), 4u);
+    EXPECT_EQ(f->find("t.string")->str, "hello \xe4\xb8\x96\xe7\x95\x8c");
 }
 
 TEST(Gguf, CustomAlignment) {
