@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -9,6 +10,7 @@
 #include "model/forward.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tandem::cli {
 namespace {
@@ -60,11 +62,9 @@ Runner add_run(CLI::App& app) {
 
     return [o]() -> int {
         if (o->prompt_ids.empty() && o->prompt.empty()) return fail("give a prompt: --prompt-ids 1,2,3 or -p TEXT");
-        if (!o->prompt.empty())
-            return fail("-p TEXT needs the text tokenizer, which this build does not have yet; use --prompt-ids");
         std::vector<int32_t> prompt;
         std::string err;
-        if (!parse_ids(o->prompt_ids, prompt, err)) return fail(err);
+        if (o->prompt.empty() && !parse_ids(o->prompt_ids, prompt, err)) return fail(err);
         if (o->n < 0) return fail("-n must be >= 0");
         if (o->threads < 1) return fail("--threads must be >= 1");
 
@@ -73,6 +73,14 @@ Runner add_run(CLI::App& app) {
         if (!loaded) return fail(loaded.error().message);
         const Model& model = **loaded;
         const HParams& h = model.hparams();
+        auto tok = Tokenizer::from_gguf(model.file());
+        if (!o->prompt.empty()) {
+            if (!tok) return fail(tok.error().message);
+            auto ids = tok->encode(o->prompt, /*parse_special=*/true);
+            if (!ids) return fail("-p: " + ids.error().message);
+            if (ids->empty()) return fail("-p: the prompt has no tokens");
+            prompt = std::move(*ids);
+        }
         const double load_ms = ms_since(t_load);
 
         for (int32_t id : prompt)
@@ -113,16 +121,29 @@ Runner add_run(CLI::App& app) {
 
         std::vector<int32_t> out_ids;
         std::string finish = "length";
+        // text output needs the tokenizer; without one (a model with no tokenizer.ggml.*) print ids
+        std::optional<StreamingDecoder> stream;
+        if (tok) stream.emplace(*tok);
+        std::string text;
         const auto t_gen = Clock::now();
         for (int i = 0; i < o->n; ++i) {
             if (o->top > 0) steps.push_back({{"top", top_logits(logits.data(), h.n_vocab, o->top)}});
             const int32_t id = sampler.sample(logits.data(), h.n_vocab);
             out_ids.push_back(id);
-            if (!o->json) {
+            const bool stop = id == eos && !o->ignore_eos;
+            if (stream) {
+                // the end-of-sequence token that stops generation is not part of the text
+                const std::string piece = stop ? std::string() : stream->push(id);
+                text += piece;
+                if (!o->json) {
+                    std::fwrite(piece.data(), 1, piece.size(), stdout);
+                    std::fflush(stdout);
+                }
+            } else if (!o->json) {
                 std::printf("%s%d", i ? " " : "", id);
                 std::fflush(stdout);
             }
-            if (id == eos && !o->ignore_eos) {
+            if (stop) {
                 finish = "eos";
                 break;
             }
@@ -130,6 +151,11 @@ Runner add_run(CLI::App& app) {
             if (Status st = fwd.eval(kv, &id, 1, logits); !st) return fail(st.error().message);
         }
         const double gen_ms = ms_since(t_gen);
+        if (stream) {
+            const std::string tail = stream->flush();
+            text += tail;
+            if (!o->json) std::fwrite(tail.data(), 1, tail.size(), stdout);
+        }
         const double prompt_tps = prompt.size() / (prompt_ms / 1e3);
         // the first generated token comes from the prompt pass: decode speed counts the rest
         const double gen_tps = out_ids.size() > 1 ? (double)(out_ids.size() - 1) / (gen_ms / 1e3) : 0.0;
@@ -138,12 +164,13 @@ Runner add_run(CLI::App& app) {
             nlohmann::json j;
             j["prompt_ids"] = prompt;
             j["ids"] = out_ids;
+            if (stream) j["text"] = text;
             j["finish_reason"] = finish;
             j["timings"] = {{"load_ms", load_ms},     {"prompt_ms", prompt_ms}, {"prompt_tok_s", prompt_tps},
                             {"decode_ms", gen_ms},    {"decode_tok_s", gen_tps}, {"threads", o->threads}};
             if (o->top > 0) j["steps"] = steps;
             if (all) j["prompt_steps"] = prompt_steps;
-            std::printf("%s\n", j.dump().c_str());
+            std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
         } else {
             std::printf("\n");
             std::fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | decode: %zu tokens, %.2f tok/s | %d threads\n",

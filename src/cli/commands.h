@@ -17,6 +17,8 @@ using Runner = std::function<int()>;
 Runner add_run(CLI::App& app);
 Runner add_inspect(CLI::App& app);
 Runner add_make_test_model(CLI::App& app, const std::string& exe_path);
+Runner add_tokenize(CLI::App& app);
+Runner add_detokenize(CLI::App& app);
 
 // Prints "tandem: error: MSG" on one line to stderr and returns kExitError.
 int fail(const std::string& msg);

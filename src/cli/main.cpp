@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
     add("run", "Generate tokens from a prompt", [](CLI::App& a) { return cli::add_run(a); });
     add("inspect", "Show a model's architecture, hyper-parameters, tokenizer and tensors",
         [](CLI::App& a) { return cli::add_inspect(a); });
+    add("tokenize", "Print the token ids of a text (JSON)", [](CLI::App& a) { return cli::add_tokenize(a); });
+    add("detokenize", "Print the text of token ids", [](CLI::App& a) { return cli::add_detokenize(a); });
     add("make-test-model", "Write a synthetic Qwen3-MoE GGUF (real tokenizer, random weights)",
         [&](CLI::App& a) { return cli::add_make_test_model(a, argv[0]); });
 
