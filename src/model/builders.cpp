@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "core/fp16.h"
+#include "kernels/cpu/kernels.h"
 #include "kernels/reference/ops.h"
 #include "kernels/reference/quants.h"
 #include "model/forward.h"
@@ -38,11 +39,12 @@ void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float*
     const DType vdt = ref::vec_dot_type(w.type);
     const size_t conv_bytes = row_bytes(vdt, in);
     uint8_t* conv = grow(act_, conv_bytes * (size_t)n);
-    for (int64_t t = 0; t < n; ++t) ref::convert_activation(vdt, x + t * in, conv + (size_t)t * conv_bytes, in);
+    const cpu::KernelTable& k = cpu::kernels();
+    for (int64_t t = 0; t < n; ++t) k.convert[(int)vdt](x + t * in, conv + (size_t)t * conv_bytes, in);
+    const cpu::GemvFn gemv = k.gemv[(int)w.type];
     pool_.parallel_for(n_rows, 16, [&](int64_t r0, int64_t r1) {
         for (int64_t t = 0; t < n; ++t)
-            ref::gemv_rows(w.type, w.row(row0 + r0), w.row_bytes, r1 - r0, in, conv + (size_t)t * conv_bytes,
-                           y + t * n_rows + r0);
+            gemv(w.row(row0 + r0), w.row_bytes, r1 - r0, in, conv + (size_t)t * conv_bytes, y + t * n_rows + r0);
     });
 }
 

@@ -41,8 +41,9 @@ float fit_symmetric(const float* x, int n, int nmax, int8_t* q) {
     // Error of the least-squares scale for a fixed q: sxx - sxq^2 / sqq.
     auto try_scale = [&](float s, int8_t* out, float* s_opt) {
         double sxq = 0, sqq = 0;
+        const float inv = 1.0f / s;
         for (int i = 0; i < n; ++i) {
-            out[i] = (int8_t)round_clamp(x[i] / s, -nmax, nmax - 1);
+            out[i] = (int8_t)round_clamp(x[i] * inv, -nmax, nmax - 1);
             sxq += (double)x[i] * out[i];
             sqq += (double)out[i] * out[i];
         }
@@ -53,7 +54,7 @@ float fit_symmetric(const float* x, int n, int nmax, int8_t* q) {
 
     // Grid: the largest element lands on level t, |t| from nmax-2 (coarse) to nmax+1 (clipping),
     // on the negative side (which has the extra level) or on the positive side.
-    constexpr int n_grid = 20;  // steps of 0.1 level either way
+    constexpr int n_grid = 8;  // steps of 0.1 level either way
     int8_t cand[kQK_K];
     double best_err = std::numeric_limits<double>::infinity();
     float best_s = 0;

@@ -2,6 +2,8 @@
 // quants_k.cpp: K types). Not part of the kernel API; fast kernels include quants.h only.
 #pragma once
 
+#include <cstring>
+
 #include <cmath>
 #include <cstdint>
 
@@ -13,7 +15,12 @@ namespace tandem::ref::detail {
 inline int round_clamp(float v, int lo, int hi) {
     if (!(v > (float)lo)) return lo;
     if (!(v < (float)hi)) return hi;
-    return (int)std::nearbyint(v);
+    // round to nearest even without a libm call: adding 1.5 * 2^23 leaves the rounded integer
+    // in the low mantissa bits (valid for |v| < 2^22; here |v| <= 128)
+    const float t = v + 12582912.0f;
+    int32_t i;
+    std::memcpy(&i, &t, 4);
+    return i - 0x4B400000;
 }
 
 // Least-squares symmetric fit: finds s minimising sum_i (x_i - s*q_i)^2 with

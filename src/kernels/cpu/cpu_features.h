@@ -1,0 +1,22 @@
+// CPU features relevant to the kernels, detected once (cpuid + OS support of the registers).
+#pragma once
+
+#include <string>
+
+namespace tandem::cpu {
+
+struct CpuFeatures {
+    bool avx2 = false, fma = false, f16c = false;
+    bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+    bool avx512vnni = false, avx512bf16 = false, avxvnni = false;
+    bool neon = false, dotprod = false;
+    int n_cores = 1;  // hardware threads available to this process
+
+    bool has_avx2() const { return avx2 && fma && f16c; }
+    bool has_avx512() const { return avx512f && avx512bw && avx512vl && avx512dq && avx512vnni && has_avx2(); }
+    std::string describe() const;
+};
+
+const CpuFeatures& cpu_features();
+
+}  // namespace tandem::cpu

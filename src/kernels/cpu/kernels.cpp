@@ -1,0 +1,100 @@
+#include "kernels/cpu/kernels.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/reference/ops.h"
+#include "kernels/reference/quants.h"
+
+namespace tandem::cpu {
+namespace {
+
+template <DType T>
+void gemv_ref(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y) {
+    ref::gemv_rows(T, w, row_stride, n_rows, n, act, y);
+}
+template <DType T>
+void convert_ref(const float* x, void* out, int64_t n) {
+    ref::convert_activation(T, x, out, n);
+}
+
+KernelTable make_generic() {
+    KernelTable t;
+    t.isa = Isa::generic;
+#define TANDEM_REF(T)                              \
+    t.gemv[(int)DType::T] = gemv_ref<DType::T>;    \
+    t.convert[(int)DType::T] = convert_ref<DType::T>;
+    TANDEM_REF(F32)
+    TANDEM_REF(F16)
+    TANDEM_REF(BF16)
+    TANDEM_REF(Q4_0)
+    TANDEM_REF(Q5_0)
+    TANDEM_REF(Q8_0)
+    TANDEM_REF(Q4_K)
+    TANDEM_REF(Q5_K)
+    TANDEM_REF(Q6_K)
+    TANDEM_REF(Q8_K)
+#undef TANDEM_REF
+    return t;
+}
+
+struct Tables {
+    KernelTable t[kNumIsa];
+    Tables() {
+        t[0] = make_generic();
+        t[1] = t[0];
+        t[1].isa = Isa::avx2;
+        t[2] = t[0];
+        t[2].isa = Isa::avx512;
+#if defined(__x86_64__)
+        if (isa_supported(Isa::avx2)) fill_avx2(t[1]);
+        if (isa_supported(Isa::avx512)) {
+            fill_avx2(t[2]);
+            fill_avx512(t[2]);
+        }
+#endif
+    }
+};
+
+const Tables& tables() {
+    static const Tables tb;
+    return tb;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+    static constexpr const char* kNames[] = {"generic", "avx2", "avx512"};
+    return kNames[(int)isa];
+}
+
+bool isa_supported(Isa isa) {
+    const CpuFeatures& f = cpu_features();
+    switch (isa) {
+        case Isa::generic: return true;
+#if defined(__x86_64__)
+        case Isa::avx2: return f.has_avx2();
+        case Isa::avx512: return f.has_avx512();
+#endif
+        default: return false;
+    }
+}
+
+const KernelTable& kernels_for(Isa isa) { return tables().t[(int)isa]; }
+
+const KernelTable& kernels() {
+    static const KernelTable* best = [] {
+        Isa pick = Isa::generic;
+        for (Isa i : {Isa::avx2, Isa::avx512})
+            if (isa_supported(i)) pick = i;
+        if (const char* env = std::getenv("TANDEM_ISA")) {
+            for (Isa i : {Isa::generic, Isa::avx2, Isa::avx512})
+                if (std::strcmp(env, isa_name(i)) == 0 && isa_supported(i)) pick = i;
+        }
+        return &kernels_for(pick);
+    }();
+    return *best;
+}
+
+}  // namespace tandem::cpu

@@ -1,0 +1,51 @@
+// CPU kernels chosen at run time from the CPU's features: one table per ISA (generic = the
+// scalar reference, avx2, avx512 = AVX-512 with VNNI), filled once. Every entry of every table
+// is tested against the reference (tests/unit/cpu_kernels_test.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace tandem::cpu {
+
+// y[r] = dot(weight row r, act) for r in [0, n_rows): rows of n elements of the weight type,
+// `row_stride` bytes apart; act is one activation row already converted to vec_dot_type(type).
+using GemvFn = void (*)(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y);
+// Converts one row of n floats to an activation (dot-product) type.
+using ConvertFn = void (*)(const float* x, void* out, int64_t n);
+
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+constexpr int kNumIsa = 3;
+constexpr int kMaxTypeId = 32;
+
+struct KernelTable {
+    Isa isa = Isa::generic;
+    GemvFn gemv[kMaxTypeId] = {};        // by weight type id
+    ConvertFn convert[kMaxTypeId] = {};  // by activation type id
+    bool fast[kMaxTypeId] = {};          // gemv has an ISA-specific kernel (not the reference)
+};
+
+const char* isa_name(Isa isa);
+bool isa_supported(Isa isa);  // this CPU (and this build) can run the ISA's kernels
+// Table of one ISA (for tests and benchmarks); must be supported.
+const KernelTable& kernels_for(Isa isa);
+// The best supported table, or the one named by the environment variable TANDEM_ISA
+// (generic|avx2|avx512) when it is supported.
+const KernelTable& kernels();
+
+// Convenience wrappers over kernels().
+inline void gemv(DType type, const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act,
+                 float* y) {
+    kernels().gemv[(int)type](w, row_stride, n_rows, n, act, y);
+}
+inline void convert_activation(DType act_type, const float* x, void* out, int64_t n) {
+    kernels().convert[(int)act_type](x, out, n);
+}
+
+// Per-ISA fillers (each compiled with its own target flags); they override generic entries.
+void fill_avx2(KernelTable& t);
+void fill_avx512(KernelTable& t);
+
+}  // namespace tandem::cpu

@@ -1,0 +1,107 @@
+// Every CPU kernel of every ISA this machine supports, against the scalar reference.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/fp16.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/reference/ops.h"
+#include "kernels/reference/quants.h"
+
+namespace tandem::cpu {
+namespace {
+
+const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q5_0,
+                              DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = nd(rng);
+    return v;
+}
+
+class CpuKernels : public ::testing::TestWithParam<Isa> {};
+
+TEST(CpuKernelsInfo, ReportsIsas) {
+    std::string s;
+    for (Isa i : {Isa::generic, Isa::avx2, Isa::avx512}) s += std::string(isa_name(i)) + (isa_supported(i) ? "+ " : "- ");
+    std::printf("cpu features: %s\nisas: %s\nchosen: %s\n", cpu_features().describe().c_str(), s.c_str(),
+                isa_name(kernels().isa));
+    EXPECT_TRUE(isa_supported(kernels().isa));
+}
+
+TEST_P(CpuKernels, ActivationConversionMatchesReference) {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+    const KernelTable& k = kernels_for(GetParam());
+    const int64_t n = 1024;
+    for (uint32_t seed : {1u, 2u, 3u}) {
+        auto x = gaussian(n, seed, seed == 3 ? 1e-3f : 2.0f);
+        x[5] = 0.0f;
+        std::fill(x.begin() + 256, x.begin() + 512, 0.0f);  // an all-zero block
+        // Q8_K and F16: byte-identical to the reference
+        for (DType t : {DType::Q8_K, DType::F16}) {
+            std::vector<uint8_t> a(row_bytes(t, n)), b(row_bytes(t, n));
+            k.convert[(int)t](x.data(), a.data(), n);
+            ref::convert_activation(t, x.data(), b.data(), n);
+            EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size())) << dtype_name(t);
+        }
+        // Q8_0: SIMD rounds ties to even (as llama.cpp's SIMD path), the reference away from
+        // zero: same scales, values within one step
+        std::vector<ref::BlockQ8_0> a(n / 32), b(n / 32);
+        k.convert[(int)DType::Q8_0](x.data(), a.data(), n);
+        ref::convert_activation(DType::Q8_0, x.data(), b.data(), n);
+        for (size_t i = 0; i < a.size(); ++i) {
+            ASSERT_EQ(a[i].d, b[i].d);
+            for (int j = 0; j < 32; ++j) ASSERT_LE(std::abs(a[i].qs[j] - b[i].qs[j]), 1);
+        }
+    }
+}
+
+TEST_P(CpuKernels, GemvMatchesReference) {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+    const KernelTable& k = kernels_for(GetParam());
+    for (DType wt : kWeightTypes) {
+        for (int64_t n : {256, 768, 2048}) {
+            const int64_t rows = 37;
+            const DType at = ref::vec_dot_type(wt);
+            const size_t rb = row_bytes(wt, n);
+            std::vector<uint8_t> w(rb * rows);
+            auto wf = gaussian((size_t)(n * rows), 10 + (uint32_t)n, 0.05f);
+            for (int64_t r = 0; r < rows; ++r) ref::quantize_row(wt, wf.data() + r * n, w.data() + r * rb, n);
+            const auto x = gaussian((size_t)n, 99);
+            std::vector<uint8_t> act(row_bytes(at, n));
+            ref::convert_activation(at, x.data(), act.data(), n);  // same activation for both
+            std::vector<float> got(rows), want(rows);
+            k.gemv[(int)wt](w.data(), rb, rows, n, act.data(), got.data());
+            ref::gemv_rows(wt, w.data(), rb, rows, n, act.data(), want.data());
+            // tolerance: float summation order; relative to the sum of |products|
+            std::vector<float> wrow(n), arow(n);
+            ref::dequantize_row(at, act.data(), arow.data(), n);
+            for (int64_t r = 0; r < rows; ++r) {
+                ref::dequantize_row(wt, w.data() + r * rb, wrow.data(), n);
+                double mag = 0;
+                for (int64_t i = 0; i < n; ++i) mag += std::fabs((double)wrow[i] * arow[i]);
+                ASSERT_NEAR(got[r], want[r], 2e-5 * mag + 1e-6)
+                    << isa_name(GetParam()) << " " << dtype_name(wt) << " n=" << n << " row " << r;
+            }
+        }
+    }
+}
+
+TEST(CpuKernels, FastKernelsExistForTheHotTypes) {
+    if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "avx512 not supported by this CPU";
+    const KernelTable& k = kernels_for(Isa::avx512);
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::F32}) EXPECT_TRUE(k.fast[(int)t]);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, CpuKernels, ::testing::Values(Isa::generic, Isa::avx2, Isa::avx512),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+}  // namespace
+}  // namespace tandem::cpu
