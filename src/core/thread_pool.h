@@ -1,5 +1,7 @@
-// A fixed pool of worker threads running parallel_for over an index range.
-// The calling thread takes part; chunks are handed out through one atomic counter.
+// A fixed pool of worker threads running parallel_for over an index range. The calling thread
+// takes part; chunks are handed out through one atomic counter. Workers spin for a short while
+// after each job before sleeping, so the many small parallel regions of a decode step start in
+// well under a microsecond instead of waiting for a futex wake-up.
 #pragma once
 
 #include <atomic>
@@ -21,7 +23,8 @@ public:
 
     int n_threads() const { return (int)workers_.size() + 1; }
 
-    // Calls fn(begin, end) over [0, n) split in chunks of at least `grain` items.
+    // Calls fn(begin, end) over [0, n) split in chunks of at least `grain` items. Not reentrant:
+    // fn must not call parallel_for on the same pool.
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
 private:
@@ -31,12 +34,12 @@ private:
     std::vector<std::thread> workers_;
     std::mutex mu_;
     std::condition_variable cv_start_;
-    std::condition_variable cv_done_;
-    uint64_t generation_ = 0;  // bumped for each parallel_for; workers wait for a new one
-    int busy_ = 0;             // workers still running the current job
-    bool stop_ = false;
+    std::atomic<uint64_t> generation_{0};  // bumped for each job; workers wait for a new value
+    std::atomic<int> busy_{0};             // workers still running the current job
+    std::atomic<int> sleeping_{0};         // workers blocked on cv_start_
+    std::atomic<bool> stop_{false};
 
-    // the current job
+    // the current job (written before generation_ is bumped, read after it is seen)
     const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
     int64_t n_ = 0;
     int64_t chunk_ = 1;

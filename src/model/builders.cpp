@@ -2,6 +2,7 @@
 // parallelism is over independent output rows / heads only, so results do not depend on the
 // number of threads.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 
@@ -107,42 +108,92 @@ void Forward::attention(int il, KvCache& kv, const float* x, int64_t n, float* o
 void Forward::moe(int il, const float* x, int64_t n, float* out) {
     const LayerWeights& l = model_.layer(il);
     const int64_t D = hp_.n_embd, F = hp_.n_ff_exp, E = hp_.n_expert, K = hp_.n_expert_used;
+    const cpu::KernelTable& k = cpu::kernels();
 
     // router: softmax over all experts, top-k, renormalise the k weights
-    std::vector<float> probs((size_t)(n * E));
-    linear(l.ffn_gate_inp, 0, E, x, n, probs.data());
-    std::vector<std::vector<std::pair<int64_t, float>>> by_expert((size_t)E);  // expert -> (token, weight)
-    std::vector<int64_t> idx((size_t)E);
+    const auto t_router = std::chrono::steady_clock::now();
+    float* probs = grow(router_, (size_t)(n * E));
+    linear(l.ffn_gate_inp, 0, E, x, n, probs);
+    std::vector<int64_t>& idx = moe_idx_;
+    idx.resize((size_t)E);
+    std::vector<Slot>& slots = moe_slots_;  // one (expert, token, weight) per routed pair
+    slots.clear();
     for (int64_t t = 0; t < n; ++t) {
-        float* p = probs.data() + t * E;
+        float* p = probs + t * E;
         ref::softmax(p, E);
         std::iota(idx.begin(), idx.end(), 0);
         std::partial_sort(idx.begin(), idx.begin() + K, idx.end(),
                           [&](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
         float sum = 0.0f;
         for (int64_t j = 0; j < K; ++j) sum += p[idx[(size_t)j]];
-        for (int64_t j = 0; j < K; ++j) by_expert[(size_t)idx[(size_t)j]].emplace_back(t, p[idx[(size_t)j]] / sum);
+        for (int64_t j = 0; j < K; ++j) slots.push_back({idx[(size_t)j], t, p[idx[(size_t)j]] / sum});
     }
+    // (router time is reported apart from the experts': it is subtracted from the layer's FFN time)
+    const double router_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_router).count();
+    times_.router += router_s;
+    times_.experts -= router_s;
+    // tokens grouped by expert: slots of one expert are contiguous
+    std::stable_sort(slots.begin(), slots.end(), [](const Slot& a, const Slot& b) { return a.expert < b.expert; });
+    std::vector<std::pair<int64_t, int64_t>>& groups = moe_groups_;  // [first slot, end slot)
+    groups.clear();
+    for (size_t s = 0; s < slots.size(); ++s)
+        if (s == 0 || slots[s].expert != slots[s - 1].expert) groups.emplace_back((int64_t)s, (int64_t)s + 1);
+        else groups.back().second = (int64_t)s + 1;
+    const int64_t n_slots = (int64_t)slots.size(), n_groups = (int64_t)groups.size();
 
-    // experts: tokens grouped by expert; gate/up, SwiGLU, down, weighted sum
-    std::fill(out, out + n * D, 0.0f);
-    for (int64_t e = 0; e < E; ++e) {
-        const auto& toks = by_expert[(size_t)e];
-        if (toks.empty()) continue;
-        const int64_t m = (int64_t)toks.size();
-        float* xs = grow(tmp_, (size_t)(m * D));
-        for (int64_t j = 0; j < m; ++j) std::copy_n(x + toks[(size_t)j].first * D, D, xs + j * D);
-        float* g = grow(gate_, (size_t)(m * F));
-        float* u = grow(up_, (size_t)(m * F));
-        linear(l.ffn_gate_exps, e * F, F, xs, m, g);
-        linear(l.ffn_up_exps, e * F, F, xs, m, u);
-        ref::swiglu(g, u, g, m * F);
-        float* d = grow(ffn_out_, (size_t)(m * D));
-        linear(l.ffn_down_exps, e * D, D, g, m, d);
-        for (int64_t j = 0; j < m; ++j) {
-            const auto [t, w] = toks[(size_t)j];
-            for (int64_t i = 0; i < D; ++i) out[t * D + i] += w * d[j * D + i];
+    // activations converted once per matrix type: x for gate/up, h for down
+    const DType gate_t = l.ffn_gate_exps.type, up_t = l.ffn_up_exps.type, down_t = l.ffn_down_exps.type;
+    const DType xg_t = ref::vec_dot_type(gate_t), xu_t = ref::vec_dot_type(up_t), h_t = ref::vec_dot_type(down_t);
+    const size_t xg_bytes = row_bytes(xg_t, D), xu_bytes = row_bytes(xu_t, D), h_bytes = row_bytes(h_t, F);
+    uint8_t* xg = grow(act_, xg_bytes * (size_t)n);
+    uint8_t* xu = xu_t == xg_t ? xg : grow(act2_, xu_bytes * (size_t)n);
+    for (int64_t t = 0; t < n; ++t) {
+        k.convert[(int)xg_t](x + t * D, xg + (size_t)t * xg_bytes, D);
+        if (xu != xg) k.convert[(int)xu_t](x + t * D, xu + (size_t)t * xu_bytes, D);
+    }
+    float* g = grow(gate_, (size_t)(n_slots * F));
+    float* u = grow(up_, (size_t)(n_slots * F));
+    float* d = grow(ffn_out_, (size_t)(n_slots * D));
+    uint8_t* h = grow(act3_, h_bytes * (size_t)n_slots);
+
+    // gate and up of every routed pair: work units are (expert, chunk of rows)
+    constexpr int64_t kRows = 64;
+    const int64_t f_chunks = (F + kRows - 1) / kRows;
+    pool_.parallel_for(n_groups * f_chunks, 1, [&](int64_t b, int64_t e) {
+        for (int64_t unit = b; unit < e; ++unit) {
+            const auto [s0, s1] = groups[(size_t)(unit / f_chunks)];
+            const int64_t r0 = (unit % f_chunks) * kRows, nr = std::min(kRows, F - r0);
+            const int64_t row = slots[(size_t)s0].expert * F + r0;
+            for (int64_t s = s0; s < s1; ++s) {
+                const int64_t t = slots[(size_t)s].token;
+                k.gemv[(int)gate_t](l.ffn_gate_exps.row(row), l.ffn_gate_exps.row_bytes, nr, D,
+                                    xg + (size_t)t * xg_bytes, g + s * F + r0);
+                k.gemv[(int)up_t](l.ffn_up_exps.row(row), l.ffn_up_exps.row_bytes, nr, D, xu + (size_t)t * xu_bytes,
+                                  u + s * F + r0);
+            }
         }
+    });
+    // SwiGLU, then the down projection's activation type
+    for (int64_t s = 0; s < n_slots; ++s) {
+        ref::swiglu(g + s * F, u + s * F, g + s * F, F);
+        k.convert[(int)h_t](g + s * F, h + (size_t)s * h_bytes, F);
+    }
+    const int64_t d_chunks = (D + kRows - 1) / kRows;
+    pool_.parallel_for(n_groups * d_chunks, 1, [&](int64_t b, int64_t e) {
+        for (int64_t unit = b; unit < e; ++unit) {
+            const auto [s0, s1] = groups[(size_t)(unit / d_chunks)];
+            const int64_t r0 = (unit % d_chunks) * kRows, nr = std::min(kRows, D - r0);
+            const int64_t row = slots[(size_t)s0].expert * D + r0;
+            for (int64_t s = s0; s < s1; ++s)
+                k.gemv[(int)down_t](l.ffn_down_exps.row(row), l.ffn_down_exps.row_bytes, nr, F, h + (size_t)s * h_bytes,
+                                    d + s * D + r0);
+        }
+    });
+    // weighted sum of the experts of each token
+    std::fill(out, out + n * D, 0.0f);
+    for (int64_t s = 0; s < n_slots; ++s) {
+        const Slot& sl = slots[(size_t)s];
+        for (int64_t i = 0; i < D; ++i) out[sl.token * D + i] += sl.weight * d[s * D + i];
     }
 }
 

@@ -12,6 +12,12 @@
 
 namespace tandem {
 
+// Wall time per stage, accumulated over eval() calls (for `tandem bench`).
+struct StageTimes {
+    double attention = 0, router = 0, experts = 0, dense_ffn = 0, lm_head = 0, other = 0;  // seconds
+    double total() const { return attention + router + experts + dense_ffn + lm_head + other; }
+};
+
 class Forward {
 public:
     Forward(const Model& model, ThreadPool& pool);
@@ -21,6 +27,8 @@ public:
     Status eval(KvCache& kv, const int32_t* tokens, int64_t n, std::vector<float>& logits, bool all_logits = false);
 
     KvCache make_cache(int64_t n_ctx) const;
+
+    StageTimes& stage_times() { return times_; }
 
 private:
     // building blocks (builders.cpp)
@@ -38,10 +46,20 @@ private:
     const Model& model_;
     const HParams& hp_;
     ThreadPool& pool_;
+    StageTimes times_;
 
-    // scratch, grown on demand and reused across calls
-    std::vector<float> cur_, delta_, tmp_, q_, k_, v_, attn_, gate_, up_, ffn_out_;
-    std::vector<uint8_t> act_;  // activations converted to the weight's dot-product type
+    struct Slot {  // one routed (token, expert) pair
+        int64_t expert;
+        int64_t token;
+        float weight;
+    };
+
+    // scratch, grown on demand and reused across calls (no allocation in a decode step)
+    std::vector<float> x_, cur_, delta_, tmp_, q_, k_, v_, attn_, gate_, up_, ffn_out_, router_;
+    std::vector<uint8_t> act_, act2_, act3_;  // activations converted to a weight's dot-product type
+    std::vector<Slot> moe_slots_;
+    std::vector<std::pair<int64_t, int64_t>> moe_groups_;
+    std::vector<int64_t> moe_idx_;
 };
 
 }  // namespace tandem
