@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev ccache pkg-config git python3 libpcre2-dev libicu-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev libyaml-cpp-dev libcpp-httplib-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libhwloc-dev libnuma-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libhwloc-dev libnuma-dev tmux
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

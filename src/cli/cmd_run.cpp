@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "runtime/chat_session.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -33,12 +34,12 @@ nlohmann::json top_logits(const float* logits, int64_t n_vocab, int k) {
 
 Runner add_run(CLI::App& app) {
     struct Opts {
-        std::string model, prompt_ids, prompt, logits_out;
+        std::string model, prompt_ids, prompt, logits_out, system, think = "on";
         int n = 32;
         int64_t ctx = 0;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         int top = 0;
-        bool json = false, ignore_eos = false, prompt_top = false;
+        bool json = false, ignore_eos = false, prompt_top = false, chat = false;
         SamplerParams sp;
     };
     auto o = std::make_shared<Opts>();
@@ -46,6 +47,13 @@ Runner add_run(CLI::App& app) {
     auto* ids_opt = app.add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids: 1,2,3");
     auto* text_opt = app.add_option("-p,--prompt", o->prompt, "Prompt text (needs the tokenizer)");
     ids_opt->excludes(text_opt);
+    auto* chat_opt = app.add_flag("--chat", o->chat, "Render -p as a user message with the model's chat template");
+    chat_opt->needs(text_opt);
+    app.add_option("--system", o->system, "With --chat: a system message")->needs(chat_opt);
+    app.add_option("--think", o->think, "With --chat: thinking (Qwen3 enable_thinking)")
+        ->check(CLI::IsMember({"on", "off"}))
+        ->needs(chat_opt)
+        ->capture_default_str();
     app.add_option("-n,--n-predict", o->n, "Tokens to generate")->capture_default_str();
     app.add_option("-c,--ctx", o->ctx, "Context size (default: min(trained context, 4096), at least prompt + n)");
     app.add_option("-t,--threads", o->threads, "CPU threads")->capture_default_str();
@@ -76,7 +84,18 @@ Runner add_run(CLI::App& app) {
         auto tok = Tokenizer::from_gguf(model.file());
         if (!o->prompt.empty()) {
             if (!tok) return fail(tok.error().message);
-            auto ids = tok->encode(o->prompt, /*parse_special=*/true);
+            Result<std::vector<int32_t>> ids = std::vector<int32_t>();
+            if (o->chat) {
+                ChatConfig config;
+                if (Status st = chat_config_from_model(model.file(), *tok, config); !st) return fail(st.error().message);
+                config.think = o->think == "on";
+                chat::Json messages = chat::Json::array();
+                if (!o->system.empty()) messages.push_back({{"role", "system"}, {"content", o->system}});
+                messages.push_back({{"role", "user"}, {"content", o->prompt}});
+                ids = render_chat_prompt(config, *tok, messages);
+            } else {
+                ids = tok->encode(o->prompt, /*parse_special=*/true);
+            }
             if (!ids) return fail("-p: " + ids.error().message);
             if (ids->empty()) return fail("-p: the prompt has no tokens");
             prompt = std::move(*ids);

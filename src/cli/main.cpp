@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
         runners[sub] = make(*sub);
     };
     add("run", "Generate tokens from a prompt", [](CLI::App& a) { return cli::add_run(a); });
+    add("chat", "Chat with a model in the terminal (or through a pipe)", [](CLI::App& a) { return cli::add_chat(a); });
     add("inspect", "Show a model's architecture, hyper-parameters, tokenizer and tensors",
         [](CLI::App& a) { return cli::add_inspect(a); });
     add("tokenize", "Print the token ids of a text (JSON)", [](CLI::App& a) { return cli::add_tokenize(a); });
