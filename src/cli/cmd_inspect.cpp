@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "model/model.h"
+#include "model/model_stats.h"
 
 namespace tandem::cli {
 namespace {
@@ -17,7 +18,6 @@ std::string human_bytes(double b) {
     return fmt::format("{:.2f} {}", b, units[u]);
 }
 
-bool is_routed_expert(const std::string& name) { return name.find("_exps.") != std::string::npos; }
 
 }  // namespace
 
@@ -39,18 +39,9 @@ Runner add_inspect(CLI::App& app) {
         const HParams& h = m.hparams();
         const GgufFile& f = m.file();
 
-        // bytes read per generated token: everything except the embedding table (one row) and
-        // the routed experts (top-k of n_expert)
-        double total = 0, active = 0, n_params = 0, active_params = 0;
-        for (const auto& t : f.tensors()) {
-            total += (double)t.n_bytes;
-            n_params += (double)t.n_elements();
-            double frac = 1.0;
-            if (is_routed_expert(t.name)) frac = (double)h.n_expert_used / (double)h.n_expert;
-            if (t.name == tn::kTokenEmbd && f.tensor(tn::kOutput)) frac = 1.0 / (double)h.n_vocab;
-            active += frac * (double)t.n_bytes;
-            active_params += frac * (double)t.n_elements();
-        }
+        const ModelStats st = model_stats(m);
+        const double total = st.total_bytes, active = st.active_bytes, n_params = st.n_params,
+                     active_params = st.active_params;
 
         auto str_or = [&](const char* k) -> std::string {
             const GgufValue* v = f.find(k);

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "kernels/cpu/cpu_features.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "runtime/chat_session.h"
@@ -56,7 +57,7 @@ Runner add_run(CLI::App& app) {
         ->capture_default_str();
     app.add_option("-n,--n-predict", o->n, "Tokens to generate")->capture_default_str();
     app.add_option("-c,--ctx", o->ctx, "Context size (default: min(trained context, 4096), at least prompt + n)");
-    app.add_option("-t,--threads", o->threads, "CPU threads")->capture_default_str();
+    app.add_option("-t,--threads,--cpu-infer", o->threads, "CPU threads")->capture_default_str();
     app.add_option("--temp", o->sp.temperature, "Temperature (0: greedy)")->capture_default_str();
     app.add_option("--top-k", o->sp.top_k, "Top-k (0: off)")->capture_default_str();
     app.add_option("--top-p", o->sp.top_p, "Top-p (1: off)")->capture_default_str();
@@ -74,7 +75,10 @@ Runner add_run(CLI::App& app) {
         std::string err;
         if (o->prompt.empty() && !parse_ids(o->prompt_ids, prompt, err)) return fail(err);
         if (o->n < 0) return fail("-n must be >= 0");
-        if (o->threads < 1) return fail("--threads must be >= 1");
+        if (o->threads < 1) return fail("--threads/--cpu-infer must be >= 1");
+        if (o->threads > cpu::cpu_features().n_cores)
+            return fail(fmt::format("--threads/--cpu-infer {} is more than the {} cores this process may use", o->threads,
+                                    cpu::cpu_features().n_cores));
 
         const auto t_load = Clock::now();
         auto loaded = Model::load(o->model);

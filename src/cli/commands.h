@@ -16,6 +16,7 @@ using Runner = std::function<int()>;
 
 Runner add_run(CLI::App& app);
 Runner add_inspect(CLI::App& app);
+Runner add_bench(CLI::App& app);
 Runner add_make_test_model(CLI::App& app, const std::string& exe_path);
 Runner add_tokenize(CLI::App& app);
 Runner add_detokenize(CLI::App& app);

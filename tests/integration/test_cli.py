@@ -151,6 +151,24 @@ class Cli(TempDirTestCase):
         self.assert_error([TANDEM, "make-test-model", "-o", "/nonexistent/dir/x.gguf", "--layers", "1"],
                           "/nonexistent/dir/x.gguf")
 
+    def test_bench(self):
+        j = run_json([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8,16", "--gen", 3, "--json",
+                      "--no-bandwidth", "--threads", THREADS])
+        for key in ("8", "16"):
+            self.assertGreater(j["prefill_tok_s"][key], 0)
+            self.assertGreater(j["decode_tok_s"][key], 0)
+            stages = j["decode_ms_per_token"][key]
+            self.assertGreater(stages["attention"], 0)
+            self.assertGreater(stages["experts"], 0)
+            self.assertGreater(stages["lm_head"], 0)
+        self.assertGreater(j["bytes_per_token"], 0)
+        table = run([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8", "--gen", 2, "--no-bandwidth"]).stdout
+        self.assertIn("| prefill tok/s", table)
+        self.assertIn("| decode tok/s", table)
+        self.assert_error([TANDEM, "bench", "-m", self.model, "--threads", "0"], "--threads")
+        self.assert_error([TANDEM, "bench", "-m", self.model, "--cpu-infer", "4096"], "more than", "cores")
+        self.assert_error([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8,x"], "prompt-lens")
+
     def test_usage_errors_exit_2(self):
         p = run([TANDEM, "run", "--bogus"], check=False)
         self.assertEqual(p.returncode, 2)

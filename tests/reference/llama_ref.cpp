@@ -9,6 +9,7 @@
 // Every command accepts --verbose (otherwise llama.cpp's logging is silenced).
 // Results are one JSON object on stdout; errors are one line on stderr and exit code 1.
 
+#include <chrono>
 #include <llama.h>
 #include <ggml-backend.h>
 
@@ -296,6 +297,49 @@ json run_info(const std::string& path) {
 
 }  // namespace
 
+// ---------------------------------------------------------------------------------
+// bench: llama.cpp's stock CPU settings (f16 KV, flash attention auto, weight repacking on),
+// prompt in ubatches of 512 as llama-bench does; decode timed as single-token decodes.
+// ---------------------------------------------------------------------------------
+
+json run_bench(const std::string& path, int n_prompt, int n_gen, int threads, int reps) {
+  if (n_prompt < 1 || n_gen < 1 || threads < 1 || reps < 1) throw Error("bench: sizes and threads must be >= 1");
+  ModelPtr model = load_model(path, /*repack=*/true);
+  const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model.get()));
+  double best_pp = 0, best_tg = 0;
+  for (int rep = 0; rep < reps; ++rep) {
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = static_cast<uint32_t>(n_prompt + n_gen);
+    cp.n_batch = static_cast<uint32_t>(n_prompt);
+    cp.n_ubatch = std::min<uint32_t>(512, static_cast<uint32_t>(n_prompt));
+    cp.n_seq_max = 1;
+    cp.n_threads = cp.n_threads_batch = threads;
+    cp.no_perf = true;
+    ContextPtr ctx(llama_init_from_model(model.get(), cp));
+    if (!ctx) throw Error("llama_init_from_model failed (rerun with --verbose)");
+    std::vector<llama_token> prompt(static_cast<size_t>(n_prompt));
+    for (int i = 0; i < n_prompt; ++i) prompt[static_cast<size_t>(i)] = (i * 7919 + 13 + rep) % std::min(n_vocab, 150000);
+    llama_batch batch = llama_batch_init(n_prompt, 0, 1);
+    struct BatchGuard {
+      llama_batch& b;
+      ~BatchGuard() { llama_batch_free(b); }
+    } guard{batch};
+    auto t0 = std::chrono::steady_clock::now();
+    decode(ctx.get(), batch, prompt, 0);
+    const double pp = n_prompt / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    llama_token next = 0;
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n_gen; ++i) {
+      const float* logits = decode(ctx.get(), batch, {next}, n_prompt + i);
+      next = static_cast<llama_token>(std::max_element(logits, logits + n_vocab) - logits);
+    }
+    const double tg = n_gen / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best_pp = std::max(best_pp, pp);
+    best_tg = std::max(best_tg, tg);
+  }
+  return {{"prefill_tok_s", best_pp}, {"decode_tok_s", best_tg}, {"threads", threads}, {"prompt", n_prompt}, {"gen", n_gen}};
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"llama_ref: llama.cpp-based reference for Tandem tests"};
   app.require_subcommand(1);
@@ -332,6 +376,16 @@ int main(int argc, char** argv) {
   info->add_option("-m,--model", i_model, "GGUF model file")->required();
   info->add_flag("--verbose", verbose, "Show llama.cpp logging on stderr");
 
+  std::string b_model;
+  int b_prompt = 512, b_gen = 64, b_threads = 2, b_reps = 1;
+  auto* bench = app.add_subcommand("bench", "Prefill and decode tok/s with llama.cpp's stock CPU settings");
+  bench->add_option("-m,--model", b_model, "GGUF model file")->required();
+  bench->add_option("--prompt", b_prompt, "Prompt tokens (default 512)");
+  bench->add_option("--gen", b_gen, "Generated tokens (default 64)");
+  bench->add_option("--threads", b_threads, "CPU threads (default 2)");
+  bench->add_option("--reps", b_reps, "Repetitions, best reported (default 1)");
+  bench->add_flag("--verbose", verbose, "Show llama.cpp logging on stderr");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -352,6 +406,8 @@ int main(int argc, char** argv) {
       std::cout << json{{"output", q_out}, {"type", q_type}}.dump() << "\n";
     } else if (*info) {
       std::cout << run_info(i_model).dump() << "\n";
+    } else if (*bench) {
+      std::cout << run_bench(b_model, b_prompt, b_gen, b_threads, b_reps).dump() << "\n";
     }
     llama_backend_free();
   } catch (const std::exception& e) {

@@ -1,0 +1,187 @@
+// tandem bench: the seed's table (prompt lengths as columns; prefill and decode tok/s), one
+// request at a time, with achieved GB/s against a bandwidth this command measures itself and
+// the time per stage.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli/commands.h"
+#include "core/bandwidth.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/kernels.h"
+#include "model/forward.h"
+#include "model/model_stats.h"
+#include "runtime/sampler.h"
+
+namespace tandem::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double secs(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct Row {
+    double prefill_tok_s = 0, decode_tok_s = 0;
+    StageTimes prefill_stages, decode_stages;
+    int64_t n_decoded = 0;
+};
+
+}  // namespace
+
+Runner add_bench(CLI::App& app) {
+    struct Opts {
+        std::string model, prompt_lens = "1024,2048,4096";
+        int gen = 1024, reps = 1;
+        int threads = (int)std::max(1u, std::thread::hardware_concurrency());
+        uint64_t seed = 1;
+        bool json = false, no_bandwidth = false;
+    };
+    auto o = std::make_shared<Opts>();
+    app.add_option("-m,--model", o->model, "Model .gguf")->required();
+    app.add_option("--prompt-lens", o->prompt_lens, "Prompt lengths (columns), comma-separated")->capture_default_str();
+    app.add_option("--gen", o->gen, "Tokens generated after each prompt")->capture_default_str();
+    app.add_option("-t,--threads,--cpu-infer", o->threads, "CPU threads")->capture_default_str();
+    app.add_option("--reps", o->reps, "Repetitions per prompt length (best is reported)")->capture_default_str();
+    app.add_option("--seed", o->seed, "Seed of the random prompt tokens")->capture_default_str();
+    app.add_flag("--json", o->json, "Print one JSON object");
+    app.add_flag("--no-bandwidth", o->no_bandwidth, "Skip the memory bandwidth measurement");
+
+    return [o]() -> int {
+        std::vector<int32_t> lens;
+        std::string err;
+        if (!parse_ids(o->prompt_lens, lens, err)) return fail("--prompt-lens: " + err);
+        for (int32_t l : lens)
+            if (l < 1) return fail("--prompt-lens: lengths must be >= 1");
+        if (o->gen < 1) return fail("--gen must be >= 1");
+        if (o->reps < 1) return fail("--reps must be >= 1");
+        const int n_cores = cpu::cpu_features().n_cores;
+        if (o->threads < 1) return fail("--threads/--cpu-infer must be >= 1");
+        if (o->threads > n_cores)
+            return fail(fmt::format("--threads/--cpu-infer {} is more than the {} cores this process may use",
+                                    o->threads, n_cores));
+
+        auto loaded = Model::load(o->model);
+        if (!loaded) return fail(loaded.error().message);
+        const Model& model = **loaded;
+        const HParams& h = model.hparams();
+        const int64_t max_len = *std::max_element(lens.begin(), lens.end());
+        if (max_len + o->gen > h.n_ctx_train)
+            return fail(fmt::format("prompt {} + gen {} exceeds the model's context {}", max_len, o->gen, h.n_ctx_train));
+        const ModelStats stats = model_stats(model);
+        const cpu::KernelTable& k = cpu::kernels();
+        for (const auto& t : model.file().tensors())
+            if (t.ne.size() >= 2 && !k.fast[(int)t.type]) {
+                log::warn("no {} kernel for {} ({}): it runs on the reference path", cpu::isa_name(k.isa),
+                          std::string(dtype_name(t.type)), t.name);
+                break;
+            }
+
+        ThreadPool pool(o->threads);
+        double bw = 0;
+        if (!o->no_bandwidth) {
+            std::fprintf(stderr, "bench: measuring memory bandwidth (%d threads)...\n", o->threads);
+            bw = measure_read_bandwidth(pool);
+        }
+        Forward fwd(model, pool);
+        KvCache kv = fwd.make_cache(max_len + o->gen);
+        std::vector<float> logits;
+
+        std::map<int32_t, Row> rows;
+        for (int32_t len : lens) {
+            Row best;
+            for (int rep = 0; rep < o->reps; ++rep) {
+                Rng rng(o->seed + (uint64_t)len * 1000 + (uint64_t)rep);
+                std::vector<int32_t> prompt((size_t)len);
+                for (auto& id : prompt) id = (int32_t)(rng.next() % (uint64_t)std::min<int64_t>(h.n_vocab, 150000));
+                kv.n_past = 0;
+                fwd.stage_times() = {};
+                std::fprintf(stderr, "\rbench: prompt %d (rep %d/%d): prefill...          ", len, rep + 1, o->reps);
+                const auto t0 = Clock::now();
+                if (Status st = fwd.eval(kv, prompt.data(), len, logits); !st) return fail(st.error().message);
+                Row r;
+                r.prefill_tok_s = len / secs(t0);
+                r.prefill_stages = fwd.stage_times();
+                fwd.stage_times() = {};
+                int32_t tok = argmax(logits.data(), h.n_vocab);
+                const auto t1 = Clock::now();
+                for (int i = 0; i < o->gen; ++i) {
+                    if (Status st = fwd.eval(kv, &tok, 1, logits); !st) return fail(st.error().message);
+                    tok = argmax(logits.data(), h.n_vocab);
+                    if (i % 16 == 0 || i + 1 == o->gen)
+                        std::fprintf(stderr, "\rbench: prompt %d (rep %d/%d): decode %d/%d   ", len, rep + 1, o->reps,
+                                     i + 1, o->gen);
+                }
+                r.decode_tok_s = o->gen / secs(t1);
+                r.decode_stages = fwd.stage_times();
+                r.n_decoded = o->gen;
+                if (r.prefill_tok_s > best.prefill_tok_s) {
+                    best.prefill_tok_s = r.prefill_tok_s;
+                    best.prefill_stages = r.prefill_stages;
+                }
+                if (r.decode_tok_s > best.decode_tok_s) {
+                    best.decode_tok_s = r.decode_tok_s;
+                    best.decode_stages = r.decode_stages;
+                    best.n_decoded = r.n_decoded;
+                }
+            }
+            rows[len] = best;
+        }
+        std::fprintf(stderr, "\r%60s\r", "");
+
+        auto stage_json = [](const StageTimes& s, double per) {
+            return nlohmann::json{{"attention", s.attention * per}, {"router", s.router * per},
+                                  {"experts", s.experts * per},     {"dense_ffn", s.dense_ffn * per},
+                                  {"lm_head", s.lm_head * per},     {"other", s.other * per}};
+        };
+        if (o->json) {
+            nlohmann::json j;
+            j["model"] = o->model;
+            j["threads"] = o->threads;
+            j["isa"] = cpu::isa_name(k.isa);
+            j["bandwidth_gb_s"] = bw;
+            j["bytes_per_token"] = stats.active_bytes;
+            for (const auto& [len, r] : rows) {
+                const std::string key = std::to_string(len);
+                j["prefill_tok_s"][key] = r.prefill_tok_s;
+                j["decode_tok_s"][key] = r.decode_tok_s;
+                j["decode_gb_s"][key] = r.decode_tok_s * stats.active_bytes / 1e9;
+                j["decode_ms_per_token"][key] = stage_json(r.decode_stages, 1e3 / (double)r.n_decoded);
+                j["prefill_ms_per_token"][key] = stage_json(r.prefill_stages, 1e3 / (double)len);
+            }
+            std::printf("%s\n", j.dump().c_str());
+            return 0;
+        }
+        std::printf("model %s: %.2f GB, %.0f MB read per generated token; %d threads, %s kernels\n", o->model.c_str(),
+                    stats.total_bytes / 1e9, stats.active_bytes / 1e6, o->threads, cpu::isa_name(k.isa));
+        if (bw > 0) std::printf("memory read bandwidth (measured): %.1f GB/s -> decode roofline %.1f tok/s\n", bw,
+                                bw * 1e9 / stats.active_bytes);
+        std::string head = "| prompt length  ", sep = "| -------------- ", pre = "| prefill tok/s  ",
+                    dec = "| decode tok/s   ", gbs = "| decode GB/s    ";
+        for (const auto& [len, r] : rows) {
+            head += fmt::format("| {:>14} ", len);
+            sep += "| -------------- ";
+            pre += fmt::format("| {:>14.2f} ", r.prefill_tok_s);
+            dec += fmt::format("| {:>14.2f} ", r.decode_tok_s);
+            const double g = r.decode_tok_s * stats.active_bytes / 1e9;
+            gbs += bw > 0 ? fmt::format("| {:>6.1f} ({:>3.0f}%) ", g, 100.0 * g / bw) : fmt::format("| {:>14.1f} ", g);
+        }
+        std::printf("%s|\n%s|\n%s|\n%s|\n%s|\n", head.c_str(), sep.c_str(), pre.c_str(), dec.c_str(), gbs.c_str());
+        std::printf("\ndecode time per token by stage (ms), and prefill per prompt token (ms):\n");
+        for (const auto& [len, r] : rows) {
+            const double pd = 1e3 / (double)r.n_decoded, pp = 1e3 / (double)len;
+            const StageTimes& d = r.decode_stages;
+            const StageTimes& p = r.prefill_stages;
+            std::printf("  prompt %-6d decode: attention %.3f router %.3f experts %.3f dense %.3f lm_head %.3f other %.3f\n",
+                        len, d.attention * pd, d.router * pd, d.experts * pd, d.dense_ffn * pd, d.lm_head * pd, d.other * pd);
+            std::printf("  %-13s prefill: attention %.3f router %.3f experts %.3f dense %.3f lm_head %.3f other %.3f\n",
+                        "", p.attention * pp, p.router * pp, p.experts * pp, p.dense_ffn * pp, p.lm_head * pp, p.other * pp);
+        }
+        return 0;
+    };
+}
+
+}  // namespace tandem::cli
