@@ -2,6 +2,7 @@
 // parallelism is over independent output rows / heads only, so results do not depend on the
 // number of threads.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <numeric>
@@ -80,26 +81,22 @@ void Forward::attention(int il, KvCache& kv, const float* x, int64_t n, float* o
     float* o = grow(attn_, (size_t)(n * n_q));
     const int64_t n_ctx_max = pos0 + n;
     const float scale = 1.0f / std::sqrt((float)hd);
+    const cpu::KernelTable& kt = cpu::kernels();
+    // the AVX-512 kernels need head_dim % 16 == 0; others use the reference
+    const cpu::KernelTable& ka = hd % 16 == 0 ? kt : cpu::kernels_for(cpu::Isa::generic);
+    float* scores_all = grow(scores_, (size_t)(pool_.n_threads() * 4 * n_ctx_max));
+    std::atomic<int> slot{0};
     pool_.parallel_for(n * hp_.n_head, 1, [&](int64_t b, int64_t e) {
-        std::vector<float> scores((size_t)n_ctx_max);
+        float* scores = scores_all + (size_t)(slot.fetch_add(1) % (pool_.n_threads() * 4)) * (size_t)n_ctx_max;
         for (int64_t job = b; job < e; ++job) {
             const int64_t t = job / hp_.n_head, h = job % hp_.n_head, hk = h / group;
-            const float* qh = q + t * n_q + h * hd;
             const int64_t n_pos = pos0 + t + 1;
-            for (int64_t p = 0; p < n_pos; ++p) {
-                const uint16_t* kp = kv.k_at(il, p) + hk * hd;
-                float s = 0.0f;
-                for (int64_t i = 0; i < hd; ++i) s += qh[i] * fp16_to_fp32(kp[i]);
-                scores[(size_t)p] = s * scale;
-            }
-            ref::softmax(scores.data(), n_pos);
+            ka.attn_scores(q + t * n_q + h * hd, kv.k_at(il, 0) + hk * hd, n_kv, n_pos, hd, scores);
+            for (int64_t p = 0; p < n_pos; ++p) scores[p] *= scale;
+            ref::softmax(scores, n_pos);
             float* oh = o + t * n_q + h * hd;
             std::fill(oh, oh + hd, 0.0f);
-            for (int64_t p = 0; p < n_pos; ++p) {
-                const uint16_t* vp = kv.v_at(il, p) + hk * hd;
-                const float s = scores[(size_t)p];
-                for (int64_t i = 0; i < hd; ++i) oh[i] += s * fp16_to_fp32(vp[i]);
-            }
+            ka.attn_values(scores, kv.v_at(il, 0) + hk * hd, n_kv, n_pos, hd, oh);
         }
     });
     linear(l.wo, 0, hp_.n_embd, o, n, out);

@@ -94,6 +94,22 @@ TEST_P(CpuKernels, GemvMatchesReference) {
     }
 }
 
+TEST_P(CpuKernels, AttentionOverF16CacheMatchesReference) {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+    const KernelTable& k = kernels_for(GetParam()), &g = kernels_for(Isa::generic);
+    const int64_t hd = 128, stride = 512, n_pos = 77;
+    const auto q = gaussian(hd, 5), kvf = gaussian((size_t)(stride * n_pos), 6), w = gaussian(n_pos, 7);
+    std::vector<uint16_t> kv(kvf.size());
+    for (size_t i = 0; i < kv.size(); ++i) kv[i] = fp32_to_fp16(kvf[i]);
+    std::vector<float> s1(n_pos), s2(n_pos), o1(hd, 0.5f), o2(hd, 0.5f);
+    k.attn_scores(q.data(), kv.data() + 64, stride, n_pos, hd, s1.data());
+    g.attn_scores(q.data(), kv.data() + 64, stride, n_pos, hd, s2.data());
+    for (int64_t p = 0; p < n_pos; ++p) ASSERT_NEAR(s1[p], s2[p], 1e-4f * 12) << p;
+    k.attn_values(w.data(), kv.data() + 128, stride, n_pos, hd, o1.data());
+    g.attn_values(w.data(), kv.data() + 128, stride, n_pos, hd, o2.data());
+    for (int64_t i = 0; i < hd; ++i) ASSERT_NEAR(o1[i], o2[i], 1e-4f * 9) << i;
+}
+
 TEST(CpuKernels, FastKernelsExistForTheHotTypes) {
     if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "avx512 not supported by this CPU";
     const KernelTable& k = kernels_for(Isa::avx512);

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/fp16.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/reference/ops.h"
 #include "kernels/reference/quants.h"
@@ -17,6 +18,22 @@ void gemv_ref(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, co
 template <DType T>
 void convert_ref(const float* x, void* out, int64_t n) {
     ref::convert_activation(T, x, out, n);
+}
+
+void attn_scores_ref(const float* q, const uint16_t* k, int64_t stride, int64_t n_pos, int64_t hd, float* scores) {
+    for (int64_t p = 0; p < n_pos; ++p) {
+        const uint16_t* kp = k + p * stride;
+        float s = 0.0f;
+        for (int64_t i = 0; i < hd; ++i) s += q[i] * fp16_to_fp32(kp[i]);
+        scores[p] = s;
+    }
+}
+
+void attn_values_ref(const float* w, const uint16_t* v, int64_t stride, int64_t n_pos, int64_t hd, float* out) {
+    for (int64_t p = 0; p < n_pos; ++p) {
+        const uint16_t* vp = v + p * stride;
+        for (int64_t i = 0; i < hd; ++i) out[i] += w[p] * fp16_to_fp32(vp[i]);
+    }
 }
 
 KernelTable make_generic() {
@@ -36,6 +53,8 @@ KernelTable make_generic() {
     TANDEM_REF(Q6_K)
     TANDEM_REF(Q8_K)
 #undef TANDEM_REF
+    t.attn_scores = attn_scores_ref;
+    t.attn_values = attn_values_ref;
     return t;
 }
 

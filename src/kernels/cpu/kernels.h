@@ -15,6 +15,12 @@ namespace tandem::cpu {
 using GemvFn = void (*)(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y);
 // Converts one row of n floats to an activation (dot-product) type.
 using ConvertFn = void (*)(const float* x, void* out, int64_t n);
+// Attention over an f16 KV cache: scores[p] = q . k_p for n_pos keys `stride` halves apart;
+// out += sum_p w[p] * v_p.
+using AttnScoresFn = void (*)(const float* q, const uint16_t* k, int64_t stride, int64_t n_pos, int64_t hd,
+                              float* scores);
+using AttnValuesFn = void (*)(const float* w, const uint16_t* v, int64_t stride, int64_t n_pos, int64_t hd,
+                              float* out);
 
 enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
 constexpr int kNumIsa = 3;
@@ -25,6 +31,8 @@ struct KernelTable {
     GemvFn gemv[kMaxTypeId] = {};        // by weight type id
     ConvertFn convert[kMaxTypeId] = {};  // by activation type id
     bool fast[kMaxTypeId] = {};          // gemv has an ISA-specific kernel (not the reference)
+    AttnScoresFn attn_scores = nullptr;
+    AttnValuesFn attn_values = nullptr;
 };
 
 const char* isa_name(Isa isa);

@@ -222,6 +222,26 @@ float dot_f32(const float* w, const float* a, int64_t n) {
     return s;
 }
 
+// head_dim must be a multiple of 16 (checked by the caller's table lookup: hd % 16 == 0)
+void attn_scores(const float* q, const uint16_t* k, int64_t stride, int64_t n_pos, int64_t hd, float* scores) {
+    for (int64_t p = 0; p < n_pos; ++p) {
+        const uint16_t* kp = k + p * stride;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < hd; i += 16)
+            acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(kp + i))), acc);
+        scores[p] = _mm512_reduce_add_ps(acc);
+    }
+}
+
+void attn_values(const float* w, const uint16_t* v, int64_t stride, int64_t n_pos, int64_t hd, float* out) {
+    for (int64_t i = 0; i < hd; i += 16) {
+        __m512 acc = _mm512_loadu_ps(out + i);
+        for (int64_t p = 0; p < n_pos; ++p)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(w[p]), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(v + p * stride + i))), acc);
+        _mm512_storeu_ps(out + i, acc);
+    }
+}
+
 template <typename W, typename A, float (*Dot)(const W*, const A*, int64_t), int kBlock>
 void gemv(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y) {
     const auto* a = static_cast<const A*>(act);
@@ -243,6 +263,8 @@ void fill_avx512(KernelTable& t) {
     t.gemv[(int)DType::F16] = gemv<uint16_t, uint16_t, dot_f16, 1>;
     t.gemv[(int)DType::F32] = gemv<float, float, dot_f32, 1>;
     for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::F32}) t.fast[(int)d] = true;
+    t.attn_scores = attn_scores;
+    t.attn_values = attn_values;
 }
 
 }  // namespace tandem::cpu

@@ -1,0 +1,80 @@
+// Micro-benchmark of every CPU kernel (each ISA this machine has) on the matrix shapes of
+// Qwen3-30B-A3B and Qwen3-235B-A22B, single thread: one activation row against the weight
+// rows, as in decode. Reports weight GB/s (bytes_per_second) and GFLOP/s.
+//   build/bin/kernels_bench [--benchmark_filter=Q4_K]
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/reference/quants.h"
+
+namespace {
+
+using namespace tandem;
+
+struct Shape {
+    const char* name;
+    int64_t rows, cols;  // rows of `cols` elements
+};
+
+// (D = hidden, F = expert ff); expert matrices are benchmarked one expert at a time
+const Shape kShapes[] = {
+    {"a3b.expert_gate_up", 768, 2048},  {"a3b.expert_down", 2048, 768},   {"a3b.attn_q", 4096, 2048},
+    {"a3b.attn_kv", 512, 2048},         {"a3b.attn_out", 2048, 4096},     {"a3b.lm_head", 151936, 2048},
+    {"a22b.expert_gate_up", 1536, 4096}, {"a22b.expert_down", 4096, 1536}, {"a22b.attn_q", 8192, 4096},
+    {"a22b.attn_kv", 512, 4096},        {"a22b.attn_out", 4096, 8192},    {"a22b.lm_head", 151936, 4096},
+};
+
+void bench_gemv(benchmark::State& state, cpu::Isa isa, DType type, Shape shape) {
+    if (!cpu::isa_supported(isa)) {
+        state.SkipWithError("ISA not supported by this CPU");
+        return;
+    }
+    const cpu::KernelTable& k = cpu::kernels_for(isa);
+    const DType at = ref::vec_dot_type(type);
+    const size_t rb = row_bytes(type, shape.cols);
+    std::vector<uint8_t> w(rb * (size_t)shape.rows);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    std::vector<float> row((size_t)shape.cols);
+    // quantize a few distinct rows and repeat them: quantizing 150k rows would take minutes
+    for (int64_t r = 0; r < shape.rows; ++r) {
+        if (r < 16) {
+            for (auto& v : row) v = nd(rng);
+            ref::quantize_row(type, row.data(), w.data() + (size_t)r * rb, shape.cols);
+        } else {
+            std::copy_n(w.data() + (size_t)(r % 16) * rb, rb, w.data() + (size_t)r * rb);
+        }
+    }
+    for (auto& v : row) v = nd(rng) * 50;
+    std::vector<uint8_t> act(row_bytes(at, shape.cols));
+    std::vector<float> y((size_t)shape.rows);
+    for (auto _ : state) {
+        k.convert[(int)at](row.data(), act.data(), shape.cols);
+        k.gemv[(int)type](w.data(), rb, shape.rows, shape.cols, act.data(), y.data());
+        benchmark::DoNotOptimize(y.data());
+    }
+    state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)w.size());
+    // flops per iteration in units of 1e9: the rate then reads directly as GFLOP/s
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * (double)shape.rows * (double)shape.cols / 1e9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
+int register_all() {
+    for (cpu::Isa isa : {cpu::Isa::generic, cpu::Isa::avx2, cpu::Isa::avx512})
+        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16})
+            for (const Shape& s : kShapes) {
+                if (isa == cpu::Isa::generic && s.rows > 8192) continue;  // minutes per run on the reference
+                const std::string name = std::string(cpu::isa_name(isa)) + "/" + std::string(dtype_name(t)) + "/" + s.name;
+                benchmark::RegisterBenchmark(name.c_str(), bench_gemv, isa, t, s)->Unit(benchmark::kMicrosecond);
+            }
+    return 0;
+}
+const int registered = register_all();
+
+}  // namespace
+
+BENCHMARK_MAIN();
