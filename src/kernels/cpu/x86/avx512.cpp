@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/reference/quants.h"
@@ -87,71 +88,118 @@ void convert_f16(const float* x, void* out, int64_t n) {
 
 // ---- weights ----------------------------------------------------------------------------
 
-// 6-bit scales and mins of a Q4_K/Q5_K block (llama.cpp's packing).
-inline void unpack_k_scales(const uint8_t* s, uint8_t* sc, uint8_t* mn) {
-    for (int j = 0; j < 4; ++j) {
-        sc[j] = s[j] & 63;
-        mn[j] = s[j + 4] & 63;
-    }
-    for (int j = 4; j < 8; ++j) {
-        sc[j] = (uint8_t)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
-        mn[j] = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
-    }
+
+// 6-bit scales (low 32 bits: sub-blocks 0..3, high: 4..7) and mins of a Q4_K/Q5_K block, from
+// the 12 packed bytes with word operations: bytes 0-3 hold sc[0..3] (+ top bits of sc[4..7]),
+// 4-7 hold m[0..3] (+ top bits of m[4..7]), 8-11 the low nibbles of sc[4..7] / m[4..7].
+inline void unpack_k_scales_words(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
+    uint32_t w[3];
+    std::memcpy(w, s, 12);
+    const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, mn_lo = w[1] & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
+    const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
+    sc = sc_lo | (uint64_t)sc_hi << 32;
+    mn = mn_lo | (uint64_t)mn_hi << 32;
 }
 
-// 512-bit activation vector: 32 bytes at a and 32 bytes at b.
-inline __m512i load_pair(const int8_t* a, const int8_t* b) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)a)),
-                              _mm256_loadu_si256((const __m256i*)b), 1);
-}
-
-// Q4_K row . Q8_K: per 64-byte load of qs (chunks c, c+1), low nibbles hold sub-blocks 2c and
-// 2c+2, high nibbles 2c+1 and 2c+3; each dpbusd lane sums 4 products of one sub-block.
-float dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t nb) {
+// Q4_K row . Q8_K. Per 64-byte load of qs (chunks 2h, 2h+1): low nibbles hold sub-blocks 4h and
+// 4h+2, high nibbles 4h+1 and 4h+3. vpmaddubsw gives 16-bit pair sums (|sum| <= 2*15*127), and
+// vpmaddwd applies the sub-block scales at 16 bits. The mins come from the Q8_K block sums.
+// `ap` holds each block's activations re-ordered once per GEMV (see arrange_q4_k_acts) so that the
+// partner of every 64-byte weight load is one 64-byte activation load.
+float dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, const int8_t* ap, int64_t nb) {
     const __m512i m4 = _mm512_set1_epi8(0xF);
+    const __m512i idx_lo0 = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i idx_hi0 = _mm512_inserti64x4(_mm512_set1_epi16(1), _mm256_set1_epi16(3), 1);
+    const __m512i idx_lo1 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    const __m512i idx_hi1 = _mm512_inserti64x4(_mm512_set1_epi16(5), _mm256_set1_epi16(7), 1);
     __m512 acc = _mm512_setzero_ps();
-    float acc_min = 0.0f;
-    alignas(16) uint8_t sc[8], mn[8];
-    for (int64_t ib = 0; ib < nb; ++ib) {
-        unpack_k_scales(w[ib].scales, sc, mn);
+    __m256 acc_min = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ++ib, ap += kQK_K) {
+        uint64_t sc8, mn8;
+        unpack_k_scales_words(w[ib].scales, sc8, mn8);
         const float d = half_to_float(w[ib].d) * a[ib].d;
         const float dmin = half_to_float(w[ib].dmin) * a[ib].d;
-        int32_t msum = 0;
-        for (int j = 0; j < 8; ++j) msum += mn[j] * (a[ib].bsums[2 * j] + a[ib].bsums[2 * j + 1]);
-        acc_min += dmin * (float)msum;
+        // mins: m[j] * (bsum[2j] + bsum[2j+1]) in 8 int32 lanes
+        const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
+        const __m256i mn_dup = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+        const __m256i prod_min = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a[ib].bsums), mn_dup);
+        acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(prod_min), _mm256_set1_ps(dmin), acc_min);
 
-        __m512i isum = _mm512_setzero_si512();
-        const int8_t* q8 = a[ib].qs;
-        for (int half = 0; half < 2; ++half) {  // sub-blocks 4*half .. 4*half+3
-            const __m512i q4 = _mm512_loadu_si512((const void*)(w[ib].qs + 64 * half));
-            const __m512i lo = _mm512_and_si512(q4, m4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q4, 4), m4);
-            const int8_t* a0 = q8 + 128 * half;
-            const __m512i p_lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, load_pair(a0, a0 + 64));
-            const __m512i p_hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, load_pair(a0 + 32, a0 + 96));
-            const int s = 4 * half;
-            const __m512i s_lo = _mm512_inserti64x4(_mm512_set1_epi32(sc[s]), _mm256_set1_epi32(sc[s + 2]), 1);
-            const __m512i s_hi = _mm512_inserti64x4(_mm512_set1_epi32(sc[s + 1]), _mm256_set1_epi32(sc[s + 3]), 1);
-            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(p_lo, s_lo));
-            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(p_hi, s_hi));
-        }
+        const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_cvtsi64_si128((long long)sc8)));
+        const __m512i q40 = _mm512_loadu_si512((const void*)w[ib].qs);
+        const __m512i q41 = _mm512_loadu_si512((const void*)(w[ib].qs + 64));
+        const __m512i p0 = _mm512_maddubs_epi16(_mm512_and_si512(q40, m4), _mm512_loadu_si512((const void*)ap));
+        const __m512i p1 = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(q40, 4), m4),
+                                                _mm512_loadu_si512((const void*)(ap + 64)));
+        const __m512i p2 = _mm512_maddubs_epi16(_mm512_and_si512(q41, m4), _mm512_loadu_si512((const void*)(ap + 128)));
+        const __m512i p3 = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(q41, 4), m4),
+                                                _mm512_loadu_si512((const void*)(ap + 192)));
+        __m512i isum = _mm512_madd_epi16(p0, _mm512_permutexvar_epi16(idx_lo0, sc16));
+        isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p1, _mm512_permutexvar_epi16(idx_hi0, sc16)));
+        isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p2, _mm512_permutexvar_epi16(idx_lo1, sc16)));
+        isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p3, _mm512_permutexvar_epi16(idx_hi1, sc16)));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
     }
-    return hsum(acc) - acc_min;
+    __m128 m = _mm_add_ps(_mm256_castps256_ps128(acc_min), _mm256_extractf128_ps(acc_min, 1));
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return hsum(acc) - _mm_cvtss_f32(m);
+}
+
+// Per 256-block: [a0..31, a64..95 | a32..63, a96..127 | a128..159, a192..223 | a160..191, a224..255]
+void arrange_q4_k_acts(const BlockQ8_K* a, int64_t nb, int8_t* out) {
+    for (int64_t ib = 0; ib < nb; ++ib, out += kQK_K) {
+        const int8_t* q = a[ib].qs;
+        for (int half = 0; half < 2; ++half) {
+            const int8_t* a0 = q + 128 * half;
+            int8_t* o = out + 128 * half;
+            std::memcpy(o, a0, 32);
+            std::memcpy(o + 32, a0 + 64, 32);
+            std::memcpy(o + 64, a0 + 32, 32);
+            std::memcpy(o + 96, a0 + 96, 32);
+        }
+    }
+}
+
+void gemv_q4_k(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y) {
+    const auto* a = static_cast<const BlockQ8_K*>(act);
+    const int64_t nb = n / kQK_K;
+    alignas(64) int8_t local[16 * kQK_K];  // rows up to 4096 wide without allocating
+    std::vector<int8_t> heap;
+    int8_t* ap = local;
+    if (nb > 16) {
+        heap.resize((size_t)(nb * kQK_K));
+        ap = heap.data();
+    }
+    arrange_q4_k_acts(a, nb, ap);
+    for (int64_t r = 0; r < n_rows; ++r)
+        y[r] = dot_q4_k(reinterpret_cast<const BlockQ4_K*>(w + (size_t)r * row_stride), a, ap, nb);
+}
+
+// 32 x int16 lanes: lanes 8k .. 8k+7 = v[first + k] for k = 0..3
+inline __m512i pick4(__m512i v, int first) {
+    const __m512i idx = _mm512_set_epi16(first + 3, first + 3, first + 3, first + 3, first + 3, first + 3, first + 3,
+                                         first + 3, first + 2, first + 2, first + 2, first + 2, first + 2, first + 2,
+                                         first + 2, first + 2, first + 1, first + 1, first + 1, first + 1, first + 1,
+                                         first + 1, first + 1, first + 1, first, first, first, first, first, first, first,
+                                         first);
+    return _mm512_permutexvar_epi16(idx, v);
 }
 
 // Q6_K row . Q8_K: q = 4 bits of ql + 2 bits of qh in 0..63; sum (q - 32) a = sum q a - 32 bsum.
+// Pair sums of q * a fit in 16 bits (2*63*127); the signed 8-bit scales are applied by vpmaddwd.
 float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t nb) {
     const __m512i m4 = _mm512_set1_epi8(0xF);
     const __m512i m3 = _mm512_set1_epi8(3);
-    const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     __m512 acc = _mm512_setzero_ps();
-    float acc_off = 0.0f;
+    __m256 acc_off = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib) {
         const float d = half_to_float(w[ib].d) * a[ib].d;
-        int32_t off = 0;
-        for (int j = 0; j < 16; ++j) off += w[ib].scales[j] * a[ib].bsums[j];
-        acc_off += d * 32.0f * (float)off;
+        const __m256i sc16_256 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)w[ib].scales));
+        const __m256i off = _mm256_madd_epi16(sc16_256, _mm256_loadu_si256((const __m256i*)a[ib].bsums));
+        acc_off = _mm256_fmadd_ps(_mm256_cvtepi32_ps(off), _mm256_set1_ps(32.0f * d), acc_off);
+        const __m512i sc16 = _mm512_castsi256_si512(sc16_256);
 
         __m512i isum = _mm512_setzero_si512();
         for (int half = 0; half < 2; ++half) {  // 128 elements: ql[64], qh[32]
@@ -164,20 +212,17 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t nb) {
             const __m512i q_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
                                                  _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 4), m3), 4));
             const int8_t* a0 = a[ib].qs + 128 * half;
-            const __m512i p_lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q_lo, _mm512_loadu_si512((const void*)a0));
-            const __m512i p_hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q_hi, _mm512_loadu_si512((const void*)(a0 + 64)));
-            // sub-blocks of 16 = 4 lanes: scales 8*half + 0..3 for lo, + 4..7 for hi
-            int32_t s4lo, s4hi;
-            std::memcpy(&s4lo, w[ib].scales + 8 * half, 4);
-            std::memcpy(&s4hi, w[ib].scales + 8 * half + 4, 4);
-            const __m512i sc_lo = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(s4lo), spread));
-            const __m512i sc_hi = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(s4hi), spread));
-            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(p_lo, sc_lo));
-            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(p_hi, sc_hi));
+            const __m512i p_lo = _mm512_maddubs_epi16(q_lo, _mm512_loadu_si512((const void*)a0));
+            const __m512i p_hi = _mm512_maddubs_epi16(q_hi, _mm512_loadu_si512((const void*)(a0 + 64)));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p_lo, pick4(sc16, 8 * half)));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p_hi, pick4(sc16, 8 * half + 4)));
         }
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
     }
-    return hsum(acc) - acc_off;
+    __m128 o = _mm_add_ps(_mm256_castps256_ps128(acc_off), _mm256_extractf128_ps(acc_off, 1));
+    o = _mm_add_ps(o, _mm_movehl_ps(o, o));
+    o = _mm_add_ss(o, _mm_movehdup_ps(o));
+    return hsum(acc) - _mm_cvtss_f32(o);
 }
 
 // Q8_0 row . Q8_0: the weight's sign moves onto the activation so that dpbusd sees |w|.
@@ -257,7 +302,7 @@ void fill_avx512(KernelTable& t) {
     t.convert[(int)DType::Q8_K] = convert_q8_k;
     t.convert[(int)DType::Q8_0] = convert_q8_0;
     t.convert[(int)DType::F16] = convert_f16;
-    t.gemv[(int)DType::Q4_K] = gemv<BlockQ4_K, BlockQ8_K, dot_q4_k, kQK_K>;
+    t.gemv[(int)DType::Q4_K] = gemv_q4_k;
     t.gemv[(int)DType::Q6_K] = gemv<BlockQ6_K, BlockQ8_K, dot_q6_k, kQK_K>;
     t.gemv[(int)DType::Q8_0] = gemv<BlockQ8_0, BlockQ8_0, dot_q8_0, 32>;
     t.gemv[(int)DType::F16] = gemv<uint16_t, uint16_t, dot_f16, 1>;
