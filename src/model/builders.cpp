@@ -43,10 +43,22 @@ void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float*
     uint8_t* conv = grow(act_, conv_bytes * (size_t)n);
     const cpu::KernelTable& k = cpu::kernels();
     for (int64_t t = 0; t < n; ++t) k.convert[(int)vdt](x + t * in, conv + (size_t)t * conv_bytes, in);
-    const cpu::GemvFn gemv = k.gemv[(int)w.type];
+    if (n == 1) {
+        const cpu::GemvFn gemv = k.gemv[(int)w.type];
+        pool_.parallel_for(n_rows, 16, [&](int64_t r0, int64_t r1) {
+            gemv(w.row(row0 + r0), w.row_bytes, r1 - r0, in, conv, y + r0);
+        });
+        return;
+    }
+    const cpu::GemmFn gemm = k.gemm[(int)w.type];
     pool_.parallel_for(n_rows, 16, [&](int64_t r0, int64_t r1) {
-        for (int64_t t = 0; t < n; ++t)
-            gemv(w.row(row0 + r0), w.row_bytes, r1 - r0, in, conv + (size_t)t * conv_bytes, y + t * n_rows + r0);
+        std::vector<const void*> acts((size_t)n);
+        std::vector<float*> ys((size_t)n);
+        for (int64_t t = 0; t < n; ++t) {
+            acts[(size_t)t] = conv + (size_t)t * conv_bytes;
+            ys[(size_t)t] = y + t * n_rows + r0;
+        }
+        gemm(w.row(row0 + r0), w.row_bytes, r1 - r0, in, acts.data(), n, ys.data());
     });
 }
 
@@ -161,13 +173,26 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
             const auto [s0, s1] = groups[(size_t)(unit / f_chunks)];
             const int64_t r0 = (unit % f_chunks) * kRows, nr = std::min(kRows, F - r0);
             const int64_t row = slots[(size_t)s0].expert * F + r0;
+            if (s1 - s0 == 1) {  // decode: one token per expert
+                const int64_t t = slots[(size_t)s0].token;
+                k.gemv[(int)gate_t](l.ffn_gate_exps.row(row), l.ffn_gate_exps.row_bytes, nr, D,
+                                    xg + (size_t)t * xg_bytes, g + s0 * F + r0);
+                k.gemv[(int)up_t](l.ffn_up_exps.row(row), l.ffn_up_exps.row_bytes, nr, D, xu + (size_t)t * xu_bytes,
+                                  u + s0 * F + r0);
+                continue;
+            }
+            // prefill: all tokens of this expert at once, each weight block decoded once per few tokens
+            std::vector<const void*> ag, au;
+            std::vector<float*> yg, yu;
             for (int64_t s = s0; s < s1; ++s) {
                 const int64_t t = slots[(size_t)s].token;
-                k.gemv[(int)gate_t](l.ffn_gate_exps.row(row), l.ffn_gate_exps.row_bytes, nr, D,
-                                    xg + (size_t)t * xg_bytes, g + s * F + r0);
-                k.gemv[(int)up_t](l.ffn_up_exps.row(row), l.ffn_up_exps.row_bytes, nr, D, xu + (size_t)t * xu_bytes,
-                                  u + s * F + r0);
+                ag.push_back(xg + (size_t)t * xg_bytes);
+                au.push_back(xu + (size_t)t * xu_bytes);
+                yg.push_back(g + s * F + r0);
+                yu.push_back(u + s * F + r0);
             }
+            k.gemm[(int)gate_t](l.ffn_gate_exps.row(row), l.ffn_gate_exps.row_bytes, nr, D, ag.data(), s1 - s0, yg.data());
+            k.gemm[(int)up_t](l.ffn_up_exps.row(row), l.ffn_up_exps.row_bytes, nr, D, au.data(), s1 - s0, yu.data());
         }
     });
     // SwiGLU, then the down projection's activation type
@@ -181,9 +206,19 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
             const auto [s0, s1] = groups[(size_t)(unit / d_chunks)];
             const int64_t r0 = (unit % d_chunks) * kRows, nr = std::min(kRows, D - r0);
             const int64_t row = slots[(size_t)s0].expert * D + r0;
-            for (int64_t s = s0; s < s1; ++s)
-                k.gemv[(int)down_t](l.ffn_down_exps.row(row), l.ffn_down_exps.row_bytes, nr, F, h + (size_t)s * h_bytes,
-                                    d + s * D + r0);
+            if (s1 - s0 == 1) {  // decode: one token per expert
+                k.gemv[(int)down_t](l.ffn_down_exps.row(row), l.ffn_down_exps.row_bytes, nr, F,
+                                    h + (size_t)s0 * h_bytes, d + s0 * D + r0);
+                continue;
+            }
+            std::vector<const void*> ah;
+            std::vector<float*> yd;
+            for (int64_t s = s0; s < s1; ++s) {
+                ah.push_back(h + (size_t)s * h_bytes);
+                yd.push_back(d + s * D + r0);
+            }
+            k.gemm[(int)down_t](l.ffn_down_exps.row(row), l.ffn_down_exps.row_bytes, nr, F, ah.data(), s1 - s0,
+                                yd.data());
         }
     });
     // weighted sum of the experts of each token

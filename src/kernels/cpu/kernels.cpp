@@ -15,6 +15,14 @@ template <DType T>
 void gemv_ref(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y) {
     ref::gemv_rows(T, w, row_stride, n_rows, n, act, y);
 }
+// gemm through the table's gemv, token by token (for types without a multi-token kernel)
+template <DType T, Isa I>
+void gemm_by_gemv(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts,
+                  int64_t n_tok, float* const* ys) {
+    const GemvFn gemv = kernels_for(I).gemv[(int)T];
+    for (int64_t t = 0; t < n_tok; ++t) gemv(w, row_stride, n_rows, n, acts[t], ys[t]);
+}
+
 template <DType T>
 void convert_ref(const float* x, void* out, int64_t n) {
     ref::convert_activation(T, x, out, n);
@@ -58,6 +66,21 @@ KernelTable make_generic() {
     return t;
 }
 
+template <Isa I>
+void fill_gemm_by_gemv(KernelTable& t) {
+#define TANDEM_GEMM(T) if (!t.gemm[(int)DType::T]) t.gemm[(int)DType::T] = gemm_by_gemv<DType::T, I>;
+    TANDEM_GEMM(F32)
+    TANDEM_GEMM(F16)
+    TANDEM_GEMM(BF16)
+    TANDEM_GEMM(Q4_0)
+    TANDEM_GEMM(Q5_0)
+    TANDEM_GEMM(Q8_0)
+    TANDEM_GEMM(Q4_K)
+    TANDEM_GEMM(Q5_K)
+    TANDEM_GEMM(Q6_K)
+#undef TANDEM_GEMM
+}
+
 struct Tables {
     KernelTable t[kNumIsa];
     Tables() {
@@ -73,6 +96,9 @@ struct Tables {
             fill_avx512(t[2]);
         }
 #endif
+        fill_gemm_by_gemv<Isa::generic>(t[0]);
+        fill_gemm_by_gemv<Isa::avx2>(t[1]);
+        fill_gemm_by_gemv<Isa::avx512>(t[2]);
     }
 };
 

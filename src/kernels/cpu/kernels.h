@@ -13,6 +13,10 @@ namespace tandem::cpu {
 // y[r] = dot(weight row r, act) for r in [0, n_rows): rows of n elements of the weight type,
 // `row_stride` bytes apart; act is one activation row already converted to vec_dot_type(type).
 using GemvFn = void (*)(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y);
+// Several activation rows at once (prefill): y[t][r] = dot(weight row r, acts[t]) for t < n_tok;
+// acts[t] points to one converted activation row, ys[t] to n_rows outputs.
+using GemmFn = void (*)(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts,
+                        int64_t n_tok, float* const* ys);
 // Converts one row of n floats to an activation (dot-product) type.
 using ConvertFn = void (*)(const float* x, void* out, int64_t n);
 // Attention over an f16 KV cache: scores[p] = q . k_p for n_pos keys `stride` halves apart;
@@ -30,6 +34,7 @@ struct KernelTable {
     Isa isa = Isa::generic;
     GemvFn gemv[kMaxTypeId] = {};        // by weight type id
     ConvertFn convert[kMaxTypeId] = {};  // by activation type id
+    GemmFn gemm[kMaxTypeId] = {};        // by weight type id
     bool fast[kMaxTypeId] = {};          // gemv has an ISA-specific kernel (not the reference)
     AttnScoresFn attn_scores = nullptr;
     AttnValuesFn attn_values = nullptr;

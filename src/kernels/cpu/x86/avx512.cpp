@@ -177,6 +177,78 @@ void gemv_q4_k(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, c
         y[r] = dot_q4_k(reinterpret_cast<const BlockQ4_K*>(w + (size_t)r * row_stride), a, ap, nb);
 }
 
+// Q4_K rows . 4 token activations: each weight block is decoded once (nibbles, scales) and used
+// for the 4 tokens. ap[t] are the tokens' re-ordered activations, a[t] their Q8_K blocks.
+inline void dot_q4_k_x4(const BlockQ4_K* w, const BlockQ8_K* const* a, const int8_t* const* ap, int64_t nb,
+                        float* out) {
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    const __m512i idx_lo0 = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i idx_hi0 = _mm512_inserti64x4(_mm512_set1_epi16(1), _mm256_set1_epi16(3), 1);
+    const __m512i idx_lo1 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    const __m512i idx_hi1 = _mm512_inserti64x4(_mm512_set1_epi16(5), _mm256_set1_epi16(7), 1);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m256 acc_min[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        uint64_t sc8, mn8;
+        unpack_k_scales_words(w[ib].scales, sc8, mn8);
+        const float wd = half_to_float(w[ib].d), wdmin = half_to_float(w[ib].dmin);
+        const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
+        const __m256i mn_dup = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+        const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_cvtsi64_si128((long long)sc8)));
+        const __m512i s0 = _mm512_permutexvar_epi16(idx_lo0, sc16), s1 = _mm512_permutexvar_epi16(idx_hi0, sc16);
+        const __m512i s2 = _mm512_permutexvar_epi16(idx_lo1, sc16), s3 = _mm512_permutexvar_epi16(idx_hi1, sc16);
+        const __m512i q40 = _mm512_loadu_si512((const void*)w[ib].qs);
+        const __m512i q41 = _mm512_loadu_si512((const void*)(w[ib].qs + 64));
+        const __m512i n0 = _mm512_and_si512(q40, m4), n1 = _mm512_and_si512(_mm512_srli_epi16(q40, 4), m4);
+        const __m512i n2 = _mm512_and_si512(q41, m4), n3 = _mm512_and_si512(_mm512_srli_epi16(q41, 4), m4);
+        for (int t = 0; t < 4; ++t) {
+            const int8_t* x = ap[t] + ib * kQK_K;
+            __m512i isum = _mm512_madd_epi16(_mm512_maddubs_epi16(n0, _mm512_loadu_si512((const void*)x)), s0);
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(_mm512_maddubs_epi16(n1, _mm512_loadu_si512((const void*)(x + 64))), s1));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(_mm512_maddubs_epi16(n2, _mm512_loadu_si512((const void*)(x + 128))), s2));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(_mm512_maddubs_epi16(n3, _mm512_loadu_si512((const void*)(x + 192))), s3));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wd * a[t][ib].d), acc[t]);
+            const __m256i pm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a[t][ib].bsums), mn_dup);
+            acc_min[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(wdmin * a[t][ib].d), acc_min[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        __m128 m = _mm_add_ps(_mm256_castps256_ps128(acc_min[t]), _mm256_extractf128_ps(acc_min[t], 1));
+        m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        out[t] = hsum(acc[t]) - _mm_cvtss_f32(m);
+    }
+}
+
+void gemm_q4_k(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts, int64_t n_tok,
+               float* const* ys) {
+    const int64_t nb = n / kQK_K;
+    thread_local std::vector<int8_t> arranged;  // every token's activations, re-ordered once per call
+    arranged.resize((size_t)(n_tok * nb * kQK_K));
+    for (int64_t t = 0; t < n_tok; ++t)
+        arrange_q4_k_acts(static_cast<const BlockQ8_K*>(acts[t]), nb, arranged.data() + t * nb * kQK_K);
+    int64_t t0 = 0;
+    for (; t0 + 4 <= n_tok; t0 += 4) {
+        const BlockQ8_K* a[4];
+        const int8_t* ap[4];
+        for (int t = 0; t < 4; ++t) {
+            a[t] = static_cast<const BlockQ8_K*>(acts[t0 + t]);
+            ap[t] = arranged.data() + (t0 + t) * nb * kQK_K;
+        }
+        float out[4];
+        for (int64_t r = 0; r < n_rows; ++r) {
+            dot_q4_k_x4(reinterpret_cast<const BlockQ4_K*>(w + (size_t)r * row_stride), a, ap, nb, out);
+            for (int t = 0; t < 4; ++t) ys[t0 + t][r] = out[t];
+        }
+    }
+    for (; t0 < n_tok; ++t0) {
+        const auto* a = static_cast<const BlockQ8_K*>(acts[t0]);
+        const int8_t* ap = arranged.data() + t0 * nb * kQK_K;
+        for (int64_t r = 0; r < n_rows; ++r)
+            ys[t0][r] = dot_q4_k(reinterpret_cast<const BlockQ4_K*>(w + (size_t)r * row_stride), a, ap, nb);
+    }
+}
+
 // 32 x int16 lanes: lanes 8k .. 8k+7 = v[first + k] for k = 0..3
 inline __m512i pick4(__m512i v, int first) {
     const __m512i idx = _mm512_set_epi16(first + 3, first + 3, first + 3, first + 3, first + 3, first + 3, first + 3,
@@ -303,6 +375,7 @@ void fill_avx512(KernelTable& t) {
     t.convert[(int)DType::Q8_0] = convert_q8_0;
     t.convert[(int)DType::F16] = convert_f16;
     t.gemv[(int)DType::Q4_K] = gemv_q4_k;
+    t.gemm[(int)DType::Q4_K] = gemm_q4_k;
     t.gemv[(int)DType::Q6_K] = gemv<BlockQ6_K, BlockQ8_K, dot_q6_k, kQK_K>;
     t.gemv[(int)DType::Q8_0] = gemv<BlockQ8_0, BlockQ8_0, dot_q8_0, 32>;
     t.gemv[(int)DType::F16] = gemv<uint16_t, uint16_t, dot_f16, 1>;
