@@ -297,6 +297,66 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t nb) {
     return hsum(acc) - _mm_cvtss_f32(o);
 }
 
+// Q6_K rows . 4 token activations: each block's 6-bit levels and scales are decoded once.
+inline void dot_q6_k_x4(const BlockQ6_K* w, const BlockQ8_K* const* a, int64_t nb, float* out) {
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    const __m512i m3 = _mm512_set1_epi8(3);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m256 acc_off[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        const float wd = half_to_float(w[ib].d);
+        const __m256i sc16_256 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)w[ib].scales));
+        const __m512i sc16 = _mm512_castsi256_si512(sc16_256);
+        __m512i q[4], sc[4];
+        for (int half = 0; half < 2; ++half) {
+            const __m512i ql = _mm512_loadu_si512((const void*)(w[ib].ql + 64 * half));
+            const __m256i qh256 = _mm256_loadu_si256((const __m256i*)(w[ib].qh + 32 * half));
+            const __m512i qh = _mm512_inserti64x4(_mm512_castsi256_si512(qh256), _mm256_srli_epi16(qh256, 2), 1);
+            q[2 * half] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(qh, m3), 4));
+            q[2 * half + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                              _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 4), m3), 4));
+            sc[2 * half] = pick4(sc16, 8 * half);
+            sc[2 * half + 1] = pick4(sc16, 8 * half + 4);
+        }
+        for (int t = 0; t < 4; ++t) {
+            const int8_t* x = a[t][ib].qs;
+            __m512i isum = _mm512_madd_epi16(_mm512_maddubs_epi16(q[0], _mm512_loadu_si512((const void*)x)), sc[0]);
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(_mm512_maddubs_epi16(q[1], _mm512_loadu_si512((const void*)(x + 64))), sc[1]));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(_mm512_maddubs_epi16(q[2], _mm512_loadu_si512((const void*)(x + 128))), sc[2]));
+            isum = _mm512_add_epi32(isum, _mm512_madd_epi16(_mm512_maddubs_epi16(q[3], _mm512_loadu_si512((const void*)(x + 192))), sc[3]));
+            const float d = wd * a[t][ib].d;
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc[t]);
+            const __m256i off = _mm256_madd_epi16(sc16_256, _mm256_loadu_si256((const __m256i*)a[t][ib].bsums));
+            acc_off[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(off), _mm256_set1_ps(32.0f * d), acc_off[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        __m128 o = _mm_add_ps(_mm256_castps256_ps128(acc_off[t]), _mm256_extractf128_ps(acc_off[t], 1));
+        o = _mm_add_ps(o, _mm_movehl_ps(o, o));
+        o = _mm_add_ss(o, _mm_movehdup_ps(o));
+        out[t] = hsum(acc[t]) - _mm_cvtss_f32(o);
+    }
+}
+
+void gemm_q6_k(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts, int64_t n_tok,
+               float* const* ys) {
+    const int64_t nb = n / kQK_K;
+    int64_t t0 = 0;
+    for (; t0 + 4 <= n_tok; t0 += 4) {
+        const BlockQ8_K* a[4];
+        for (int t = 0; t < 4; ++t) a[t] = static_cast<const BlockQ8_K*>(acts[t0 + t]);
+        float out[4];
+        for (int64_t r = 0; r < n_rows; ++r) {
+            dot_q6_k_x4(reinterpret_cast<const BlockQ6_K*>(w + (size_t)r * row_stride), a, nb, out);
+            for (int t = 0; t < 4; ++t) ys[t0 + t][r] = out[t];
+        }
+    }
+    for (; t0 < n_tok; ++t0)
+        for (int64_t r = 0; r < n_rows; ++r)
+            ys[t0][r] = dot_q6_k(reinterpret_cast<const BlockQ6_K*>(w + (size_t)r * row_stride),
+                                 static_cast<const BlockQ8_K*>(acts[t0]), nb);
+}
+
 // Q8_0 row . Q8_0: the weight's sign moves onto the activation so that dpbusd sees |w|.
 float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
@@ -376,6 +436,7 @@ void fill_avx512(KernelTable& t) {
     t.convert[(int)DType::F16] = convert_f16;
     t.gemv[(int)DType::Q4_K] = gemv_q4_k;
     t.gemm[(int)DType::Q4_K] = gemm_q4_k;
+    t.gemm[(int)DType::Q6_K] = gemm_q6_k;
     t.gemv[(int)DType::Q6_K] = gemv<BlockQ6_K, BlockQ8_K, dot_q6_k, kQK_K>;
     t.gemv[(int)DType::Q8_0] = gemv<BlockQ8_0, BlockQ8_0, dot_q8_0, 32>;
     t.gemv[(int)DType::F16] = gemv<uint16_t, uint16_t, dot_f16, 1>;
