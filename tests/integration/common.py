@@ -12,16 +12,17 @@ LLAMA_REF = os.environ.get("LLAMA_REF_BIN", "build/bin/llama_ref")
 THREADS = os.environ.get("TANDEM_TEST_THREADS", "2")
 
 
-def run(cmd, check=True, timeout=600):
-    """Runs a command; returns CompletedProcess with text stdout/stderr."""
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
+def run(cmd, check=True, timeout=600, env=None):
+    """Runs a command; returns CompletedProcess with text stdout/stderr. env: extra variables."""
+    full_env = dict(os.environ, **env) if env else None
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env=full_env)
     if check and p.returncode != 0:
         raise AssertionError(f"command failed ({p.returncode}): {' '.join(map(str, cmd))}\n{p.stderr[-2000:]}")
     return p
 
 
-def run_json(cmd):
-    return json.loads(run(cmd).stdout)
+def run_json(cmd, env=None):
+    return json.loads(run(cmd, env=env).stdout)
 
 
 def read_f32(path):

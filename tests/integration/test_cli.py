@@ -151,6 +151,25 @@ class Cli(TempDirTestCase):
         self.assert_error([TANDEM, "make-test-model", "-o", "/nonexistent/dir/x.gguf", "--layers", "1"],
                           "/nonexistent/dir/x.gguf")
 
+    def test_fast_kernels_give_the_reference_forwards_tokens(self):
+        """The ISA kernels (AVX-512/AVX2) against the scalar reference forward (TANDEM_ISA=generic):
+        same greedy tokens up to the reference's first near-tie (top-2 margin < 0.05)."""
+        prompt = ",".join(str((i * 7919 + 13) % 151000) for i in range(24))  # > 4 tokens: GEMM tiles
+        for quant in ("f16", "q8_0", "q4_k_m"):
+            m = self.make_model(f"fast-{quant}.gguf", "--quant", quant, "--layers", "2")
+            cmd = [TANDEM, "run", "-m", m, "--prompt-ids", prompt, "-n", 24, "--json", "--ignore-eos", "--top", 2]
+            ref = run_json(cmd, env={"TANDEM_ISA": "generic"})
+            fast = run_json(cmd)
+            compared = 0
+            for i, step in enumerate(ref["steps"]):
+                if step["top"][0][1] - step["top"][1][1] < 0.05:
+                    break
+                self.assertEqual(fast["ids"][i], ref["ids"][i], f"{quant}: step {i}")
+                self.assertAlmostEqual(fast["steps"][i]["top"][0][1], step["top"][0][1],
+                                       delta=0.02 * abs(step["top"][0][1]), msg=f"{quant}: step {i} top logit")
+                compared += 1
+            self.assertGreater(compared, 0, quant)
+
     def test_bench(self):
         j = run_json([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8,16", "--gen", 3, "--json",
                       "--no-bandwidth", "--threads", THREADS])
