@@ -107,13 +107,14 @@ class ChatPipe(TempDirTestCase):
         self.assertEqual(p.returncode, 2)
 
 
-@unittest.skipIf(shutil.which("tmux") is None, "tmux is not installed")
 class ChatTerminal(TempDirTestCase):
     """A real terminal: tmux runs tandem chat in a pane; keys go in with send-keys, the screen
     comes back with capture-pane."""
 
     @classmethod
     def setUpClass(cls):
+        if shutil.which("tmux") is None:
+            raise RuntimeError("tmux is not installed: run scripts/install-deps.sh")
         super().setUpClass()
         cls.model = cls.make_model("tiny.gguf", "--layers", "1")
         cls.sock = f"tandem-test-{os.getpid()}"

