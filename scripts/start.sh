@@ -18,5 +18,5 @@ if [ -z "$model" ]; then
   fi
 fi
 build/bin/tandem inspect --no-tensors "$model"
-if [ "$#" -eq 0 ]; then set -- --prompt-ids 785,6722,315,9625,374 -n 32; fi
+if [ "$#" -eq 0 ]; then set -- -p "The capital of France is" -n 32; fi
 exec build/bin/tandem run -m "$model" "$@"
