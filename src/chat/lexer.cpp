@@ -3,28 +3,12 @@
 #include <cctype>
 #include <cstring>
 
+#include "core/utf8.h"
+
 namespace tandem::chat {
 namespace {
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-
-void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += (char)cp;
-    } else if (cp < 0x800) {
-        out += (char)(0xC0 | (cp >> 6));
-        out += (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += (char)(0xE0 | (cp >> 12));
-        out += (char)(0x80 | ((cp >> 6) & 0x3F));
-        out += (char)(0x80 | (cp & 0x3F));
-    } else {
-        out += (char)(0xF0 | (cp >> 18));
-        out += (char)(0x80 | ((cp >> 12) & 0x3F));
-        out += (char)(0x80 | ((cp >> 6) & 0x3F));
-        out += (char)(0x80 | (cp & 0x3F));
-    }
-}
 
 class Lexer {
 public:
@@ -260,7 +244,7 @@ private:
                     }
                     if (cp > 0x10FFFF) return err("escape out of Unicode range");
                     pos_ += n;
-                    append_utf8(out, cp);
+                    utf8::append(out, cp);
                     break;
                 }
                 default:
@@ -268,7 +252,7 @@ private:
                         uint32_t cp = (uint32_t)(e - '0');
                         for (int i = 0; i < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7'; ++i)
                             cp = cp * 8 + (uint32_t)(src_[pos_++] - '0');
-                        append_utf8(out, cp);
+                        utf8::append(out, cp);
                     } else {
                         out += '\\';
                         out += e;

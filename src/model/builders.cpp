@@ -15,14 +15,6 @@
 
 namespace tandem {
 
-namespace {
-template <typename T>
-T* grow(std::vector<T>& v, size_t n) {
-    if (v.size() < n) v.resize(n);
-    return v.data();
-}
-}  // namespace
-
 Forward::Forward(const Model& model, ThreadPool& pool) : model_(model), hp_(model.hparams()), pool_(pool) {}
 
 KvCache Forward::make_cache(int64_t n_ctx) const { return KvCache(hp_.n_layer, n_ctx, hp_.n_kv()); }

@@ -18,6 +18,13 @@ struct StageTimes {
     double total() const { return attention + router + experts + dense_ffn + lm_head + other; }
 };
 
+// Grows a scratch vector to at least n elements (never shrinks) and returns its data.
+template <typename T>
+T* grow(std::vector<T>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+
 class Forward {
 public:
     Forward(const Model& model, ThreadPool& pool);

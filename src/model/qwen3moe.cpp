@@ -8,11 +8,6 @@
 namespace tandem {
 
 namespace {
-template <typename T>
-T* grow(std::vector<T>& v, size_t n) {
-    if (v.size() < n) v.resize(n);
-    return v.data();
-}
 void add(float* x, const float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }

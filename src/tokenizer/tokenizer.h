@@ -15,21 +15,12 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/utf8.h"
 
 namespace tandem {
 
 class GgufFile;
 struct HfTokenizer;
-
-namespace utf8 {
-// Length of the valid UTF-8 sequence at s[i..n): > 0 complete and valid, 0 valid so far but
-// cut off by n, -1 invalid (bad lead or continuation byte, overlong, surrogate, > U+10FFFF).
-int sequence_length(const char* s, size_t n, size_t i);
-// Index of the first byte that is not part of valid UTF-8, or n when all of it is valid.
-size_t first_invalid(std::string_view s);
-// Appends code point cp as UTF-8.
-void append(std::string& out, uint32_t cp);
-}  // namespace utf8
 
 // GPT-2 byte-level alphabet: every byte maps to one printable code point (bytes 33..126,
 // 161..172, 174..255 to themselves, the 68 others to 256, 257, ... in order).
