@@ -19,6 +19,10 @@ Forward::Forward(const Model& model, ThreadPool& pool) : model_(model), hp_(mode
 
 KvCache Forward::make_cache(int64_t n_ctx) const { return KvCache(hp_.n_layer, n_ctx, hp_.n_kv()); }
 
+KvPool Forward::make_pool(int64_t page_size, int64_t n_pages) const {
+    return KvPool(hp_.n_layer, hp_.n_kv(), page_size, n_pages);
+}
+
 void Forward::embed(const int32_t* tokens, int64_t n, float* x) {
     const Tensor& e = model_.token_embd();
     for (int64_t t = 0; t < n; ++t) ref::dequantize_row(e.type, e.row(tokens[t]), x + t * hp_.n_embd, hp_.n_embd);
@@ -54,10 +58,12 @@ void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float*
     });
 }
 
-void Forward::attention(int il, KvCache& kv, const float* x, int64_t n, float* out) {
+void Forward::attention(int il, const float* x, int64_t n, float* out) {
     const LayerWeights& l = model_.layer(il);
     const int64_t hd = hp_.head_dim, n_q = hp_.n_q(), n_kv = hp_.n_kv();
     const int64_t group = hp_.n_head / hp_.n_head_kv;
+    KvPool& pool = *pool_kv_;
+    const int64_t ps = pool.page_size();
     float* q = grow(q_, (size_t)(n * n_q));
     float* k = grow(k_, (size_t)(n * n_kv));
     float* v = grow(v_, (size_t)(n * n_kv));
@@ -65,25 +71,27 @@ void Forward::attention(int il, KvCache& kv, const float* x, int64_t n, float* o
     linear(l.wk, 0, n_kv, x, n, k);
     linear(l.wv, 0, n_kv, x, n, v);
 
-    const int64_t pos0 = kv.n_past;
+    int64_t n_ctx_max = 0;
     for (int64_t t = 0; t < n; ++t) {
+        const int64_t pos = tok_pos_[(size_t)t];
+        n_ctx_max = std::max(n_ctx_max, pos + 1);
         for (int64_t h = 0; h < hp_.n_head; ++h)
             ref::rms_norm(q + t * n_q + h * hd, l.attn_q_norm.data(), hd, hp_.rms_eps, q + t * n_q + h * hd);
         for (int64_t h = 0; h < hp_.n_head_kv; ++h)
             ref::rms_norm(k + t * n_kv + h * hd, l.attn_k_norm.data(), hd, hp_.rms_eps, k + t * n_kv + h * hd);
-        ref::rope_neox(q + t * n_q, hp_.n_head, hd, pos0 + t, hp_.rope_base);
-        ref::rope_neox(k + t * n_kv, hp_.n_head_kv, hd, pos0 + t, hp_.rope_base);
-        uint16_t* kc = kv.k_at(il, pos0 + t);
-        uint16_t* vc = kv.v_at(il, pos0 + t);
+        ref::rope_neox(q + t * n_q, hp_.n_head, hd, pos, hp_.rope_base);
+        ref::rope_neox(k + t * n_kv, hp_.n_head_kv, hd, pos, hp_.rope_base);
+        const int32_t page = tok_pages_[(size_t)t][pos / ps];
+        uint16_t* kc = pool.k(page, il) + (pos % ps) * n_kv;
+        uint16_t* vc = pool.v(page, il) + (pos % ps) * n_kv;
         for (int64_t i = 0; i < n_kv; ++i) {
             kc[i] = fp32_to_fp16(k[t * n_kv + i]);
             vc[i] = fp32_to_fp16(v[t * n_kv + i]);
         }
     }
 
-    // causal attention: token t sees positions [0, pos0 + t]
+    // causal attention: the token at position p sees positions [0, p] of its own sequence, page by page
     float* o = grow(attn_, (size_t)(n * n_q));
-    const int64_t n_ctx_max = pos0 + n;
     const float scale = 1.0f / std::sqrt((float)hd);
     const cpu::KernelTable& kt = cpu::kernels();
     // the AVX-512 kernels need head_dim % 16 == 0; others use the reference
@@ -94,13 +102,17 @@ void Forward::attention(int il, KvCache& kv, const float* x, int64_t n, float* o
         float* scores = scores_all + (size_t)(slot.fetch_add(1) % (pool_.n_threads() * 4)) * (size_t)n_ctx_max;
         for (int64_t job = b; job < e; ++job) {
             const int64_t t = job / hp_.n_head, h = job % hp_.n_head, hk = h / group;
-            const int64_t n_pos = pos0 + t + 1;
-            ka.attn_scores(q + t * n_q + h * hd, kv.k_at(il, 0) + hk * hd, n_kv, n_pos, hd, scores);
+            const int64_t n_pos = tok_pos_[(size_t)t] + 1;
+            const int32_t* pages = tok_pages_[(size_t)t];
+            const float* qh = q + t * n_q + h * hd;
+            for (int64_t p0 = 0; p0 < n_pos; p0 += ps)
+                ka.attn_scores(qh, pool.k(pages[p0 / ps], il) + hk * hd, n_kv, std::min(ps, n_pos - p0), hd, scores + p0);
             for (int64_t p = 0; p < n_pos; ++p) scores[p] *= scale;
             ref::softmax(scores, n_pos);
             float* oh = o + t * n_q + h * hd;
             std::fill(oh, oh + hd, 0.0f);
-            ka.attn_values(scores, kv.v_at(il, 0) + hk * hd, n_kv, n_pos, hd, oh);
+            for (int64_t p0 = 0; p0 < n_pos; p0 += ps)
+                ka.attn_values(scores + p0, pool.v(pages[p0 / ps], il) + hk * hd, n_kv, std::min(ps, n_pos - p0), hd, oh);
         }
     });
     linear(l.wo, 0, hp_.n_embd, o, n, out);

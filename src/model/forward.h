@@ -1,5 +1,7 @@
-// The CPU forward pass: named building blocks over a batch of tokens of one sequence, and the
-// per-architecture chain of them (qwen3moe.cpp). Activations are row-major [n_tokens][width].
+// The CPU forward pass: named building blocks over a batch of tokens from one or more sequences,
+// and the per-architecture chain of them (qwen3moe.cpp). Activations are row-major
+// [n_tokens][width]; the tokens of all sequences of a step go through every weight matrix
+// together (the weights are read once per step), only attention looks at each sequence's pages.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,17 @@ T* grow(std::vector<T>& v, size_t n) {
     return v.data();
 }
 
+// One sequence's part of a batch: n tokens at positions pos0.. whose keys and values go to (and
+// whose attention reads) the pages of its block table, which must cover pos0 + n positions.
+struct SeqChunk {
+    const int32_t* tokens = nullptr;
+    int64_t n = 0;
+    int64_t pos0 = 0;
+    const int32_t* pages = nullptr;
+    int64_t n_pages = 0;
+    bool want_logits = false;  // logits of the chunk's last token
+};
+
 class Forward {
 public:
     Forward(const Model& model, ThreadPool& pool);
@@ -33,7 +46,12 @@ public:
     // logits receives n_vocab floats for the last token, or for every token when all_logits.
     Status eval(KvCache& kv, const int32_t* tokens, int64_t n, std::vector<float>& logits, bool all_logits = false);
 
+    // Evaluates the chunks of several sequences in one pass over the weights. logits receives
+    // n_vocab floats for each chunk with want_logits, in chunk order.
+    Status eval_batch(KvPool& pool, const std::vector<SeqChunk>& chunks, std::vector<float>& logits);
+
     KvCache make_cache(int64_t n_ctx) const;
+    KvPool make_pool(int64_t page_size, int64_t n_pages) const;
 
     StageTimes& stage_times() { return times_; }
 
@@ -43,17 +61,26 @@ private:
     void norm(const float* x, const std::vector<float>& w, int64_t n, int64_t width, float* out);
     // y[t][r] = W[row0 + r] . x[t] for r < n_rows; rows are ne[0] wide.
     void linear(const Tensor& w, int64_t row0, int64_t n_rows, const float* x, int64_t n, float* y);
-    void attention(int il, KvCache& kv, const float* x, int64_t n, float* out);
+    void attention(int il, const float* x, int64_t n, float* out);
     void moe(int il, const float* x, int64_t n, float* out);
     void dense_ffn(int il, const float* x, int64_t n, float* out);
     void lm_head(const float* x, int64_t n, float* logits);
 
-    void layer(int il, KvCache& kv, float* x, int64_t n);  // the per-architecture block
+    void layer(int il, float* x, int64_t n);  // the per-architecture block
+    // runs the layers over the current batch (batch_ below) and the LM head on rows out_rows
+    Status run(const std::vector<int32_t>& tokens, const std::vector<int64_t>& out_rows, std::vector<float>& logits);
 
     const Model& model_;
     const HParams& hp_;
     ThreadPool& pool_;
     StageTimes times_;
+
+    // the batch being evaluated: per token its position and its sequence's block table
+    KvPool* pool_kv_ = nullptr;
+    std::vector<int64_t> tok_pos_;
+    std::vector<const int32_t*> tok_pages_;
+    std::vector<int32_t> tokens_;
+    std::vector<int64_t> out_rows_;
 
     struct Slot {  // one routed (token, expert) pair
         int64_t expert;
@@ -62,7 +89,7 @@ private:
     };
 
     // scratch, grown on demand and reused across calls (no allocation in a decode step)
-    std::vector<float> x_, cur_, delta_, scores_, tmp_, q_, k_, v_, attn_, gate_, up_, ffn_out_, router_;
+    std::vector<float> x_, xout_, cur_, delta_, scores_, tmp_, q_, k_, v_, attn_, gate_, up_, ffn_out_, router_;
     std::vector<uint8_t> act_, act2_, act3_;  // activations converted to a weight's dot-product type
     std::vector<Slot> moe_slots_;
     std::vector<std::pair<int64_t, int64_t>> moe_groups_;

@@ -20,7 +20,7 @@ double seconds_since(Clock::time_point& t) {  // and restarts t
 }
 }  // namespace
 
-void Forward::layer(int il, KvCache& kv, float* x, int64_t n) {
+void Forward::layer(int il, float* x, int64_t n) {
     const LayerWeights& l = model_.layer(il);
     const int64_t nd = n * hp_.n_embd;
     float* cur = grow(cur_, (size_t)nd);
@@ -28,7 +28,7 @@ void Forward::layer(int il, KvCache& kv, float* x, int64_t n) {
 
     auto t = Clock::now();
     norm(x, l.attn_norm, n, hp_.n_embd, cur);       // RMSNorm
-    attention(il, kv, cur, n, delta);               // self-attention (q/k norm, RoPE, GQA)
+    attention(il, cur, n, delta);                   // self-attention (q/k norm, RoPE, GQA)
     add(x, delta, nd);                              // residual
     times_.attention += seconds_since(t);
 
@@ -39,28 +39,71 @@ void Forward::layer(int il, KvCache& kv, float* x, int64_t n) {
     (hp_.is_moe() ? times_.experts : times_.dense_ffn) += seconds_since(t);
 }
 
+Status Forward::run(const std::vector<int32_t>& tokens, const std::vector<int64_t>& out_rows,
+                    std::vector<float>& logits) {
+    const int64_t n = (int64_t)tokens.size();
+    for (int64_t t = 0; t < n; ++t)
+        if (tokens[(size_t)t] < 0 || tokens[(size_t)t] >= hp_.n_vocab)
+            return make_error("token id {} is out of the vocabulary (0..{})", tokens[(size_t)t], hp_.n_vocab - 1);
+
+    auto t = Clock::now();
+    float* x = grow(x_, (size_t)(n * hp_.n_embd));
+    embed(tokens.data(), n, x);
+    times_.other += seconds_since(t);
+    for (int il = 0; il < (int)hp_.n_layer; ++il) layer(il, x, n);
+
+    // the rows whose logits are wanted, gathered, then one pass over the LM head
+    const int64_t n_out = (int64_t)out_rows.size(), D = hp_.n_embd;
+    logits.resize((size_t)(n_out * hp_.n_vocab));
+    if (n_out == 0) return {};
+    t = Clock::now();
+    float* xo = grow(xout_, (size_t)(n_out * D));
+    for (int64_t i = 0; i < n_out; ++i) std::copy_n(x + out_rows[(size_t)i] * D, D, xo + i * D);
+    lm_head(xo, n_out, logits.data());
+    times_.lm_head += seconds_since(t);
+    return {};
+}
+
 Status Forward::eval(KvCache& kv, const int32_t* tokens, int64_t n, std::vector<float>& logits, bool all_logits) {
     if (n <= 0) return make_error("eval: no tokens");
     if (kv.n_past + n > kv.n_ctx)
         return make_error("context full: {} tokens in cache + {} new > context size {}", kv.n_past, n, kv.n_ctx);
-    for (int64_t t = 0; t < n; ++t)
-        if (tokens[t] < 0 || tokens[t] >= hp_.n_vocab)
-            return make_error("token id {} is out of the vocabulary (0..{})", tokens[t], hp_.n_vocab - 1);
-
-    auto t = Clock::now();
-    std::vector<float>& x = x_;
-    x.resize((size_t)(n * hp_.n_embd));
-    embed(tokens, n, x.data());
-    times_.other += seconds_since(t);
-    for (int il = 0; il < (int)hp_.n_layer; ++il) layer(il, kv, x.data(), n);
+    pool_kv_ = &kv.pool;
+    tokens_.assign(tokens, tokens + n);
+    tok_pos_.resize((size_t)n);
+    tok_pages_.assign((size_t)n, kv.pages.data());
+    out_rows_.clear();
+    for (int64_t t = 0; t < n; ++t) {
+        tok_pos_[(size_t)t] = kv.n_past + t;
+        if (all_logits || t == n - 1) out_rows_.push_back(t);
+    }
+    TANDEM_TRY(run(tokens_, out_rows_, logits));
     kv.n_past += n;
-
-    const int64_t n_out = all_logits ? n : 1;
-    logits.resize((size_t)(n_out * hp_.n_vocab));
-    t = Clock::now();
-    lm_head(x.data() + (n - n_out) * hp_.n_embd, n_out, logits.data());
-    times_.lm_head += seconds_since(t);
     return {};
+}
+
+Status Forward::eval_batch(KvPool& pool, const std::vector<SeqChunk>& chunks, std::vector<float>& logits) {
+    pool_kv_ = &pool;
+    tokens_.clear();
+    tok_pos_.clear();
+    tok_pages_.clear();
+    out_rows_.clear();
+    for (const SeqChunk& c : chunks) {
+        if (c.n <= 0) return make_error("eval: a sequence with no tokens");
+        const int64_t need = (c.pos0 + c.n + pool.page_size() - 1) / pool.page_size();
+        if (need > c.n_pages)
+            return make_error("eval: {} positions need {} pages, the block table has {}", c.pos0 + c.n, need, c.n_pages);
+        for (int64_t i = 0; i < c.n_pages; ++i)
+            if (c.pages[i] < 0 || c.pages[i] >= pool.n_pages()) return make_error("eval: page {} out of range", c.pages[i]);
+        for (int64_t t = 0; t < c.n; ++t) {
+            tokens_.push_back(c.tokens[t]);
+            tok_pos_.push_back(c.pos0 + t);
+            tok_pages_.push_back(c.pages);
+        }
+        if (c.want_logits) out_rows_.push_back((int64_t)tokens_.size() - 1);
+    }
+    if (tokens_.empty()) return make_error("eval: empty batch");
+    return run(tokens_, out_rows_, logits);
 }
 
 }  // namespace tandem

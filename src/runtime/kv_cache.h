@@ -1,4 +1,9 @@
-// Key/value cache of one sequence, contiguous per layer, stored as f16 (as llama.cpp does).
+// Key/value cache storage in pages, stored as f16 (as llama.cpp does).
+//
+// A KvPool holds n_pages pages of page_size token positions each, for every layer. A sequence
+// owns an ordered list of pages (its block table): position p lives in page pages[p / page_size]
+// at slot p % page_size. The server shares one pool among all requests (pages handed out by
+// runtime/page_manager.h); run, chat and bench use KvCache, a private pool for one sequence.
 #pragma once
 
 #include <cstdint>
@@ -6,18 +11,43 @@
 
 namespace tandem {
 
+class KvPool {
+public:
+    KvPool(int64_t n_layer, int64_t n_kv, int64_t page_size, int64_t n_pages)
+        : n_layer_(n_layer), n_kv_(n_kv), page_size_(page_size), n_pages_(n_pages),
+          k_((size_t)(n_pages * n_layer * page_size * n_kv)), v_(k_.size()) {}
+
+    // Keys / values of layer il in one page: page_size rows of n_kv halves.
+    uint16_t* k(int32_t page, int64_t il) { return k_.data() + offset(page, il); }
+    uint16_t* v(int32_t page, int64_t il) { return v_.data() + offset(page, il); }
+
+    int64_t n_layer() const { return n_layer_; }
+    int64_t n_kv() const { return n_kv_; }
+    int64_t page_size() const { return page_size_; }
+    int64_t n_pages() const { return n_pages_; }
+    size_t bytes() const { return 2 * k_.size() * sizeof(uint16_t); }
+
+private:
+    size_t offset(int32_t page, int64_t il) const { return (size_t)(((int64_t)page * n_layer_ + il) * page_size_ * n_kv_); }
+
+    int64_t n_layer_, n_kv_, page_size_, n_pages_;
+    std::vector<uint16_t> k_;  // (n_pages, n_layer, page_size, n_kv)
+    std::vector<uint16_t> v_;
+};
+
+// The cache of one sequence with its own pool: positions [0, n_past) hold valid keys and values.
 struct KvCache {
+    static constexpr int64_t kPageSize = 256;
+
     KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_kv)
-        : n_layer(n_layer), n_ctx(n_ctx), n_kv(n_kv),
-          k((size_t)(n_layer * n_ctx * n_kv)), v((size_t)(n_layer * n_ctx * n_kv)) {}
+        : pool(n_layer, n_kv, kPageSize, (n_ctx + kPageSize - 1) / kPageSize), n_ctx(n_ctx) {
+        for (int32_t p = 0; p < (int32_t)pool.n_pages(); ++p) pages.push_back(p);
+    }
 
-    uint16_t* k_at(int64_t il, int64_t pos) { return k.data() + (size_t)((il * n_ctx + pos) * n_kv); }
-    uint16_t* v_at(int64_t il, int64_t pos) { return v.data() + (size_t)((il * n_ctx + pos) * n_kv); }
-
-    int64_t n_layer, n_ctx, n_kv;
-    int64_t n_past = 0;  // positions [0, n_past) hold valid keys and values
-    std::vector<uint16_t> k;  // (n_layer, n_ctx, n_kv) f16
-    std::vector<uint16_t> v;  // (n_layer, n_ctx, n_kv) f16
+    KvPool pool;
+    std::vector<int32_t> pages;  // all of the pool, in order
+    int64_t n_ctx;
+    int64_t n_past = 0;
 };
 
 }  // namespace tandem
