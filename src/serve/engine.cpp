@@ -1,0 +1,325 @@
+#include "serve/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+#include "core/log.h"
+#include "serve/text_stream.h"
+
+namespace tandem {
+
+using Clock = std::chrono::steady_clock;
+
+const char* finish_reason_name(FinishReason r) {
+    switch (r) {
+        case FinishReason::stop: return "stop";
+        case FinishReason::length: return "length";
+        case FinishReason::cancelled: return "cancelled";
+        case FinishReason::error: return "error";
+        case FinishReason::none: break;
+    }
+    return "none";
+}
+
+bool RequestHandle::wait(std::vector<StreamEvent>& out, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return false;
+    while (!events_.empty()) {
+        out.push_back(std::move(events_.front()));
+        events_.pop_front();
+    }
+    return true;
+}
+
+void RequestHandle::push(StreamEvent ev) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        events_.push_back(std::move(ev));
+    }
+    cv_.notify_all();
+}
+
+// One request in the engine: its sequence, sampler, text state and timings.
+struct Engine::Active {
+    Active(const Tokenizer& tok, GenParams p) : params(std::move(p)), sampler(params.sampler), decoder(tok), stop(params.stop) {}
+    std::shared_ptr<RequestHandle> handle;
+    Sequence seq;
+    GenParams params;
+    Sampler sampler;
+    StreamingDecoder decoder;
+    StopMatcher stop;
+    std::unordered_map<int32_t, int> counts;  // generated ids, for the penalties
+    Clock::time_point t_submit, t_admit, t_first, t_last;
+    bool admitted = false;
+    bool done = false;
+};
+
+Engine::Engine(const Model& model, const Tokenizer& tok, ThreadPool& pool, EngineConfig config)
+    : model_(model), tok_(tok), config_(config), fwd_(model, pool),
+      kv_(fwd_.make_pool(config.page_size, (config.cache_tokens + config.page_size - 1) / config.page_size)),
+      pages_(kv_.n_pages(), config.page_size, config.prefix_cache), sched_(config.sched, pages_) {
+    metrics_.update([&](MetricValues& v, Histogram&, Histogram&) {
+        v.pages_total = kv_.n_pages();
+        v.page_size = config_.page_size;
+    });
+    thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() { stop(); }
+
+void Engine::stop() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_ && !thread_.joinable()) return;
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+SubmitResult Engine::submit(std::vector<int32_t> prompt, GenParams params) {
+    SubmitResult r;
+    auto reject = [&](int status, std::string msg) {
+        metrics_.update([](MetricValues& v, Histogram&, Histogram&) { ++v.requests_rejected; });
+        r.http_status = status;
+        r.error = std::move(msg);
+        return r;
+    };
+    for (int32_t id : prompt)
+        if (!tok_.valid_id(id) || id >= model_.hparams().n_vocab)
+            return reject(400, fmt::format("token id {} is out of the vocabulary", id));
+    auto max_len = sched_.max_len_for((int64_t)prompt.size(), params.max_new_tokens);
+    if (!max_len) return reject(400, max_len.error().message);
+    if (n_queued_.load() >= sched_.config().max_queue)
+        return reject(429, fmt::format("the server is busy: {} requests are waiting", n_queued_.load()));
+
+    auto a = std::make_unique<Active>(tok_, std::move(params));
+    a->handle = std::make_shared<RequestHandle>();
+    a->seq.n_prompt = (int64_t)prompt.size();
+    a->seq.tokens = std::move(prompt);
+    a->seq.max_len = *max_len;
+    a->t_submit = Clock::now();
+    r.handle = a->handle;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_) return reject(503, "the server is shutting down");
+        a->seq.id = next_id_++;
+        a->handle->id_ = a->seq.id;
+        incoming_.push_back(std::move(a));
+        ++n_queued_;
+    }
+    cv_.notify_all();
+    return r;
+}
+
+void Engine::take_new() {
+    std::vector<std::unique_ptr<Active>> fresh;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        fresh.swap(incoming_);
+    }
+    for (auto& a : fresh) {
+        if (Status st = sched_.add(&a->seq); !st) {  // cannot happen: the queue limit is checked at submit
+            --n_queued_;
+            a->handle->push({.finish = FinishReason::error, .error = st.error().message});
+            continue;
+        }
+        active_.push_back(std::move(a));
+    }
+}
+
+void Engine::drop_cancelled() {
+    for (auto& a : active_)
+        if (!a->done && a->handle->cancelled()) finish(*a, FinishReason::cancelled);
+}
+
+void Engine::finish(Active& a, FinishReason reason, std::string error) {
+    if (a.done) return;
+    a.done = true;
+    if (!a.admitted) --n_queued_;
+    sched_.remove(&a.seq);
+    StreamEvent ev;
+    if (reason == FinishReason::length || reason == FinishReason::cancelled) {
+        ev.text = a.stop.push(a.decoder.flush());
+        ev.text += a.stop.flush();
+    }
+    ev.finish = reason;
+    ev.error = std::move(error);
+    RequestStats& s = ev.stats;
+    const auto now = Clock::now();
+    s.n_prompt = a.seq.n_prompt;
+    s.n_prefix_hit = a.seq.n_prefix_hit;
+    s.n_generated = a.seq.n_generated();
+    s.n_preempted = a.seq.n_preempted;
+    s.queue_s = std::chrono::duration<double>((a.admitted ? a.t_admit : now) - a.t_submit).count();
+    if (s.n_generated > 0) {
+        s.ttft_s = std::chrono::duration<double>(a.t_first - a.t_submit).count();
+        s.decode_s = std::chrono::duration<double>(a.t_last - a.t_first).count();
+    }
+    metrics_.update([&](MetricValues& v, Histogram&, Histogram&) {
+        ++v.requests_finished;
+        switch (reason) {
+            case FinishReason::stop: ++v.requests_stop; break;
+            case FinishReason::length: ++v.requests_length; break;
+            case FinishReason::cancelled: ++v.requests_cancelled; break;
+            default: ++v.requests_error; break;
+        }
+    });
+    if (config_.log_requests) {
+        const double dec_tps = s.n_generated > 1 && s.decode_s > 0 ? (double)(s.n_generated - 1) / s.decode_s : 0.0;
+        log::info("request {}: prompt {} (cached {}), generated {}, ttft {:.3f} s, decode {:.1f} tok/s, "
+                  "preempted {}, finish {}",
+                  a.seq.id, s.n_prompt, s.n_prefix_hit, s.n_generated, s.ttft_s, dec_tps, s.n_preempted,
+                  finish_reason_name(reason));
+    }
+    a.handle->push(std::move(ev));
+}
+
+void Engine::on_token(Active& a, int32_t id, const float* logits) {
+    const auto now = Clock::now();
+    const bool first = a.seq.n_generated() == 0;
+    a.seq.tokens.push_back(id);
+    ++a.counts[id];
+    if (first) {
+        a.t_first = now;
+        metrics_.update([&](MetricValues&, Histogram& ttft, Histogram&) {
+            ttft.observe(std::chrono::duration<double>(now - a.t_submit).count());
+        });
+    } else {
+        metrics_.update([&](MetricValues&, Histogram&, Histogram& itl) {
+            itl.observe(std::chrono::duration<double>(now - a.t_last).count());
+        });
+    }
+    a.t_last = now;
+
+    StreamEvent ev;
+    ev.n_tokens = 1;
+    const bool is_stop_id = std::find(a.params.stop_ids.begin(), a.params.stop_ids.end(), id) != a.params.stop_ids.end();
+    if (a.params.top_logprobs >= 0) {
+        // log-softmax of the model's distribution (before penalties and temperature)
+        const int64_t nv = model_.hparams().n_vocab;
+        float mx = logits[0];
+        for (int64_t i = 1; i < nv; ++i) mx = std::max(mx, logits[i]);
+        double sum = 0;
+        for (int64_t i = 0; i < nv; ++i) sum += std::exp((double)(logits[i] - mx));
+        const float lse = mx + (float)std::log(sum);
+        TokenLogprob lp;
+        lp.id = id;
+        lp.logprob = logits[id] - lse;
+        const int k = std::min<int>(a.params.top_logprobs, (int)nv);
+        if (k > 0) {
+            std::vector<int32_t> idx((size_t)nv);
+            for (int64_t i = 0; i < nv; ++i) idx[(size_t)i] = (int32_t)i;
+            std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                              [&](int32_t x, int32_t y) { return logits[x] > logits[y] || (logits[x] == logits[y] && x < y); });
+            for (int j = 0; j < k; ++j) lp.top.emplace_back(idx[(size_t)j], logits[idx[(size_t)j]] - lse);
+        }
+        if (!is_stop_id) ev.logprobs.push_back(std::move(lp));
+    }
+    if (is_stop_id) {
+        ev.text = a.stop.push(a.decoder.flush());
+        ev.text += a.stop.flush();
+        if (!ev.text.empty() || !ev.logprobs.empty()) a.handle->push(std::move(ev));
+        finish(a, FinishReason::stop);
+        return;
+    }
+    ev.text = a.stop.push(a.decoder.push(id));
+    const bool stopped = a.stop.stopped();
+    const bool at_limit = (int64_t)a.seq.tokens.size() >= a.seq.max_len;
+    if (!ev.text.empty() || !ev.logprobs.empty() || !stopped) a.handle->push(std::move(ev));
+    if (stopped) finish(a, FinishReason::stop);
+    else if (at_limit) finish(a, FinishReason::length);
+}
+
+void Engine::run_step(StepPlan& plan) {
+    chunks_.clear();
+    std::vector<StepItem> sampled;
+    for (const StepItem& it : plan.items) {
+        Sequence* s = it.seq;
+        SeqChunk c;
+        c.tokens = s->tokens.data() + s->n_cached;
+        c.n = it.n;
+        c.pos0 = s->n_cached;
+        c.pages = s->pages.data();
+        c.n_pages = (int64_t)s->pages.size();
+        c.want_logits = it.want_logits();
+        if (c.want_logits) sampled.push_back(it);
+        chunks_.push_back(c);
+    }
+    for (auto& a : active_)
+        if (!a->admitted && a->seq.running) {
+            a->admitted = true;
+            a->t_admit = Clock::now();
+            --n_queued_;
+            metrics_.update([&](MetricValues& v, Histogram&, Histogram&) {
+                v.prompt_tokens += a->seq.n_prompt;
+                v.prefix_hit_tokens += a->seq.n_prefix_hit;
+            });
+        }
+    if (Status st = fwd_.eval_batch(kv_, chunks_, logits_); !st) {
+        log::warn("step failed: {}", st.error().message);
+        for (const StepItem& it : plan.items)
+            for (auto& a : active_)
+                if (&a->seq == it.seq) finish(*a, FinishReason::error, "internal error: " + st.error().message);
+        return;
+    }
+    sched_.complete(plan);
+    const int64_t nv = model_.hparams().n_vocab;
+    for (size_t i = 0; i < sampled.size(); ++i) {
+        Active* a = nullptr;
+        for (auto& x : active_)
+            if (&x->seq == sampled[i].seq) a = x.get();
+        if (!a || a->done) continue;
+        float* row = logits_.data() + i * (size_t)nv;
+        std::vector<float> raw;
+        if (a->params.top_logprobs >= 0) raw.assign(row, row + nv);
+        if (a->params.presence_penalty != 0.0f || a->params.frequency_penalty != 0.0f)
+            for (auto [id, n] : a->counts) row[id] -= a->params.presence_penalty + a->params.frequency_penalty * (float)n;
+        const int32_t id = a->sampler.sample(row, nv);
+        on_token(*a, id, raw.empty() ? row : raw.data());
+    }
+    metrics_.update([&](MetricValues& v, Histogram&, Histogram&) {
+        ++v.steps;
+        v.generated_tokens += (int64_t)sampled.size();
+        v.preemptions += (int64_t)plan.preempted.size();
+    });
+}
+
+void Engine::update_gauges() {
+    metrics_.update([&](MetricValues& v, Histogram&, Histogram&) {
+        v.running = sched_.n_running();
+        v.waiting = n_queued_.load();
+        v.pages_used = pages_.n_used();
+        v.pages_cached = pages_.n_cached();
+    });
+}
+
+void Engine::loop() {
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(mu_);
+            if (stopping_) break;
+        }
+        take_new();
+        drop_cancelled();
+        std::erase_if(active_, [](const std::unique_ptr<Active>& a) { return a->done; });
+        StepPlan plan = sched_.schedule();
+        if (plan.items.empty()) {
+            update_gauges();
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return stopping_ || !incoming_.empty(); });
+            continue;
+        }
+        run_step(plan);
+        std::erase_if(active_, [](const std::unique_ptr<Active>& a) { return a->done; });
+        update_gauges();
+    }
+    // shutting down: every request still known ends now
+    take_new();
+    for (auto& a : active_) finish(*a, FinishReason::cancelled, "the server is shutting down");
+    active_.clear();
+    update_gauges();
+}
+
+}  // namespace tandem

@@ -1,0 +1,145 @@
+// The serving engine: one thread that runs continuous-batching steps over a shared paged KV
+// cache, and thread-safe request handles through which HTTP handlers submit prompts, receive
+// generated text as it comes, and cancel.
+//
+// Step: take new requests and cancellations -> Scheduler::schedule() -> one Forward::eval_batch
+// over every sequence in the step (weights read once for all) -> sample each sequence that
+// finished its prompt or is generating -> detokenize, match stop strings -> push events.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/forward.h"
+#include "runtime/kv_cache.h"
+#include "runtime/page_manager.h"
+#include "runtime/sampler.h"
+#include "serve/metrics.h"
+#include "serve/scheduler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tandem {
+
+struct GenParams {
+    SamplerParams sampler;
+    int64_t max_new_tokens = 256;
+    std::vector<std::string> stop;   // stop strings (not emitted)
+    std::vector<int32_t> stop_ids;   // end-of-generation tokens (not emitted)
+    float presence_penalty = 0.0f;
+    float frequency_penalty = 0.0f;
+    int top_logprobs = -1;           // -1: no logprobs; otherwise the alternatives per token (0..20)
+};
+
+enum class FinishReason { none, stop, length, cancelled, error };
+const char* finish_reason_name(FinishReason r);
+
+struct TokenLogprob {
+    int32_t id = 0;
+    float logprob = 0.0f;
+    std::vector<std::pair<int32_t, float>> top;  // best alternatives, best first
+};
+
+struct RequestStats {
+    int64_t n_prompt = 0, n_prefix_hit = 0, n_generated = 0;
+    int n_preempted = 0;
+    double queue_s = 0, ttft_s = 0, decode_s = 0;  // waiting; submit -> first token; first -> last token
+};
+
+// What a request sends back to its handler: new text, the tokens behind it, and at the end the
+// finish reason and statistics.
+struct StreamEvent {
+    std::string text;
+    std::vector<TokenLogprob> logprobs;  // when asked for
+    int64_t n_tokens = 0;                // tokens generated in this event
+    FinishReason finish = FinishReason::none;
+    std::string error;                   // finish == error
+    RequestStats stats;                  // when finished
+};
+
+class RequestHandle {
+public:
+    // Waits up to `timeout` for events and moves them into out. False when none came.
+    bool wait(std::vector<StreamEvent>& out, std::chrono::milliseconds timeout);
+    void cancel() { cancelled_.store(true); }
+    bool cancelled() const { return cancelled_.load(); }
+    int64_t id() const { return id_; }
+
+private:
+    friend class Engine;
+    void push(StreamEvent ev);
+    int64_t id_ = 0;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<StreamEvent> events_;
+    std::atomic<bool> cancelled_{false};
+};
+
+struct EngineConfig {
+    SchedulerConfig sched;
+    int64_t page_size = 128;
+    int64_t cache_tokens = 16384;  // KV positions shared by all requests
+    bool prefix_cache = true;
+    bool log_requests = true;
+};
+
+struct SubmitResult {
+    std::shared_ptr<RequestHandle> handle;  // null on error
+    int http_status = 0;                    // 400 (never fits), 429 (queue full), 503 (stopping)
+    std::string error;
+};
+
+class Engine {
+public:
+    Engine(const Model& model, const Tokenizer& tok, ThreadPool& pool, EngineConfig config);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    SubmitResult submit(std::vector<int32_t> prompt, GenParams params);
+    // Tokens of a prompt that can never run (context/pool), or the limit on prompt + generated.
+    Result<int64_t> max_len_for(int64_t n_prompt, int64_t max_new) const { return sched_.max_len_for(n_prompt, max_new); }
+    Metrics& metrics() { return metrics_; }
+    const EngineConfig& config() const { return config_; }
+    void stop();
+
+private:
+    struct Active;
+    void loop();
+    void take_new();
+    void drop_cancelled();
+    void run_step(StepPlan& plan);
+    void on_token(Active& a, int32_t id, const float* logits);
+    void finish(Active& a, FinishReason reason, std::string error = {});
+    void update_gauges();
+
+    const Model& model_;
+    const Tokenizer& tok_;
+    EngineConfig config_;
+    Forward fwd_;
+    KvPool kv_;
+    PageManager pages_;
+    Scheduler sched_;
+    Metrics metrics_;
+
+    std::mutex mu_;  // guards incoming_, stopping_
+    std::condition_variable cv_;
+    std::vector<std::unique_ptr<Active>> incoming_;
+    bool stopping_ = false;
+    std::atomic<int64_t> n_queued_{0};  // incoming + waiting, for the queue limit
+    int64_t next_id_ = 1;
+
+    std::vector<std::unique_ptr<Active>> active_;  // engine thread only
+    std::vector<float> logits_;
+    std::vector<SeqChunk> chunks_;
+    std::thread thread_;
+};
+
+}  // namespace tandem
