@@ -64,13 +64,15 @@ void bench_gemv(benchmark::State& state, cpu::Isa isa, DType type, Shape shape) 
 }
 
 int register_all() {
-    for (cpu::Isa isa : {cpu::Isa::generic, cpu::Isa::avx2, cpu::Isa::avx512})
+    for (cpu::Isa isa : cpu::kAllIsas) {
+        if (!cpu::isa_supported(isa)) continue;  // other architectures' ISAs
         for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16})
             for (const Shape& s : kShapes) {
                 if (isa == cpu::Isa::generic && s.rows > 8192) continue;  // minutes per run on the reference
                 const std::string name = std::string(cpu::isa_name(isa)) + "/" + std::string(dtype_name(t)) + "/" + s.name;
                 benchmark::RegisterBenchmark(name.c_str(), bench_gemv, isa, t, s)->Unit(benchmark::kMicrosecond);
             }
+    }
     return 0;
 }
 const int registered = register_all();

@@ -11,6 +11,7 @@ PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev ccache pkg-config git python3 libpcre2-dev libicu-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev libyaml-cpp-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev libhwloc-dev libnuma-dev tmux
+  g++-aarch64-linux-gnu qemu-user  # aarch64 cross build of the kernels, tests under emulation
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -30,10 +31,16 @@ class CpuKernels : public ::testing::TestWithParam<Isa> {};
 
 TEST(CpuKernelsInfo, ReportsIsas) {
     std::string s;
-    for (Isa i : {Isa::generic, Isa::avx2, Isa::avx512}) s += std::string(isa_name(i)) + (isa_supported(i) ? "+ " : "- ");
+    for (Isa i : kAllIsas) s += std::string(isa_name(i)) + (isa_supported(i) ? "+ " : "- ");
     std::printf("cpu features: %s\nisas: %s\nchosen: %s\n", cpu_features().describe().c_str(), s.c_str(),
                 isa_name(kernels().isa));
     EXPECT_TRUE(isa_supported(kernels().isa));
+    // CI names the ISA it expects on its (emulated) CPU, so that kernels skipped as "not
+    // supported" cannot pass unnoticed
+    if (const char* want = std::getenv("TANDEM_EXPECT_ISA")) {
+        EXPECT_STREQ(want, isa_name(kernels().isa));
+        EXPECT_TRUE(isa_supported(kernels().isa));
+    }
 }
 
 TEST_P(CpuKernels, ActivationConversionMatchesReference) {
@@ -59,6 +66,10 @@ TEST_P(CpuKernels, ActivationConversionMatchesReference) {
         for (size_t i = 0; i < a.size(); ++i) {
             ASSERT_EQ(a[i].d, b[i].d);
             for (int j = 0; j < 32; ++j) ASSERT_LE(std::abs(a[i].qs[j] - b[i].qs[j]), 1);
+        }
+        // NEON rounds half away from zero (FCVTAS) like the reference: byte-identical
+        if (GetParam() == Isa::neon || GetParam() == Isa::neon_v8) {
+            EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])));
         }
     }
 }
@@ -125,26 +136,53 @@ TEST_P(CpuKernels, GemmEqualsGemvPerToken) {
 TEST_P(CpuKernels, AttentionOverF16CacheMatchesReference) {
     if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
     const KernelTable& k = kernels_for(GetParam()), &g = kernels_for(Isa::generic);
-    const int64_t hd = 128, stride = 512, n_pos = 77;
-    const auto q = gaussian(hd, 5), kvf = gaussian((size_t)(stride * n_pos), 6), w = gaussian(n_pos, 7);
-    std::vector<uint16_t> kv(kvf.size());
-    for (size_t i = 0; i < kv.size(); ++i) kv[i] = fp32_to_fp16(kvf[i]);
-    std::vector<float> s1(n_pos), s2(n_pos), o1(hd, 0.5f), o2(hd, 0.5f);
-    k.attn_scores(q.data(), kv.data() + 64, stride, n_pos, hd, s1.data());
-    g.attn_scores(q.data(), kv.data() + 64, stride, n_pos, hd, s2.data());
-    for (int64_t p = 0; p < n_pos; ++p) ASSERT_NEAR(s1[p], s2[p], 1e-4f * 12) << p;
-    k.attn_values(w.data(), kv.data() + 128, stride, n_pos, hd, o1.data());
-    g.attn_values(w.data(), kv.data() + 128, stride, n_pos, hd, o2.data());
-    for (int64_t i = 0; i < hd; ++i) ASSERT_NEAR(o1[i], o2[i], 1e-4f * 9) << i;
+    // AVX-512 needs head_dim % 16 == 0 (the forward falls back to generic otherwise); the NEON
+    // kernels take any head_dim (68: a tail of 4 after the 8-wide steps)
+    const bool any_hd = GetParam() == Isa::neon || GetParam() == Isa::neon_v8;
+    for (int64_t hd : {128, 68}) {
+        if (hd % 16 != 0 && !any_hd) continue;
+        const int64_t stride = 512, n_pos = 77;
+        const auto q = gaussian(hd, 5), kvf = gaussian((size_t)(stride * n_pos), 6), w = gaussian(n_pos, 7);
+        std::vector<uint16_t> kv(kvf.size());
+        for (size_t i = 0; i < kv.size(); ++i) kv[i] = fp32_to_fp16(kvf[i]);
+        std::vector<float> s1(n_pos), s2(n_pos), o1(hd, 0.5f), o2(hd, 0.5f);
+        k.attn_scores(q.data(), kv.data() + 64, stride, n_pos, hd, s1.data());
+        g.attn_scores(q.data(), kv.data() + 64, stride, n_pos, hd, s2.data());
+        for (int64_t p = 0; p < n_pos; ++p) ASSERT_NEAR(s1[p], s2[p], 1e-4f * 12) << "hd " << hd << " pos " << p;
+        k.attn_values(w.data(), kv.data() + 128, stride, n_pos, hd, o1.data());
+        g.attn_values(w.data(), kv.data() + 128, stride, n_pos, hd, o2.data());
+        for (int64_t i = 0; i < hd; ++i) ASSERT_NEAR(o1[i], o2[i], 1e-4f * 9) << "hd " << hd << " i " << i;
+    }
 }
 
 TEST(CpuKernels, FastKernelsExistForTheHotTypes) {
-    if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "avx512 not supported by this CPU";
-    const KernelTable& k = kernels_for(Isa::avx512);
-    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::F32}) EXPECT_TRUE(k.fast[(int)t]);
+    int n_checked = 0;
+    for (Isa isa : {Isa::avx512, Isa::neon, Isa::neon_v8}) {
+        if (!isa_supported(isa)) continue;
+        const KernelTable& k = kernels_for(isa);
+        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::F32})
+            EXPECT_TRUE(k.fast[(int)t]) << isa_name(isa) << " " << dtype_name(t);
+        ++n_checked;
+    }
+    if (n_checked == 0) GTEST_SKIP() << "neither avx512 nor neon supported by this CPU";
 }
 
-INSTANTIATE_TEST_SUITE_P(AllIsas, CpuKernels, ::testing::Values(Isa::generic, Isa::avx2, Isa::avx512),
+// The tables of the ISAs this build does not have are copies of the generic one (their tests
+// skip); on aarch64 the test below checks the NEON tables are really NEON kernels.
+TEST(CpuKernels, NeonTablesHaveTheirOwnKernels) {
+    for (Isa isa : {Isa::neon, Isa::neon_v8}) {
+        if (!isa_supported(isa)) continue;
+        const KernelTable& k = kernels_for(isa), &g = kernels_for(Isa::generic);
+        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::F16})
+            EXPECT_NE((void*)k.gemv[(int)t], (void*)g.gemv[(int)t]) << isa_name(isa) << " " << dtype_name(t);
+        for (DType t : {DType::Q8_K, DType::Q8_0, DType::F16})
+            EXPECT_NE((void*)k.convert[(int)t], (void*)g.convert[(int)t]) << isa_name(isa) << " " << dtype_name(t);
+        EXPECT_NE((void*)k.attn_scores, (void*)g.attn_scores);
+        EXPECT_NE((void*)k.attn_values, (void*)g.attn_values);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, CpuKernels, ::testing::ValuesIn(kAllIsas),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 }  // namespace

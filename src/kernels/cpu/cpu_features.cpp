@@ -49,6 +49,7 @@ CpuFeatures detect() {
     const unsigned long hw = getauxval(AT_HWCAP);
     f.neon = hw & HWCAP_ASIMD;
     f.dotprod = hw & HWCAP_ASIMDDP;
+    f.fp16 = hw & HWCAP_ASIMDHP;
 #endif
     return f;
 }
@@ -73,6 +74,7 @@ std::string CpuFeatures::describe() const {
     add(avxvnni, "avx_vnni");
     add(neon, "neon");
     add(dotprod, "dotprod");
+    add(fp16, "fp16");
     return s.empty() ? "none" : s;
 }
 

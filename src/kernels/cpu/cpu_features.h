@@ -1,4 +1,5 @@
-// CPU features relevant to the kernels, detected once (cpuid + OS support of the registers).
+// CPU features relevant to the kernels, detected once (x86: cpuid + OS support of the registers;
+// aarch64 Linux: the kernel's HWCAP bits).
 #pragma once
 
 #include <string>
@@ -9,11 +10,12 @@ struct CpuFeatures {
     bool avx2 = false, fma = false, f16c = false;
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
     bool avx512vnni = false, avx512bf16 = false, avxvnni = false;
-    bool neon = false, dotprod = false;
+    bool neon = false, dotprod = false, fp16 = false;  // aarch64: asimd, asimddp, asimdhp
     int n_cores = 1;  // hardware threads available to this process
 
     bool has_avx2() const { return avx2 && fma && f16c; }
     bool has_avx512() const { return avx512f && avx512bw && avx512vl && avx512dq && avx512vnni && has_avx2(); }
+    bool has_neon_dotprod() const { return neon && dotprod && fp16; }
     std::string describe() const;
 };
 

@@ -81,24 +81,30 @@ void fill_gemm_by_gemv(KernelTable& t) {
 #undef TANDEM_GEMM
 }
 
+// t[i] is the table of Isa i; unsupported ISAs keep copies of the generic table.
 struct Tables {
     KernelTable t[kNumIsa];
     Tables() {
         t[0] = make_generic();
-        t[1] = t[0];
-        t[1].isa = Isa::avx2;
-        t[2] = t[0];
-        t[2].isa = Isa::avx512;
-#if defined(__x86_64__)
-        if (isa_supported(Isa::avx2)) fill_avx2(t[1]);
-        if (isa_supported(Isa::avx512)) {
-            fill_avx2(t[2]);
-            fill_avx512(t[2]);
+        for (int i = 1; i < kNumIsa; ++i) {
+            t[i] = t[0];
+            t[i].isa = (Isa)i;
         }
+#if defined(__x86_64__)
+        if (isa_supported(Isa::avx2)) fill_avx2(t[(int)Isa::avx2]);
+        if (isa_supported(Isa::avx512)) {
+            fill_avx2(t[(int)Isa::avx512]);
+            fill_avx512(t[(int)Isa::avx512]);
+        }
+#elif defined(__aarch64__)
+        if (isa_supported(Isa::neon)) fill_neon(t[(int)Isa::neon]);
+        if (isa_supported(Isa::neon_v8)) fill_neon_v8(t[(int)Isa::neon_v8]);
 #endif
         fill_gemm_by_gemv<Isa::generic>(t[0]);
         fill_gemm_by_gemv<Isa::avx2>(t[1]);
         fill_gemm_by_gemv<Isa::avx512>(t[2]);
+        fill_gemm_by_gemv<Isa::neon>(t[3]);
+        fill_gemm_by_gemv<Isa::neon_v8>(t[4]);
     }
 };
 
@@ -110,7 +116,7 @@ const Tables& tables() {
 }  // namespace
 
 const char* isa_name(Isa isa) {
-    static constexpr const char* kNames[] = {"generic", "avx2", "avx512"};
+    static constexpr const char* kNames[kNumIsa] = {"generic", "avx2", "avx512", "neon", "neon_v8"};
     return kNames[(int)isa];
 }
 
@@ -121,6 +127,9 @@ bool isa_supported(Isa isa) {
 #if defined(__x86_64__)
         case Isa::avx2: return f.has_avx2();
         case Isa::avx512: return f.has_avx512();
+#elif defined(__aarch64__)
+        case Isa::neon: return f.has_neon_dotprod();
+        case Isa::neon_v8: return f.neon;
 #endif
         default: return false;
     }
@@ -131,10 +140,10 @@ const KernelTable& kernels_for(Isa isa) { return tables().t[(int)isa]; }
 const KernelTable& kernels() {
     static const KernelTable* best = [] {
         Isa pick = Isa::generic;
-        for (Isa i : {Isa::avx2, Isa::avx512})
+        for (Isa i : {Isa::avx2, Isa::avx512, Isa::neon_v8, Isa::neon})  // worst to best
             if (isa_supported(i)) pick = i;
         if (const char* env = std::getenv("TANDEM_ISA")) {
-            for (Isa i : {Isa::generic, Isa::avx2, Isa::avx512})
+            for (Isa i : kAllIsas)
                 if (std::strcmp(env, isa_name(i)) == 0 && isa_supported(i)) pick = i;
         }
         return &kernels_for(pick);
