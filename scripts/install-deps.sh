@@ -10,6 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev ccache pkg-config git python3 libpcre2-dev libicu-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev libyaml-cpp-dev libcpp-httplib-dev
+  libssl-dev zlib1g-dev libbrotli-dev  # what libcpp-httplib-dev's pkg-config file requires
   libgtest-dev libgmock-dev libbenchmark-dev libhwloc-dev libnuma-dev tmux
   g++-aarch64-linux-gnu qemu-user  # aarch64 cross build of the kernels, tests under emulation
 )

@@ -21,6 +21,7 @@ Runner add_make_test_model(CLI::App& app, const std::string& exe_path);
 Runner add_tokenize(CLI::App& app);
 Runner add_detokenize(CLI::App& app);
 Runner add_chat(CLI::App& app);
+Runner add_serve(CLI::App& app);
 
 // Prints "tandem: error: MSG" on one line to stderr and returns kExitError.
 int fail(const std::string& msg);

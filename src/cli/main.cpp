@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
         runners[sub] = make(*sub);
     };
     add("run", "Generate tokens from a prompt", [](CLI::App& a) { return cli::add_run(a); });
+    add("serve", "OpenAI-compatible HTTP server (continuous batching, paged KV cache, prefix reuse)",
+        [](CLI::App& a) { return cli::add_serve(a); });
     add("chat", "Chat with a model in the terminal (or through a pipe)", [](CLI::App& a) { return cli::add_chat(a); });
     add("inspect", "Show a model's architecture, hyper-parameters, tokenizer and tensors",
         [](CLI::App& a) { return cli::add_inspect(a); });

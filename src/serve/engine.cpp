@@ -122,7 +122,10 @@ void Engine::take_new() {
     for (auto& a : fresh) {
         if (Status st = sched_.add(&a->seq); !st) {  // cannot happen: the queue limit is checked at submit
             --n_queued_;
-            a->handle->push({.finish = FinishReason::error, .error = st.error().message});
+            StreamEvent ev;
+            ev.finish = FinishReason::error;
+            ev.error = st.error().message;
+            a->handle->push(std::move(ev));
             continue;
         }
         active_.push_back(std::move(a));

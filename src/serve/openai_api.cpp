@@ -1,0 +1,258 @@
+#include "serve/openai_api.h"
+
+#include <cmath>
+#include <limits>
+
+namespace tandem {
+namespace {
+
+using json = chat::Json;
+
+const json* field(const json& body, const char* name) {
+    auto it = body.find(name);
+    if (it == body.end() || it->is_null()) return nullptr;
+    return &*it;
+}
+
+// An integer in [lo, hi] (floats with an integral value are accepted, as JSON has one number type).
+Result<int64_t> get_int(const json& v, const char* name, int64_t lo, int64_t hi) {
+    double d;
+    if (v.is_number_integer()) {
+        if (v.is_number_unsigned() && v.get<uint64_t>() > (uint64_t)std::numeric_limits<int64_t>::max())
+            return make_error("{} is out of range ({}..{})", name, lo, hi);
+        const int64_t i = v.get<int64_t>();
+        if (i < lo || i > hi) return make_error("{} is out of range ({}..{})", name, lo, hi);
+        return i;
+    }
+    if (!v.is_number_float()) return make_error("{} must be an integer", name);
+    d = v.get<double>();
+    if (!std::isfinite(d) || d != std::floor(d)) return make_error("{} must be an integer", name);
+    if (d < (double)lo || d > (double)hi) return make_error("{} is out of range ({}..{})", name, lo, hi);
+    return (int64_t)d;
+}
+
+Result<double> get_num(const json& v, const char* name, double lo, double hi) {
+    if (!v.is_number()) return make_error("{} must be a number", name);
+    const double d = v.get<double>();
+    if (!std::isfinite(d) || d < lo || d > hi) return make_error("{} must be between {} and {}", name, lo, hi);
+    return d;
+}
+
+Result<bool> get_bool(const json& v, const char* name) {
+    if (!v.is_boolean()) return make_error("{} must be true or false", name);
+    return v.get<bool>();
+}
+
+// Message content: a string, null, or an array of {"type": "text", "text": ...} parts.
+Result<std::string> content_text(const json& c, size_t i) {
+    if (c.is_null()) return std::string();
+    if (c.is_string()) return c.get<std::string>();
+    if (!c.is_array()) return make_error("messages[{}].content must be a string or an array of parts", i);
+    std::string out;
+    for (const json& part : c) {
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+            return make_error("messages[{}].content: only parts of type \"text\" are supported", i);
+        out += part["text"].get<std::string>();
+    }
+    return out;
+}
+
+Result<chat::Json> parse_messages(const json& msgs) {
+    if (!msgs.is_array() || msgs.empty()) return make_error("messages must be a non-empty array");
+    chat::Json out = chat::Json::array();
+    for (size_t i = 0; i < msgs.size(); ++i) {
+        const json& m = msgs[i];
+        if (!m.is_object()) return make_error("messages[{}] must be an object", i);
+        const json* role = field(m, "role");
+        if (!role || !role->is_string()) return make_error("messages[{}].role must be a string", i);
+        std::string r = role->get<std::string>();
+        if (r == "developer") r = "system";
+        if (r != "system" && r != "user" && r != "assistant" && r != "tool")
+            return make_error("messages[{}].role must be system, developer, user, assistant or tool", i);
+        chat::Json msg = chat::Json::object();
+        msg["role"] = r;
+        const json* content = field(m, "content");
+        if (!content && r != "assistant") return make_error("messages[{}].content is required", i);
+        TANDEM_ASSIGN(std::string text, content_text(content ? *content : json(), i));
+        msg["content"] = text;
+        if (const json* rc = field(m, "reasoning_content")) {
+            if (!rc->is_string()) return make_error("messages[{}].reasoning_content must be a string", i);
+            msg["reasoning_content"] = rc->get<std::string>();
+        }
+        if (const json* tc = field(m, "tool_calls")) {
+            if (!tc->is_array()) return make_error("messages[{}].tool_calls must be an array", i);
+            chat::Json calls = chat::Json::array();
+            for (const json& c : *tc) {
+                if (!c.is_object() || !c.contains("function") || !c["function"].is_object())
+                    return make_error("messages[{}].tool_calls entries need a function object", i);
+                chat::Json call = c;
+                // templates expect arguments as an object; OpenAI sends a JSON string
+                const json& fn = c["function"];
+                if (fn.contains("arguments") && fn["arguments"].is_string()) {
+                    json args = json::parse(fn["arguments"].get<std::string>(), nullptr, false);
+                    if (!args.is_discarded()) call["function"]["arguments"] = args;
+                }
+                calls.push_back(call);
+            }
+            msg["tool_calls"] = calls;
+        }
+        for (const char* k : {"name", "tool_call_id"})
+            if (const json* v = field(m, k)) {
+                if (!v->is_string()) return make_error("messages[{}].{} must be a string", i, k);
+                msg[k] = v->get<std::string>();
+            }
+        out.push_back(msg);
+    }
+    return out;
+}
+
+}  // namespace
+
+nlohmann::json api_error(int status, const std::string& message) {
+    const char* type = status == 401   ? "authentication_error"
+                       : status == 404 ? "not_found_error"
+                       : status == 429 ? "rate_limit_error"
+                       : status >= 500 ? "server_error"
+                                       : "invalid_request_error";
+    return {{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", status}}}};
+}
+
+Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const ApiLimits& limits) {
+    if (!body.is_object()) return make_error("the request body must be a JSON object");
+    ApiRequest r;
+    r.chat = chat;
+    if (const json* m = field(body, "model")) {
+        if (!m->is_string()) return make_error("model must be a string");
+        r.model = m->get<std::string>();
+    }
+    if (chat) {
+        const json* msgs = field(body, "messages");
+        if (!msgs) return make_error("messages is required");
+        TANDEM_ASSIGN(r.messages, parse_messages(*msgs));
+        r.tools = nullptr;
+        if (const json* t = field(body, "tools")) {
+            if (!t->is_array()) return make_error("tools must be an array");
+            if (!t->empty()) r.tools = *t;
+        }
+        r.template_kwargs = nullptr;
+        if (const json* k = field(body, "chat_template_kwargs")) {
+            if (!k->is_object()) return make_error("chat_template_kwargs must be an object");
+            r.template_kwargs = *k;
+            if (const json* et = field(*k, "enable_thinking")) {
+                TANDEM_ASSIGN(bool b, get_bool(*et, "chat_template_kwargs.enable_thinking"));
+                r.enable_thinking = b;
+            }
+        }
+    } else {
+        const json* p = field(body, "prompt");
+        if (!p) return make_error("prompt is required");
+        const json* one = p;
+        if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) one = &(*p)[0];
+        if (one->is_string()) {
+            r.prompt_text = one->get<std::string>();
+            if (r.prompt_text.empty()) return make_error("prompt is empty");
+        } else if (one->is_array() && !one->empty()) {
+            r.prompt_is_ids = true;
+            for (const json& id : *one) {
+                if (!id.is_number_integer()) return make_error("prompt must be a string or an array of token ids");
+                TANDEM_ASSIGN(int64_t v, get_int(id, "prompt token id", 0, std::numeric_limits<int32_t>::max()));
+                r.prompt_ids.push_back((int32_t)v);
+            }
+        } else {
+            return make_error("prompt must be a non-empty string, an array of token ids, or an array of one of them");
+        }
+        if (const json* e = field(body, "echo")) {
+        TANDEM_ASSIGN(r.echo, get_bool(*e, "echo"));
+    }
+        if (r.echo) return make_error("echo is not supported");
+    }
+
+    GenParams& g = r.gen;
+    g.max_new_tokens = limits.default_max_tokens;
+    for (const char* name : {"max_tokens", "max_completion_tokens"})
+        if (const json* v = field(body, name)) {
+            TANDEM_ASSIGN(int64_t n, get_int(*v, name, 1, std::numeric_limits<int32_t>::max()));
+            g.max_new_tokens = n;
+        }
+    g.max_new_tokens = std::min(g.max_new_tokens, limits.max_tokens_cap);
+    if (const json* v = field(body, "temperature")) {
+        TANDEM_ASSIGN(double t, get_num(*v, "temperature", 0.0, 2.0));
+        g.sampler.temperature = (float)t;
+    } else {
+        g.sampler.temperature = 1.0f;  // OpenAI's default
+    }
+    if (const json* v = field(body, "top_p")) {
+        TANDEM_ASSIGN(double t, get_num(*v, "top_p", 0.0, 1.0));
+        if (t <= 0.0) return make_error("top_p must be greater than 0");
+        g.sampler.top_p = (float)t;
+    }
+    if (const json* v = field(body, "top_k")) {
+        TANDEM_ASSIGN(int64_t k, get_int(*v, "top_k", -1, std::numeric_limits<int32_t>::max()));
+        g.sampler.top_k = k < 0 ? 0 : (int)k;
+    }
+    if (const json* v = field(body, "min_p")) {
+        TANDEM_ASSIGN(double t, get_num(*v, "min_p", 0.0, 1.0));
+        g.sampler.min_p = (float)t;
+    }
+    if (const json* v = field(body, "seed")) {
+        TANDEM_ASSIGN(int64_t s, get_int(*v, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()));
+        g.sampler.seed = (uint64_t)s;
+    } else {
+        g.sampler.seed = 0x5eed ^ (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
+    }
+    if (const json* v = field(body, "presence_penalty")) {
+        TANDEM_ASSIGN(double t, get_num(*v, "presence_penalty", -2.0, 2.0));
+        g.presence_penalty = (float)t;
+    }
+    if (const json* v = field(body, "frequency_penalty")) {
+        TANDEM_ASSIGN(double t, get_num(*v, "frequency_penalty", -2.0, 2.0));
+        g.frequency_penalty = (float)t;
+    }
+    if (const json* v = field(body, "stop")) {
+        if (v->is_string()) {
+            g.stop.push_back(v->get<std::string>());
+        } else if (v->is_array()) {
+            if (v->size() > 16) return make_error("stop may hold at most 16 strings");
+            for (const json& s : *v) {
+                if (!s.is_string()) return make_error("stop must be a string or an array of strings");
+                g.stop.push_back(s.get<std::string>());
+            }
+        } else {
+            return make_error("stop must be a string or an array of strings");
+        }
+        for (const std::string& s : g.stop)
+            if (s.size() > 1024) return make_error("a stop string is longer than 1024 bytes");
+    }
+    if (const json* v = field(body, "n")) {
+        TANDEM_ASSIGN(int64_t n, get_int(*v, "n", 1, 128));
+        if (n != 1) return make_error("n must be 1 (one choice per request)");
+    }
+    if (const json* v = field(body, "stream")) {
+        TANDEM_ASSIGN(r.stream, get_bool(*v, "stream"));
+    }
+    if (const json* v = field(body, "stream_options")) {
+        if (!v->is_object()) return make_error("stream_options must be an object");
+        if (const json* u = field(*v, "include_usage")) {
+        TANDEM_ASSIGN(r.include_usage, get_bool(*u, "stream_options.include_usage"));
+    }
+    }
+    if (chat) {
+        if (const json* v = field(body, "logprobs")) {
+        TANDEM_ASSIGN(r.logprobs, get_bool(*v, "logprobs"));
+    }
+        if (const json* v = field(body, "top_logprobs")) {
+            TANDEM_ASSIGN(int64_t k, get_int(*v, "top_logprobs", 0, 20));
+            if (!r.logprobs) return make_error("top_logprobs needs logprobs: true");
+            g.top_logprobs = (int)k;
+        } else if (r.logprobs) {
+            g.top_logprobs = 0;
+        }
+    } else if (const json* v = field(body, "logprobs")) {  // completions: logprobs is the number of alternatives
+        TANDEM_ASSIGN(int64_t k, get_int(*v, "logprobs", 0, 20));
+        r.logprobs = true;
+        g.top_logprobs = (int)k;
+    }
+    return r;
+}
+
+}  // namespace tandem

@@ -1,0 +1,46 @@
+// The OpenAI request schema: validation of /v1/chat/completions and /v1/completions bodies into
+// generation parameters, with one clear message per invalid field (HTTP 400). Unknown fields are
+// ignored, as OpenAI-compatible servers do.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chat/value.h"
+#include "core/status.h"
+#include "serve/engine.h"
+
+namespace tandem {
+
+struct ApiLimits {
+    int64_t default_max_tokens = 1024;  // when the request names none (then clamped to the context)
+    int64_t max_tokens_cap = 1 << 30;   // --max-new-tokens
+};
+
+struct ApiRequest {
+    bool chat = false;
+    std::string model;                   // empty when absent
+    chat::Json messages;                 // chat: validated messages (content as text)
+    chat::Json tools;                    // chat: null or the tools array
+    std::optional<bool> enable_thinking; // chat_template_kwargs.enable_thinking
+    chat::Json template_kwargs;          // every chat_template_kwargs entry (object or null)
+    std::string prompt_text;             // completions: text prompt ...
+    std::vector<int32_t> prompt_ids;     // ... or token ids
+    bool prompt_is_ids = false;
+    GenParams gen;
+    bool stream = false;
+    bool include_usage = false;
+    bool logprobs = false;
+    bool echo = false;
+};
+
+// Error messages name the field: "max_tokens must be an integer >= 1".
+Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const ApiLimits& limits);
+
+// {"error": {"message", "type", "param", "code"}} for an HTTP status.
+nlohmann::json api_error(int status, const std::string& message);
+
+}  // namespace tandem

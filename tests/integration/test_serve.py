@@ -1,0 +1,469 @@
+"""`tandem serve` end to end on a tiny synthetic model: the OpenAI API (chat, completions,
+streaming, usage, stop strings, logprobs, thinking), batching equal to running alone, prefix
+reuse, cancellation on disconnect, hostile requests, API keys, the queue limit, and a soak of
+concurrent clients that disconnect at random."""
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+from common import TANDEM, TempDirTestCase, run, run_json
+from server_util import Server, stream_text
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODE = shutil.which("node") or "/usr/bin/node"
+NPM = os.path.join(HERE, "..", "..", "npm", "node_modules")
+SOAK_REQUESTS = int(os.environ.get("TANDEM_SOAK_REQUESTS", "500"))
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "Once upon a time, in a land far away,",
+    "量子计算机的基本原理是",
+    "List three colors: red,",
+    "SELECT name FROM users WHERE",
+]
+
+
+def first_difference(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+class ServeTest(TempDirTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.model = cls.make_model("tiny.gguf")
+        cls.srv = Server(cls.model, "--cache-lens", 8192, "--page-size", 128, "--max-batch-size", 4,
+                         "--chunk-size", 256, log_path=cls.path("serve.log"))
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.srv.close()
+        log = cls.srv.read_log() if os.path.exists(cls.srv.log_path) else ""
+        super().tearDownClass()
+        assert code == 0, f"server exit code {code}\n{log[-3000:]}"
+
+    def greedy(self, prompt, n=24, **extra):
+        body = {"prompt": prompt, "max_tokens": n, "temperature": 0, "logprobs": 2}
+        body.update(extra)
+        status, r = self.srv.post("/v1/completions", body)
+        self.assertEqual(status, 200, r)
+        return r
+
+    def assert_same_greedy(self, alone, other, what):
+        """Same tokens, except after a near-tie of the top two logprobs in the alone run."""
+        ta, tb = alone["choices"][0]["logprobs"]["tokens"], other["choices"][0]["logprobs"]["tokens"]
+        i = first_difference(ta, tb)
+        if i is None:
+            return
+        if i < len(ta) and i < len(tb):
+            top = sorted(alone["choices"][0]["logprobs"]["top_logprobs"][i].values(), reverse=True)
+            gap = top[0] - top[1] if len(top) > 1 else 1e9
+            self.assertLess(gap, 0.05, f"{what}: tokens differ at {i} with a clear margin {gap}: {ta} vs {tb}")
+        else:
+            self.fail(f"{what}: one output is a prefix of the other: {ta} vs {tb}")
+
+    # --- basics -------------------------------------------------------------------------------
+
+    def test_health_models_metrics(self):
+        status, _, body = self.srv.request("GET", "/health")
+        self.assertEqual((status, json.loads(body)["status"]), (200, "ok"))
+        status, _, body = self.srv.request("GET", "/v1/models")
+        models = json.loads(body)
+        self.assertEqual(status, 200)
+        self.assertEqual(models["data"][0]["id"], "tiny")
+        m = self.srv.metrics()
+        self.assertEqual(m["tandem_kv_pages_total"], 64)
+        self.assertEqual(m["tandem_kv_page_size"], 128)
+        for name in ("tandem_requests_running", "tandem_requests_waiting", "tandem_prompt_tokens_total",
+                     "tandem_generation_tokens_total", "tandem_prefix_cache_hit_tokens_total",
+                     'tandem_time_to_first_token_seconds_bucket{le="+Inf"}',
+                     'tandem_inter_token_latency_seconds_bucket{le="+Inf"}'):
+            self.assertIn(name, m)
+
+    def test_completion_matches_tandem_run(self):
+        r = self.greedy(PROMPTS[0], n=16)
+        ref = run_json([TANDEM, "run", "-m", self.model, "-p", PROMPTS[0], "-n", 16, "--json"])
+        text = r["choices"][0]["text"]
+        self.assertEqual(text, ref["text"])
+        u = r["usage"]
+        self.assertEqual(u["prompt_tokens"], len(ref["prompt_ids"]))
+        self.assertEqual(u["completion_tokens"], len(ref["ids"]))
+        self.assertEqual(u["total_tokens"], u["prompt_tokens"] + u["completion_tokens"])
+        self.assertEqual(r["choices"][0]["finish_reason"], ref["finish_reason"])
+        self.assertGreater(r["timings"]["predicted_per_second"], 0)
+        # token ids as the prompt give the same answer
+        r2 = self.greedy(ref["prompt_ids"], n=16)
+        self.assertEqual(r2["choices"][0]["text"], text)
+
+    def test_streaming_equals_non_streaming(self):
+        for chat in (False, True):
+            if chat:
+                body = {"messages": [{"role": "user", "content": "Tell me a story"}], "max_tokens": 20,
+                        "temperature": 0, "chat_template_kwargs": {"enable_thinking": False}}
+                path = "/v1/chat/completions"
+            else:
+                body = {"prompt": PROMPTS[2], "max_tokens": 20, "temperature": 0}
+                path = "/v1/completions"
+            status, full = self.srv.post(path, body)
+            self.assertEqual(status, 200, full)
+            status, events, done = self.srv.stream(path, dict(body, stream_options={"include_usage": True}))
+            self.assertEqual(status, 200)
+            self.assertTrue(done, "no data: [DONE]")
+            content, _ = stream_text(events, chat)
+            expected = full["choices"][0]["message"]["content"] if chat else full["choices"][0]["text"]
+            self.assertEqual(content, expected)
+            finishes = [c["finish_reason"] for e in events for c in e["choices"] if c.get("finish_reason")]
+            self.assertEqual(finishes, [full["choices"][0]["finish_reason"]])
+            self.assertEqual(events[-1]["choices"], [])
+            self.assertEqual(events[-1]["usage"]["completion_tokens"], full["usage"]["completion_tokens"])
+            if chat:
+                self.assertEqual(events[0]["choices"][0]["delta"]["role"], "assistant")
+                self.assertEqual(events[0]["object"], "chat.completion.chunk")
+
+    def test_stop_strings_across_token_boundaries(self):
+        r = self.greedy(PROMPTS[2], n=24)
+        tokens = r["choices"][0]["logprobs"]["tokens"]
+        text = r["choices"][0]["text"]
+        # a stop string made of the end of one token and the start of the next
+        cut = None
+        for i in range(2, len(tokens) - 1):
+            a, b = tokens[i], tokens[i + 1]
+            if len(a) >= 2 and len(b) >= 2 and a.isprintable() and b.isprintable():
+                cut = (i, a[-2:] + b[:2])
+                break
+        self.assertIsNotNone(cut, tokens)
+        stop = cut[1]
+        expected = text[:text.find(stop)]
+        r2 = self.greedy(PROMPTS[2], n=24, stop=[stop, "never-matches-xyz"])
+        self.assertEqual(r2["choices"][0]["text"], expected)
+        self.assertEqual(r2["choices"][0]["finish_reason"], "stop")
+        self.assertNotIn(stop, r2["choices"][0]["text"])
+        status, events, done = self.srv.stream("/v1/completions", {"prompt": PROMPTS[2], "max_tokens": 24,
+                                                                   "temperature": 0, "stop": stop})
+        self.assertTrue(done)
+        self.assertEqual(stream_text(events, False)[0], expected)
+
+    def test_chat_thinking_is_reasoning_content(self):
+        # the synthetic model writes random text: force the markers through the prompt's prefix
+        # by asking the template to open thinking (Qwen3 with enable_thinking on adds nothing),
+        # then check the split on what comes back.
+        body = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                "max_tokens": 12, "temperature": 0}
+        status, r = self.srv.post("/v1/chat/completions", body)
+        self.assertEqual(status, 200, r)
+        msg = r["choices"][0]["message"]
+        self.assertEqual(msg["role"], "assistant")
+        self.assertNotIn("<think>", msg["content"])
+        # multi-turn with tool calls and tool results renders and runs
+        body = {"messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"}],
+            "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+            "max_tokens": 4, "temperature": 0}
+        status, r = self.srv.post("/v1/chat/completions", body)
+        self.assertEqual(status, 200, r)
+
+    def test_sampling_is_seeded(self):
+        body = {"prompt": PROMPTS[1], "max_tokens": 16, "temperature": 0.9, "top_p": 0.95, "top_k": 50,
+                "min_p": 0.01, "seed": 1234, "presence_penalty": 0.5, "frequency_penalty": 0.5}
+        a = self.srv.post("/v1/completions", body)[1]["choices"][0]["text"]
+        b = self.srv.post("/v1/completions", body)[1]["choices"][0]["text"]
+        c = self.srv.post("/v1/completions", dict(body, seed=99))[1]["choices"][0]["text"]
+        self.assertEqual(a, b)
+        self.assertNotEqual(a, c)
+
+    def test_logprobs(self):
+        body = {"messages": [{"role": "user", "content": "Count"}], "max_tokens": 6, "temperature": 0,
+                "logprobs": True, "top_logprobs": 3}
+        status, r = self.srv.post("/v1/chat/completions", body)
+        self.assertEqual(status, 200, r)
+        content = r["choices"][0]["logprobs"]["content"]
+        self.assertEqual(len(content), r["usage"]["completion_tokens"] - (r["choices"][0]["finish_reason"] == "stop"))
+        for e in content:
+            self.assertLessEqual(e["logprob"], 0)
+            self.assertEqual(len(e["top_logprobs"]), 3)
+            # greedy: the chosen token is the most likely one
+            self.assertAlmostEqual(e["logprob"], e["top_logprobs"][0]["logprob"], places=4)
+            self.assertEqual(bytes(e["bytes"]).decode(errors="replace"), e["token"])
+
+    def test_tokenize_detokenize(self):
+        status, r = self.srv.post("/tokenize", {"content": "Hello world"})
+        self.assertEqual(status, 200)
+        ids = json.loads(run([TANDEM, "tokenize", "-m", self.model, "Hello world"]).stdout)
+        self.assertEqual(r["tokens"], ids)
+        status, r = self.srv.post("/detokenize", {"tokens": ids})
+        self.assertEqual(r["content"], "Hello world")
+
+    # --- batching -----------------------------------------------------------------------------
+
+    def test_batched_greedy_equals_alone(self):
+        alone = [self.greedy(p, n=20) for p in PROMPTS[:5]]
+        results = [None] * 5
+
+        def go(i):
+            results[i] = self.greedy(PROMPTS[i], n=20)
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i in range(5):
+            self.assert_same_greedy(alone[i], results[i], f"prompt {i} batched")
+
+    def test_prefix_reuse_cuts_time_to_first_token(self):
+        rng = random.Random(5)
+        prefix = [rng.randrange(1000, 100000) for _ in range(2048)]
+        first = prefix + [rng.randrange(1000, 100000) for _ in range(40)]
+        second = prefix + [rng.randrange(1000, 100000) for _ in range(40)]
+        t0 = time.time()
+        r1 = self.greedy(first, n=1)
+        ttft1 = time.time() - t0
+        t0 = time.time()
+        r2 = self.greedy(second, n=1)
+        ttft2 = time.time() - t0
+        print(f"\nprefix reuse: 2088-token prompt {ttft1 * 1e3:.0f} ms, same 2048-token prefix again "
+              f"{ttft2 * 1e3:.0f} ms ({ttft1 / ttft2:.1f}x)")
+        self.assertEqual(r2["usage"]["prompt_tokens_details"]["cached_tokens"], 2048)
+        self.assertEqual(r2["timings"]["prompt_n"], 40)
+        self.assertLess(ttft2, ttft1)
+
+    # --- cancellation -------------------------------------------------------------------------
+
+    def test_disconnect_cancels_and_frees_pages(self):
+        before = self.srv.metrics()['tandem_requests_finish_total{reason="cancelled"}']
+        # streaming: read two events, then drop the connection
+        c = self.srv.conn()
+        c.request("POST", "/v1/completions", body=json.dumps(
+            {"prompt": PROMPTS[3] * 20, "max_tokens": 3000, "temperature": 0.8, "stream": True}),
+            headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        r.readline()
+        r.readline()
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+        self.srv.wait_idle(timeout=10)
+        # not streaming: close while the server still works on it
+        s = socket.create_connection((self.srv.host, self.srv.port))
+        body = json.dumps({"prompt": PROMPTS[4] * 20, "max_tokens": 3000, "temperature": 0.8}).encode()
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        deadline = time.time() + 10
+        while self.srv.metrics()["tandem_requests_running"] == 0 and time.time() < deadline:
+            time.sleep(0.05)
+        s.close()
+        m = self.srv.wait_idle(timeout=10)
+        self.assertEqual(m['tandem_requests_finish_total{reason="cancelled"}'], before + 2)
+
+    # --- hostile requests ---------------------------------------------------------------------
+
+    def test_hostile_requests_get_4xx_and_the_server_keeps_serving(self):
+        chat = "/v1/chat/completions"
+        comp = "/v1/completions"
+        msgs = [{"role": "user", "content": "hi"}]
+        cases = [
+            ("bad JSON", comp, "{not json", 400),
+            ("JSON array body", comp, "[1, 2]", 400),
+            ("JSON string body", comp, "\"prompt\"", 400),
+            ("empty body", comp, "", 400),
+            ("no messages", chat, {"model": "tiny"}, 400),
+            ("empty messages", chat, {"messages": []}, 400),
+            ("messages not a list", chat, {"messages": "hi"}, 400),
+            ("message not an object", chat, {"messages": ["hi"]}, 400),
+            ("unknown role", chat, {"messages": [{"role": "wizard", "content": "hi"}]}, 400),
+            ("content a number", chat, {"messages": [{"role": "user", "content": 5}]}, 400),
+            ("content part of an image", chat, {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400),
+            ("no prompt", comp, {"max_tokens": 3}, 400),
+            ("prompt a number", comp, {"prompt": 5}, 400),
+            ("empty prompt", comp, {"prompt": ""}, 400),
+            ("prompt ids out of vocabulary", comp, {"prompt": [1, 2, 999999999]}, 400),
+            ("negative token id", comp, {"prompt": [1, -2]}, 400),
+            ("negative max_tokens", comp, {"prompt": "a", "max_tokens": -1}, 400),
+            ("zero max_tokens", comp, {"prompt": "a", "max_tokens": 0}, 400),
+            ("max_tokens a string", comp, {"prompt": "a", "max_tokens": "ten"}, 400),
+            ("max_tokens 1e400", comp, '{"prompt": "a", "max_tokens": 1e400}', 400),
+            ("max_tokens 2^64", comp, '{"prompt": "a", "max_tokens": 18446744073709551616}', 400),
+            ("max_tokens fractional", comp, {"prompt": "a", "max_tokens": 2.5}, 400),
+            ("temperature negative", comp, {"prompt": "a", "temperature": -1}, 400),
+            ("temperature a string", comp, {"prompt": "a", "temperature": "hot"}, 400),
+            ("top_p zero", comp, {"prompt": "a", "top_p": 0}, 400),
+            ("n = 2", comp, {"prompt": "a", "n": 2}, 400),
+            ("stop a number", comp, {"prompt": "a", "stop": 3}, 400),
+            ("stream a string", comp, {"prompt": "a", "stream": "yes"}, 400),
+            ("top_logprobs 50", chat, {"messages": msgs, "logprobs": True, "top_logprobs": 50}, 400),
+            ("invalid UTF-8", comp, b'{"prompt": "\xff\xfe bad"}', 400),
+            ("deeply nested JSON", comp, "[" * 100000 + "]" * 100000, 400),
+            ("prompt longer than the context", comp, {"prompt": [100] * 9000, "max_tokens": 2}, 400),
+            ("unknown model", comp, {"prompt": "a", "model": "gpt-17"}, 404),
+            ("unknown route", "/v1/engines", {"prompt": "a"}, 404),
+            ("10 MB body", comp, "{\"prompt\": \"" + "a" * (10 << 20) + "\"}", 413),
+        ]
+        for name, path, body, expected in cases:
+            with self.subTest(name):
+                status, r = self.srv.post(path, body)
+                self.assertEqual(status, expected, f"{name}: {r!r:.300}")
+                self.assertIn("message", r["error"])
+                self.assertEqual(r["error"]["code"], expected)
+        # unknown fields are ignored
+        status, r = self.srv.post(comp, {"prompt": "a", "max_tokens": 2, "frobnicate": {"x": [1]}, "user": "u"})
+        self.assertEqual(status, 200, r)
+        # a client that sends half a body and leaves, and one that sends garbage
+        s = socket.create_connection((self.srv.host, self.srv.port))
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"prompt\"")
+        s.close()
+        s = socket.create_connection((self.srv.host, self.srv.port))
+        s.sendall(b"\x00\x01\x02 GARBAGE \r\n\r\n")
+        s.close()
+        status, _, _ = self.srv.request("GET", "/health")
+        self.assertEqual(status, 200)
+        self.assertEqual(self.greedy("still there?", n=2)["choices"][0]["finish_reason"], "length")
+        self.assertTrue(self.srv.alive())
+
+    # --- soak ---------------------------------------------------------------------------------
+
+    def test_soak_concurrent_clients_with_random_disconnects(self):
+        rng = random.Random(11)
+        plans = []
+        for i in range(SOAK_REQUESTS):
+            chat = rng.random() < 0.5
+            stream = rng.random() < 0.6
+            drop = rng.random() < 1 / 3
+            prompt = rng.choice(PROMPTS) + " " + " ".join(rng.choice(["alpha", "beta", "gamma", "delta"])
+                                                           for _ in range(rng.randrange(0, 60)))
+            plans.append((chat, stream, drop, prompt, rng.randrange(1, 32), rng.random()))
+        errors, completed, dropped = [], [0], [0]
+        lock = threading.Lock()
+
+        def one(plan):
+            chat, stream, drop, prompt, n, temp = plan
+            path = "/v1/chat/completions" if chat else "/v1/completions"
+            body = {"max_tokens": n, "temperature": temp}
+            body.update({"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt})
+            if drop:
+                c = self.srv.conn(60)
+                c.request("POST", path, body=json.dumps(dict(body, stream=stream, max_tokens=n + 200)),
+                          headers={"Content-Type": "application/json"})
+                if stream:
+                    r = c.getresponse()
+                    r.readline()
+                else:
+                    time.sleep(rng.random() * 0.2)
+                c.sock.shutdown(socket.SHUT_RDWR)
+                c.close()
+                with lock:
+                    dropped[0] += 1
+                return
+            if stream:
+                status, events, done = self.srv.stream(path, body)
+                ok = status == 200 and done and events and any(
+                    c.get("finish_reason") in ("stop", "length") for e in events for c in e["choices"])
+            else:
+                status, r = self.srv.post(path, body)
+                ok = status == 200 and r["choices"][0]["finish_reason"] in ("stop", "length") and \
+                    r["usage"]["completion_tokens"] <= n and \
+                    isinstance(r["choices"][0]["message" if chat else "text"], (dict, str))
+            with lock:
+                if ok:
+                    completed[0] += 1
+                else:
+                    errors.append((plan, status))
+
+        def worker(k):
+            for i in range(k, len(plans), 16):
+                try:
+                    one(plans[i])
+                except Exception as e:  # noqa: BLE001 - every failure is collected and reported
+                    with lock:
+                        errors.append((plans[i], repr(e)))
+
+        t0 = time.time()
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.time() - t0
+        m = self.srv.wait_idle(timeout=30)
+        print(f"\nsoak: {len(plans)} requests from 16 clients in {elapsed:.0f} s: {completed[0]} completed, "
+              f"{dropped[0]} dropped by the client; pages used {m['tandem_kv_pages_used']:.0f}, "
+              f"cached {m['tandem_kv_pages_cached']:.0f}")
+        self.assertEqual(errors, [])
+        self.assertEqual(completed[0] + dropped[0], len(plans))
+        self.assertTrue(self.srv.alive())
+
+
+class ServeLimitsTest(TempDirTestCase):
+    """API keys and the queue limit, on servers of their own."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.model = cls.make_model("tiny.gguf")
+
+    def test_api_key(self):
+        srv = Server(self.model, "--api-key", "sekret", log_path=self.path("key.log"))
+        try:
+            body = {"prompt": "a", "max_tokens": 2}
+            self.assertEqual(srv.post("/v1/completions", body)[0], 401)
+            status, r = srv.post("/v1/completions", body, headers={"Authorization": "Bearer wrong"})
+            self.assertEqual(status, 401)
+            self.assertEqual(r["error"]["type"], "authentication_error")
+            self.assertEqual(srv.post("/v1/completions", body, headers={"Authorization": "Bearer sekret"})[0], 200)
+            self.assertEqual(srv.request("GET", "/v1/models")[0], 401)
+            self.assertEqual(srv.request("GET", "/health")[0], 200)
+        finally:
+            self.assertEqual(srv.close(), 0)
+
+    def test_full_queue_answers_429_with_retry_after(self):
+        srv = Server(self.model, "--max-batch-size", 1, "--max-queue", 1, log_path=self.path("queue.log"))
+        try:
+            # one running (streaming, held open), one waiting, then the next is refused
+            c = srv.conn()
+            c.request("POST", "/v1/completions", body=json.dumps(
+                {"prompt": "a b c", "max_tokens": 4000, "temperature": 1, "stream": True}),
+                headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            r.readline()
+            waiting = threading.Thread(target=lambda: srv.post("/v1/completions", {"prompt": "x", "max_tokens": 2}))
+            waiting.start()
+            deadline = time.time() + 10
+            while srv.metrics()["tandem_requests_waiting"] < 1 and time.time() < deadline:
+                time.sleep(0.05)
+            status, hdrs, body = srv.request("POST", "/v1/completions", {"prompt": "y", "max_tokens": 2})
+            self.assertEqual(status, 429, body)
+            self.assertIn("retry-after", hdrs)
+            c.sock.shutdown(socket.SHUT_RDWR)
+            c.close()
+            waiting.join()
+            srv.wait_idle()
+            self.assertEqual(srv.metrics()["tandem_requests_rejected_total"], 1)
+        finally:
+            self.assertEqual(srv.close(), 0)
+
+    def test_openai_node_client(self):
+        srv = Server(self.model, "--api-key", "k-123", "--model-name", "tandem-tiny", log_path=self.path("js.log"))
+        try:
+            p = subprocess.run([NODE, os.path.join(HERE, "js", "openai_client.mjs"),
+                                f"http://{srv.host}:{srv.port}/v1", "k-123", "tandem-tiny"],
+                               capture_output=True, text=True, timeout=600,
+                               env=dict(os.environ, NODE_PATH=NPM))
+            print(p.stdout)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        finally:
+            self.assertEqual(srv.close(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
