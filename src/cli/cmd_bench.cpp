@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli/bench_server.h"
 #include "cli/commands.h"
 #include "core/bandwidth.h"
 #include "core/log.h"
@@ -39,9 +41,20 @@ Runner add_bench(CLI::App& app) {
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         uint64_t seed = 1;
         bool json = false, no_bandwidth = false;
+        std::string server, api_key, concurrency = "1,2,4,8";
+        int sweep_prompt = 256, sweep_gen = 128, sweep_requests = 2;
     };
     auto o = std::make_shared<Opts>();
-    app.add_option("-m,--model", o->model, "Model .gguf")->required();
+    app.add_option("-m,--model", o->model, "Model .gguf (or --server)");
+    app.add_option("--server", o->server, "Measure a running `tandem serve` (or any OpenAI-compatible server) at URL");
+    app.add_option("--api-key", o->api_key, "With --server: its API key (default: $TANDEM_API_KEY)");
+    app.add_option("--concurrency", o->concurrency, "With --server: concurrent streams of the sweep ('' for none)")
+        ->capture_default_str();
+    app.add_option("--sweep-prompt", o->sweep_prompt, "With --server: prompt length in the sweep")->capture_default_str();
+    app.add_option("--sweep-gen", o->sweep_gen, "With --server: tokens generated per request in the sweep")
+        ->capture_default_str();
+    app.add_option("--sweep-requests", o->sweep_requests, "With --server: requests per stream in the sweep")
+        ->capture_default_str();
     app.add_option("--prompt-lens", o->prompt_lens, "Prompt lengths (columns), comma-separated")->capture_default_str();
     app.add_option("--gen", o->gen, "Tokens generated after each prompt")->capture_default_str();
     app.add_option("-t,--threads,--cpu-infer", o->threads, "CPU threads")->capture_default_str();
@@ -58,6 +71,28 @@ Runner add_bench(CLI::App& app) {
             if (l < 1) return fail("--prompt-lens: lengths must be >= 1");
         if (o->gen < 1) return fail("--gen must be >= 1");
         if (o->reps < 1) return fail("--reps must be >= 1");
+        if (!o->server.empty()) {
+            BenchServerOptions so;
+            so.url = o->server;
+            so.api_key = o->api_key;
+            if (so.api_key.empty())
+                if (const char* env = std::getenv("TANDEM_API_KEY")) so.api_key = env;
+            so.prompt_lens = lens;
+            so.gen = o->gen;
+            if (!o->concurrency.empty() && !parse_ids(o->concurrency, so.concurrency, err))
+                return fail("--concurrency: " + err);
+            for (int32_t c : so.concurrency)
+                if (c < 1) return fail("--concurrency: stream counts must be >= 1");
+            if (o->sweep_prompt < 1 || o->sweep_gen < 1 || o->sweep_requests < 1)
+                return fail("--sweep-prompt, --sweep-gen and --sweep-requests must be >= 1");
+            so.sweep_prompt = o->sweep_prompt;
+            so.sweep_gen = o->sweep_gen;
+            so.sweep_requests = o->sweep_requests;
+            so.seed = o->seed;
+            so.json = o->json;
+            return run_bench_server(so);
+        }
+        if (o->model.empty()) return fail("give a model (-m FILE) or a server (--server URL)");
         const int n_cores = cpu::cpu_features().n_cores;
         if (o->threads < 1) return fail("--threads/--cpu-infer must be >= 1");
         if (o->threads > n_cores)

@@ -247,6 +247,7 @@ std::unique_ptr<ApiServer::Impl::Gen> ApiServer::Impl::start(const httplib::Requ
     GenParams gen = r.gen;
     if (chat) gen.stop_ids = chat->stop_ids;
     else if (tok.valid_id(tok.eos_id())) gen.stop_ids = {tok.eos_id()};
+    if (r.ignore_eos) gen.stop_ids.clear();
     SubmitResult sub = engine.submit(std::move(prompt), std::move(gen));
     if (!sub.handle) {
         send_error(res, sub.http_status, sub.error);

@@ -223,6 +223,9 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
         for (const std::string& s : g.stop)
             if (s.size() > 1024) return make_error("a stop string is longer than 1024 bytes");
     }
+    if (const json* v = field(body, "ignore_eos")) {
+        TANDEM_ASSIGN(r.ignore_eos, get_bool(*v, "ignore_eos"));
+    }
     if (const json* v = field(body, "n")) {
         TANDEM_ASSIGN(int64_t n, get_int(*v, "n", 1, 128));
         if (n != 1) return make_error("n must be 1 (one choice per request)");

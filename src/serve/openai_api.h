@@ -35,6 +35,7 @@ struct ApiRequest {
     bool include_usage = false;
     bool logprobs = false;
     bool echo = false;
+    bool ignore_eos = false;             // keep generating after end-of-generation tokens (benchmarks)
 };
 
 // Error messages name the field: "max_tokens must be an integer >= 1".

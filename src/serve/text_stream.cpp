@@ -63,15 +63,16 @@ ThinkSplitter::Out ThinkSplitter::push(const std::string& text) {
             emit(out, before);
             held_.erase(0, at + marker.size());
             in_reasoning_ = !in_reasoning_;
-            if (!in_reasoning_) {  // the answer usually starts after blank lines
-                const size_t first = held_.find_first_not_of("\n");
-                held_.erase(0, first == std::string::npos ? held_.size() : first);
-            }
+            after_close_ = !in_reasoning_;  // the answer usually starts after blank lines
             continue;
         }
         const size_t keep = active ? partial_suffix(held_, marker) : 0;
         std::string ready = held_.substr(0, held_.size() - keep);
         held_.erase(0, held_.size() - keep);
+        if (after_close_) {
+            ready.erase(0, std::min(ready.size(), ready.find_first_not_of('\n')));
+            if (!ready.empty()) after_close_ = false;
+        }
         if (!in_reasoning_ && !seen_content_ && ready.find_first_not_of(" \n\r\t") == std::string::npos) {
             held_.insert(0, ready);  // leading whitespace: still waiting to see if <think> follows
             return out;

@@ -39,7 +39,8 @@ public:
 private:
     void emit(Out& out, const std::string& s) const { (in_reasoning_ ? out.reasoning : out.content) += s; }
     bool in_reasoning_;
-    bool seen_content_ = false;  // a <think> after the answer started is ordinary text
+    bool seen_content_ = false;
+    bool after_close_ = false;   // newlines right after </think> are dropped  // a <think> after the answer started is ordinary text
     std::string held_;
 };
 

@@ -1,0 +1,27 @@
+// Request bodies of /v1/chat/completions and /v1/completions: parsing never crashes, whatever the
+// JSON; the first byte picks the endpoint.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "serve/openai_api.h"
+#include "serve/text_stream.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    if (size == 0) return 0;
+    const bool chat = data[0] & 1;
+    const std::string text((const char*)data + 1, size - 1);
+    tandem::chat::Json body = tandem::chat::Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded()) return 0;
+    auto r = tandem::parse_api_request(body, chat, tandem::ApiLimits{});
+    if (r) {
+        // the stop strings of a valid request go through the matcher on the request's own text
+        tandem::StopMatcher m(r->gen.stop);
+        for (size_t i = 0; i < text.size(); i += 3) m.push(text.substr(i, 3));
+        m.flush();
+        tandem::ThinkSplitter t(chat);
+        for (size_t i = 0; i < text.size(); i += 5) t.push(text.substr(i, 5));
+        t.flush();
+    }
+    return 0;
+}

@@ -1,0 +1,209 @@
+// Server pieces without a model: stop strings across pieces, the reasoning split, request
+// validation, metrics text.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "serve/metrics.h"
+#include "serve/openai_api.h"
+#include "serve/text_stream.h"
+
+namespace tandem {
+namespace {
+
+// Feeds text split at every position given by `cuts` and returns the concatenated output.
+std::string feed(StopMatcher& m, const std::string& text, const std::vector<size_t>& cuts) {
+    std::string out;
+    size_t prev = 0;
+    for (size_t c : cuts) {
+        out += m.push(text.substr(prev, c - prev));
+        prev = c;
+    }
+    out += m.push(text.substr(prev));
+    out += m.flush();
+    return out;
+}
+
+TEST(StopMatcher, StopsBeforeTheFirstMatchWhateverTheSplit) {
+    const std::string text = "Hello, world! The end. More text.";
+    std::mt19937 rng(1);
+    for (int trial = 0; trial < 200; ++trial) {
+        std::vector<size_t> cuts;
+        for (size_t i = 1; i < text.size(); ++i)
+            if (rng() % 3 == 0) cuts.push_back(i);
+        StopMatcher m({"The end", "xyz"});
+        EXPECT_EQ(feed(m, text, cuts), "Hello, world! ");
+        EXPECT_TRUE(m.stopped());
+        EXPECT_EQ(m.matched(), "The end");
+    }
+}
+
+TEST(StopMatcher, EarliestMatchWinsAndNothingIsHeldWithoutStops) {
+    StopMatcher m({"world", "lo"});
+    EXPECT_EQ(feed(m, "Hello world", {3, 4}), "Hel");
+    StopMatcher none({});
+    EXPECT_EQ(none.push("abc"), "abc");  // immediate: nothing held back
+    StopMatcher partial({"abcd"});
+    EXPECT_EQ(partial.push("xxab"), "xx");  // "ab" could start a stop string
+    EXPECT_EQ(partial.push("cX"), "abcX");
+    EXPECT_FALSE(partial.stopped());
+    EXPECT_EQ(partial.push("ab"), "");
+    EXPECT_EQ(partial.flush(), "ab");  // the end of the stream releases a partial match
+}
+
+TEST(StopMatcher, EmptyStopStringsAreIgnored) {
+    StopMatcher m({""});
+    EXPECT_EQ(m.push("abc"), "abc");
+    EXPECT_FALSE(m.stopped());
+}
+
+ThinkSplitter::Out split_all(ThinkSplitter& t, const std::string& text, size_t step) {
+    ThinkSplitter::Out all;
+    for (size_t i = 0; i < text.size(); i += step) {
+        auto o = t.push(text.substr(i, step));
+        all.reasoning += o.reasoning;
+        all.content += o.content;
+    }
+    auto o = t.flush();
+    all.reasoning += o.reasoning;
+    all.content += o.content;
+    return all;
+}
+
+TEST(ThinkSplitter, SeparatesReasoningFromTheAnswerAtAnySplit) {
+    const std::string text = "<think>\nLet me think.\n</think>\n\nThe answer is 4.";
+    for (size_t step = 1; step <= text.size(); ++step) {
+        ThinkSplitter t;
+        auto o = split_all(t, text, step);
+        EXPECT_EQ(o.reasoning, "\nLet me think.\n") << "step " << step;
+        EXPECT_EQ(o.content, "The answer is 4.") << "step " << step;
+    }
+}
+
+TEST(ThinkSplitter, PromptThatOpenedReasoningAndPlainAnswers) {
+    ThinkSplitter opened(true);
+    auto o = split_all(opened, "step 1</think>done", 2);
+    EXPECT_EQ(o.reasoning, "step 1");
+    EXPECT_EQ(o.content, "done");
+    ThinkSplitter plain;
+    o = split_all(plain, "No thinking here, <think> later is text.", 3);
+    EXPECT_EQ(o.reasoning, "");
+    EXPECT_EQ(o.content, "No thinking here, <think> later is text.");
+    ThinkSplitter unterminated;
+    o = split_all(unterminated, "<think>still going", 4);
+    EXPECT_EQ(o.reasoning, "still going");
+    EXPECT_EQ(o.content, "");
+}
+
+Result<ApiRequest> parse(const std::string& body, bool chat) {
+    return parse_api_request(chat::Json::parse(body), chat, ApiLimits{});
+}
+
+TEST(OpenAiRequest, ParsesEveryField) {
+    auto r = parse(R"({"model": "m", "messages": [{"role": "developer", "content": "sys"},
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function",
+          "function": {"name": "f", "arguments": "{\"x\": 1}"}}]},
+        {"role": "tool", "tool_call_id": "1", "content": "r"}],
+        "max_completion_tokens": 7, "temperature": 0.5, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "seed": 3,
+        "stop": ["x", "y"], "presence_penalty": 1, "frequency_penalty": -1, "stream": true,
+        "stream_options": {"include_usage": true}, "logprobs": true, "top_logprobs": 4,
+        "chat_template_kwargs": {"enable_thinking": false}, "unknown_field": 1})",
+                   true);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->model, "m");
+    EXPECT_EQ(r->messages[0]["role"], "system");
+    EXPECT_EQ(r->messages[1]["content"], "ab");
+    EXPECT_EQ(r->messages[2]["content"], "");
+    EXPECT_EQ(r->messages[2]["tool_calls"][0]["function"]["arguments"]["x"], 1);  // parsed for the template
+    EXPECT_EQ(r->messages[3]["tool_call_id"], "1");
+    EXPECT_EQ(r->gen.max_new_tokens, 7);
+    EXPECT_FLOAT_EQ(r->gen.sampler.temperature, 0.5f);
+    EXPECT_FLOAT_EQ(r->gen.sampler.top_p, 0.9f);
+    EXPECT_EQ(r->gen.sampler.top_k, 40);
+    EXPECT_FLOAT_EQ(r->gen.sampler.min_p, 0.05f);
+    EXPECT_EQ(r->gen.sampler.seed, 3u);
+    EXPECT_EQ(r->gen.stop, (std::vector<std::string>{"x", "y"}));
+    EXPECT_FLOAT_EQ(r->gen.presence_penalty, 1.0f);
+    EXPECT_FLOAT_EQ(r->gen.frequency_penalty, -1.0f);
+    EXPECT_TRUE(r->stream);
+    EXPECT_TRUE(r->include_usage);
+    EXPECT_EQ(r->gen.top_logprobs, 4);
+    ASSERT_TRUE(r->enable_thinking.has_value());
+    EXPECT_FALSE(*r->enable_thinking);
+
+    auto c = parse(R"({"prompt": [[1, 2, 3]], "logprobs": 2, "max_tokens": 1e2})", false);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->prompt_ids, (std::vector<int32_t>{1, 2, 3}));
+    EXPECT_EQ(c->gen.top_logprobs, 2);
+    EXPECT_EQ(c->gen.max_new_tokens, 100);
+    EXPECT_FLOAT_EQ(c->gen.sampler.temperature, 1.0f);  // OpenAI's default
+}
+
+TEST(OpenAiRequest, RejectsInvalidFieldsWithTheirName) {
+    const std::pair<const char*, const char*> bad[] = {
+        {R"({"prompt": "a", "max_tokens": 0})", "max_tokens"},
+        {R"({"prompt": "a", "max_tokens": 1.5})", "max_tokens"},
+        {R"({"prompt": "a", "max_tokens": 99999999999999999999})", "max_tokens"},
+        {R"({"prompt": "a", "temperature": 3})", "temperature"},
+        {R"({"prompt": "a", "top_p": 0})", "top_p"},
+        {R"({"prompt": "a", "min_p": -0.1})", "min_p"},
+        {R"({"prompt": "a", "n": 3})", "n must be 1"},
+        {R"({"prompt": "a", "stop": [1]})", "stop"},
+        {R"({"prompt": "a", "stream": 1})", "stream"},
+        {R"({"prompt": "a", "echo": true})", "echo"},
+        {R"({"prompt": [1, "x"]})", "prompt"},
+        {R"({"prompt": {}})", "prompt"},
+        {R"({"prompt": "a", "logprobs": 21})", "logprobs"},
+        {R"({"prompt": "a", "model": 5})", "model"},
+    };
+    for (auto [body, word] : bad) {
+        auto r = parse(body, false);
+        ASSERT_FALSE(r.ok()) << body;
+        EXPECT_NE(r.error().message.find(word), std::string::npos) << body << " -> " << r.error().message;
+    }
+    const char* bad_chat[] = {
+        R"({"messages": []})",
+        R"({"messages": [{"content": "x"}]})",
+        R"({"messages": [{"role": "user"}]})",
+        R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+        R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})",
+        R"({"messages": [{"role": "user", "content": "x"}], "tools": {}})",
+        R"({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": {"enable_thinking": "no"}})",
+    };
+    for (const char* body : bad_chat) EXPECT_FALSE(parse(body, true).ok()) << body;
+    EXPECT_FALSE(parse_api_request(chat::Json::array(), true, ApiLimits{}).ok());
+}
+
+TEST(OpenAiRequest, MaxTokensIsCappedAndDefaulted) {
+    ApiLimits lim;
+    lim.default_max_tokens = 50;
+    lim.max_tokens_cap = 80;
+    auto r = parse_api_request(chat::Json::parse(R"({"prompt": "a"})"), false, lim);
+    EXPECT_EQ(r->gen.max_new_tokens, 50);
+    r = parse_api_request(chat::Json::parse(R"({"prompt": "a", "max_tokens": 1000})"), false, lim);
+    EXPECT_EQ(r->gen.max_new_tokens, 80);
+}
+
+TEST(Metrics, PrometheusTextHasCumulativeHistogramBuckets) {
+    Metrics m;
+    m.update([](MetricValues& v, Histogram& ttft, Histogram& itl) {
+        v.running = 2;
+        v.pages_used = 5;
+        ttft.observe(0.02);
+        ttft.observe(0.3);
+        ttft.observe(100);
+        itl.observe(0.004);
+    });
+    const std::string text = m.render("tiny");
+    EXPECT_NE(text.find("tandem_requests_running 2\n"), std::string::npos);
+    EXPECT_NE(text.find("tandem_kv_pages_used 5\n"), std::string::npos);
+    EXPECT_NE(text.find("tandem_time_to_first_token_seconds_bucket{le=\"0.025\"} 1\n"), std::string::npos);
+    EXPECT_NE(text.find("tandem_time_to_first_token_seconds_bucket{le=\"0.5\"} 2\n"), std::string::npos);
+    EXPECT_NE(text.find("tandem_time_to_first_token_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos);
+    EXPECT_NE(text.find("tandem_time_to_first_token_seconds_count 3\n"), std::string::npos);
+    EXPECT_NE(text.find("tandem_info{model=\"tiny\"} 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tandem
