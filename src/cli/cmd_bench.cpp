@@ -41,7 +41,7 @@ Runner add_bench(CLI::App& app) {
         bool json = false, no_bandwidth = false;
     };
     auto o = std::make_shared<Opts>();
-    app.add_option("-m,--model", o->model, "Model .gguf")->required();
+    app.add_option("-m,--model", o->model, "Model .gguf (first split) or Hugging Face folder")->required();
     app.add_option("--prompt-lens", o->prompt_lens, "Prompt lengths (columns), comma-separated")->capture_default_str();
     app.add_option("--gen", o->gen, "Tokens generated after each prompt")->capture_default_str();
     app.add_option("-t,--threads,--cpu-infer", o->threads, "CPU threads")->capture_default_str();

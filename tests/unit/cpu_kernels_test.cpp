@@ -141,7 +141,7 @@ TEST_P(CpuKernels, AttentionOverF16CacheMatchesReference) {
 TEST(CpuKernels, FastKernelsExistForTheHotTypes) {
     if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "avx512 not supported by this CPU";
     const KernelTable& k = kernels_for(Isa::avx512);
-    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::F32}) EXPECT_TRUE(k.fast[(int)t]);
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::BF16, DType::F32}) EXPECT_TRUE(k.fast[(int)t]);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, CpuKernels, ::testing::Values(Isa::generic, Isa::avx2, Isa::avx512),
