@@ -221,7 +221,8 @@ Result<GgufFile> open_hf_checkpoint(const std::string& dir, ViewFor purpose) {
         if (tok.chat_template.empty() && fs::exists(d / "chat_template.jinja", ec)) {
             TANDEM_ASSIGN(tok.chat_template, read_text((d / "chat_template.jinja").string()));
         }
-        if (Status s = tok.pad_to(cfg.vocab_size); !s) return make_error("{}: {}", dir, s.error().message);
+        if (Status s = tok.pad_to(cfg.vocab_size); !s)
+            return make_error("{}: {} (vocab_size = {} in config.json)", dir, s.error().message, cfg.vocab_size);
         for (auto& p : tokenizer_metadata(tok)) kv.push_back(std::move(p));
     } else if (purpose != ViewFor::layout) {
         log::warn("{}: no tokenizer.json: token ids only", dir);

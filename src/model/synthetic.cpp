@@ -155,8 +155,6 @@ HfConfig hf_config_of(const SyntheticSpec& s) {
 Status write_hf(const SyntheticSpec& s, const std::string& tokenizer_dir, const std::string& dir, int n_threads,
                 const std::function<void(size_t, size_t)>& progress) {
     namespace fs = std::filesystem;
-    if (s.quant != QuantMix::f32 && s.quant != QuantMix::f16 && s.quant != QuantMix::bf16)
-        return make_error("--format hf writes float weights: choose --quant bf16, f16 or f32");
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (!fs::is_directory(dir)) return make_error("{}: cannot create folder: {}", dir, ec.message());
@@ -253,6 +251,8 @@ Status SyntheticSpec::validate() const {
         return make_error("invalid shape: need 1 <= experts-used <= experts");
 
     if (n_split < 1) return make_error("--split must be >= 1");
+    if (format == ModelFormat::hf && quant != QuantMix::f32 && quant != QuantMix::f16 && quant != QuantMix::bf16)
+        return make_error("--format hf writes float weights: choose --quant bf16, f16 or f32");
     return {};
 }
 
