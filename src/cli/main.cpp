@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
     add("detokenize", "Print the text of token ids", [](CLI::App& a) { return cli::add_detokenize(a); });
     add("bench", "Prefill and decode speed table (the seed's), with GB/s and time per stage",
         [](CLI::App& a) { return cli::add_bench(a); });
-    add("make-test-model", "Write a synthetic Qwen3-MoE GGUF (real tokenizer, random weights)",
+    add("make-test-model", "Write a synthetic Qwen3-MoE GGUF or Hugging Face folder (real tokenizer, random weights)",
         [&](CLI::App& a) { return cli::add_make_test_model(a, argv[0]); });
 
     try {
