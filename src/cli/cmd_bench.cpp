@@ -45,7 +45,7 @@ Runner add_bench(CLI::App& app) {
         int sweep_prompt = 256, sweep_gen = 128, sweep_requests = 2;
     };
     auto o = std::make_shared<Opts>();
-    app.add_option("-m,--model", o->model, "Model .gguf (or --server)");
+    app.add_option("-m,--model", o->model, "Model .gguf (first split) or Hugging Face folder (or --server)");
     app.add_option("--server", o->server, "Measure a running `tandem serve` (or any OpenAI-compatible server) at URL");
     app.add_option("--api-key", o->api_key, "With --server: its API key (default: $TANDEM_API_KEY)");
     app.add_option("--concurrency", o->concurrency, "With --server: concurrent streams of the sweep ('' for none)")

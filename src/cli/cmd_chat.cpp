@@ -143,7 +143,7 @@ Runner add_chat(CLI::App& app) {
         SamplerParams sp;
     };
     auto o = std::make_shared<Opts>();
-    app.add_option("-m,--model", o->model, "Model .gguf")->required();
+    app.add_option("-m,--model", o->model, "Model .gguf (first split) or Hugging Face folder")->required();
     app.add_option("--system", o->system, "System message");
     app.add_option("--think", o->think, "Thinking (Qwen3 enable_thinking)")
         ->check(CLI::IsMember({"on", "off"}))

@@ -27,13 +27,15 @@ Runner add_inspect(CLI::App& app) {
         bool json = false, no_tensors = false, metadata = false;
     };
     auto o = std::make_shared<Opts>();
-    app.add_option("model", o->model, "Model .gguf (first split for split files)")->required();
+    app.add_option("model", o->model,
+                   "Model .gguf (first split for split files) or Hugging Face folder (config.json, *.safetensors)")
+        ->required();
     app.add_flag("--json", o->json, "Print one JSON object");
     app.add_flag("--no-tensors", o->no_tensors, "Omit the tensor table");
     app.add_flag("--metadata", o->metadata, "Also list every metadata key");
 
     return [o]() -> int {
-        auto loaded = Model::load(o->model);
+        auto loaded = Model::load(o->model, /*for_inspect=*/true);
         if (!loaded) return fail(loaded.error().message);
         const Model& m = **loaded;
         const HParams& h = m.hparams();
@@ -60,6 +62,7 @@ Runner add_inspect(CLI::App& app) {
         if (o->json) {
             nlohmann::json j;
             j["file"] = o->model;
+            j["format"] = f.version() > 0 ? "gguf" : "hf";
             j["gguf_version"] = f.version();
             j["n_files"] = f.n_files();
             j["architecture"] = std::string(arch_name(h.arch));
@@ -67,7 +70,8 @@ Runner add_inspect(CLI::App& app) {
                             {"n_layer", h.n_layer}, {"n_head", h.n_head}, {"n_head_kv", h.n_head_kv},
                             {"head_dim", h.head_dim}, {"n_expert", h.n_expert}, {"n_expert_used", h.n_expert_used},
                             {"n_ff_exp", h.n_ff_exp}, {"n_ff", h.n_ff}, {"rms_eps", h.rms_eps},
-                            {"rope_base", h.rope_base}};
+                            {"rope_base", h.rope_base}, {"rope_scaling", h.rope_scaling},
+                            {"rope_scaling_factor", h.rope_scaling_factor}};
             j["tokenizer"] = {{"model", str_or(key::kTokModel)}, {"pre", str_or(key::kTokPre)},
                               {"n_tokens", n_tokens}, {"n_merges", n_merges}, {"bos", int_or(key::kTokBos)},
                               {"eos", int_or(key::kTokEos)}, {"pad", int_or(key::kTokPad)},
@@ -78,15 +82,17 @@ Runner add_inspect(CLI::App& app) {
             j["active_params_per_token"] = active_params;
             if (!o->no_tensors) {
                 j["tensors"] = nlohmann::json::array();
-                for (const auto& t : f.tensors())
+                for (const auto& t : f.tensors()) {
                     j["tensors"].push_back({{"name", t.name}, {"type", std::string(dtype_name(t.type))},
                                             {"shape", t.ne}, {"bytes", t.n_bytes}, {"file", t.file_index}});
+                    if (!t.source.empty()) j["tensors"].back()["source"] = t.source;
+                }
             }
             std::printf("%s\n", j.dump(2).c_str());
             return 0;
         }
 
-        std::printf("file          %s (GGUF v%u, %d file%s)\n", o->model.c_str(), f.version(), f.n_files(),
+        std::printf("file          %s (%s, %d file%s)\n", o->model.c_str(), f.format().c_str(), f.n_files(),
                     f.n_files() > 1 ? "s" : "");
         std::printf("architecture  %s  (%s)\n", std::string(arch_name(h.arch)).c_str(), str_or(key::kName).c_str());
         std::printf("vocab         %lld    context %lld\n", (long long)h.n_vocab, (long long)h.n_ctx_train);
@@ -99,6 +105,9 @@ Runner add_inspect(CLI::App& app) {
         else
             std::printf("ffn           %lld\n", (long long)h.n_ff);
         std::printf("norm eps      %g    rope base %g\n", h.rms_eps, h.rope_base);
+        if (!h.rope_scaling.empty())
+            std::printf("rope scaling  %s, factor %g, original context %lld (not supported by the forward yet)\n",
+                        h.rope_scaling.c_str(), h.rope_scaling_factor, (long long)h.rope_scaling_orig_ctx);
         std::printf("tokenizer     %s/%s, %lld tokens, %lld merges, bos %lld eos %lld pad %lld, chat template: %s\n",
                     str_or(key::kTokModel).c_str(), str_or(key::kTokPre).c_str(), (long long)n_tokens,
                     (long long)n_merges, (long long)int_or(key::kTokBos), (long long)int_or(key::kTokEos),

@@ -10,16 +10,21 @@ namespace tandem::cli {
 
 Runner add_make_test_model(CLI::App& app, const std::string& exe_path) {
     struct Opts {
-        std::string out, preset = "tiny", quant = "f16", tokenizer;
+        std::string out, preset = "tiny", quant = "f16", tokenizer, format = "gguf";
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         SyntheticSpec spec;
         bool dense = false;
     };
     auto o = std::make_shared<Opts>();
-    app.add_option("-o,--out", o->out, "Output .gguf path")->required();
+    app.add_option("-o,--out", o->out, "Output .gguf path (--format hf: the folder to write)")->required();
+    app.add_option("--format", o->format,
+                   "gguf | hf (Hugging Face folder: config.json, tokenizer, BF16 safetensors shards + index; the "
+                   "same values as the GGUF of the same seed, shape and --quant)")
+        ->capture_default_str();
     app.add_option("--preset", o->preset, "tiny | bench (Qwen3-30B-A3B shapes, 8 layers) | a3b | a22b")
         ->capture_default_str();
-    app.add_option("--quant", o->quant, "f32 | f16 | bf16 | q8_0 | q4_0 | q5_0 | q4_k_m")->capture_default_str();
+    app.add_option("--quant", o->quant, "f32 | f16 | bf16 | q8_0 | q4_0 | q5_0 | q4_k_m (hf: f32 | f16 | bf16, default bf16)")
+        ->capture_default_str();
     app.add_option("--tokenizer", o->tokenizer, "Folder with tokenizer.json + tokenizer_config.json (default: Qwen3)");
     app.add_option("--threads", o->threads, "Threads for generating and quantizing")
         ->capture_default_str()
@@ -41,7 +46,9 @@ Runner add_make_test_model(CLI::App& app, const std::string& exe_path) {
     app.add_option("--context", s->n_ctx, "Trained context length");
     app.add_option("--rope-base", s->rope_base, "RoPE frequency base");
     app.add_option("--logit-scale", s->logit_scale, "Std of output logits (larger: more peaked)");
-    app.add_option("--split", s->n_split, "Write N split files NAME-0000i-of-0000N.gguf");
+    app.add_option("--split", s->n_split,
+                   "Write N split files NAME-0000i-of-0000N.gguf (hf: N safetensors shards, default 2; 1 writes "
+                   "model.safetensors alone)");
 
     return [o, &app, exe_path]() -> int {
         auto preset = SyntheticSpec::preset(o->preset);
@@ -68,6 +75,13 @@ Runner add_make_test_model(CLI::App& app, const std::string& exe_path) {
         take("--logit-scale", spec.logit_scale, cli.logit_scale);
         take("--split", spec.n_split, cli.n_split);
         spec.moe = !o->dense;
+        if (o->format == "hf") {
+            spec.format = ModelFormat::hf;
+            if (app.count("--split") == 0) spec.n_split = 2;
+            if (app.count("--quant") == 0) o->quant = "bf16";
+        } else if (o->format != "gguf") {
+            return fail("unknown --format '" + o->format + "' (choose gguf, hf)");
+        }
         auto q = quant_mix_from_name(o->quant);
         if (!q) return fail(q.error().message);
         spec.quant = *q;
@@ -80,8 +94,8 @@ Runner add_make_test_model(CLI::App& app, const std::string& exe_path) {
             return fail("Qwen3 tokenizer files not found: run scripts/install-deps.sh, or pass --tokenizer DIR");
 
         const auto t0 = std::chrono::steady_clock::now();
-        std::fprintf(stderr, "make-test-model: %s preset, %s, %lld layers, hidden %lld, %lld experts -> %s\n",
-                     spec.name.c_str(), quant_mix_name(spec.quant), (long long)spec.n_layer, (long long)spec.n_embd,
+        std::fprintf(stderr, "make-test-model: %s preset, %s %s, %lld layers, hidden %lld, %lld experts -> %s\n",
+                     spec.name.c_str(), o->format.c_str(), quant_mix_name(spec.quant), (long long)spec.n_layer, (long long)spec.n_embd,
                      (long long)(spec.moe ? spec.n_expert : 0), o->out.c_str());
         auto progress = [](size_t done, size_t total) {
             std::fprintf(stderr, "\r  tensors %zu/%zu", done, total);

@@ -44,7 +44,7 @@ Runner add_run(CLI::App& app) {
         SamplerParams sp;
     };
     auto o = std::make_shared<Opts>();
-    app.add_option("-m,--model", o->model, "Model .gguf")->required();
+    app.add_option("-m,--model", o->model, "Model .gguf (first split) or Hugging Face folder")->required();
     auto* ids_opt = app.add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids: 1,2,3");
     auto* text_opt = app.add_option("-p,--prompt", o->prompt, "Prompt text (needs the tokenizer)");
     ids_opt->excludes(text_opt);

@@ -4,14 +4,14 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "formats/gguf.h"
+#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tandem::cli {
 namespace {
 
 Result<Tokenizer> load_tokenizer(const std::string& path) {
-    TANDEM_ASSIGN(GgufFile file, GgufFile::open(path));
+    TANDEM_ASSIGN(GgufFile file, Model::open_file(path, ViewFor::tokenizer));
     return Tokenizer::from_gguf(file);
 }
 
@@ -29,7 +29,7 @@ Runner add_tokenize(CLI::App& app) {
         bool no_special = false;
     };
     auto o = std::make_shared<Opts>();
-    app.add_option("-m,--model", o->model, "Model .gguf (its tokenizer)")->required();
+    app.add_option("-m,--model", o->model, "Model .gguf or Hugging Face folder (its tokenizer)")->required();
     app.add_flag("--no-special", o->no_special, "Treat control tokens written in the text (<|im_start|>) as plain text");
     app.add_option("text", o->text,
                    "Text to tokenize; '-' reads one JSON string per line from stdin and prints one JSON array per line")
@@ -69,7 +69,7 @@ Runner add_detokenize(CLI::App& app) {
         std::vector<std::string> ids;
     };
     auto o = std::make_shared<Opts>();
-    app.add_option("-m,--model", o->model, "Model .gguf (its tokenizer)")->required();
+    app.add_option("-m,--model", o->model, "Model .gguf or Hugging Face folder (its tokenizer)")->required();
     app.add_option("ids", o->ids,
                    "Token ids (separate or comma-separated); '-' reads one JSON array per line from stdin and prints "
                    "one JSON string per line")

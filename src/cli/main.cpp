@@ -38,7 +38,7 @@ bool parse_ids(const std::string& s, std::vector<int32_t>& out, std::string& err
 
 int main(int argc, char** argv) {
     using namespace tandem;
-    CLI::App app{"Tandem: MoE inference on CPU (+ accelerator). Run `tandem COMMAND --help` for details."};
+    CLI::App app{"Tandem: MoE inference on CPU (+ accelerator). Models: a .gguf file (or the first of its splits) or a Hugging Face folder (config.json, tokenizer, *.safetensors). Run `tandem COMMAND --help` for details."};
     app.set_version_flag("--version", std::string("tandem ") + TANDEM_VERSION);
     app.require_subcommand(1);
     bool verbose = false, quiet = false;
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     add("detokenize", "Print the text of token ids", [](CLI::App& a) { return cli::add_detokenize(a); });
     add("bench", "Prefill and decode speed table (the seed's), with GB/s and time per stage",
         [](CLI::App& a) { return cli::add_bench(a); });
-    add("make-test-model", "Write a synthetic Qwen3-MoE GGUF (real tokenizer, random weights)",
+    add("make-test-model", "Write a synthetic Qwen3-MoE GGUF or Hugging Face folder (real tokenizer, random weights)",
         [&](CLI::App& a) { return cli::add_make_test_model(a, argv[0]); });
 
     try {

@@ -71,6 +71,7 @@ struct GgufTensorInfo {
     uint64_t n_bytes = 0;
     int file_index = 0;       // which split file holds it
     const uint8_t* data = nullptr;
+    std::string source;       // where a translated tensor came from (e.g. "file: HF name"); empty for GGUF
 
     int64_t n_elements() const;
     int64_t n_rows() const { return ne.empty() ? 0 : n_elements() / ne[0]; }
@@ -82,10 +83,17 @@ public:
     static Result<GgufFile> open(const std::string& path);
     // Parses one in-memory file (no split handling); `name` is used in error messages.
     static Result<GgufFile> parse(const uint8_t* data, size_t size, const std::string& name);
+    // A GGUF-named view of weights from another format (a Hugging Face folder): metadata and
+    // tensors as a GGUF file would hold them; `keep_alive` owns the memory the tensors point to.
+    static GgufFile from_parts(std::string path, std::string format, std::vector<std::pair<std::string, GgufValue>> kv,
+                               std::vector<GgufTensorInfo> tensors, std::vector<std::shared_ptr<const void>> keep_alive,
+                               int n_files);
 
-    uint32_t version() const { return version_; }
+    uint32_t version() const { return version_; }  // 0 for a view of another format
+    // "GGUF v3", or the format a view was made from ("Hugging Face safetensors")
+    std::string format() const;
     uint32_t alignment() const { return alignment_; }
-    int n_files() const { return files_.empty() ? 1 : (int)files_.size(); }
+    int n_files() const { return n_files_ > 0 ? n_files_ : files_.empty() ? 1 : (int)files_.size(); }
     const std::string& path() const { return path_; }
 
     // metadata in file order
@@ -106,6 +114,9 @@ private:
     std::vector<GgufTensorInfo> tensors_;
     std::map<std::string, size_t> tensor_index_;
     std::vector<std::shared_ptr<MappedFile>> files_;
+    std::string format_;  // set for views of other formats
+    int n_files_ = 0;
+    std::vector<std::shared_ptr<const void>> keep_alive_;
 };
 
 // Writes GGUF v3. Tensor data is produced on demand, one tensor at a time, so that files larger

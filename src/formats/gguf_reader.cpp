@@ -248,6 +248,23 @@ const GgufTensorInfo* GgufFile::tensor(const std::string& name) const {
     return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 
+GgufFile GgufFile::from_parts(std::string path, std::string format, std::vector<std::pair<std::string, GgufValue>> kv,
+                              std::vector<GgufTensorInfo> tensors, std::vector<std::shared_ptr<const void>> keep_alive,
+                              int n_files) {
+    GgufFile f;
+    f.path_ = std::move(path);
+    f.format_ = std::move(format);
+    f.kv_ = std::move(kv);
+    for (size_t i = 0; i < f.kv_.size(); ++i) f.kv_index_[f.kv_[i].first] = i;
+    f.tensors_ = std::move(tensors);
+    for (size_t i = 0; i < f.tensors_.size(); ++i) f.tensor_index_[f.tensors_[i].name] = i;
+    f.keep_alive_ = std::move(keep_alive);
+    f.n_files_ = n_files;
+    return f;
+}
+
+std::string GgufFile::format() const { return format_.empty() ? fmt::format("GGUF v{}", version_) : format_; }
+
 uint64_t GgufFile::total_tensor_bytes() const {
     uint64_t n = 0;
     for (const auto& t : tensors_) n += t.n_bytes;

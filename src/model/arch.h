@@ -45,6 +45,10 @@ inline constexpr const char* kRmsEps = "attention.layer_norm_rms_epsilon";
 inline constexpr const char* kRopeFreqBase = "rope.freq_base";
 inline constexpr const char* kExpertCount = "expert_count";
 inline constexpr const char* kExpertUsedCount = "expert_used_count";
+inline constexpr const char* kExpertWeightsNorm = "expert_weights_norm";  // renormalise the top-k weights
+inline constexpr const char* kRopeScalingType = "rope.scaling.type";      // "none", "linear", "yarn"
+inline constexpr const char* kRopeScalingFactor = "rope.scaling.factor";
+inline constexpr const char* kRopeScalingOrigCtx = "rope.scaling.original_context_length";
 
 inline std::string arch_key(std::string_view arch, std::string_view suffix) {
     return fmt::format("{}.{}", arch, suffix);
@@ -75,5 +79,52 @@ inline constexpr const char* kFfnDown = "ffn_down";
 
 inline std::string layer(int il, std::string_view suffix) { return fmt::format("blk.{}.{}.weight", il, suffix); }
 }  // namespace tn
+
+// Hugging Face (transformers) tensor names -> GGUF names, both directions from these tables.
+namespace hf {
+struct NamePair {
+    const char* hf;
+    const char* gguf;
+};
+inline constexpr const char* kEmbedTokens = "model.embed_tokens.weight";
+inline constexpr const char* kLmHead = "lm_head.weight";
+// whole-model tensors
+inline constexpr NamePair kGlobal[] = {
+    {kEmbedTokens, tn::kTokenEmbd},
+    {"model.norm.weight", tn::kOutputNorm},
+    {kLmHead, tn::kOutput},
+};
+// "model.layers.{il}.{hf}.weight" -> "blk.{il}.{gguf}.weight"
+inline constexpr NamePair kLayer[] = {
+    {"input_layernorm", tn::kAttnNorm},
+    {"self_attn.q_proj", tn::kAttnQ},
+    {"self_attn.k_proj", tn::kAttnK},
+    {"self_attn.v_proj", tn::kAttnV},
+    {"self_attn.o_proj", tn::kAttnOutput},
+    {"self_attn.q_norm", tn::kAttnQNorm},
+    {"self_attn.k_norm", tn::kAttnKNorm},
+    {"post_attention_layernorm", tn::kFfnNorm},
+    {"mlp.gate", tn::kFfnGateInp},
+    {"mlp.gate_proj", tn::kFfnGate},
+    {"mlp.up_proj", tn::kFfnUp},
+    {"mlp.down_proj", tn::kFfnDown},
+};
+// "model.layers.{il}.mlp.experts.{e}.{hf}.weight" -> expert e of the stack "blk.{il}.{gguf}.weight"
+inline constexpr NamePair kExpert[] = {
+    {"gate_proj", tn::kFfnGateExps},
+    {"up_proj", tn::kFfnUpExps},
+    {"down_proj", tn::kFfnDownExps},
+};
+inline constexpr const char* kLayerPrefix = "model.layers.";
+inline constexpr const char* kExpertsInfix = "mlp.experts.";
+inline constexpr const char* kWeightSuffix = ".weight";
+// present in some checkpoints, never used: RoPE tables recomputed by every implementation
+inline constexpr const char* kIgnoredSuffix = "rotary_emb.inv_freq";
+
+inline std::string layer(int il, std::string_view suffix) { return fmt::format("model.layers.{}.{}.weight", il, suffix); }
+inline std::string expert(int il, int e, std::string_view suffix) {
+    return fmt::format("model.layers.{}.mlp.experts.{}.{}.weight", il, e, suffix);
+}
+}  // namespace hf
 
 }  // namespace tandem

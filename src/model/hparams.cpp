@@ -57,8 +57,21 @@ Result<HParams> HParams::from_gguf(const GgufFile& f) {
         TANDEM_ASSIGN(h.n_expert, get_int(f, k(key::kExpertCount), true, 0));
         TANDEM_ASSIGN(h.n_expert_used, get_int(f, k(key::kExpertUsedCount), true, 0));
         TANDEM_ASSIGN(h.n_ff_exp, get_int(f, k(key::kExpertFeedForwardLength), false, 0));
+        if (const GgufValue* v = f.find(k(key::kExpertWeightsNorm))) {
+            if (v->type != GgufType::BOOL)
+                return make_error("{}: metadata '{}' must be a bool", f.path(), k(key::kExpertWeightsNorm));
+            h.expert_weights_norm = v->u != 0;
+        }
     } else {
         TANDEM_ASSIGN(h.n_ff, get_int(f, k(key::kFeedForwardLength), true, 0));
+    }
+
+    if (const GgufValue* v = f.find(k(key::kRopeScalingType))) {
+        if (v->type != GgufType::STRING)
+            return make_error("{}: metadata '{}' must be a string", f.path(), k(key::kRopeScalingType));
+        if (v->str != "none") h.rope_scaling = v->str;
+        TANDEM_ASSIGN(h.rope_scaling_factor, get_float(f, k(key::kRopeScalingFactor), false, 1.0f));
+        TANDEM_ASSIGN(h.rope_scaling_orig_ctx, get_int(f, k(key::kRopeScalingOrigCtx), false, 0));
     }
 
     auto bad = [&](const char* what) { return make_error("{}: invalid hyper-parameters: {}", f.path(), what); };
@@ -74,6 +87,16 @@ Result<HParams> HParams::from_gguf(const GgufFile& f) {
         if (h.n_expert_used > h.n_expert) return bad("expert_used_count exceeds expert_count");
     }
     return h;
+}
+
+Status HParams::check_forward_support(const std::string& path) const {
+    if (!rope_scaling.empty())
+        return make_error("{}: RoPE scaling '{}' (factor {}, original context {}) is not supported by the forward yet "
+                          "(without rope_scaling in config.json the model runs unscaled)",
+                          path, rope_scaling, rope_scaling_factor, rope_scaling_orig_ctx);
+    if (arch == Arch::qwen3moe && !expert_weights_norm)
+        return make_error("{}: routers without top-k renormalisation (norm_topk_prob = false) are not supported yet", path);
+    return {};
 }
 
 }  // namespace tandem

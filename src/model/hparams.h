@@ -26,12 +26,21 @@ struct HParams {
     int64_t n_ff_exp = 0;     // expert FFN width
     float rms_eps = 1e-6f;
     float rope_base = 10000.0f;
+    bool expert_weights_norm = true;  // top-k router weights renormalised to sum 1 (Qwen3-MoE)
+    // RoPE context extension: "" (none), or the scaling type ("yarn", "linear", ...) with its
+    // factor and the context the model was trained with before the extension
+    std::string rope_scaling;
+    float rope_scaling_factor = 1.0f;
+    int64_t rope_scaling_orig_ctx = 0;
 
     int64_t n_q() const { return n_head * head_dim; }    // width of q / attention output
     int64_t n_kv() const { return n_head_kv * head_dim; }  // width of k and v
     bool is_moe() const { return n_expert > 0; }
 
     static Result<HParams> from_gguf(const GgufFile& f);
+    // Whether the forward implements these hyper-parameters (RoPE scaling, router options):
+    // an error naming what it does not.
+    Status check_forward_support(const std::string& path) const;
 };
 
 }  // namespace tandem

@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include <filesystem>
+
 #include "core/log.h"
 #include "kernels/reference/quants.h"
 
@@ -11,12 +13,9 @@ public:
     explicit Binder(const GgufFile& f) : f_(f) {}
 
     // Binds a matrix/stack and checks its shape (ggml order) exactly.
-    Status matrix(const std::string& name, std::vector<int64_t> shape, Tensor& out, bool required = true) {
+    Status matrix(const std::string& name, std::vector<int64_t> shape, Tensor& out) {
         const GgufTensorInfo* t = f_.tensor(name);
-        if (!t) {
-            if (!required) return {};
-            return make_error("{}: missing tensor '{}'", f_.path(), name);
-        }
+        if (!t) return missing(name);
         TANDEM_TRY(check_shape(*t, shape));
         out.name = name;
         out.type = t->type;
@@ -29,31 +28,50 @@ public:
     // Reads a 1-D weight (norm scales) into floats.
     Status vector(const std::string& name, int64_t n, std::vector<float>& out) {
         const GgufTensorInfo* t = f_.tensor(name);
-        if (!t) return make_error("{}: missing tensor '{}'", f_.path(), name);
+        if (!t) return missing(name);
         TANDEM_TRY(check_shape(*t, {n}));
         out.resize((size_t)n);
         ref::dequantize_row(t->type, t->data, out.data(), n);
         return {};
     }
 
+    Error missing(const std::string& name) const {
+        if (f_.version() == 0) {  // a view of a Hugging Face folder: name its tensor
+            std::string hf = hf_name_of(name);
+            if (hf.empty()) hf = hf_name_of(name, 0);
+            if (!hf.empty()) return make_error("{}: missing tensor '{}'", f_.path(), hf);
+        }
+        return make_error("{}: missing tensor '{}'", f_.path(), name);
+    }
+
 private:
     Status check_shape(const GgufTensorInfo& t, const std::vector<int64_t>& shape) {
         std::vector<int64_t> ne = t.ne;
         while (ne.size() > shape.size() && ne.back() == 1) ne.pop_back();
-        if (ne != shape)
-            return make_error("{}: tensor '{}' has shape [{}], expected [{}]", f_.path(), t.name, fmt::join(t.ne, ", "),
-                              fmt::join(shape, ", "));
-        return {};
+        if (ne == shape) return {};
+        if (!t.source.empty())  // a translated tensor: its own name and shape order (reversed)
+            return make_error("{}/{} has shape [{}], but config.json implies [{}]", f_.path(), t.source,
+                              fmt::join(std::vector<int64_t>(t.ne.rbegin(), t.ne.rend()), ", "),
+                              fmt::join(std::vector<int64_t>(shape.rbegin(), shape.rend()), ", "));
+        return make_error("{}: tensor '{}' has shape [{}], expected [{}]", f_.path(), t.name, fmt::join(t.ne, ", "),
+                          fmt::join(shape, ", "));
     }
     const GgufFile& f_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
+Result<GgufFile> Model::open_file(const std::string& path, ViewFor purpose) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) return open_hf_checkpoint(path, purpose);
+    return GgufFile::open(path);
+}
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, bool for_inspect) {
     auto m = std::make_unique<Model>();
-    TANDEM_ASSIGN(m->file_, GgufFile::open(path));
+    TANDEM_ASSIGN(m->file_, open_file(path, for_inspect ? ViewFor::layout : ViewFor::compute));
     TANDEM_ASSIGN(m->hp_, HParams::from_gguf(m->file_));
+    if (!for_inspect) TANDEM_TRY(m->hp_.check_forward_support(path));
     TANDEM_TRY(m->bind());
     return m;
 }
@@ -62,7 +80,7 @@ Status Model::bind() {
     Binder b(file_);
     HParams& h = hp_;
     const GgufTensorInfo* embd = file_.tensor(tn::kTokenEmbd);
-    if (!embd) return make_error("{}: missing tensor '{}'", file_.path(), tn::kTokenEmbd);
+    if (!embd) return b.missing(tn::kTokenEmbd);
     if (embd->ne.size() != 2) return make_error("{}: tensor '{}' must be 2-D", file_.path(), tn::kTokenEmbd);
     h.n_vocab = embd->ne[1];
     TANDEM_TRY(b.matrix(tn::kTokenEmbd, {h.n_embd, h.n_vocab}, token_embd_));

@@ -1,4 +1,5 @@
-// A loaded model: hyper-parameters, the GGUF file (mmapped) and typed views of its weights.
+// A loaded model: hyper-parameters, the GGUF file or Hugging Face folder (mmapped, seen under GGUF
+// names) and typed views of its weights.
 #pragma once
 
 #include <memory>
@@ -8,6 +9,7 @@
 #include "core/dtype.h"
 #include "core/status.h"
 #include "formats/gguf.h"
+#include "model/hf_checkpoint.h"
 #include "model/hparams.h"
 
 namespace tandem {
@@ -48,7 +50,12 @@ struct LayerWeights {
 
 class Model {
 public:
-    static Result<std::unique_ptr<Model>> load(const std::string& path);
+    // `path`: a .gguf file (the first of split files) or a Hugging Face checkpoint folder.
+    // for_inspect: accept hyper-parameters the forward does not implement (e.g. YaRN), and do
+    // not gather expert stacks (their `data` may be null).
+    static Result<std::unique_ptr<Model>> load(const std::string& path, bool for_inspect = false);
+    // The weights and metadata of `path` under GGUF names, without binding them.
+    static Result<GgufFile> open_file(const std::string& path, ViewFor purpose = ViewFor::compute);
 
     const HParams& hparams() const { return hp_; }
     const GgufFile& file() const { return file_; }

@@ -3,14 +3,18 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "core/rng.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
+#include "formats/hf_config.h"
 #include "formats/hf_tokenizer.h"
+#include "formats/safetensors.h"
 #include "kernels/reference/quants.h"
 #include "model/arch.h"
+#include "model/hf_checkpoint.h"
 
 namespace tandem {
 namespace {
@@ -66,7 +70,140 @@ struct Planned {
     std::vector<int64_t> ne;
     float std;        // weights ~ N(mean, std)
     float mean = 0.0f;
+
+    int64_t n_rows() const {
+        int64_t n = 1;
+        for (size_t d = 1; d < ne.size(); ++d) n *= ne[d];
+        return n;
+    }
 };
+
+// Every tensor of the model under its GGUF name, in GGUF file order. Weight scales: each
+// projection keeps activations at unit scale; the output projection gives logits of std
+// logit_scale (clearly peaked next-token distributions).
+std::vector<Planned> make_plan(const SyntheticSpec& s) {
+    const int64_t D = s.n_embd, nq = s.n_head * s.head_dim, nkv = s.n_head_kv * s.head_dim;
+    const float sd = 1.0f / std::sqrt((float)D);
+    std::vector<Planned> plan;
+    plan.push_back({tn::kTokenEmbd, Role::embd, 0, {D, s.n_vocab}, 1.0f});
+    for (int64_t il = 0; il < s.n_layer; ++il) {
+        auto n = [il](const char* x) { return tn::layer((int)il, x); };
+        plan.push_back({n(tn::kAttnNorm), Role::norm, il, {D}, 0.05f, 1.0f});
+        plan.push_back({n(tn::kAttnQ), Role::attn_q, il, {D, nq}, sd});
+        plan.push_back({n(tn::kAttnK), Role::attn_k, il, {D, nkv}, sd});
+        plan.push_back({n(tn::kAttnV), Role::attn_v, il, {D, nkv}, sd});
+        plan.push_back({n(tn::kAttnOutput), Role::attn_out, il, {nq, D}, 1.0f / std::sqrt((float)nq)});
+        plan.push_back({n(tn::kAttnQNorm), Role::norm, il, {s.head_dim}, 0.05f, 1.0f});
+        plan.push_back({n(tn::kAttnKNorm), Role::norm, il, {s.head_dim}, 0.05f, 1.0f});
+        plan.push_back({n(tn::kFfnNorm), Role::norm, il, {D}, 0.05f, 1.0f});
+        if (s.moe) {
+            const int64_t F = s.n_ff_exp, E = s.n_expert;
+            plan.push_back({n(tn::kFfnGateInp), Role::router, il, {D, E}, 6.0f * sd});  // decisive routing
+            plan.push_back({n(tn::kFfnGateExps), Role::ffn_gate, il, {D, F, E}, sd});
+            plan.push_back({n(tn::kFfnUpExps), Role::ffn_up, il, {D, F, E}, sd});
+            plan.push_back({n(tn::kFfnDownExps), Role::ffn_down, il, {F, D, E}, 1.0f / std::sqrt((float)F)});
+        } else {
+            plan.push_back({n(tn::kFfnGate), Role::ffn_gate, il, {D, s.n_ff}, sd});
+            plan.push_back({n(tn::kFfnUp), Role::ffn_up, il, {D, s.n_ff}, sd});
+            plan.push_back({n(tn::kFfnDown), Role::ffn_down, il, {s.n_ff, D}, 1.0f / std::sqrt((float)s.n_ff)});
+        }
+    }
+    plan.push_back({tn::kOutputNorm, Role::norm, 0, {D}, 0.05f, 1.0f});
+    plan.push_back({tn::kOutput, Role::output, 0, {D, s.n_vocab}, s.logit_scale * sd});
+    return plan;
+}
+
+// Rows [r0, r1) of a planned tensor in `type` at dst. Each row has its own random stream (seeded
+// by the tensor's name and the row's index in the whole tensor, stacks included): the values do
+// not depend on the thread count, nor on the format or on how a stack is cut into experts.
+Status fill_rows(const Planned& p, DType type, uint64_t seed, int64_t r0, int64_t r1, uint8_t* dst, ThreadPool& pool) {
+    const uint64_t tensor_seed = hash_name(p.name, seed);
+    const int64_t n_row = p.ne[0];
+    const size_t rb = row_bytes(type, n_row);
+    pool.parallel_for(r1 - r0, 64, [&](int64_t a, int64_t b) {
+        std::vector<float> row((size_t)n_row);
+        for (int64_t i = a; i < b; ++i) {
+            Rng rng(tensor_seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(r0 + i + 1)));
+            for (auto& v : row) v = p.mean + p.std * rng.normal();
+            ref::quantize_row(type, row.data(), dst + (size_t)i * rb, n_row);
+        }
+    });
+    return {};
+}
+
+HfConfig hf_config_of(const SyntheticSpec& s) {
+    HfConfig c;
+    c.architecture = s.moe ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM";
+    c.hidden_size = s.n_embd;
+    c.num_hidden_layers = s.n_layer;
+    c.num_attention_heads = s.n_head;
+    c.num_key_value_heads = s.n_head_kv;
+    c.head_dim = s.head_dim;
+    c.intermediate_size = s.moe ? s.n_ff_exp * s.n_expert_used : s.n_ff;
+    if (s.moe) {
+        c.moe_intermediate_size = s.n_ff_exp;
+        c.num_experts = s.n_expert;
+        c.num_experts_per_tok = s.n_expert_used;
+    }
+    c.max_position_embeddings = s.n_ctx;
+    c.vocab_size = s.n_vocab;
+    c.rope_theta = s.rope_base;
+    c.rms_norm_eps = s.rms_eps;
+    return c;
+}
+
+Status write_hf(const SyntheticSpec& s, const std::string& tokenizer_dir, const std::string& dir, int n_threads,
+                const std::function<void(size_t, size_t)>& progress) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (!fs::is_directory(dir)) return make_error("{}: cannot create folder: {}", dir, ec.message());
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+        fs::copy_file(fs::path(tokenizer_dir) / f, fs::path(dir) / f, fs::copy_options::overwrite_existing, ec);
+        if (ec) return make_error("{}: cannot copy {}: {}", dir, f, ec.message());
+    }
+    {
+        const std::string cp = (fs::path(dir) / "config.json").string();
+        std::ofstream out(cp);
+        out << hf_config_of(s).to_json();
+        if (!out) return make_error("{}: write failed", cp);
+    }
+
+    auto pool = std::make_shared<ThreadPool>(n_threads);
+    SafetensorsWriter w;
+    w.set_metadata("format", "pt");
+    // tensors in the order transformers' state_dict has them: a layer's experts one after the
+    // other, each with its gate, up and down (so a reader must gather each stack)
+    const uint64_t seed = s.seed;
+    std::vector<Planned> stacks;  // the 3-D tensors of the current layer
+    auto flush = [&]() -> Status {
+        for (int64_t e = 0; !stacks.empty() && e < stacks[0].ne[2]; ++e)
+            for (const Planned& p : stacks) {
+                const DType type = choose_type(s, p.role, p.il, p.ne[0]);
+                const int64_t rows = p.ne[1];
+                TANDEM_TRY(w.add_tensor(hf_name_of(p.name, (int)e), *st_from_dtype(type), {rows, p.ne[0]},
+                                        [p, type, seed, pool, e, rows](uint8_t* dst, size_t) {
+                                            return fill_rows(p, type, seed, e * rows, (e + 1) * rows, dst, *pool);
+                                        }));
+            }
+        stacks.clear();
+        return {};
+    };
+    for (const Planned& p : make_plan(s)) {
+        if (p.ne.size() == 3) {
+            stacks.push_back(p);
+            continue;
+        }
+        TANDEM_TRY(flush());
+        const DType type = choose_type(s, p.role, p.il, p.ne[0]);
+        const std::vector<int64_t> shape(p.ne.rbegin(), p.ne.rend());
+        TANDEM_TRY(w.add_tensor(hf_name_of(p.name), *st_from_dtype(type), shape, [p, type, seed, pool](uint8_t* dst, size_t) {
+            return fill_rows(p, type, seed, 0, p.n_rows(), dst, *pool);
+        }));
+    }
+    TANDEM_TRY(flush());
+    return w.write_shards(dir, s.n_split, progress);
+}
 
 }  // namespace
 
@@ -114,6 +251,8 @@ Status SyntheticSpec::validate() const {
         return make_error("invalid shape: need 1 <= experts-used <= experts");
 
     if (n_split < 1) return make_error("--split must be >= 1");
+    if (format == ModelFormat::hf && quant != QuantMix::f32 && quant != QuantMix::f16 && quant != QuantMix::bf16)
+        return make_error("--format hf writes float weights: choose --quant bf16, f16 or f32");
     return {};
 }
 
@@ -137,93 +276,24 @@ std::string default_tokenizer_dir(const std::string& exe_path) {
 Status write_synthetic_model(const SyntheticSpec& s, const std::string& tokenizer_dir, const std::string& path,
                              int n_threads, const std::function<void(size_t, size_t)>& progress) {
     TANDEM_TRY(s.validate());
+    if (s.format == ModelFormat::hf) return write_hf(s, tokenizer_dir, path, n_threads, progress);
     TANDEM_ASSIGN(HfTokenizer tok, HfTokenizer::load(tokenizer_dir));
     TANDEM_TRY(tok.pad_to(s.n_vocab));
 
-    const std::string arch = s.moe ? "qwen3moe" : "qwen3";
-    auto ak = [&](const char* k) { return key::arch_key(arch, k); };
     GgufWriter w;
-    w.set(key::kArchitecture, GgufValue::of_string(arch));
-    w.set(key::kName, GgufValue::of_string("tandem-synthetic-" + s.name));
-    w.set(ak(key::kContextLength), GgufValue::of_u32((uint32_t)s.n_ctx));
-    w.set(ak(key::kEmbeddingLength), GgufValue::of_u32((uint32_t)s.n_embd));
-    w.set(ak(key::kBlockCount), GgufValue::of_u32((uint32_t)s.n_layer));
-    w.set(ak(key::kFeedForwardLength), GgufValue::of_u32((uint32_t)(s.moe ? s.n_ff_exp * s.n_expert_used : s.n_ff)));
-    w.set(ak(key::kHeadCount), GgufValue::of_u32((uint32_t)s.n_head));
-    w.set(ak(key::kHeadCountKv), GgufValue::of_u32((uint32_t)s.n_head_kv));
-    w.set(ak(key::kKeyLength), GgufValue::of_u32((uint32_t)s.head_dim));
-    w.set(ak(key::kValueLength), GgufValue::of_u32((uint32_t)s.head_dim));
-    w.set(ak(key::kRmsEps), GgufValue::of_f32(s.rms_eps));
-    w.set(ak(key::kRopeFreqBase), GgufValue::of_f32(s.rope_base));
-    if (s.moe) {
-        w.set(ak(key::kExpertCount), GgufValue::of_u32((uint32_t)s.n_expert));
-        w.set(ak(key::kExpertUsedCount), GgufValue::of_u32((uint32_t)s.n_expert_used));
-        w.set(ak(key::kExpertFeedForwardLength), GgufValue::of_u32((uint32_t)s.n_ff_exp));
-    }
+    // the hyper-parameters as the Hugging Face folder of the same spec gives them
+    for (auto& [k, v] : hf_config_metadata(hf_config_of(s), "tandem-synthetic-" + s.name)) w.set(k, std::move(v));
     static constexpr uint32_t kFileType[] = {0, 1, 32, 7, 2, 8, 15};  // llama_ftype of each mix
     w.set(key::kFileType, GgufValue::of_u32(kFileType[(int)s.quant]));
     w.set(key::kQuantVersion, GgufValue::of_u32(2));
-    w.set(key::kTokModel, GgufValue::of_string("gpt2"));
-    w.set(key::kTokPre, GgufValue::of_string(tok.pre));
-    w.set(key::kTokTokens, GgufValue::of_strings(tok.tokens));
-    w.set(key::kTokTypes, GgufValue::of_i32_array(tok.types));
-    w.set(key::kTokMerges, GgufValue::of_strings(tok.merges));
-    w.set(key::kTokEos, GgufValue::of_u32((uint32_t)tok.eos_id));
-    w.set(key::kTokPad, GgufValue::of_u32((uint32_t)tok.pad_id));
-    w.set(key::kTokBos, GgufValue::of_u32((uint32_t)tok.bos_id));
-    w.set(key::kTokAddBos, GgufValue::of_bool(tok.add_bos));
-    if (!tok.chat_template.empty()) w.set(key::kChatTemplate, GgufValue::of_string(tok.chat_template));
-
-    // weight scales: each projection keeps activations at unit scale; the output projection
-    // gives logits of std logit_scale (clearly peaked next-token distributions)
-    const int64_t D = s.n_embd, nq = s.n_head * s.head_dim, nkv = s.n_head_kv * s.head_dim;
-    const float sd = 1.0f / std::sqrt((float)D);
-    std::vector<Planned> plan;
-    plan.push_back({tn::kTokenEmbd, Role::embd, 0, {D, s.n_vocab}, 1.0f});
-    for (int64_t il = 0; il < s.n_layer; ++il) {
-        auto n = [il](const char* x) { return tn::layer((int)il, x); };
-        plan.push_back({n(tn::kAttnNorm), Role::norm, il, {D}, 0.05f, 1.0f});
-        plan.push_back({n(tn::kAttnQ), Role::attn_q, il, {D, nq}, sd});
-        plan.push_back({n(tn::kAttnK), Role::attn_k, il, {D, nkv}, sd});
-        plan.push_back({n(tn::kAttnV), Role::attn_v, il, {D, nkv}, sd});
-        plan.push_back({n(tn::kAttnOutput), Role::attn_out, il, {nq, D}, 1.0f / std::sqrt((float)nq)});
-        plan.push_back({n(tn::kAttnQNorm), Role::norm, il, {s.head_dim}, 0.05f, 1.0f});
-        plan.push_back({n(tn::kAttnKNorm), Role::norm, il, {s.head_dim}, 0.05f, 1.0f});
-        plan.push_back({n(tn::kFfnNorm), Role::norm, il, {D}, 0.05f, 1.0f});
-        if (s.moe) {
-            const int64_t F = s.n_ff_exp, E = s.n_expert;
-            plan.push_back({n(tn::kFfnGateInp), Role::router, il, {D, E}, 6.0f * sd});  // decisive routing
-            plan.push_back({n(tn::kFfnGateExps), Role::ffn_gate, il, {D, F, E}, sd});
-            plan.push_back({n(tn::kFfnUpExps), Role::ffn_up, il, {D, F, E}, sd});
-            plan.push_back({n(tn::kFfnDownExps), Role::ffn_down, il, {F, D, E}, 1.0f / std::sqrt((float)F)});
-        } else {
-            plan.push_back({n(tn::kFfnGate), Role::ffn_gate, il, {D, s.n_ff}, sd});
-            plan.push_back({n(tn::kFfnUp), Role::ffn_up, il, {D, s.n_ff}, sd});
-            plan.push_back({n(tn::kFfnDown), Role::ffn_down, il, {s.n_ff, D}, 1.0f / std::sqrt((float)s.n_ff)});
-        }
-    }
-    plan.push_back({tn::kOutputNorm, Role::norm, 0, {D}, 0.05f, 1.0f});
-    plan.push_back({tn::kOutput, Role::output, 0, {D, s.n_vocab}, s.logit_scale * sd});
+    for (auto& [k, v] : tokenizer_metadata(tok)) w.set(k, std::move(v));
 
     auto pool = std::make_shared<ThreadPool>(n_threads);
-    for (const Planned& p : plan) {
+    const uint64_t seed = s.seed;
+    for (const Planned& p : make_plan(s)) {
         const DType type = choose_type(s, p.role, p.il, p.ne[0]);
-        const uint64_t tensor_seed = hash_name(p.name, s.seed);
-        TANDEM_TRY(w.add_tensor(p.name, type, p.ne, [p, type, tensor_seed, pool](uint8_t* dst, size_t) -> Status {
-            const int64_t n_row = p.ne[0];
-            int64_t n_rows = 1;
-            for (size_t d = 1; d < p.ne.size(); ++d) n_rows *= p.ne[d];
-            const size_t rb = row_bytes(type, n_row);
-            // each row has its own stream: the values do not depend on the thread count
-            pool->parallel_for(n_rows, 64, [&](int64_t r0, int64_t r1) {
-                std::vector<float> row((size_t)n_row);
-                for (int64_t r = r0; r < r1; ++r) {
-                    Rng rng(tensor_seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(r + 1)));
-                    for (auto& v : row) v = p.mean + p.std * rng.normal();
-                    ref::quantize_row(type, row.data(), dst + (size_t)r * rb, n_row);
-                }
-            });
-            return {};
+        TANDEM_TRY(w.add_tensor(p.name, type, p.ne, [p, type, seed, pool](uint8_t* dst, size_t) {
+            return fill_rows(p, type, seed, 0, p.n_rows(), dst, *pool);
         }));
     }
     return w.write(path, s.n_split, progress);

@@ -1,6 +1,7 @@
-// Synthetic Qwen3-MoE (or dense Qwen3) GGUF models: real tokenizer, seeded random weights of any
-// shape, quantized as llama.cpp's presets do. For tests and benchmarks, since real checkpoints
-// cannot be downloaded here.
+// Synthetic Qwen3-MoE (or dense Qwen3) models: real tokenizer, seeded random weights of any shape,
+// quantized as llama.cpp's presets do, written as GGUF or as a Hugging Face folder (the same
+// values for the same seed, shape and float type). For tests and benchmarks, since real
+// checkpoints cannot be downloaded here.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 namespace tandem {
 
 enum class QuantMix { f32, f16, bf16, q8_0, q4_0, q5_0, q4_k_m };
+enum class ModelFormat { gguf, hf };
 
 struct SyntheticSpec {
     std::string name = "tiny";
@@ -32,7 +34,8 @@ struct SyntheticSpec {
     float logit_scale = 16.0f;   // std of the output logits: large => clearly peaked
     uint64_t seed = 42;
     QuantMix quant = QuantMix::f16;
-    int n_split = 1;
+    ModelFormat format = ModelFormat::gguf;
+    int n_split = 1;  // gguf: split files; hf: safetensors shards (1: model.safetensors, no index)
 
     // "tiny", "bench" (Qwen3-30B-A3B shapes, 8 layers), "a3b", "a22b"
     static Result<SyntheticSpec> preset(const std::string& name);
@@ -42,7 +45,8 @@ struct SyntheticSpec {
 Result<QuantMix> quant_mix_from_name(const std::string& name);
 const char* quant_mix_name(QuantMix q);
 
-// Writes the model; tokenizer_dir holds tokenizer.json + tokenizer_config.json.
+// Writes the model (hf: `path` is the folder, created if needed: config.json, tokenizer files,
+// safetensors shards, their index); tokenizer_dir holds tokenizer.json + tokenizer_config.json.
 // progress(done, total) is called after each tensor.
 Status write_synthetic_model(const SyntheticSpec& spec, const std::string& tokenizer_dir, const std::string& path,
                              int n_threads, const std::function<void(size_t, size_t)>& progress = {});

@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/reference/quants.h"
 
@@ -139,6 +140,24 @@ float dot_f16(const uint16_t* w, const uint16_t* a, int64_t n) {
     return s;
 }
 
+// bf16 -> f32 is a 16-bit shift; products and sums in f32 as the F16 path
+inline __m256 bf16_to_ps(const uint16_t* p) {
+    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+
+float dot_bf16(const uint16_t* w, const uint16_t* a, int64_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(bf16_to_ps(w + i), bf16_to_ps(a + i), acc0);
+        acc1 = _mm256_fmadd_ps(bf16_to_ps(w + i + 8), bf16_to_ps(a + i + 8), acc1);
+    }
+    float s = hsum(_mm256_add_ps(acc0, acc1));
+    for (; i < n; ++i) s += bf16_to_fp32(w[i]) * bf16_to_fp32(a[i]);
+    return s;
+}
+
 float dot_f32(const float* w, const float* a, int64_t n) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t i = 0;
@@ -167,7 +186,8 @@ void fill_avx2(KernelTable& t) {
     t.gemv[(int)DType::Q8_0] = gemv<BlockQ8_0, BlockQ8_0, dot_q8_0, 32>;
     t.gemv[(int)DType::F16] = gemv<uint16_t, uint16_t, dot_f16, 1>;
     t.gemv[(int)DType::F32] = gemv<float, float, dot_f32, 1>;
-    for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::F32}) t.fast[(int)d] = true;
+    t.gemv[(int)DType::BF16] = gemv<uint16_t, uint16_t, dot_bf16, 1>;
+    for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::BF16, DType::F32}) t.fast[(int)d] = true;
 }
 
 }  // namespace tandem::cpu

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/reference/quants.h"
 
@@ -387,6 +388,24 @@ float dot_f16(const uint16_t* w, const uint16_t* a, int64_t n) {
     return s;
 }
 
+// bf16 -> f32 is a 16-bit shift; products and sums in f32 as the F16 path
+inline __m512 bf16_to_ps(const uint16_t* p) {
+    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+
+float dot_bf16(const uint16_t* w, const uint16_t* a, int64_t n) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm512_fmadd_ps(bf16_to_ps(w + i), bf16_to_ps(a + i), acc0);
+        acc1 = _mm512_fmadd_ps(bf16_to_ps(w + i + 16), bf16_to_ps(a + i + 16), acc1);
+    }
+    float s = hsum(_mm512_add_ps(acc0, acc1));
+    for (; i < n; ++i) s += bf16_to_fp32(w[i]) * bf16_to_fp32(a[i]);
+    return s;
+}
+
 float dot_f32(const float* w, const float* a, int64_t n) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t i = 0;
@@ -441,7 +460,8 @@ void fill_avx512(KernelTable& t) {
     t.gemv[(int)DType::Q8_0] = gemv<BlockQ8_0, BlockQ8_0, dot_q8_0, 32>;
     t.gemv[(int)DType::F16] = gemv<uint16_t, uint16_t, dot_f16, 1>;
     t.gemv[(int)DType::F32] = gemv<float, float, dot_f32, 1>;
-    for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::F32}) t.fast[(int)d] = true;
+    t.gemv[(int)DType::BF16] = gemv<uint16_t, uint16_t, dot_bf16, 1>;
+    for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::BF16, DType::F32}) t.fast[(int)d] = true;
     t.attn_scores = attn_scores;
     t.attn_values = attn_values;
 }
