@@ -73,16 +73,16 @@ Status read_value(Cursor& c, GgufType type, GgufValue& v, const std::string& fie
 Status read_scalar(Cursor& c, GgufType type, GgufValue& v, const std::string& field) {
     v.type = type;
     switch (type) {
-        case GgufType::U8: { uint8_t x; TANDEM_TRY(c.read(x, field)); v.u = x; return {}; }
-        case GgufType::I8: { int8_t x; TANDEM_TRY(c.read(x, field)); v.i = x; return {}; }
-        case GgufType::U16: { uint16_t x; TANDEM_TRY(c.read(x, field)); v.u = x; return {}; }
-        case GgufType::I16: { int16_t x; TANDEM_TRY(c.read(x, field)); v.i = x; return {}; }
-        case GgufType::U32: { uint32_t x; TANDEM_TRY(c.read(x, field)); v.u = x; return {}; }
-        case GgufType::I32: { int32_t x; TANDEM_TRY(c.read(x, field)); v.i = x; return {}; }
-        case GgufType::U64: { uint64_t x; TANDEM_TRY(c.read(x, field)); v.u = x; return {}; }
-        case GgufType::I64: { int64_t x; TANDEM_TRY(c.read(x, field)); v.i = x; return {}; }
-        case GgufType::F32: { float x; TANDEM_TRY(c.read(x, field)); v.f = x; return {}; }
-        case GgufType::F64: { double x; TANDEM_TRY(c.read(x, field)); v.f = x; return {}; }
+        case GgufType::U8: { uint8_t x{}; TANDEM_TRY(c.read(x, field)); v.u = x; return {}; }
+        case GgufType::I8: { int8_t x{}; TANDEM_TRY(c.read(x, field)); v.i = x; return {}; }
+        case GgufType::U16: { uint16_t x{}; TANDEM_TRY(c.read(x, field)); v.u = x; return {}; }
+        case GgufType::I16: { int16_t x{}; TANDEM_TRY(c.read(x, field)); v.i = x; return {}; }
+        case GgufType::U32: { uint32_t x{}; TANDEM_TRY(c.read(x, field)); v.u = x; return {}; }
+        case GgufType::I32: { int32_t x{}; TANDEM_TRY(c.read(x, field)); v.i = x; return {}; }
+        case GgufType::U64: { uint64_t x{}; TANDEM_TRY(c.read(x, field)); v.u = x; return {}; }
+        case GgufType::I64: { int64_t x{}; TANDEM_TRY(c.read(x, field)); v.i = x; return {}; }
+        case GgufType::F32: { float x{}; TANDEM_TRY(c.read(x, field)); v.f = x; return {}; }
+        case GgufType::F64: { double x{}; TANDEM_TRY(c.read(x, field)); v.f = x; return {}; }
         case GgufType::BOOL: {
             uint8_t x;
             TANDEM_TRY(c.read(x, field));

@@ -162,7 +162,9 @@ TEST(CpuKernels, FastKernelsExistForTheHotTypes) {
         const KernelTable& k = kernels_for(isa);
         for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::F32})
             EXPECT_TRUE(k.fast[(int)t]) << isa_name(isa) << " " << dtype_name(t);
-        if (isa == Isa::avx512) EXPECT_TRUE(k.fast[(int)DType::BF16]);  // no NEON BF16 kernel yet
+        if (isa == Isa::avx512) {
+            EXPECT_TRUE(k.fast[(int)DType::BF16]);  // no NEON BF16 kernel yet
+        }
         ++n_checked;
     }
     if (n_checked == 0) GTEST_SKIP() << "neither avx512 nor neon supported by this CPU";
