@@ -1,6 +1,7 @@
 // Micro-benchmark of every CPU kernel (each ISA this machine has) on the matrix shapes of
 // Qwen3-30B-A3B and Qwen3-235B-A22B, single thread: one activation row against the weight
-// rows, as in decode. Reports weight GB/s (bytes_per_second) and GFLOP/s.
+// rows, as in decode (ISA/type/shape), and prefill GEMM over n_tok rows (gemm/ISA/type/shape/n_tok).
+// Reports weight GB/s (bytes_per_second, per pass over the weights) and GFLOP/s.
 //   build/bin/kernels_bench [--benchmark_filter=Q4_K]
 #include <benchmark/benchmark.h>
 
@@ -63,7 +64,52 @@ void bench_gemv(benchmark::State& state, cpu::Isa isa, DType type, Shape shape) 
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Prefill: n_tok activation rows at once (the tokens routed to one expert, or a prompt chunk).
+void bench_gemm(benchmark::State& state, cpu::Isa isa, DType type, Shape shape, int64_t n_tok) {
+    const cpu::KernelTable& k = cpu::kernels_for(isa);
+    const DType at = ref::vec_dot_type(type);
+    const size_t rb = row_bytes(type, shape.cols), ab = row_bytes(at, shape.cols);
+    std::vector<uint8_t> w(rb * (size_t)shape.rows), acts(ab * (size_t)n_tok);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    std::vector<float> row((size_t)shape.cols);
+    for (int64_t r = 0; r < shape.rows; ++r) {
+        if (r < 16) {
+            for (auto& v : row) v = nd(rng);
+            ref::quantize_row(type, row.data(), w.data() + (size_t)r * rb, shape.cols);
+        } else {
+            std::copy_n(w.data() + (size_t)(r % 16) * rb, rb, w.data() + (size_t)r * rb);
+        }
+    }
+    std::vector<const void*> ap;
+    std::vector<float> y((size_t)(shape.rows * n_tok));
+    std::vector<float*> yp;
+    for (int64_t t = 0; t < n_tok; ++t) {
+        for (auto& v : row) v = nd(rng) * 50;
+        k.convert[(int)at](row.data(), acts.data() + (size_t)t * ab, shape.cols);
+        ap.push_back(acts.data() + (size_t)t * ab);
+        yp.push_back(y.data() + t * shape.rows);
+    }
+    for (auto _ : state) {
+        k.gemm[(int)type](w.data(), rb, shape.rows, shape.cols, ap.data(), n_tok, yp.data());
+        benchmark::DoNotOptimize(y.data());
+    }
+    state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)w.size());
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * (double)shape.rows * (double)shape.cols * (double)n_tok / 1e9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
 int register_all() {
+    for (cpu::Isa isa : cpu::kAllIsas) {
+        if (!cpu::isa_supported(isa) || isa == cpu::Isa::generic) continue;
+        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0})
+            for (const Shape& s : {kShapes[0], kShapes[1], kShapes[2]})
+                for (int64_t n_tok : {4, 8, 16, 32, 128}) {
+                    const std::string name = "gemm/" + std::string(cpu::isa_name(isa)) + "/" + std::string(dtype_name(t)) +
+                                             "/" + s.name + "/" + std::to_string(n_tok);
+                    benchmark::RegisterBenchmark(name.c_str(), bench_gemm, isa, t, s, n_tok)->Unit(benchmark::kMicrosecond);
+                }
+    }
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa)) continue;  // other architectures' ISAs
         for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16})

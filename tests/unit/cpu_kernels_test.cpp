@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "core/fp16.h"
@@ -133,6 +134,43 @@ TEST_P(CpuKernels, GemmEqualsGemvPerToken) {
     }
 }
 
+// Prefill-sized GEMM (AMX tiles from 8 tokens on): many tokens, partial tiles of rows (37 = 2 x 16
+// + 5) and of tokens, against the reference per token with GemvMatchesReference's tolerance.
+TEST_P(CpuKernels, GemmManyTokensMatchesReference) {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+    const KernelTable& k = kernels_for(GetParam());
+    for (DType wt : kWeightTypes) {
+        for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 16}, {768, 37}, {2048, 9}}) {
+            const int64_t rows = 37;
+            const DType at = ref::vec_dot_type(wt);
+            const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n);
+            std::vector<uint8_t> w(rb * rows), acts(ab * n_tok);
+            auto wf = gaussian((size_t)(n * rows), 31 + (uint32_t)n, 0.05f), xf = gaussian((size_t)(n * n_tok), 32);
+            for (int64_t r = 0; r < rows; ++r) ref::quantize_row(wt, wf.data() + r * n, w.data() + r * rb, n);
+            std::vector<const void*> ap;
+            std::vector<float*> yp;
+            std::vector<float> got((size_t)(rows * n_tok), -1.0f), want((size_t)rows), wrow(n), arow(n);
+            for (int64_t t = 0; t < n_tok; ++t) {
+                ref::convert_activation(at, xf.data() + t * n, acts.data() + t * ab, n);
+                ap.push_back(acts.data() + t * ab);
+                yp.push_back(got.data() + t * rows);
+            }
+            k.gemm[(int)wt](w.data(), rb, rows, n, ap.data(), n_tok, yp.data());
+            for (int64_t t = 0; t < n_tok; ++t) {
+                ref::gemv_rows(wt, w.data(), rb, rows, n, ap[(size_t)t], want.data());
+                ref::dequantize_row(at, ap[(size_t)t], arow.data(), n);
+                for (int64_t r = 0; r < rows; ++r) {
+                    ref::dequantize_row(wt, w.data() + r * rb, wrow.data(), n);
+                    double mag = 0;
+                    for (int64_t i = 0; i < n; ++i) mag += std::fabs((double)wrow[i] * arow[i]);
+                    ASSERT_NEAR(got[(size_t)(t * rows + r)], want[(size_t)r], 2e-5 * mag + 1e-6)
+                        << isa_name(GetParam()) << " " << dtype_name(wt) << " n=" << n << " token " << t << " row " << r;
+                }
+            }
+        }
+    }
+}
+
 TEST_P(CpuKernels, AttentionOverF16CacheMatchesReference) {
     if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
     const KernelTable& k = kernels_for(GetParam()), &g = kernels_for(Isa::generic);
@@ -157,7 +195,7 @@ TEST_P(CpuKernels, AttentionOverF16CacheMatchesReference) {
 
 TEST(CpuKernels, FastKernelsExistForTheHotTypes) {
     int n_checked = 0;
-    for (Isa isa : {Isa::avx512, Isa::neon, Isa::neon_v8}) {
+    for (Isa isa : {Isa::avx512, Isa::amx, Isa::neon, Isa::neon_v8}) {
         if (!isa_supported(isa)) continue;
         const KernelTable& k = kernels_for(isa);
         for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::F32})

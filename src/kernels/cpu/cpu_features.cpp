@@ -2,6 +2,11 @@
 
 #include <thread>
 
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
@@ -40,6 +45,14 @@ CpuFeatures detect() {
             f.avx512vl = b & (1u << 31);
             f.avx512vnni = c & (1u << 11);
         }
+        // AMX: tile config + tile data state in XCR0; Linux hands the 8 KiB tile data state
+        // out per process on request (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA = 18)
+        const bool os_amx = (xcr0 & 0x60000) == 0x60000;
+        if (os_amx && (d & (1u << 24)) && (d & (1u << 25))) {
+#if defined(__linux__)
+            f.amx_int8 = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18) == 0;
+#endif
+        }
     }
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
         f.avxvnni = os_avx && (a & (1u << 4));
@@ -72,6 +85,7 @@ std::string CpuFeatures::describe() const {
     add(avx512vnni, "avx512_vnni");
     add(avx512bf16, "avx512_bf16");
     add(avxvnni, "avx_vnni");
+    add(amx_int8, "amx_int8");
     add(neon, "neon");
     add(dotprod, "dotprod");
     add(fp16, "fp16");

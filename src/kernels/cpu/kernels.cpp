@@ -96,6 +96,11 @@ struct Tables {
             fill_avx2(t[(int)Isa::avx512]);
             fill_avx512(t[(int)Isa::avx512]);
         }
+        if (isa_supported(Isa::amx)) {
+            fill_avx2(t[(int)Isa::amx]);
+            fill_avx512(t[(int)Isa::amx]);
+            fill_amx(t[(int)Isa::amx]);
+        }
 #elif defined(__aarch64__)
         if (isa_supported(Isa::neon)) fill_neon(t[(int)Isa::neon]);
         if (isa_supported(Isa::neon_v8)) fill_neon_v8(t[(int)Isa::neon_v8]);
@@ -105,6 +110,7 @@ struct Tables {
         fill_gemm_by_gemv<Isa::avx512>(t[2]);
         fill_gemm_by_gemv<Isa::neon>(t[3]);
         fill_gemm_by_gemv<Isa::neon_v8>(t[4]);
+        fill_gemm_by_gemv<Isa::amx>(t[5]);
     }
 };
 
@@ -116,7 +122,7 @@ const Tables& tables() {
 }  // namespace
 
 const char* isa_name(Isa isa) {
-    static constexpr const char* kNames[kNumIsa] = {"generic", "avx2", "avx512", "neon", "neon_v8"};
+    static constexpr const char* kNames[kNumIsa] = {"generic", "avx2", "avx512", "neon", "neon_v8", "amx"};
     return kNames[(int)isa];
 }
 
@@ -127,6 +133,7 @@ bool isa_supported(Isa isa) {
 #if defined(__x86_64__)
         case Isa::avx2: return f.has_avx2();
         case Isa::avx512: return f.has_avx512();
+        case Isa::amx: return f.has_avx512() && f.amx_int8;
 #elif defined(__aarch64__)
         case Isa::neon: return f.has_neon_dotprod();
         case Isa::neon_v8: return f.neon;
@@ -140,7 +147,7 @@ const KernelTable& kernels_for(Isa isa) { return tables().t[(int)isa]; }
 const KernelTable& kernels() {
     static const KernelTable* best = [] {
         Isa pick = Isa::generic;
-        for (Isa i : {Isa::avx2, Isa::avx512, Isa::neon_v8, Isa::neon})  // worst to best
+        for (Isa i : {Isa::avx2, Isa::avx512, Isa::amx, Isa::neon_v8, Isa::neon})  // worst to best
             if (isa_supported(i)) pick = i;
         if (const char* env = std::getenv("TANDEM_ISA")) {
             for (Isa i : kAllIsas)

@@ -1,6 +1,7 @@
 // CPU kernels chosen at run time from the CPU's features: one table per ISA (generic = the
-// scalar reference, avx2, avx512 = AVX-512 with VNNI, neon = ARMv8.2-A NEON with SDOT + FP16,
-// neon_v8 = plain ARMv8.0-A NEON), filled once. Every entry of every table
+// scalar reference, avx2, avx512 = AVX-512 with VNNI, amx = avx512 plus AMX-INT8 tiles for
+// multi-token GEMM, neon = ARMv8.2-A NEON with SDOT + FP16, neon_v8 = plain ARMv8.0-A NEON),
+// filled once. Every entry of every table
 // is tested against the reference (tests/unit/cpu_kernels_test.cpp).
 #pragma once
 
@@ -27,9 +28,9 @@ using AttnScoresFn = void (*)(const float* q, const uint16_t* k, int64_t stride,
 using AttnValuesFn = void (*)(const float* w, const uint16_t* v, int64_t stride, int64_t n_pos, int64_t hd,
                               float* out);
 
-enum class Isa { generic = 0, avx2 = 1, avx512 = 2, neon = 3, neon_v8 = 4 };
-constexpr int kNumIsa = 5;
-constexpr Isa kAllIsas[kNumIsa] = {Isa::generic, Isa::avx2, Isa::avx512, Isa::neon, Isa::neon_v8};
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2, neon = 3, neon_v8 = 4, amx = 5 };
+constexpr int kNumIsa = 6;
+constexpr Isa kAllIsas[kNumIsa] = {Isa::generic, Isa::avx2, Isa::avx512, Isa::neon, Isa::neon_v8, Isa::amx};
 constexpr int kMaxTypeId = 32;
 
 struct KernelTable {
@@ -47,7 +48,7 @@ bool isa_supported(Isa isa);  // this CPU (and this build) can run the ISA's ker
 // Table of one ISA (for tests and benchmarks); must be supported.
 const KernelTable& kernels_for(Isa isa);
 // The best supported table, or the one named by the environment variable TANDEM_ISA
-// (generic|avx2|avx512|neon|neon_v8) when it is supported.
+// (generic|avx2|avx512|amx|neon|neon_v8) when it is supported.
 const KernelTable& kernels();
 
 // Convenience wrappers over kernels().
@@ -62,6 +63,7 @@ inline void convert_activation(DType act_type, const float* x, void* out, int64_
 // Per-ISA fillers (each compiled with its own target flags); they override generic entries.
 void fill_avx2(KernelTable& t);
 void fill_avx512(KernelTable& t);
+void fill_amx(KernelTable& t);  // over a filled avx512 table: AMX GEMM for Q4_K/Q6_K
 void fill_neon(KernelTable& t);
 void fill_neon_v8(KernelTable& t);
 

@@ -1,0 +1,337 @@
+// AMX-INT8 tiles for prefill (multi-token GEMM) of Q4_K and Q6_K weights against Q8_K
+// activations. Compiled with -mamx-tile -mamx-int8 and the AVX-512 flags; only called when
+// cpu_features() reports AMX and Linux granted this process the tile data state (arch_prctl).
+//
+// One tile product C[16 rows][16 tokens] = A[16 rows][k] x B[k][16 tokens], with A the weights
+// of one sub-block (Q4_K: k = 32, nibbles as u8; Q6_K: k = 16, q - 32 as s8) and B the tokens'
+// Q8_K values in the VNNI layout (a dword holds 4 consecutive k of one token). Every sub-block has
+// its own scale per row, so each tile product is converted to float right away and scaled with
+// AVX-512: row r of C is a vector over the 16 tokens, multiplied by the broadcast row scale.
+//
+// Per call the activations are transposed once into the VNNI layout (16 tokens per tile); per
+// group of 16 weight rows the blocks are unpacked once into bytes, each sub-block's 16 rows
+// contiguous (one tile A), with their scales as floats; then every token tile runs over them.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/x86/k_scales.h"
+#include "kernels/reference/quants.h"
+
+namespace tandem::cpu {
+namespace {
+
+using ref::BlockQ4_K;
+using ref::BlockQ6_K;
+using ref::BlockQ8_K;
+using ref::kQK_K;
+
+constexpr int kTile = 16;  // rows per A tile, tokens per B tile
+// Below this many tokens the AVX-512 VNNI tiles are faster (the per-sub-block float work of a tile
+// costs the same for 1 or 16 tokens). Tuned with kernels_bench on the 2-core Xeon (AMX) VM.
+constexpr int64_t kMinTokens = 8;
+
+struct alignas(64) TileConfig {
+    uint8_t palette = 1, start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+// tmm0/tmm3: A (16 rows x k bytes), tmm1/tmm4: B (k/4 rows x 64 bytes), tmm2/5/6/7: C (16 x 16
+// int32). Tile registers are not renamed: four products in flight need four sets of C.
+void configure_tiles(int k) {
+    TileConfig c;
+    for (int t : {0, 3}) c.rows[t] = kTile, c.colsb[t] = (uint16_t)k;
+    for (int t : {1, 4}) c.rows[t] = (uint8_t)(k / 4), c.colsb[t] = 64;
+    for (int t : {2, 5, 6, 7}) c.rows[t] = kTile, c.colsb[t] = 64;
+    // (GCC 12 drops the stores before _tile_loadconfig: its builtin does not declare the read)
+    asm volatile("ldtilecfg %0" ::"m"(c));
+}
+
+// r[i] (16 dwords of row i) -> r[j] (dword j of every row)
+inline void transpose16x16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    // per 128-bit lane L: u[4g + k] holds column 4L + k of rows 4g .. 4g+3
+    for (int g = 0; g < 4; ++g) {
+        u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int k = 0; k < 4; ++k) {
+        const __m512i v0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), v1 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88);
+        const __m512i w0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xdd), w1 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xdd);
+        r[k] = _mm512_shuffle_i32x4(v0, v1, 0x88);
+        r[8 + k] = _mm512_shuffle_i32x4(v0, v1, 0xdd);
+        r[4 + k] = _mm512_shuffle_i32x4(w0, w1, 0x88);
+        r[12 + k] = _mm512_shuffle_i32x4(w0, w1, 0xdd);
+    }
+}
+
+// The tokens of one call, 16 per tile (missing tokens of the last tile are zeros).
+struct ActTiles {
+    std::vector<int8_t> vnni;  // (n_tiles, n / 4, 16 tokens, 4): dword (kk, i) = qs[4kk .. 4kk+3] of token i
+    std::vector<float> d;      // (n_tiles, nb, 16): the tokens' Q8_K block scales
+    std::vector<float> bsum;   // (n_tiles, nb, 8, 16): sums of 32 values (only for Q4_K's mins)
+};
+
+void prepare_acts(const void* const* acts, int64_t n_tok, int64_t n, bool with_sums, ActTiles& at) {
+    const int64_t nb = n / kQK_K, n_tiles = (n_tok + kTile - 1) / kTile;
+    at.vnni.resize((size_t)(n_tiles * n * kTile));
+    at.d.resize((size_t)(n_tiles * nb * kTile));
+    if (with_sums) at.bsum.resize((size_t)(n_tiles * nb * 8 * kTile));
+    for (int64_t tile = 0; tile < n_tiles; ++tile) {
+        const BlockQ8_K* a[kTile];
+        for (int i = 0; i < kTile; ++i) {
+            const int64_t t = tile * kTile + i;
+            a[i] = t < n_tok ? static_cast<const BlockQ8_K*>(acts[t]) : nullptr;
+        }
+        int8_t* out = at.vnni.data() + tile * n * kTile;
+        for (int64_t b = 0; b < nb; ++b) {
+            for (int c = 0; c < kQK_K / 64; ++c, out += 64 * kTile) {
+                __m512i r[kTile];
+                for (int i = 0; i < kTile; ++i)
+                    r[i] = a[i] ? _mm512_loadu_si512((const void*)(a[i][b].qs + 64 * c)) : _mm512_setzero_si512();
+                transpose16x16(r);
+                for (int kk = 0; kk < 16; ++kk) _mm512_storeu_si512((void*)(out + 64 * kk), r[kk]);
+            }
+            float* d = at.d.data() + (tile * nb + b) * kTile;
+            for (int i = 0; i < kTile; ++i) d[i] = a[i] ? a[i][b].d : 0.0f;
+            if (!with_sums) continue;
+            float* s = at.bsum.data() + (tile * nb + b) * 8 * kTile;
+            for (int j = 0; j < 8; ++j)
+                for (int i = 0; i < kTile; ++i) s[j * kTile + i] = a[i] ? (float)(a[i][b].bsums[2 * j] + a[i][b].bsums[2 * j + 1]) : 0.0f;
+        }
+    }
+}
+
+// Writes the 16 x 16 accumulators (row r: a vector over tokens) to ys[t][r0 + r].
+void store_tile(const __m512 acc[kTile], int64_t nr, int64_t t0, int64_t nt, float* const* ys, int64_t r0) {
+    alignas(64) float tmp[kTile][kTile];
+    for (int r = 0; r < kTile; ++r) _mm512_store_ps(tmp[r], acc[r]);
+    for (int64_t i = 0; i < nt; ++i)
+        for (int64_t r = 0; r < nr; ++r) ys[t0 + i][r0 + r] = tmp[r][i];
+}
+
+// ---- Q4_K ---------------------------------------------------------------------------------
+
+// Unpacks rows [r0, r0 + nr) into q ((nb, 8 sub-blocks, 16 rows, 32) bytes: the nibbles, one tile A
+// per sub-block), sc and mn ((nb, 16, 8) floats: d * scale and dmin * min of each sub-block); rows
+// nr .. 15 become zeros.
+void unpack_q4_k_rows(const uint8_t* w, size_t row_stride, int64_t nr, int64_t n, uint8_t* q, float* sc, float* mn) {
+    const int64_t nb = n / kQK_K;
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    for (int r = 0; r < kTile; ++r) {
+        if (r >= nr) {
+            for (int64_t b = 0; b < nb; ++b) {
+                for (int j = 0; j < 8; ++j) std::memset(q + ((b * 8 + j) * kTile + r) * 32, 0, 32);
+                std::memset(sc + (b * kTile + r) * 8, 0, 8 * sizeof(float));
+                std::memset(mn + (b * kTile + r) * 8, 0, 8 * sizeof(float));
+            }
+            continue;
+        }
+        const auto* blk = reinterpret_cast<const BlockQ4_K*>(w + (size_t)r * row_stride);
+        for (int64_t b = 0; b < nb; ++b) {
+            uint64_t sc8, mn8;
+            unpack_k_scales_words(blk[b].scales, sc8, mn8);
+            const __m256 vsc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc8)));
+            const __m256 vmn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mn8)));
+            _mm256_storeu_ps(sc + (b * kTile + r) * 8, _mm256_mul_ps(vsc, _mm256_set1_ps(_cvtsh_ss(blk[b].d))));
+            _mm256_storeu_ps(mn + (b * kTile + r) * 8, _mm256_mul_ps(vmn, _mm256_set1_ps(_cvtsh_ss(blk[b].dmin))));
+            // 64 bytes of qs: low nibbles are values 0..31 and 64..95, high nibbles 32..63 and 96..127
+            for (int h = 0; h < 2; ++h) {
+                const __m512i v = _mm512_loadu_si512((const void*)(blk[b].qs + 64 * h));
+                const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                const __m512i v01 = _mm512_shuffle_i64x2(lo, hi, 0x44), v23 = _mm512_shuffle_i64x2(lo, hi, 0xee);
+                uint8_t* qb = q + ((b * 8 + 4 * h) * kTile + r) * 32;  // sub-blocks 4h .. 4h+3 of row r
+                _mm256_storeu_si256((__m256i*)qb, _mm512_castsi512_si256(v01));
+                _mm256_storeu_si256((__m256i*)(qb + kTile * 32), _mm512_extracti64x4_epi64(v01, 1));
+                _mm256_storeu_si256((__m256i*)(qb + 2 * kTile * 32), _mm512_castsi512_si256(v23));
+                _mm256_storeu_si256((__m256i*)(qb + 3 * kTile * 32), _mm512_extracti64x4_epi64(v23, 1));
+            }
+        }
+    }
+}
+
+void gemm_q4_k_amx(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts,
+                   int64_t n_tok, float* const* ys) {
+    const int64_t nb = n / kQK_K, n_tiles = (n_tok + kTile - 1) / kTile;
+    thread_local ActTiles at;
+    thread_local std::vector<uint8_t> q;
+    thread_local std::vector<float> sc, mn;
+    prepare_acts(acts, n_tok, n, true, at);
+    q.resize((size_t)(kTile * n));
+    sc.resize((size_t)(nb * kTile * 8));
+    mn.resize((size_t)(nb * kTile * 8));
+    alignas(64) int32_t c[2][8][kTile * kTile];  // one tile product per sub-block, two blocks
+    configure_tiles(32);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += kTile) {
+        const int64_t nr = std::min<int64_t>(kTile, n_rows - r0);
+        unpack_q4_k_rows(w + (size_t)r0 * row_stride, row_stride, nr, n, q.data(), sc.data(), mn.data());
+        for (int64_t tile = 0; tile < n_tiles; ++tile) {
+            const int8_t* bt = at.vnni.data() + tile * n * kTile;
+            __m512 acc[kTile];
+            for (auto& v : acc) v = _mm512_setzero_ps();
+            auto issue = [&](int64_t b, int32_t (*cb)[kTile * kTile]) {
+                const uint8_t* a = q.data() + b * 8 * kTile * 32;
+                const int8_t* bb = bt + b * 64 * 64;
+                for (int j = 0; j < 8; j += 4) {
+                    _tile_loadd(0, a + j * kTile * 32, 32);
+                    _tile_loadd(1, bb + 8 * j * 64, 64);
+                    _tile_zero(2);
+                    _tile_dpbusd(2, 0, 1);
+                    _tile_loadd(3, a + (j + 1) * kTile * 32, 32);
+                    _tile_loadd(4, bb + 8 * (j + 1) * 64, 64);
+                    _tile_zero(5);
+                    _tile_dpbusd(5, 3, 4);
+                    _tile_stored(2, cb[j], 64);
+                    _tile_loadd(0, a + (j + 2) * kTile * 32, 32);
+                    _tile_loadd(1, bb + 8 * (j + 2) * 64, 64);
+                    _tile_zero(6);
+                    _tile_dpbusd(6, 0, 1);
+                    _tile_stored(5, cb[j + 1], 64);
+                    _tile_loadd(3, a + (j + 3) * kTile * 32, 32);
+                    _tile_loadd(4, bb + 8 * (j + 3) * 64, 64);
+                    _tile_zero(7);
+                    _tile_dpbusd(7, 3, 4);
+                    _tile_stored(6, cb[j + 2], 64);
+                    _tile_stored(7, cb[j + 3], 64);
+                }
+            };
+            for (int64_t b = 0; b < nb; ++b) {
+                issue(b, c[b & 1]);
+                const int32_t (*cb)[kTile * kTile] = c[b & 1];
+                const float* scb = sc.data() + b * kTile * 8;
+                const float* mnb = mn.data() + b * kTile * 8;
+                const float* bs = at.bsum.data() + (tile * nb + b) * 8 * kTile;
+                const __m512 dt = _mm512_loadu_ps(at.d.data() + (tile * nb + b) * kTile);
+                for (int r = 0; r < kTile; ++r) {
+                    __m512 s = _mm512_setzero_ps();
+                    for (int j = 0; j < 8; ++j) {
+                        s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const void*)(cb[j] + kTile * r))),
+                                            _mm512_set1_ps(scb[r * 8 + j]), s);
+                        s = _mm512_fnmadd_ps(_mm512_set1_ps(mnb[r * 8 + j]), _mm512_loadu_ps(bs + j * kTile), s);
+                    }
+                    acc[r] = _mm512_fmadd_ps(s, dt, acc[r]);
+                }
+            }
+            store_tile(acc, nr, tile * kTile, std::min<int64_t>(kTile, n_tok - tile * kTile), ys, r0);
+        }
+    }
+    _tile_release();
+}
+
+// ---- Q6_K ---------------------------------------------------------------------------------
+
+// Unpacks rows into q ((nb, 16 sub-blocks, 16 rows, 16) bytes: q - 32 as s8, one tile A per
+// sub-block) and sc ((nb, 16, 16) floats: d * scale of each sub-block); rows nr .. 15 become zeros.
+void unpack_q6_k_rows(const uint8_t* w, size_t row_stride, int64_t nr, int64_t n, int8_t* q, float* sc) {
+    const int64_t nb = n / kQK_K;
+    const __m512i m4 = _mm512_set1_epi8(0xF), m3 = _mm512_set1_epi8(3), k32 = _mm512_set1_epi8(32);
+    for (int r = 0; r < kTile; ++r) {
+        if (r >= nr) {
+            for (int64_t b = 0; b < nb; ++b) {
+                for (int j = 0; j < 16; ++j) std::memset(q + ((b * 16 + j) * kTile + r) * 16, 0, 16);
+                std::memset(sc + (b * kTile + r) * 16, 0, 16 * sizeof(float));
+            }
+            continue;
+        }
+        const auto* blk = reinterpret_cast<const BlockQ6_K*>(w + (size_t)r * row_stride);
+        for (int64_t b = 0; b < nb; ++b) {
+            const __m512 vs = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)blk[b].scales)));
+            _mm512_storeu_ps(sc + (b * kTile + r) * 16, _mm512_mul_ps(vs, _mm512_set1_ps(_cvtsh_ss(blk[b].d))));
+            for (int h = 0; h < 2; ++h) {  // 128 values: ql[64], qh[32]
+                const __m512i ql = _mm512_loadu_si512((const void*)(blk[b].ql + 64 * h));
+                const __m256i qh256 = _mm256_loadu_si256((const __m256i*)(blk[b].qh + 32 * h));
+                // bytes 0-31 pair with qh bits (0,1) / (4,5), bytes 32-63 with (2,3) / (6,7)
+                const __m512i qh = _mm512_inserti64x4(_mm512_castsi256_si512(qh256), _mm256_srli_epi16(qh256, 2), 1);
+                const __m512i lo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(qh, m3), 4));
+                const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                                   _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 4), m3), 4));
+                const __m512i v[2] = {_mm512_sub_epi8(lo, k32), _mm512_sub_epi8(hi, k32)};
+                int8_t* qb = q + ((b * 16 + 8 * h) * kTile + r) * 16;  // sub-blocks 8h .. 8h+7 of row r
+                for (int i = 0; i < 2; ++i) {
+                    _mm_storeu_si128((__m128i*)(qb + (4 * i + 0) * kTile * 16), _mm512_extracti32x4_epi32(v[i], 0));
+                    _mm_storeu_si128((__m128i*)(qb + (4 * i + 1) * kTile * 16), _mm512_extracti32x4_epi32(v[i], 1));
+                    _mm_storeu_si128((__m128i*)(qb + (4 * i + 2) * kTile * 16), _mm512_extracti32x4_epi32(v[i], 2));
+                    _mm_storeu_si128((__m128i*)(qb + (4 * i + 3) * kTile * 16), _mm512_extracti32x4_epi32(v[i], 3));
+                }
+            }
+        }
+    }
+}
+
+void gemm_q6_k_amx(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts,
+                   int64_t n_tok, float* const* ys) {
+    const int64_t nb = n / kQK_K, n_tiles = (n_tok + kTile - 1) / kTile;
+    thread_local ActTiles at;
+    thread_local std::vector<int8_t> q;
+    thread_local std::vector<float> sc;
+    prepare_acts(acts, n_tok, n, false, at);
+    q.resize((size_t)(kTile * n));
+    sc.resize((size_t)(nb * kTile * 16));
+    alignas(64) int32_t c[16][kTile * kTile];
+    configure_tiles(16);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += kTile) {
+        const int64_t nr = std::min<int64_t>(kTile, n_rows - r0);
+        unpack_q6_k_rows(w + (size_t)r0 * row_stride, row_stride, nr, n, q.data(), sc.data());
+        for (int64_t tile = 0; tile < n_tiles; ++tile) {
+            const int8_t* bt = at.vnni.data() + tile * n * kTile;
+            __m512 acc[kTile];
+            for (auto& v : acc) v = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nb; ++b) {
+                for (int j = 0; j < 16; j += 2) {
+                    _tile_loadd(0, q.data() + (b * 16 + j) * kTile * 16, 16);
+                    _tile_loadd(1, bt + (b * 64 + 4 * j) * 64, 64);
+                    _tile_zero(2);
+                    _tile_dpbssd(2, 0, 1);
+                    _tile_stored(2, c[j], 64);
+                    _tile_loadd(3, q.data() + (b * 16 + j + 1) * kTile * 16, 16);
+                    _tile_loadd(4, bt + (b * 64 + 4 * (j + 1)) * 64, 64);
+                    _tile_zero(5);
+                    _tile_dpbssd(5, 3, 4);
+                    _tile_stored(5, c[j + 1], 64);
+                }
+                const float* scb = sc.data() + b * kTile * 16;
+                const __m512 dt = _mm512_loadu_ps(at.d.data() + (tile * nb + b) * kTile);
+                for (int r = 0; r < kTile; ++r) {
+                    __m512 s = _mm512_setzero_ps();
+                    for (int j = 0; j < 16; ++j)
+                        s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const void*)(c[j] + kTile * r))),
+                                            _mm512_set1_ps(scb[r * 16 + j]), s);
+                    acc[r] = _mm512_fmadd_ps(s, dt, acc[r]);
+                }
+            }
+            store_tile(acc, nr, tile * kTile, std::min<int64_t>(kTile, n_tok - tile * kTile), ys, r0);
+        }
+    }
+    _tile_release();
+}
+
+// Few tokens: the AVX-512 VNNI tiles of the avx512 table.
+template <DType T, void (*Amx)(const uint8_t*, size_t, int64_t, int64_t, const void* const*, int64_t, float* const*)>
+void gemm_dispatch(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts,
+                   int64_t n_tok, float* const* ys) {
+    if (n_tok < kMinTokens) {
+        kernels_for(Isa::avx512).gemm[(int)T](w, row_stride, n_rows, n, acts, n_tok, ys);
+        return;
+    }
+    Amx(w, row_stride, n_rows, n, acts, n_tok, ys);
+}
+
+}  // namespace
+
+void fill_amx(KernelTable& t) {
+    t.gemm[(int)DType::Q4_K] = gemm_dispatch<DType::Q4_K, gemm_q4_k_amx>;
+    t.gemm[(int)DType::Q6_K] = gemm_dispatch<DType::Q6_K, gemm_q6_k_amx>;
+}
+
+}  // namespace tandem::cpu
