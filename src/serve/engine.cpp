@@ -260,12 +260,21 @@ void Engine::run_step(StepPlan& plan) {
                 v.prefix_hit_tokens += a->seq.n_prefix_hit;
             });
         }
+    const auto t_step = Clock::now();
     if (Status st = fwd_.eval_batch(kv_, chunks_, logits_); !st) {
         log::warn("step failed: {}", st.error().message);
         for (const StepItem& it : plan.items)
             for (auto& a : active_)
                 if (&a->seq == it.seq) finish(*a, FinishReason::error, "internal error: " + st.error().message);
         return;
+    }
+    if (log::level() <= log::Level::debug) {
+        const StageTimes& st = fwd_.stage_times();
+        log::debug("step: {} sequences, {} tokens ({} sampled), {:.1f} ms; totals so far: attention {:.2f} s, "
+                   "experts {:.2f} s, lm_head {:.2f} s",
+                   plan.items.size(), plan.n_tokens(), sampled.size(),
+                   std::chrono::duration<double, std::milli>(Clock::now() - t_step).count(), st.attention,
+                   st.experts, st.lm_head);
     }
     sched_.complete(plan);
     const int64_t nv = model_.hparams().n_vocab;
