@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds, and runs Tandem on MODEL (default: a synthetic Qwen3-MoE model
-# that it writes to models/ on first use). Usage: scripts/start.sh [MODEL.gguf] [-- tandem run args]
+# Installs dependencies, builds, and runs the main job: `tandem serve` (the OpenAI-compatible
+# server) on MODEL (default: a synthetic Qwen3-MoE model that it writes to models/ on first use).
+# Usage: scripts/start.sh [MODEL.gguf | HF_FOLDER] [-- tandem serve options]
+#   e.g. scripts/start.sh models/x.gguf -- --port 8080 --api-key secret
+# Then: curl http://127.0.0.1:10002/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hi"}]}'
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -18,5 +21,4 @@ if [ -z "$model" ]; then
   fi
 fi
 build/bin/tandem inspect --no-tensors "$model"
-if [ "$#" -eq 0 ]; then set -- -p "The capital of France is" -n 32; fi
-exec build/bin/tandem run -m "$model" "$@"
+exec build/bin/tandem serve -m "$model" "$@"

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli/bench_batch.h"
 #include "cli/bench_server.h"
 #include "cli/commands.h"
 #include "core/bandwidth.h"
@@ -43,6 +44,7 @@ Runner add_bench(CLI::App& app) {
         bool json = false, no_bandwidth = false;
         std::string server, api_key, concurrency = "1,2,4,8";
         int sweep_prompt = 256, sweep_gen = 128, sweep_requests = 2;
+        std::string batch;
     };
     auto o = std::make_shared<Opts>();
     app.add_option("-m,--model", o->model, "Model .gguf (first split) or Hugging Face folder (or --server)");
@@ -55,6 +57,9 @@ Runner add_bench(CLI::App& app) {
         ->capture_default_str();
     app.add_option("--sweep-requests", o->sweep_requests, "With --server: requests per stream in the sweep")
         ->capture_default_str();
+    app.add_option("--batch", o->batch,
+                   "Also decode N sequences at once in process (e.g. 1,4): aggregate decode tok/s, prompts of the "
+                   "first --prompt-lens length");
     app.add_option("--prompt-lens", o->prompt_lens, "Prompt lengths (columns), comma-separated")->capture_default_str();
     app.add_option("--gen", o->gen, "Tokens generated after each prompt")->capture_default_str();
     app.add_option("-t,--threads,--cpu-infer", o->threads, "CPU threads")->capture_default_str();
@@ -165,6 +170,18 @@ Runner add_bench(CLI::App& app) {
             }
             rows[len] = best;
         }
+        std::vector<std::pair<int32_t, BatchDecodeResult>> batched;
+        if (!o->batch.empty()) {
+            std::vector<int32_t> ns;
+            if (!parse_ids(o->batch, ns, err)) return fail("--batch: " + err);
+            for (int32_t nseq : ns) {
+                if (nseq < 1) return fail("--batch: sequence counts must be >= 1");
+                std::fprintf(stderr, "\rbench: %d sequences decoding together...          ", nseq);
+                auto r = bench_batched_decode(fwd, h, nseq, lens[0], o->gen, o->seed + 77);
+                if (!r) return fail(r.error().message);
+                batched.emplace_back(nseq, *r);
+            }
+        }
         std::fprintf(stderr, "\r%60s\r", "");
 
         auto stage_json = [](const StageTimes& s, double per) {
@@ -187,6 +204,8 @@ Runner add_bench(CLI::App& app) {
                 j["decode_ms_per_token"][key] = stage_json(r.decode_stages, 1e3 / (double)r.n_decoded);
                 j["prefill_ms_per_token"][key] = stage_json(r.prefill_stages, 1e3 / (double)len);
             }
+            for (const auto& [nseq, r] : batched)
+                j["batch_decode_tok_s"][std::to_string(nseq)] = r.aggregate_tok_s;
             std::printf("%s\n", j.dump().c_str());
             return 0;
         }
@@ -214,6 +233,16 @@ Runner add_bench(CLI::App& app) {
                         len, d.attention * pd, d.router * pd, d.experts * pd, d.dense_ffn * pd, d.lm_head * pd, d.other * pd);
             std::printf("  %-13s prefill: attention %.3f router %.3f experts %.3f dense %.3f lm_head %.3f other %.3f\n",
                         "", p.attention * pp, p.router * pp, p.experts * pp, p.dense_ffn * pp, p.lm_head * pp, p.other * pp);
+        }
+        if (!batched.empty()) {
+            std::printf("\nbatched decode (prompt %d each, %d steps; weights read once per step for all):\n", lens[0], o->gen);
+            for (const auto& [nseq, r] : batched) {
+                const StageTimes& d = r.per_step;
+                std::printf("  %2d sequences: %8.2f tok/s aggregate (%.2fx of %d), step %.1f ms: attention %.1f "
+                            "experts %.1f lm_head %.1f\n",
+                            nseq, r.aggregate_tok_s, r.aggregate_tok_s / batched[0].second.aggregate_tok_s,
+                            batched[0].first, r.step_ms, d.attention * 1e3, d.experts * 1e3, d.lm_head * 1e3);
+            }
         }
         return 0;
     };
