@@ -1,5 +1,7 @@
 #include "core/mmap_file.h"
 
+#include "core/numa.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -57,6 +59,8 @@ Result<MappedFile> MappedFile::open(const std::string& path) {
             return make_error("{}: cannot mmap: {}", path, std::strerror(e));
         }
         f.data_ = static_cast<const uint8_t*>(p);
+        // weights are read by threads on every NUMA node: spread their pages (no-op on one node)
+        interleave_memory(p, f.size_);
     }
     ::close(fd);
     return f;

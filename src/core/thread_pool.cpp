@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "core/numa.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define TANDEM_PAUSE() _mm_pause()
@@ -19,8 +21,17 @@ namespace {
 constexpr auto kSpin = std::chrono::microseconds(200);
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) {
-    for (int i = 1; i < std::max(1, n_threads); ++i) workers_.emplace_back([this] { worker_loop(); });
+ThreadPool::ThreadPool(int n_threads, bool pin) {
+    const std::vector<int>& cpus = cpu_topology().cpus;
+    for (int i = 1; i < std::max(1, n_threads); ++i) {
+        // the caller usually runs on the first CPU: workers take the next ones
+        const int cpu = pin && (size_t)n_threads <= cpus.size() ? cpus[(size_t)i % cpus.size()] : -1;
+        pinned_.push_back(cpu);
+        workers_.emplace_back([this, cpu] {
+            if (cpu >= 0) pin_current_thread(cpu);
+            worker_loop();
+        });
+    }
 }
 
 ThreadPool::~ThreadPool() {

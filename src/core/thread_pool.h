@@ -16,7 +16,12 @@ namespace tandem {
 
 class ThreadPool {
 public:
-    explicit ThreadPool(int n_threads);
+    // pin: worker i runs only on CPU i of the process's affinity mask (cpu_topology()), so
+    // workers neither migrate nor share a core while others idle; the calling thread is not
+    // pinned. Workers are spread over NUMA nodes in the mask's order.
+    explicit ThreadPool(int n_threads, bool pin = true);
+    // The CPU worker i (1-based; 0 is the caller) is pinned to, or -1.
+    int pinned_cpu(int worker) const { return worker > 0 && worker <= (int)pinned_.size() ? pinned_[(size_t)worker - 1] : -1; }
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
@@ -32,6 +37,7 @@ private:
     void run_chunks();
 
     std::vector<std::thread> workers_;
+    std::vector<int> pinned_;
     std::mutex mu_;
     std::condition_variable cv_start_;
     std::atomic<uint64_t> generation_{0};  // bumped for each job; workers wait for a new value
