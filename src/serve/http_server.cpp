@@ -15,6 +15,7 @@
 #include "chat/chat_template.h"
 #include "core/log.h"
 #include "serve/text_stream.h"
+#include "serve/tool_calls.h"
 
 namespace tandem {
 namespace {
@@ -105,6 +106,7 @@ struct ApiServer::Impl {
         int64_t created = 0;
         std::shared_ptr<RequestHandle> handle;
         std::unique_ptr<ThinkSplitter> think;  // chat only
+        std::unique_ptr<ToolCallStream> tools; // chat with tools: holds text from <tool_call> on
         FinishReason finish = FinishReason::none;
         std::string error;
         RequestStats stats;
@@ -133,6 +135,17 @@ bool ApiServer::Impl::authorized(const httplib::Request& req, httplib::Response&
     if (!key.empty() && constant_time_equal(key, config.api_key)) return true;
     send_error(res, 401, key.empty() ? "missing API key: send Authorization: Bearer KEY" : "invalid API key");
     return false;
+}
+
+// OpenAI tool_calls entries (with index, for stream deltas too).
+json tool_calls_json(const std::vector<ToolCall>& calls, const std::string& id) {
+    json out = json::array();
+    for (size_t i = 0; i < calls.size(); ++i)
+        out.push_back({{"index", i},
+                       {"id", fmt::format("call_{}_{}", id, i)},
+                       {"type", "function"},
+                       {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}});
+    return out;
 }
 
 json ApiServer::Impl::usage(const Gen& g) const {
@@ -224,6 +237,7 @@ std::unique_ptr<ApiServer::Impl::Gen> ApiServer::Impl::start(const httplib::Requ
         while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.remove_suffix(1);
         const bool opened = t.size() >= 7 && t.substr(t.size() - 7) == "<think>";
         g->think = std::make_unique<ThinkSplitter>(opened);
+        if (!r.tools.is_null()) g->tools = std::make_unique<ToolCallStream>();
         auto ids = tok.encode(*text, /*parse_special=*/true);
         if (!ids) {
             send_error(res, 400, "cannot tokenize the prompt: " + ids.error().message);
@@ -313,6 +327,14 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
         if (chat_api) {
             json msg = {{"role", "assistant"}, {"content", g->content}};
             if (!g->reasoning.empty()) msg["reasoning_content"] = g->reasoning;
+            if (g->tools) {
+                ToolCallParse tc = parse_tool_calls(g->content);
+                if (!tc.calls.empty()) {
+                    msg["content"] = tc.content.empty() ? json(nullptr) : json(tc.content);
+                    msg["tool_calls"] = tool_calls_json(tc.calls, g->id);
+                    choice["finish_reason"] = "tool_calls";
+                }
+            }
             choice["message"] = msg;
         } else {
             choice["text"] = g->content;
@@ -374,6 +396,20 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
                     text += o.content;
                     reasoning += o.reasoning;
                 }
+                json calls;  // at the end of a chat with tools: the calls held back from the stream
+                if (g->tools) {
+                    text = g->tools->push(text);
+                    if (ev.finish != FinishReason::none) {
+                        text += g->tools->flush();
+                        ToolCallParse tc = parse_tool_calls(g->tools->held());
+                        if (!tc.calls.empty()) {
+                            text += tc.content;
+                            calls = tool_calls_json(tc.calls, g->id);
+                        } else {
+                            text += g->tools->held();
+                        }
+                    }
+                }
                 const json lps = g->req.logprobs && !ev.logprobs.empty() ? logprobs_json(ev.logprobs, chat_api) : json();
                 const json* lpp = lps.is_null() ? nullptr : &lps;
                 if (!reasoning.empty()) out += chunk({{"reasoning_content", reasoning}}, nullptr, nullptr);
@@ -384,7 +420,9 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
                 if (ev.finish == FinishReason::error || ev.finish == FinishReason::cancelled) {
                     out += "data: " + dump(api_error(503, ev.error.empty() ? "the request was cancelled" : ev.error)) + "\n\n";
                 } else {
-                    out += chunk(chat_api ? json::object() : json(""), finish_reason_name(ev.finish), nullptr);
+                    if (!calls.is_null()) out += chunk({{"tool_calls", calls}}, nullptr, nullptr);
+                    out += chunk(chat_api ? json::object() : json(""),
+                                 calls.is_null() ? finish_reason_name(ev.finish) : "tool_calls", nullptr);
                     if (g->req.include_usage) {
                         json u = {{"id", g->id},
                                   {"object", chat_api ? "chat.completion.chunk" : "text_completion"},

@@ -7,6 +7,7 @@
 #include "serve/metrics.h"
 #include "serve/openai_api.h"
 #include "serve/text_stream.h"
+#include "serve/tool_calls.h"
 
 namespace tandem {
 namespace {
@@ -203,6 +204,45 @@ TEST(Metrics, PrometheusTextHasCumulativeHistogramBuckets) {
     EXPECT_NE(text.find("tandem_time_to_first_token_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos);
     EXPECT_NE(text.find("tandem_time_to_first_token_seconds_count 3\n"), std::string::npos);
     EXPECT_NE(text.find("tandem_info{model=\"tiny\"} 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tandem
+
+namespace tandem {
+namespace {
+
+TEST(ToolCalls, ParsesQwenStyleCallsAndKeepsTheRest) {
+    auto r = parse_tool_calls("Let me check.\n<tool_call>\n{\"name\": \"weather\", \"arguments\": {\"city\": \"Paris\"}}\n"
+                              "</tool_call>\n<tool_call>\n{\"name\": \"time\", \"arguments\": \"{}\"}\n</tool_call>");
+    ASSERT_EQ(r.calls.size(), 2u);
+    EXPECT_EQ(r.calls[0].name, "weather");
+    EXPECT_EQ(nlohmann::json::parse(r.calls[0].arguments)["city"], "Paris");
+    EXPECT_EQ(r.calls[1].name, "time");
+    EXPECT_EQ(r.calls[1].arguments, "{}");
+    EXPECT_EQ(r.content, "Let me check.");
+    // not JSON, or unterminated: plain text
+    auto bad = parse_tool_calls("<tool_call>not json</tool_call> and <tool_call>{\"name\": \"x\"");
+    EXPECT_TRUE(bad.calls.empty());
+    EXPECT_EQ(bad.content, "<tool_call>not json</tool_call> and <tool_call>{\"name\": \"x\"");
+}
+
+TEST(ToolCalls, StreamHoldsFromTheMarkerOnAtAnySplit) {
+    const std::string text = "Sure. <tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>";
+    for (size_t step = 1; step <= text.size(); ++step) {
+        ToolCallStream s;
+        std::string streamed;
+        for (size_t i = 0; i < text.size(); i += step) streamed += s.push(text.substr(i, step));
+        streamed += s.flush();
+        EXPECT_EQ(streamed, "Sure. ") << step;
+        EXPECT_TRUE(s.started());
+        EXPECT_EQ(parse_tool_calls(s.held()).calls.size(), 1u);
+    }
+    ToolCallStream plain;
+    std::string out = plain.push("a <tool");
+    out += plain.flush();
+    EXPECT_EQ(out, "a <tool");
+    EXPECT_FALSE(plain.started());
 }
 
 }  // namespace
