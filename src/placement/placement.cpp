@@ -20,6 +20,8 @@ std::string where(const std::string& source, const YAML::Node& n) {
     return fmt::format("{}:{}", source, n.Mark().line + 1);
 }
 
+constexpr size_t kMaxPattern = 256;
+
 // Options a rule may carry besides match/device; kept as strings for the executor.
 bool is_known_option(const std::string& k) { return k == "kernel" || k == "quant"; }
 
@@ -37,6 +39,9 @@ Result<Rule> parse_rule(const YAML::Node& n, const std::string& source, int n_cu
         if (k != "name") return make_error("{}: unknown match key '{}' (only 'name')", where(source, kv.first), k);
     }
     r.pattern = match["name"].as<std::string>();
+    // std::regex compiles and matches recursively: a bound keeps hostile patterns off the stack
+    if (r.pattern.size() > kMaxPattern)
+        return make_error("{}: regex longer than {} characters", where(source, match["name"]), kMaxPattern);
     try {
         r.re = std::regex(r.pattern, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {

@@ -113,6 +113,8 @@ TEST(Placement, ErrorsNameTheFileLineAndCause) {
     EXPECT_NE(error_of("- match: {name: attn}\n  device: cpu\n").find("no rule matches tensor 'token_embd.weight'"),
               std::string::npos);
     EXPECT_NE(error_of("- 3\n").find("a rule must be a map"), std::string::npos);
+    const std::string long_rule = "- match: {name: '" + std::string(300, '(') + "'}\n  device: cpu\n";
+    EXPECT_NE(error_of(long_rule.c_str()).find("regex longer than 256 characters"), std::string::npos);
 }
 
 TEST(Placement, FitCheckGivesNeededAndAvailable) {
