@@ -1,9 +1,12 @@
 #include <cstdio>
+#include <optional>
 #include <nlohmann/json.hpp>
 
+#include "backend/backend.h"
 #include "cli/commands.h"
 #include "model/model.h"
 #include "model/model_stats.h"
+#include "placement/placement.h"
 
 namespace tandem::cli {
 namespace {
@@ -18,6 +21,45 @@ std::string human_bytes(double b) {
     return fmt::format("{:.2f} {}", b, units[u]);
 }
 
+struct PlacementOut {
+    placement::RuleSet rules;
+    placement::Plan plan;
+    std::vector<uint64_t> gpu_bytes;  // available on cuda:i
+};
+
+// --rules FILE|auto [--gpu-mem GiB]: the device of every tensor. An explicit file that does not
+// fit is an error; `auto` falls back to the cpu with a note.
+Result<PlacementOut> plan_placement(const Model& m, const std::string& rules_arg, double gpu_mem_gib) {
+    PlacementOut out;
+    const backend::Probe probe = backend::probe_cuda();
+    for (const auto& d : probe.devices) out.gpu_bytes.push_back(d.free_bytes ? d.free_bytes : d.total_bytes);
+    if (gpu_mem_gib > 0) {
+        if (out.gpu_bytes.empty()) out.gpu_bytes.resize(1);
+        for (auto& b : out.gpu_bytes) b = (uint64_t)(gpu_mem_gib * 1024.0 * 1024.0 * 1024.0);
+    } else if (probe.devices.empty() && rules_arg == "auto") {
+        std::fprintf(stderr, "tandem: note: %s; placing on the cpu (give --gpu-mem GiB to plan for a GPU)\n",
+                     probe.reason.c_str());
+    }
+    const int n_cuda = (int)out.gpu_bytes.size();
+    std::vector<placement::TensorBytes> tensors;
+    for (const auto& t : m.file().tensors()) tensors.push_back({t.name, t.n_bytes});
+    const Arch arch = m.hparams().arch;
+    if (rules_arg == "auto") {
+        out.rules = placement::default_rules(arch, n_cuda);
+    } else {
+        TANDEM_ASSIGN(out.rules, placement::load_rules(rules_arg, n_cuda));
+    }
+    TANDEM_ASSIGN(out.plan, placement::place(out.rules, tensors));
+    auto fit = placement::check_fit(out.plan, out.gpu_bytes);
+    if (!fit && rules_arg == "auto") {
+        std::fprintf(stderr, "tandem: note: %s; auto placement falls back to the cpu\n", fit.error().message.c_str());
+        out.rules = placement::default_rules(arch, 0);
+        TANDEM_ASSIGN(out.plan, placement::place(out.rules, tensors));
+    } else if (!fit) {
+        return make_error("{}: {}", rules_arg, fit.error().message);
+    }
+    return out;
+}
 
 }  // namespace
 
@@ -25,6 +67,8 @@ Runner add_inspect(CLI::App& app) {
     struct Opts {
         std::string model;
         bool json = false, no_tensors = false, metadata = false;
+        std::string rules;
+        double gpu_mem = 0;
     };
     auto o = std::make_shared<Opts>();
     app.add_option("model", o->model,
@@ -33,6 +77,11 @@ Runner add_inspect(CLI::App& app) {
     app.add_flag("--json", o->json, "Print one JSON object");
     app.add_flag("--no-tensors", o->no_tensors, "Omit the tensor table");
     app.add_flag("--metadata", o->metadata, "Also list every metadata key");
+    app.add_option("--rules", o->rules,
+                   "Placement rules (YAML file, or 'auto' for the built-in defaults): print each tensor's device "
+                   "and the bytes per device");
+    app.add_option("--gpu-mem", o->gpu_mem, "GiB of memory per CUDA device (default: detected)")
+        ->check(CLI::PositiveNumber);
 
     return [o]() -> int {
         auto loaded = Model::load(o->model, /*for_inspect=*/true);
@@ -40,6 +89,13 @@ Runner add_inspect(CLI::App& app) {
         const Model& m = **loaded;
         const HParams& h = m.hparams();
         const GgufFile& f = m.file();
+
+        std::optional<PlacementOut> pl;
+        if (!o->rules.empty()) {
+            auto r = plan_placement(m, o->rules, o->gpu_mem);
+            if (!r) return fail(r.error().message);
+            pl = std::move(*r);
+        }
 
         const ModelStats st = model_stats(m);
         const double total = st.total_bytes, active = st.active_bytes, n_params = st.n_params,
@@ -82,11 +138,20 @@ Runner add_inspect(CLI::App& app) {
             j["active_params_per_token"] = active_params;
             if (!o->no_tensors) {
                 j["tensors"] = nlohmann::json::array();
+                size_t i = 0;
                 for (const auto& t : f.tensors()) {
                     j["tensors"].push_back({{"name", t.name}, {"type", std::string(dtype_name(t.type))},
                                             {"shape", t.ne}, {"bytes", t.n_bytes}, {"file", t.file_index}});
                     if (!t.source.empty()) j["tensors"].back()["source"] = t.source;
+                    if (pl) j["tensors"].back()["device"] = pl->plan.tensors[i].device.str();
+                    ++i;
                 }
+            }
+            if (pl) {
+                nlohmann::json bytes = nlohmann::json::object();
+                for (const auto& [d, b] : pl->plan.bytes) bytes[d.str()] = b;
+                j["placement"] = {{"rules", pl->rules.source}, {"bytes", bytes}};
+                if (!pl->gpu_bytes.empty()) j["placement"]["gpu_bytes_available"] = pl->gpu_bytes;
             }
             std::printf("%s\n", j.dump(2).c_str());
             return 0;
@@ -121,10 +186,24 @@ Runner add_inspect(CLI::App& app) {
                 std::printf("  %-44s %-7s %s\n", k.c_str(), gguf_type_name(v.type), v.to_string().c_str());
         }
         if (!o->no_tensors) {
-            std::printf("\n%-36s %-6s %-22s %12s\n", "tensor", "type", "shape", "bytes");
-            for (const auto& t : f.tensors())
-                std::printf("%-36s %-6s %-22s %12llu\n", t.name.c_str(), std::string(dtype_name(t.type)).c_str(),
+            std::printf("\n%-36s %-6s %-22s %12s%s\n", "tensor", "type", "shape", "bytes", pl ? "  device" : "");
+            size_t i = 0;
+            for (const auto& t : f.tensors()) {
+                std::printf("%-36s %-6s %-22s %12llu", t.name.c_str(), std::string(dtype_name(t.type)).c_str(),
                             fmt::format("[{}]", fmt::join(t.ne, ", ")).c_str(), (unsigned long long)t.n_bytes);
+                if (pl) std::printf("  %s", pl->plan.tensors[i].device.str().c_str());
+                std::printf("\n");
+                ++i;
+            }
+        }
+        if (pl) {
+            std::printf("\nplacement     %s\n", pl->rules.source.c_str());
+            for (const auto& [d, b] : pl->plan.bytes) {
+                std::printf("  %-8s %s", d.str().c_str(), human_bytes((double)b).c_str());
+                if (d.kind == placement::Device::Kind::cuda && (size_t)d.index < pl->gpu_bytes.size())
+                    std::printf(" of %s available", human_bytes((double)pl->gpu_bytes[(size_t)d.index]).c_str());
+                std::printf("\n");
+            }
         }
         return 0;
     };

@@ -188,6 +188,62 @@ class Cli(TempDirTestCase):
         self.assert_error([TANDEM, "bench", "-m", self.model, "--cpu-infer", "4096"], "more than", "cores")
         self.assert_error([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8,x"], "prompt-lens")
 
+    RULES = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "rules-qwen3moe.yaml")
+
+    def write_rules(self, name, text):
+        p = self.path(name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def test_inspect_rules_places_experts_on_cpu(self):
+        j = run_json([TANDEM, "inspect", "--json", "--rules", self.RULES, "--gpu-mem", "8", self.model])
+        devices = {t["name"]: t["device"] for t in j["tensors"]}
+        for name, dev in devices.items():
+            self.assertEqual(dev, "cpu" if "_exps" in name else "cuda:0", name)
+        sizes = {t["name"]: t["bytes"] for t in j["tensors"]}
+        placed = j["placement"]["bytes"]
+        self.assertEqual(placed["cpu"], sum(b for n, b in sizes.items() if "_exps" in n))
+        self.assertEqual(placed["cpu"] + placed["cuda:0"], sum(sizes.values()))
+        self.assertEqual(j["placement"]["gpu_bytes_available"], [8 << 30])
+        out = run([TANDEM, "inspect", "--rules", self.RULES, "--gpu-mem", "8", self.model]).stdout
+        self.assertRegex(out, r"blk\.0\.ffn_up_exps\.weight .* cpu\n")
+        self.assertRegex(out, r"\n  cuda:0 +[0-9.]+ [KM]iB of 8\.00 GiB available\n")
+
+    def test_inspect_rules_auto(self):
+        p = run([TANDEM, "inspect", "--json", "--rules", "auto", self.model])
+        j = json.loads(p.stdout)
+        self.assertIn("built-in defaults for qwen3moe", j["placement"]["rules"])
+        for t in j["tensors"]:
+            if "_exps" in t["name"]:
+                self.assertEqual(t["device"], "cpu")
+        if "no CUDA device" in p.stderr:  # this machine: everything on the cpu, with a note
+            self.assertEqual(set(j["placement"]["bytes"]), {"cpu"})
+        # a GPU too small for the defaults: auto placement falls back to the cpu, with a note
+        p = run([TANDEM, "inspect", "--json", "--rules", "auto", "--gpu-mem", "0.00001", self.model])
+        self.assertEqual(set(json.loads(p.stdout)["placement"]["bytes"]), {"cpu"})
+        self.assertIn("auto placement falls back to the cpu", p.stderr)
+        self.assertIn("does not fit cuda:0", p.stderr)
+
+    def test_inspect_rules_errors(self):
+        self.assert_error([TANDEM, "inspect", "--rules", self.RULES, "--gpu-mem", "0.00001", self.model],
+                          "rules-qwen3moe.yaml", "does not fit cuda:0", "need 0.1", "GiB, 0.01 MiB available")
+        self.assert_error([TANDEM, "inspect", "--rules", self.path("none.yaml"), self.model], "none.yaml",
+                          "cannot open")
+        cases = [
+            ("- match: {name: '.*'}\n  device: npu:0\n", "bad1.yaml:2", "unknown device 'npu:0'"),
+            ("- match: {name: '.*'}\n  device: cuda:7\n", "bad2.yaml:2", "device 'cuda:7'"),
+            ("- match: {name: '.*'}\n  device: cuda:x\n", "bad3.yaml:2", "bad device index"),
+            ("- match: {name: 'blk.(['}\n  device: cpu\n", "bad4.yaml:1", "bad regex"),
+            ("- match: {name: '.*'}\n  device: cpu\n- match: {name: 'attn_nothing'}\n  device: cpu\n",
+             "bad5.yaml:3", "matches no tensor"),
+            ("- match: {name: '.*'\n  device: cpu\n", "bad6.yaml:", "YAML syntax error"),
+            ("- match: {name: '^blk'}\n  device: cpu\n", "bad7.yaml", "no rule matches tensor 'token_embd.weight'"),
+        ]
+        for i, (text, *expect) in enumerate(cases):
+            rules = self.write_rules(f"bad{i + 1}.yaml", text)
+            self.assert_error([TANDEM, "inspect", "--rules", rules, "--gpu-mem", "8", self.model], *expect)
+
     def test_usage_errors_exit_2(self):
         p = run([TANDEM, "run", "--bogus"], check=False)
         self.assertEqual(p.returncode, 2)

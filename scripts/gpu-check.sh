@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The prepared GPU check (README "GPU check"), in two modes:
+#
+#   scripts/gpu-check.sh pack [DIR]   here, on a CPU machine with nvcc: builds the tandem binary and
+#                                     the CUDA tests with CUDA, packs them with the shared libraries
+#                                     a bare GPU machine may lack and the tokenizer into DIR
+#                                     as DIR/tandem-gpu-check.tar.xz (default gpu-check/, ignored
+#                                     by git; ~15 MiB, well under the device tool's 64 MiB carry
+#                                     limit: ICU's data and the tokenizer compress well)
+#   scripts/gpu-check.sh run [OUT]    there (also here, where the GPU parts skip): runs every CUDA
+#                                     test, makes a synthetic model with the packed binary, shows
+#                                     the placement on the detected GPU and a short CPU bench;
+#                                     writes logs and summary.txt to OUT (default $OUT, else
+#                                     gpu-check-out/). Under 8 minutes; exit 1 if a test failed.
+#
+# With the device tool: run(command="scripts/gpu-check.sh run", carry=["gpu-check"], timeout_s=540).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+
+pack() {
+    local dir=${1:-gpu-check}/stage
+    nice -n 10 cmake --preset default >/dev/null
+    grep -q '^TANDEM_CUDA:BOOL=ON' build/CMakeCache.txt || { echo "gpu-check: build/ has TANDEM_CUDA=OFF (no nvcc?)" >&2; exit 1; }
+    nice -n 10 cmake --build --preset default --target tandem tandem_cuda_tests
+    rm -rf "$(dirname "$dir")"
+    mkdir -p "$dir/bin" "$dir/lib" "$dir/share/tandem"
+    for b in tandem tandem_cuda_tests; do
+        strip --strip-debug -o "$dir/bin/$b" "build/bin/$b"
+    done
+    cp -r build/share/tandem/qwen3-tokenizer "$dir/share/tandem/"
+    # every shared library the binaries load, except glibc's own and the driver (the GPU
+    # machine's libc is as new or newer; libcuda must be the machine's own)
+    ldd "$dir"/bin/* | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
+        case "$(basename "$lib")" in
+            libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libcuda.so*|libnvidia*) ;;
+            *) cp -L "$lib" "$dir/lib/" ;;
+        esac
+    done
+    strip --strip-unneeded "$dir"/lib/* 2>/dev/null || true
+    git rev-parse HEAD > "$dir/commit.txt"
+    local tarball
+    tarball="$(dirname "$dir")/tandem-gpu-check.tar.xz"
+    tar -C "$dir" -cf - . | nice xz -T2 -3 > "$tarball"
+    echo "gpu-check: $(du -sh "$dir" | cut -f1) ($(ls "$dir/lib" | wc -l) libraries) packed into $tarball ($(du -sh "$tarball" | cut -f1))"
+    rm -rf "$dir"
+    local kib
+    kib=$(du -sk "$tarball" | cut -f1)
+    if [ "$kib" -gt $((48 * 1024)) ]; then echo "gpu-check: $tarball is over 48 MiB: too big to carry" >&2; exit 1; fi
+}
+
+run() {
+    local out=${1:-${OUT:-gpu-check-out}} dir
+    [ -f gpu-check/tandem-gpu-check.tar.xz ] || { echo "gpu-check: gpu-check/tandem-gpu-check.tar.xz missing: run 'scripts/gpu-check.sh pack' first" >&2; exit 1; }
+    dir=$(mktemp -d /tmp/tandem-gpu-check.XXXXXX)
+    xz -dc gpu-check/tandem-gpu-check.tar.xz | tar -C "$dir" -xf -
+    mkdir -p "$out"
+    export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    local summary="$out/summary.txt" status=0
+    {
+        echo "commit $(cat "$dir/commit.txt" 2>/dev/null || echo unknown), $(date -u +%FT%TZ), $(uname -m)"
+        (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: none")
+    } > "$summary"
+
+    echo "=== CUDA tests" | tee -a "$summary"
+    if timeout 300 "$dir/bin/tandem_cuda_tests" --gtest_output="xml:$out/cuda_tests.xml" > "$out/cuda_tests.log" 2>&1; then
+        echo "cuda tests: PASS" >> "$summary"
+    else
+        echo "cuda tests: FAIL (exit $?)" >> "$summary"
+        status=1
+    fi
+    # gtest's own totals, the failed / skipped test names, and the skip reason once
+    grep -E '^\[  (PASSED|FAILED|SKIPPED) +\]|^\[=+\] ' "$out/cuda_tests.log" | sort -u >> "$summary" || true
+    grep -m1 'no CUDA device' "$out/cuda_tests.log" >> "$summary" || true
+
+    echo "=== synthetic model, placement, CPU bench" | tee -a "$summary"
+    local model=/tmp/gpu-check-model.gguf
+    if timeout 120 "$dir/bin/tandem" make-test-model -o "$model" --preset tiny --quant q4_k_m > "$out/model.log" 2>&1 &&
+       timeout 60 "$dir/bin/tandem" inspect --rules auto --no-tensors "$model" > "$out/inspect.txt" 2>&1 &&
+       timeout 120 "$dir/bin/tandem" bench -m "$model" --prompt-lens 64 --gen 16 > "$out/bench.txt" 2>&1; then
+        echo "tandem: PASS" >> "$summary"
+        sed -n '/^placement/,$p' "$out/inspect.txt" >> "$summary"
+    else
+        echo "tandem: FAIL (see model.log, inspect.txt, bench.txt)" >> "$summary"
+        status=1
+    fi
+    cat "$summary"
+    return $status
+}
+
+case "$mode" in
+    pack) shift; pack "$@" ;;
+    run) shift; run "$@" ;;
+    *) echo "usage: scripts/gpu-check.sh pack [DIR] | run [OUT]" >&2; exit 2 ;;
+esac

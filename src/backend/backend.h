@@ -1,0 +1,87 @@
+// The accelerator backend interface: what the executor needs from a device, and nothing of its
+// kernels. CUDA implements it (backend/cuda/); an Ascend backend can implement the same later.
+//
+// Ownership: buffers and streams belong to the Backend that made them and must be released
+// through it (or die with it). Device pointers are opaque to host code: only kernels and copies
+// touch them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace tandem::backend {
+
+struct DeviceInfo {
+    int index = 0;
+    std::string name;          // e.g. "NVIDIA H100 80GB HBM3"
+    uint64_t total_bytes = 0;
+    uint64_t free_bytes = 0;   // at probe time
+    int cc_major = 0, cc_minor = 0;
+};
+
+// The devices of one backend kind, or why there are none ("built without CUDA", "no CUDA
+// device: cudaGetDeviceCount: ..."): callers print `reason` and fall back to the CPU.
+struct Probe {
+    std::vector<DeviceInfo> devices;
+    std::string reason;
+};
+
+// CUDA devices visible to this process; never fails (no driver / no device: empty + reason).
+Probe probe_cuda();
+
+// An in-order queue of device work (cudaStream_t on CUDA). `handle()` is what kernel launchers take.
+class Stream {
+public:
+    virtual ~Stream() = default;
+    virtual void* handle() = 0;
+    virtual Status synchronize() = 0;
+};
+
+// One device allocation handed out front to back (weights, KV pages, scratch): no per-tensor
+// allocation calls, nothing freed apart; reset() forgets everything at once.
+class Arena {
+public:
+    virtual ~Arena() = default;
+    // A device pointer aligned to `align` bytes, or an error naming `what` and the bytes left.
+    virtual Result<void*> alloc(size_t bytes, const std::string& what, size_t align = 256) = 0;
+    virtual size_t used() const = 0;
+    virtual size_t capacity() const = 0;
+    virtual void reset() = 0;
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual const DeviceInfo& device() const = 0;
+    std::string name() const { return "cuda:" + std::to_string(device().index); }
+
+    virtual Result<std::unique_ptr<Arena>> make_arena(size_t bytes) = 0;
+    virtual Result<std::unique_ptr<Stream>> make_stream() = 0;
+
+    // Page-locked host memory (the staging area of hidden states between CPU experts and the
+    // device); free with free_pinned.
+    virtual Result<void*> alloc_pinned(size_t bytes) = 0;
+    virtual void free_pinned(void* p) = 0;
+
+    // Copies; asynchronous on `stream` when given (host memory must then be pinned or stay alive
+    // until the stream is synchronized), synchronous otherwise.
+    virtual Status upload(void* dst_dev, const void* src_host, size_t bytes, Stream* stream = nullptr) = 0;
+    virtual Status download(void* dst_host, const void* src_dev, size_t bytes, Stream* stream = nullptr) = 0;
+    virtual Status memset(void* dst_dev, int value, size_t bytes) = 0;
+};
+
+// A backend on CUDA device `index`; an error (with the reason) when there is none or the build
+// has no CUDA.
+Result<std::unique_ptr<Backend>> make_cuda_backend(int index);
+
+// Copies a tensor's bytes (as stored: quantized blocks stay quantized) into `arena` and returns
+// the device pointer.
+Result<void*> upload_tensor(Backend& be, Arena& arena, const std::string& name, const void* data, size_t bytes,
+                            Stream* stream = nullptr);
+
+}  // namespace tandem::backend

@@ -1,0 +1,411 @@
+// CUDA kernels of the hybrid forward (declared in kernels.h). Written for clarity first: each
+// matches its CPU reference op; the fast variants (split-K decode attention, tensor-core GEMM,
+// repacked quant layouts) replace them one by one, validated by the same tests.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <string>
+
+#include "backend/cuda/kernels.h"
+
+namespace tandem::cuda {
+namespace {
+
+constexpr int kWarp = 32;
+
+std::string piece(const char* s) { return s; }
+std::string piece(int64_t v) { return std::to_string(v); }
+template <typename... A>
+std::string err(const A&... a) {
+    return (piece(a) + ...);
+}
+
+KernelStatus launched(const char* what) {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return err("cuda ", what, ": ", cudaGetErrorString(e), " (", cudaGetErrorName(e), ")");
+    return {};
+}
+
+cudaStream_t st(void* s) { return static_cast<cudaStream_t>(s); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = kWarp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = kWarp / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float half_bits(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float bf16_bits(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+// ---- Weights: element e of a row, decoded from its block (block layouts as kernels/reference/quants.h).
+
+// Q8_0: 34-byte blocks of 32: f16 d, 32 x int8
+__device__ __forceinline__ float elem_q8_0(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 32) * 34;
+    const uint16_t d = (uint16_t)b[0] | ((uint16_t)b[1] << 8);
+    return half_bits(d) * (float)(int8_t)b[2 + e % 32];
+}
+
+// Q4_K: 144-byte super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) x 8, 128 qs.
+// Sub-block j (32 elements) is nibble j % 2 of qs[32 (j / 2) + l]; x = d sc_j q - dmin m_j.
+__device__ __forceinline__ float elem_q4_k(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 256) * 144;
+    const int i = (int)(e % 256), j = i / 32, l = i % 32;
+    const float d = half_bits((uint16_t)b[0] | ((uint16_t)b[1] << 8));
+    const float dmin = half_bits((uint16_t)b[2] | ((uint16_t)b[3] << 8));
+    const uint8_t* s = b + 4;
+    int sc, m;
+    if (j < 4) {
+        sc = s[j] & 63;
+        m = s[j + 4] & 63;
+    } else {
+        sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+    const int q = (b[16 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0f;
+    return d * (float)sc * (float)q - dmin * (float)m;
+}
+
+// Q6_K: 210-byte super-blocks: ql[128], qh[64], int8 scales[16], f16 d. With h = i / 128,
+// g = (i % 128) / 32, l = i % 32: low nibble of ql[64h + 32(g & 1) + l] (high when g >= 2), two
+// bits at 2g of qh[32h + l]; x = d scales[i / 16] (q - 32).
+__device__ __forceinline__ float elem_q6_k(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 256) * 210;
+    const int i = (int)(e % 256), h = i / 128, g = (i % 128) / 32, l = i % 32;
+    const int lo = (b[64 * h + 32 * (g & 1) + l] >> (g >= 2 ? 4 : 0)) & 0x0f;
+    const int hi = (b[128 + 32 * h + l] >> (2 * g)) & 3;
+    const float d = half_bits((uint16_t)b[208] | ((uint16_t)b[209] << 8));
+    return d * (float)(int8_t)b[192 + i / 16] * (float)((lo | (hi << 4)) - 32);
+}
+
+template <DType T>
+__device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
+    if constexpr (T == DType::F32) return reinterpret_cast<const float*>(row)[e];
+    else if constexpr (T == DType::F16) return half_bits(reinterpret_cast<const uint16_t*>(row)[e]);
+    else if constexpr (T == DType::BF16) return bf16_bits(reinterpret_cast<const uint16_t*>(row)[e]);
+    else if constexpr (T == DType::Q8_0) return elem_q8_0(row, e);
+    else if constexpr (T == DType::Q4_K) return elem_q4_k(row, e);
+    else return elem_q6_k(row, e);
+}
+
+// Calls f.template operator()<T>() for the weight types the kernels know.
+template <typename F>
+KernelStatus dispatch(DType t, const char* what, F&& f) {
+    switch (t) {
+        case DType::F32: f.template operator()<DType::F32>(); break;
+        case DType::F16: f.template operator()<DType::F16>(); break;
+        case DType::BF16: f.template operator()<DType::BF16>(); break;
+        case DType::Q8_0: f.template operator()<DType::Q8_0>(); break;
+        case DType::Q4_K: f.template operator()<DType::Q4_K>(); break;
+        case DType::Q6_K: f.template operator()<DType::Q6_K>(); break;
+        default: return err("cuda ", what, ": weight type ", (int64_t)t, " not supported");
+    }
+    return launched(what);
+}
+
+// ---- Embedding rows
+
+template <DType T>
+__global__ void k_embed(const uint8_t* table, size_t row_bytes, const int32_t* tokens, int64_t dim, float* out) {
+    const int64_t t = blockIdx.x;
+    const uint8_t* row = table + (size_t)tokens[t] * row_bytes;
+    for (int64_t e = threadIdx.x; e < dim; e += blockDim.x) out[t * dim + e] = elem<T>(row, e);
+}
+
+// ---- RMSNorm: one block per row; the sum of squares in double as the reference does.
+
+__global__ void k_rms_norm(const float* x, const float* w, int64_t width, float eps, float* out) {
+    __shared__ double part[32];
+    const float* xr = x + blockIdx.x * width;
+    double s = 0.0;
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) s += (double)xr[i] * (double)xr[i];
+    for (int o = kWarp / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x % kWarp == 0) part[threadIdx.x / kWarp] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double tot = 0.0;
+        for (int i = 0; i < (int)(blockDim.x / kWarp); ++i) tot += part[i];
+        part[0] = tot;
+    }
+    __syncthreads();
+    const float scale = 1.0f / sqrtf((float)(part[0] / (double)width) + eps);
+    float* o = out + blockIdx.x * width;
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) o[i] = xr[i] * scale * (w ? w[i] : 1.0f);
+}
+
+// ---- NeoX RoPE: theta_i = pos * theta_scale^i by repeated multiplication in float, like the reference.
+
+__global__ void k_rope(float* x, const int32_t* pos, int64_t n_heads, int64_t head_dim, float theta_scale) {
+    const int64_t t = blockIdx.x, half = head_dim / 2;
+    for (int64_t j = threadIdx.x; j < n_heads * half; j += blockDim.x) {
+        const int64_t h = j / half, i = j % half;
+        float theta = (float)pos[t];
+        for (int64_t k = 0; k < i; ++k) theta *= theta_scale;
+        const float c = cosf(theta), s = sinf(theta);
+        float* v = x + (t * n_heads + h) * head_dim;
+        const float x0 = v[i], x1 = v[i + half];
+        v[i] = x0 * c - x1 * s;
+        v[i + half] = x0 * s + x1 * c;
+    }
+}
+
+__global__ void k_swiglu(const float* g, const float* u, float* out, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+// ---- Matmul: one warp per weight row, kTokTile tokens per block column; each weight element
+// is decoded once per tile of tokens. f32 accumulation.
+
+constexpr int kMatWarps = 4;
+constexpr int kTokTile = 8;
+
+template <DType T>
+__global__ void k_matmul(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t in, const float* x,
+                         int64_t n_tok, float* y) {
+    const int64_t r = (int64_t)blockIdx.x * kMatWarps + threadIdx.x / kWarp;
+    const int lane = threadIdx.x % kWarp;
+    const int64_t t0 = (int64_t)blockIdx.y * kTokTile;
+    if (r >= n_rows) return;
+    const int nt = (int)min((int64_t)kTokTile, n_tok - t0);
+    const uint8_t* row = w + (size_t)r * row_bytes;
+    float acc[kTokTile] = {};
+    for (int64_t e = lane; e < in; e += kWarp) {
+        const float wv = elem<T>(row, e);
+#pragma unroll
+        for (int t = 0; t < kTokTile; ++t)
+            if (t < nt) acc[t] += wv * x[(t0 + t) * in + e];
+    }
+#pragma unroll
+    for (int t = 0; t < kTokTile; ++t) {
+        const float s = warp_sum(acc[t]);
+        if (lane == 0 && t < nt) y[(t0 + t) * n_rows + r] = s;
+    }
+}
+
+// ---- Router: one warp per token; probabilities in shared memory, k rounds of a warp argmax.
+
+__global__ void k_router(const float* logits, int64_t n_expert, int64_t k, int32_t* ids, float* weights) {
+    extern __shared__ float p[];
+    const int64_t t = blockIdx.x;
+    const int lane = threadIdx.x;
+    const float* l = logits + t * n_expert;
+    float mx = -INFINITY;
+    for (int64_t e = lane; e < n_expert; e += kWarp) mx = fmaxf(mx, l[e]);
+    mx = warp_max(mx);
+    float s = 0.0f;
+    for (int64_t e = lane; e < n_expert; e += kWarp) {
+        p[e] = expf(l[e] - mx);
+        s += p[e];
+    }
+    const float inv = 1.0f / warp_sum(s);
+    for (int64_t e = lane; e < n_expert; e += kWarp) p[e] *= inv;
+    __syncwarp();
+    float sum_sel = 0.0f;
+    for (int64_t j = 0; j < k; ++j) {
+        float best = -1.0f;
+        int64_t bi = n_expert;
+        for (int64_t e = lane; e < n_expert; e += kWarp)
+            if (p[e] > best) best = p[e], bi = e;  // lane-local: the lowest index among equals
+        for (int o = kWarp / 2; o > 0; o >>= 1) {
+            const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+            const int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
+        }
+        if (lane == 0) {
+            ids[t * k + j] = (int32_t)bi;
+            weights[t * k + j] = best;
+            p[bi] = -2.0f;  // taken
+        }
+        sum_sel += best;
+        __syncwarp();
+    }
+    for (int64_t j = lane; j < k; j += kWarp) weights[t * k + j] /= sum_sel;
+}
+
+// ---- Paged KV cache
+
+__device__ __forceinline__ size_t kv_offset(const KvLayer& kv, int32_t page, int64_t slot) {
+    return ((size_t)((int64_t)page * kv.n_layer + kv.il) * kv.page_size + slot) * kv.n_kv;
+}
+
+__global__ void k_kv_store(KvLayer kv, const float* k, const float* v, const int32_t* pos, const int32_t* tok_seq,
+                           const int32_t* tables, int64_t max_pages) {
+    const int64_t t = blockIdx.x, p = pos[t];
+    const int32_t page = tables[tok_seq[t] * max_pages + p / kv.page_size];
+    const size_t off = kv_offset(kv, page, p % kv.page_size);
+    for (int64_t i = threadIdx.x; i < kv.n_kv; i += blockDim.x) {
+        kv.k[off + i] = __half_as_ushort(__float2half_rn(k[t * kv.n_kv + i]));
+        kv.v[off + i] = __half_as_ushort(__float2half_rn(v[t * kv.n_kv + i]));
+    }
+}
+
+// Attention: one block per (token, head), kAttnWarps warps over strided positions, each with an
+// online softmax (running max m, sum l, weighted values acc: NE = head_dim / 32 per lane); the
+// warps' partial results are merged at the end.
+constexpr int kAttnWarps = 4;
+
+template <int NE>
+__global__ void k_attention(KvLayer kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
+                            const int32_t* tables, int64_t max_pages, int64_t n_head, int64_t group, float scale,
+                            float* out) {
+    constexpr int HD = NE * kWarp;
+    __shared__ float s_m[kAttnWarps], s_l[kAttnWarps], s_acc[kAttnWarps][HD];
+    const int64_t t = blockIdx.x, h = blockIdx.y, hk = h / group;
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const float* qh = q + (t * n_head + h) * HD;
+    float qv[NE], acc[NE];
+#pragma unroll
+    for (int j = 0; j < NE; ++j) qv[j] = qh[lane + kWarp * j], acc[j] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    const int32_t* table = tables + tok_seq[t] * max_pages;
+    const int64_t n_pos = (int64_t)pos[t] + 1;
+    for (int64_t p = warp; p < n_pos; p += kAttnWarps) {
+        const size_t off = kv_offset(kv, table[p / kv.page_size], p % kv.page_size) + hk * HD;
+        float d = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NE; ++j) d += qv[j] * half_bits(kv.k[off + lane + kWarp * j]);
+        const float s = warp_sum(d) * scale;
+        const float m_new = fmaxf(m, s);
+        const float corr = expf(m - m_new), w = expf(s - m_new);
+        l = l * corr + w;
+#pragma unroll
+        for (int j = 0; j < NE; ++j) acc[j] = acc[j] * corr + w * half_bits(kv.v[off + lane + kWarp * j]);
+        m = m_new;
+    }
+    if (lane == 0) s_m[warp] = m, s_l[warp] = l;
+#pragma unroll
+    for (int j = 0; j < NE; ++j) s_acc[warp][lane + kWarp * j] = acc[j];
+    __syncthreads();
+    if (warp != 0) return;
+    float mx = -INFINITY;
+    for (int w = 0; w < kAttnWarps; ++w) mx = fmaxf(mx, s_m[w]);
+    float lsum = 0.0f, f[kAttnWarps];
+    for (int w = 0; w < kAttnWarps; ++w) {
+        f[w] = s_l[w] > 0.0f ? expf(s_m[w] - mx) : 0.0f;  // a warp with no positions has m = -inf
+        lsum += s_l[w] * f[w];
+    }
+    float* o = out + (t * n_head + h) * HD;
+#pragma unroll
+    for (int j = 0; j < NE; ++j) {
+        float v = 0.0f;
+        for (int w = 0; w < kAttnWarps; ++w) v += s_acc[w][lane + kWarp * j] * f[w];
+        o[lane + kWarp * j] = v / lsum;
+    }
+}
+
+// ---- Argmax: one block per row; ties go to the lower index.
+
+__global__ void k_argmax(const float* logits, int64_t n_vocab, int32_t* ids) {
+    __shared__ float s_v[32];
+    __shared__ int64_t s_i[32];
+    const float* row = logits + blockIdx.x * n_vocab;
+    float best = -INFINITY;
+    int64_t bi = n_vocab;
+    for (int64_t i = threadIdx.x; i < n_vocab; i += blockDim.x)
+        if (row[i] > best || bi == n_vocab) best = row[i], bi = i;
+    for (int o = kWarp / 2; o > 0; o >>= 1) {
+        const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+        const int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
+    }
+    if (threadIdx.x % kWarp == 0) s_v[threadIdx.x / kWarp] = best, s_i[threadIdx.x / kWarp] = bi;
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    for (int w = 1; w < (int)(blockDim.x / kWarp); ++w)
+        if (s_v[w] > best || (s_v[w] == best && s_i[w] < bi)) best = s_v[w], bi = s_i[w];
+    ids[blockIdx.x] = (int32_t)bi;
+}
+
+}  // namespace
+
+KernelStatus embed_rows(DType type, const void* table, size_t row_bytes, const int32_t* tokens, int64_t n, int64_t dim,
+                  float* out, void* stream) {
+    if (n == 0) return {};
+    return dispatch(type, "embed_rows", [&]<DType T>() {
+        k_embed<T><<<(unsigned)n, 256, 0, st(stream)>>>((const uint8_t*)table, row_bytes, tokens, dim, out);
+    });
+}
+
+KernelStatus rms_norm(const float* x, const float* w, int64_t n_rows, int64_t width, float eps, float* out, void* stream) {
+    if (n_rows == 0) return {};
+    const int threads = width >= 1024 ? 256 : (width >= 256 ? 128 : 32);
+    k_rms_norm<<<(unsigned)n_rows, threads, 0, st(stream)>>>(x, w, width, eps, out);
+    return launched("rms_norm");
+}
+
+KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim, float base,
+                 void* stream) {
+    if (n_tok == 0) return {};
+    const float theta_scale = std::pow(base, -2.0f / (float)head_dim);  // the reference's, on the host
+    k_rope<<<(unsigned)n_tok, 256, 0, st(stream)>>>(x, pos, n_heads, head_dim, theta_scale);
+    return launched("rope_neox");
+}
+
+KernelStatus swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream) {
+    if (n == 0) return {};
+    k_swiglu<<<(unsigned)((n + 255) / 256), 256, 0, st(stream)>>>(gate, up, out, n);
+    return launched("swiglu");
+}
+
+KernelStatus matmul(DType type, const void* w, size_t row_bytes, int64_t n_rows, int64_t in, const float* x, int64_t n_tok,
+              float* y, void* stream) {
+    if (n_rows == 0 || n_tok == 0) return {};
+    const dim3 grid((unsigned)((n_rows + kMatWarps - 1) / kMatWarps), (unsigned)((n_tok + kTokTile - 1) / kTokTile));
+    return dispatch(type, "matmul", [&]<DType T>() {
+        k_matmul<T><<<grid, kMatWarps * kWarp, 0, st(stream)>>>((const uint8_t*)w, row_bytes, n_rows, in, x, n_tok, y);
+    });
+}
+
+KernelStatus router_topk(const float* logits, int64_t n_tok, int64_t n_expert, int64_t k, int32_t* ids, float* weights,
+                   void* stream) {
+    if (k < 1 || k > n_expert) return err("cuda router_topk: k = ", k, " with ", n_expert, " experts");
+    if (n_tok == 0) return {};
+    k_router<<<(unsigned)n_tok, kWarp, (size_t)n_expert * sizeof(float), st(stream)>>>(logits, n_expert, k, ids,
+                                                                                        weights);
+    return launched("router_topk");
+}
+
+KernelStatus kv_store(const KvLayer& kv, const float* k, const float* v, const int32_t* pos, const int32_t* tok_seq,
+                const int32_t* tables, int64_t max_pages, int64_t n_tok, void* stream) {
+    if (n_tok == 0) return {};
+    k_kv_store<<<(unsigned)n_tok, 128, 0, st(stream)>>>(kv, k, v, pos, tok_seq, tables, max_pages);
+    return launched("kv_store");
+}
+
+KernelStatus attention(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq, const int32_t* tables,
+                 int64_t max_pages, int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim, float* out,
+                 void* stream) {
+    if (n_head_kv <= 0 || n_head % n_head_kv != 0)
+        return err("cuda attention: ", n_head, " heads not a multiple of ", n_head_kv, " kv heads");
+    if (n_tok == 0) return {};
+    const dim3 grid((unsigned)n_tok, (unsigned)n_head);
+    const float scale = 1.0f / std::sqrt((float)head_dim);
+    const int64_t group = n_head / n_head_kv;
+    switch (head_dim) {
+        case 32: k_attention<1><<<grid, kAttnWarps * kWarp, 0, st(stream)>>>(kv, q, pos, tok_seq, tables, max_pages, n_head, group, scale, out); break;
+        case 64: k_attention<2><<<grid, kAttnWarps * kWarp, 0, st(stream)>>>(kv, q, pos, tok_seq, tables, max_pages, n_head, group, scale, out); break;
+        case 128: k_attention<4><<<grid, kAttnWarps * kWarp, 0, st(stream)>>>(kv, q, pos, tok_seq, tables, max_pages, n_head, group, scale, out); break;
+        case 256: k_attention<8><<<grid, kAttnWarps * kWarp, 0, st(stream)>>>(kv, q, pos, tok_seq, tables, max_pages, n_head, group, scale, out); break;
+        default: return err("cuda attention: head_dim ", head_dim, " not supported (32, 64, 128, 256)");
+    }
+    return launched("attention");
+}
+
+KernelStatus argmax(const float* logits, int64_t n_tok, int64_t n_vocab, int32_t* ids, void* stream) {
+    if (n_tok == 0) return {};
+    k_argmax<<<(unsigned)n_tok, 256, 0, st(stream)>>>(logits, n_vocab, ids);
+    return launched("argmax");
+}
+
+KernelStatus sync(void* stream) {
+    const cudaError_t e = cudaStreamSynchronize(st(stream));
+    if (e != cudaSuccess) return err("cuda: ", cudaGetErrorString(e), " (", cudaGetErrorName(e), ")");
+    return {};
+}
+
+}  // namespace tandem::cuda

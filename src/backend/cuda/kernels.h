@@ -1,0 +1,75 @@
+// CUDA kernels of the hybrid forward, as plain host functions (no CUDA types: `stream` is a
+// cudaStream_t from backend::Stream::handle(), null for the default stream). All pointers are
+// device pointers. Each kernel has a scalar CPU reference (kernels/reference) and a test
+// against it (tests/cuda/cuda_kernels_test.cpp). Each returns an empty string, or one line
+// naming the kernel and the CUDA error (not a Status: fmt does not get through nvcc, and this
+// header is compiled by it).
+//
+// Layouts follow the CPU forward (model/builders.cpp): activations are row-major f32 with one
+// row per token; weights are GGUF rows (`row_bytes` apart, quantized blocks as stored); the KV
+// pool is the KvPool layout (n_pages, n_layer, page_size, n_kv) f16 for K and for V.
+#pragma once
+
+#include <cstdint>
+
+#include <string>
+
+#include "core/dtype.h"
+
+namespace tandem::cuda {
+
+using KernelStatus = std::string;  // empty: launched fine
+
+// out[t] = row tokens[t] of `table` (type F32/F16/BF16/Q8_0/Q4_K/Q6_K) dequantized to f32;
+// out (n, dim)
+KernelStatus embed_rows(DType type, const void* table, size_t row_bytes, const int32_t* tokens, int64_t n, int64_t dim,
+                  float* out, void* stream);
+
+// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w for n_rows rows of `width` (w may be null).
+// Per-head q/k norm: n_rows = tokens * heads, width = head_dim. out may alias x.
+KernelStatus rms_norm(const float* x, const float* w, int64_t n_rows, int64_t width, float eps, float* out, void* stream);
+
+// NeoX RoPE in place on x (n_tok, n_heads * head_dim); token t is at position pos[t].
+KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim, float base,
+                 void* stream);
+
+// out[i] = silu(gate[i]) * up[i], n values; out may alias gate.
+KernelStatus swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream);
+
+// y (n_tok, n_rows) = x (n_tok, in) times the weight rows [0, n_rows) of `in` elements, type
+// F32/F16/BF16/Q8_0/Q4_K/Q6_K dequantized on the fly (f32 accumulation).
+KernelStatus matmul(DType type, const void* w, size_t row_bytes, int64_t n_rows, int64_t in, const float* x, int64_t n_tok,
+              float* y, void* stream);
+
+// Router: per token, softmax over n_expert logits, the top k (ties to the lower index), their
+// weights renormalised to sum 1. ids/weights (n_tok, k), best first.
+KernelStatus router_topk(const float* logits, int64_t n_tok, int64_t n_expert, int64_t k, int32_t* ids, float* weights,
+                   void* stream);
+
+// The paged KV cache of one layer, as KvPool lays it out.
+struct KvLayer {
+    uint16_t* k;      // pool base: (n_pages, n_layer, page_size, n_kv) f16
+    uint16_t* v;
+    int64_t n_layer, il, page_size, n_kv;
+};
+
+// Writes the keys/values of n_tok tokens (each (n_kv) f32) at their positions: token t goes to
+// page tables[tok_seq[t] * max_pages + pos[t] / page_size], slot pos[t] % page_size.
+KernelStatus kv_store(const KvLayer& kv, const float* k, const float* v, const int32_t* pos, const int32_t* tok_seq,
+                const int32_t* tables, int64_t max_pages, int64_t n_tok, void* stream);
+
+// Attention of n_tok query tokens (q (n_tok, n_head * head_dim), already normed and roped) over
+// the paged cache: token t sees positions [0, pos[t]] of sequence tok_seq[t] (causal; decode is
+// one token per sequence). GQA: head h reads kv head h / (n_head / n_head_kv). head_dim must be
+// a multiple of 32, at most 256. out (n_tok, n_head * head_dim); scale 1/sqrt(head_dim).
+KernelStatus attention(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
+                 const int32_t* tables, int64_t max_pages, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                 int64_t head_dim, float* out, void* stream);
+
+// Greedy sampling: ids[t] = argmax of logits row t (ties to the lower index).
+KernelStatus argmax(const float* logits, int64_t n_tok, int64_t n_vocab, int32_t* ids, void* stream);
+
+// Waits for `stream` and reports an asynchronous kernel error.
+KernelStatus sync(void* stream);
+
+}  // namespace tandem::cuda

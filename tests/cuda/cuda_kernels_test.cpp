@@ -1,0 +1,286 @@
+// Every CUDA kernel against the CPU reference (kernels/reference), with the tolerance stated per
+// test. The reference side runs everywhere; the GPU side skips where there is no device.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "backend/cuda/kernels.h"
+#include "core/fp16.h"
+#include "cuda_test_util.h"
+#include "kernels/reference/ops.h"
+#include "kernels/reference/quants.h"
+
+namespace tandem {
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+// max |a - b| <= tol * max(1, max |b|)
+void expect_close(const std::vector<float>& a, const std::vector<float>& b, float tol, const std::string& what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    float mx = 1.0f, err = 0.0f;
+    size_t at = 0;
+    for (size_t i = 0; i < b.size(); ++i) {
+        mx = std::max(mx, std::fabs(b[i]));
+        if (std::fabs(a[i] - b[i]) > err) err = std::fabs(a[i] - b[i]), at = i;
+    }
+    EXPECT_LE(err, tol * mx) << what << ": worst at " << at << ": " << a[at] << " vs " << b[at];
+}
+
+const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_K, DType::Q6_K};
+
+// Quantized rows of a random (rows, n) matrix, and the reference dequantization of them.
+struct QMatrix {
+    std::vector<uint8_t> bytes;
+    std::vector<float> deq;
+    size_t row_bytes;
+};
+QMatrix make_matrix(DType t, int64_t rows, int64_t n, uint32_t seed) {
+    QMatrix m;
+    m.row_bytes = row_bytes(t, n);
+    m.bytes.resize(m.row_bytes * (size_t)rows);
+    m.deq.resize((size_t)(rows * n));
+    const std::vector<float> src = randn((size_t)(rows * n), seed, 0.5f);
+    for (int64_t r = 0; r < rows; ++r) {
+        ref::quantize_row(t, src.data() + r * n, m.bytes.data() + r * m.row_bytes, n);
+        ref::dequantize_row(t, m.bytes.data() + r * m.row_bytes, m.deq.data() + r * n, n);
+    }
+    return m;
+}
+
+// Embedding rows: the dequantized row exactly (1e-6: nvcc may fuse d * q - m into one FMA).
+TEST(CudaKernels, EmbedRowsMatchesTheDequantizer) {
+    const int64_t V = 12, D = 512;
+    const std::vector<int32_t> tokens = {3, 0, 11, 3, 7};
+    std::vector<QMatrix> tables;
+    for (DType t : kWeightTypes) tables.push_back(make_matrix(t, V, D, 1 + (uint32_t)t));
+    TANDEM_GPU_OR_SKIP(gpu);
+    int32_t* d_tok = gpu->put(tokens);
+    for (size_t i = 0; i < std::size(kWeightTypes); ++i) {
+        const DType t = kWeightTypes[i];
+        float* out = gpu->zeros<float>(tokens.size() * D);
+        ASSERT_EQ(cuda::embed_rows(t, gpu->put(tables[i].bytes), tables[i].row_bytes, d_tok, (int64_t)tokens.size(), D,
+                                   out, nullptr), "");
+        std::vector<float> want;
+        for (int32_t tk : tokens) want.insert(want.end(), tables[i].deq.begin() + tk * D, tables[i].deq.begin() + (tk + 1) * D);
+        expect_close(gpu->get(out, want.size()), want, 1e-6f, std::string("embed ") + std::string(dtype_name(t)));
+    }
+}
+
+// RMSNorm over whole rows and per head (q/k norm): 1e-5 relative.
+TEST(CudaKernels, RmsNormMatchesReference) {
+    for (auto [rows, width] : {std::pair<int64_t, int64_t>{6, 2048}, {24, 128}, {3, 64}}) {
+        const auto x = randn((size_t)(rows * width), 5, 3.0f), w = randn((size_t)width, 6);
+        std::vector<float> want(x.size()), want_now(x.size());
+        for (int64_t r = 0; r < rows; ++r) {
+            ref::rms_norm(x.data() + r * width, w.data(), width, 1e-6f, want.data() + r * width);
+            ref::rms_norm(x.data() + r * width, nullptr, width, 1e-6f, want_now.data() + r * width);
+        }
+        std::string why;
+        auto gpu = cuda_test::open_gpu(why);
+        if (!gpu) GTEST_SKIP() << why << " (GPU part skipped)";
+        float* d_x = gpu->put(x);
+        float* out = gpu->zeros<float>(x.size());
+        ASSERT_EQ(cuda::rms_norm(d_x, gpu->put(w), rows, width, 1e-6f, out, nullptr), "");
+        expect_close(gpu->get(out, x.size()), want, 1e-5f, "rms_norm " + std::to_string(width));
+        ASSERT_EQ(cuda::rms_norm(d_x, nullptr, rows, width, 1e-6f, d_x, nullptr), "");  // in place, no weight
+        expect_close(gpu->get(d_x, x.size()), want_now, 1e-5f, "rms_norm in place " + std::to_string(width));
+    }
+}
+
+// NeoX RoPE at positions up to 32K, Qwen3's base: 2e-5 relative (cos/sin of up to ~3e4 rad).
+TEST(CudaKernels, RopeNeoxMatchesReference) {
+    const int64_t H = 4, hd = 128;
+    const std::vector<int32_t> pos = {0, 1, 7, 100, 4095, 32767};
+    const auto x = randn(pos.size() * H * hd, 9);
+    std::vector<float> want = x;
+    for (size_t t = 0; t < pos.size(); ++t) ref::rope_neox(want.data() + t * H * hd, H, hd, pos[t], 1e6f);
+    TANDEM_GPU_OR_SKIP(gpu);
+    float* d = gpu->put(x);
+    ASSERT_EQ(cuda::rope_neox(d, gpu->put(pos), (int64_t)pos.size(), H, hd, 1e6f, nullptr), "");
+    expect_close(gpu->get(d, x.size()), want, 2e-5f, "rope");
+}
+
+TEST(CudaKernels, SwigluMatchesReference) {
+    const size_t n = 3000;
+    const auto g = randn(n, 11, 4.0f), u = randn(n, 12);
+    std::vector<float> want(n);
+    ref::swiglu(g.data(), u.data(), want.data(), (int64_t)n);
+    TANDEM_GPU_OR_SKIP(gpu);
+    float* d_g = gpu->put(g);
+    ASSERT_EQ(cuda::swiglu(d_g, gpu->put(u), d_g, (int64_t)n, nullptr), "");
+    expect_close(gpu->get(d_g, n), want, 1e-6f, "swiglu");
+}
+
+// GEMV (1 token) and GEMM (3, 11 tokens: a partial tile) against the dequantized weights dotted
+// in double: 1e-5 of the largest output (f32 accumulation over 768 products).
+TEST(CudaKernels, MatmulMatchesDequantizedReference) {
+    const int64_t rows = 70, in = 768;
+    for (DType t : kWeightTypes) {
+        const QMatrix w = make_matrix(t, rows, in, 20 + (uint32_t)t);
+        for (int64_t n_tok : {1, 3, 11}) {
+            const auto x = randn((size_t)(n_tok * in), 30 + (uint32_t)n_tok);
+            std::vector<float> want((size_t)(n_tok * rows));
+            for (int64_t tk = 0; tk < n_tok; ++tk)
+                for (int64_t r = 0; r < rows; ++r) {
+                    double s = 0;
+                    for (int64_t i = 0; i < in; ++i) s += (double)w.deq[r * in + i] * x[tk * in + i];
+                    want[tk * rows + r] = (float)s;
+                }
+            std::string why;
+            auto gpu = cuda_test::open_gpu(why);
+            if (!gpu) GTEST_SKIP() << why << " (GPU part skipped)";
+            float* y = gpu->zeros<float>(want.size());
+            ASSERT_EQ(cuda::matmul(t, gpu->put(w.bytes), w.row_bytes, rows, in, gpu->put(x), n_tok, y, nullptr), "");
+            expect_close(gpu->get(y, want.size()), want, 1e-5f,
+                         std::string("matmul ") + std::string(dtype_name(t)) + " x" + std::to_string(n_tok));
+        }
+    }
+    EXPECT_NE(cuda::matmul(DType::Q5_0, nullptr, 0, 1, 32, nullptr, 1, nullptr, nullptr), "");
+}
+
+// Router as Forward::moe does it: softmax, top k (ties to the lower index), renormalised.
+TEST(CudaKernels, RouterTopkMatchesForward) {
+    for (auto [E, K] : {std::pair<int64_t, int64_t>{128, 8}, {60, 4}, {8, 2}}) {
+        const int64_t n_tok = 7;
+        auto logits = randn((size_t)(n_tok * E), 40 + (uint32_t)E, 3.0f);
+        logits[2 * E + 5] = logits[2 * E + 9] = 50.0f;  // an exact tie at the top of token 2
+        std::vector<int32_t> want_ids;
+        std::vector<float> want_w;
+        for (int64_t t = 0; t < n_tok; ++t) {
+            std::vector<float> p(logits.begin() + t * E, logits.begin() + (t + 1) * E);
+            ref::softmax(p.data(), E);
+            std::vector<int64_t> idx((size_t)E);
+            std::iota(idx.begin(), idx.end(), 0);
+            std::partial_sort(idx.begin(), idx.begin() + K, idx.end(),
+                              [&](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+            float sum = 0;
+            for (int64_t j = 0; j < K; ++j) sum += p[idx[j]];
+            for (int64_t j = 0; j < K; ++j) want_ids.push_back((int32_t)idx[j]), want_w.push_back(p[idx[j]] / sum);
+        }
+        EXPECT_EQ(want_ids[2 * K], 5);
+        EXPECT_EQ(want_ids[2 * K + 1], 9);
+        std::string why;
+        auto gpu = cuda_test::open_gpu(why);
+        if (!gpu) GTEST_SKIP() << why << " (GPU part skipped)";
+        int32_t* ids = gpu->zeros<int32_t>(want_ids.size());
+        float* w = gpu->zeros<float>(want_w.size());
+        ASSERT_EQ(cuda::router_topk(gpu->put(logits), n_tok, E, K, ids, w, nullptr), "");
+        EXPECT_EQ(gpu->get(ids, want_ids.size()), want_ids) << "E " << E;
+        expect_close(gpu->get(w, want_w.size()), want_w, 1e-5f, "router weights");
+    }
+}
+
+// Paged KV cache + attention (GQA), as Forward::attention does it on a KvPool: two decode
+// sequences on shuffled pages, then a causal prefill of a whole sequence. K/V bytes bit-equal;
+// outputs 1e-5 relative.
+TEST(CudaKernels, PagedAttentionMatchesForward) {
+    for (int64_t hd : {64, 128}) {
+        const int64_t n_layer = 2, il = 1, ps = 16, H = 8, Hkv = 2, n_kv = Hkv * hd, n_pages = 8, max_pages = 4;
+        // sequence 0 owns pages {5, 2, 7}, sequence 1 pages {0, 3}
+        const std::vector<int32_t> tables = {5, 2, 7, -1, 0, 3, -1, -1};
+        const std::vector<int64_t> len = {37, 20};
+        // every position of both sequences is stored
+        std::vector<int32_t> pos, seq;
+        for (int s = 0; s < 2; ++s)
+            for (int64_t p = 0; p < len[s]; ++p) pos.push_back((int32_t)p), seq.push_back(s);
+        const int64_t n_all = (int64_t)pos.size();
+        const auto k = randn((size_t)(n_all * n_kv), 50), v = randn((size_t)(n_all * n_kv), 51);
+        const size_t pool_elems = (size_t)(n_pages * n_layer * ps * n_kv);
+        std::vector<uint16_t> k_pool(pool_elems, 0), v_pool(pool_elems, 0);
+        auto slot = [&](int64_t s, int64_t p) {
+            return ((size_t)((int64_t)tables[s * max_pages + p / ps] * n_layer + il) * ps + p % ps) * n_kv;
+        };
+        for (int64_t t = 0; t < n_all; ++t)
+            for (int64_t i = 0; i < n_kv; ++i) {
+                k_pool[slot(seq[t], pos[t]) + i] = fp32_to_fp16(k[t * n_kv + i]);
+                v_pool[slot(seq[t], pos[t]) + i] = fp32_to_fp16(v[t * n_kv + i]);
+            }
+        // queries: the decode token of each sequence, then all of sequence 1 (prefill, causal)
+        std::vector<int32_t> qpos = {(int32_t)len[0] - 1, (int32_t)len[1] - 1}, qseq = {0, 1};
+        for (int64_t p = 0; p < len[1]; ++p) qpos.push_back((int32_t)p), qseq.push_back(1);
+        const int64_t n_q = (int64_t)qpos.size();
+        const auto q = randn((size_t)(n_q * H * hd), 52);
+        std::vector<float> want((size_t)(n_q * H * hd), 0.0f);
+        for (int64_t t = 0; t < n_q; ++t)
+            for (int64_t h = 0; h < H; ++h) {
+                const int64_t hk = h / (H / Hkv), n_pos = qpos[t] + 1;
+                std::vector<float> sc((size_t)n_pos);
+                for (int64_t p = 0; p < n_pos; ++p) {
+                    float d = 0;
+                    for (int64_t i = 0; i < hd; ++i)
+                        d += q[(t * H + h) * hd + i] * fp16_to_fp32(k_pool[slot(qseq[t], p) + hk * hd + i]);
+                    sc[p] = d / std::sqrt((float)hd);
+                }
+                ref::softmax(sc.data(), n_pos);
+                for (int64_t p = 0; p < n_pos; ++p)
+                    for (int64_t i = 0; i < hd; ++i)
+                        want[(t * H + h) * hd + i] += sc[p] * fp16_to_fp32(v_pool[slot(qseq[t], p) + hk * hd + i]);
+            }
+        std::string why;
+        auto gpu = cuda_test::open_gpu(why);
+        if (!gpu) GTEST_SKIP() << why << " (GPU part skipped)";
+        cuda::KvLayer kv{gpu->zeros<uint16_t>(pool_elems), gpu->zeros<uint16_t>(pool_elems), n_layer, il, ps, n_kv};
+        int32_t* d_tables = gpu->put(tables);
+        ASSERT_EQ(cuda::kv_store(kv, gpu->put(k), gpu->put(v), gpu->put(pos), gpu->put(seq), d_tables, max_pages, n_all,
+                                 nullptr), "");
+        EXPECT_EQ(gpu->get(kv.k, pool_elems), k_pool) << "K pages, head_dim " << hd;
+        EXPECT_EQ(gpu->get(kv.v, pool_elems), v_pool) << "V pages, head_dim " << hd;
+        float* out = gpu->zeros<float>(want.size());
+        ASSERT_EQ(cuda::attention(kv, gpu->put(q), gpu->put(qpos), gpu->put(qseq), d_tables, max_pages, n_q, H, Hkv, hd,
+                                  out, nullptr), "");
+        expect_close(gpu->get(out, want.size()), want, 1e-5f, "attention head_dim " + std::to_string(hd));
+    }
+}
+
+TEST(CudaKernels, ArgmaxTakesTheLowerIndexOnTies) {
+    const int64_t n_vocab = 151936, n_tok = 3;
+    auto logits = randn((size_t)(n_vocab * n_tok), 60);
+    logits[1 * n_vocab + 70000] = logits[1 * n_vocab + 123] = 99.0f;
+    std::vector<int32_t> want;
+    for (int64_t t = 0; t < n_tok; ++t)
+        want.push_back((int32_t)(std::max_element(logits.begin() + t * n_vocab, logits.begin() + (t + 1) * n_vocab) -
+                                 (logits.begin() + t * n_vocab)));
+    EXPECT_EQ(want[1], 123);
+    TANDEM_GPU_OR_SKIP(gpu);
+    int32_t* ids = gpu->zeros<int32_t>(n_tok);
+    ASSERT_EQ(cuda::argmax(gpu->put(logits), n_tok, n_vocab, ids, nullptr), "");
+    EXPECT_EQ(gpu->get(ids, n_tok), want);
+}
+
+TEST(CudaBackend, ArenaStreamsPinnedAndUpload) {
+    TANDEM_GPU_OR_SKIP(gpu);
+    auto a = gpu->be->make_arena(4096);
+    ASSERT_TRUE(a.ok()) << a.error().message;
+    auto p1 = (*a)->alloc(100, "x");
+    auto p2 = (*a)->alloc(100, "y");
+    ASSERT_TRUE(p1.ok() && p2.ok());
+    EXPECT_EQ((uintptr_t)*p2 % 256, 0u);
+    auto big = (*a)->alloc(8192, "blk.0.attn_q.weight");
+    ASSERT_FALSE(big.ok());
+    EXPECT_NE(big.error().message.find("blk.0.attn_q.weight"), std::string::npos);
+    auto s = gpu->be->make_stream();
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    auto pin = gpu->be->alloc_pinned(1024);
+    ASSERT_TRUE(pin.ok()) << pin.error().message;
+    std::vector<uint8_t> src(1024);
+    std::iota(src.begin(), src.end(), 0);
+    std::copy(src.begin(), src.end(), (uint8_t*)*pin);
+    auto dev = backend::upload_tensor(*gpu->be, **a, "t", *pin, 1024, s->get());
+    ASSERT_TRUE(dev.ok()) << dev.error().message;
+    std::vector<uint8_t> back(1024);
+    ASSERT_TRUE(gpu->be->download(back.data(), *dev, 1024, s->get()).ok());
+    ASSERT_TRUE((*s)->synchronize().ok());
+    EXPECT_EQ(back, src);
+    gpu->be->free_pinned(*pin);
+}
+
+}  // namespace
+}  // namespace tandem
