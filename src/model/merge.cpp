@@ -148,7 +148,18 @@ Status merge_checkpoints(const std::string& st_dir, const std::string& gguf_path
     TANDEM_ASSIGN(SafetensorsSet st, SafetensorsSet::open(st_dir));
     TANDEM_ASSIGN(GgufFile g, GgufFile::open(gguf_path));
 
-    const std::vector<std::string> bad = find_disagreements(cfg, st, g, gguf_path);
+    std::vector<std::string> bad = find_disagreements(cfg, st, g, gguf_path);
+    // dense parts the loader cannot take yet: refuse now rather than after copying the experts
+    std::vector<std::string> unloadable;
+    for (const StTensor& t : st.tensors()) {
+        if (is_hf_expert(t.name) || t.name.ends_with(hf::kIgnoredSuffix)) continue;
+        if (!map_hf_name(t.name) || !st_to_dtype(t.dtype))
+            unloadable.push_back(fmt::format("{} ({})", t.name, st_dtype_name(t.dtype)));
+    }
+    if (!unloadable.empty())
+        bad.push_back(fmt::format("{} dense tensor(s) that Tandem cannot load yet (quantized safetensors such as W8A8 "
+                                  "are not supported yet): {}",
+                                  unloadable.size(), list_names(unloadable)));
     if (!bad.empty())
         return make_error("cannot merge {} and {}: {} disagreement(s): {}", st_dir, gguf_path, bad.size(),
                           fmt::join(bad, "; "));

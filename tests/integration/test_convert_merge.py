@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import struct
 
 from common import TANDEM, THREADS, TempDirTestCase, read_f32, run, run_json
 
@@ -154,6 +155,27 @@ class ConvertMerge(TempDirTestCase):
                   "'model.embed_tokens.weight' has shape [151936, 128]"):
             self.assertIn(e, line)
         self.assertFalse(os.path.exists(self.path("bad-merge")))
+
+    def test_merge_refuses_quantized_dense_parts_before_writing(self):
+        d = self.path("hf-w8-scale")
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(self.hf, d)
+        # one more shard holding a W8A8 scale tensor (F32 [1]), named in the index
+        header = json.dumps({"model.layers.0.self_attn.q_proj.input_scale":
+                             {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+        header += b" " * ((-len(header)) % 8)
+        with open(os.path.join(d, "extra.safetensors"), "wb") as f:
+            f.write(struct.pack("<Q", len(header)) + header + struct.pack("<f", 0.5))
+        index = os.path.join(d, "model.safetensors.index.json")
+        with open(index) as f:
+            idx = json.load(f)
+        idx["weight_map"]["model.layers.0.self_attn.q_proj.input_scale"] = "extra.safetensors"
+        with open(index, "w") as f:
+            json.dump(idx, f)
+        out = self.path("m-w8")
+        self.assert_error([TANDEM, "merge", "--safetensors", d, "--gguf", self.q4km, "--out", out],
+                          "model.layers.0.self_attn.q_proj.input_scale (F32)", "cannot load yet")
+        self.assertFalse(os.path.exists(out))
 
     def test_merge_missing_dense_tensor_and_existing_output(self):
         d = self.path("hf-no-qnorm")
