@@ -22,6 +22,8 @@ Runner add_tokenize(CLI::App& app);
 Runner add_detokenize(CLI::App& app);
 Runner add_chat(CLI::App& app);
 Runner add_serve(CLI::App& app);
+Runner add_convert(CLI::App& app);
+Runner add_merge(CLI::App& app);
 
 // Prints "tandem: error: MSG" on one line to stderr and returns kExitError.
 int fail(const std::string& msg);

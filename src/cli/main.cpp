@@ -60,6 +60,10 @@ int main(int argc, char** argv) {
     add("detokenize", "Print the text of token ids", [](CLI::App& a) { return cli::add_detokenize(a); });
     add("bench", "Prefill and decode speed table (the seed's), with GB/s and time per stage",
         [](CLI::App& a) { return cli::add_bench(a); });
+    add("convert", "Write a model (GGUF, Hugging Face or merged folder) as GGUF in a quantization mix",
+        [](CLI::App& a) { return cli::add_convert(a); });
+    add("merge", "Merge a safetensors checkpoint (dense parts) and a GGUF (routed experts) into one model folder",
+        [](CLI::App& a) { return cli::add_merge(a); });
     add("make-test-model", "Write a synthetic Qwen3-MoE GGUF or Hugging Face folder (real tokenizer, random weights)",
         [&](CLI::App& a) { return cli::add_make_test_model(a, argv[0]); });
 

@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "kernels/reference/quants.h"
+#include "model/merge.h"
 
 namespace tandem {
 namespace {
@@ -63,7 +64,8 @@ private:
 
 Result<GgufFile> Model::open_file(const std::string& path, ViewFor purpose) {
     std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) return open_hf_checkpoint(path, purpose);
+    if (std::filesystem::is_directory(path, ec))
+        return is_merged_folder(path) ? open_merged_folder(path, purpose) : open_hf_checkpoint(path, purpose);
     return GgufFile::open(path);
 }
 

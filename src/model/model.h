@@ -50,7 +50,8 @@ struct LayerWeights {
 
 class Model {
 public:
-    // `path`: a .gguf file (the first of split files) or a Hugging Face checkpoint folder.
+    // `path`: a .gguf file (the first of split files), a Hugging Face checkpoint folder or a folder
+    // written by `tandem merge`.
     // for_inspect: accept hyper-parameters the forward does not implement (e.g. YaRN), and do
     // not gather expert stacks (their `data` may be null).
     static Result<std::unique_ptr<Model>> load(const std::string& path, bool for_inspect = false);

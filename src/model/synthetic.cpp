@@ -15,52 +15,15 @@
 #include "kernels/reference/quants.h"
 #include "model/arch.h"
 #include "model/hf_checkpoint.h"
+#include "model/quant_mix.h"
 
 namespace tandem {
 namespace {
 
-// llama.cpp's rule for giving some layers more bits in the *_M mixes.
-bool use_more_bits(int64_t il, int64_t n_layer) {
-    return il < n_layer / 8 || il >= 7 * n_layer / 8 || (il - n_layer / 8) % 3 == 2;
-}
+using Role = TensorRole;
 
-DType fallback(DType t, int64_t row) {
-    if (row % traits(t).block_size == 0) return t;
-    switch (t) {
-        case DType::Q4_K: return DType::Q5_0;
-        case DType::Q5_K: return DType::Q5_0;  // llama.cpp uses Q5_1, which Tandem does not implement
-        case DType::Q6_K: return DType::Q8_0;
-        default: break;
-    }
-    return row % 32 == 0 ? t : DType::F16;
-}
-
-enum class Role { embd, output, attn_q, attn_k, attn_v, attn_out, ffn_gate, ffn_up, ffn_down, router, norm };
-
-// Tensor type for a 2-D/3-D weight under the mix, as llama.cpp's quantizer chooses it.
 DType choose_type(const SyntheticSpec& s, Role role, int64_t il, int64_t row) {
-    if (role == Role::norm || role == Role::router) return DType::F32;
-    DType t = DType::F16;
-    switch (s.quant) {
-        case QuantMix::f32: return DType::F32;
-        case QuantMix::f16: return DType::F16;
-        case QuantMix::bf16: return DType::BF16;
-        case QuantMix::q8_0: t = DType::Q8_0; break;
-        case QuantMix::q4_0: t = role == Role::output ? DType::Q6_K : DType::Q4_0; break;
-        case QuantMix::q5_0: t = role == Role::output ? DType::Q6_K : DType::Q5_0; break;
-        case QuantMix::q4_k_m: {
-            const bool eight = s.n_expert == 8;
-            t = DType::Q4_K;
-            if (role == Role::output) t = DType::Q6_K;
-            else if (role == Role::attn_v) t = eight ? DType::Q8_0 : use_more_bits(il, s.n_layer) ? DType::Q6_K : DType::Q4_K;
-            else if (role == Role::attn_k && eight) t = DType::Q8_0;
-            else if (role == Role::attn_out && eight) t = DType::Q5_K;
-            else if (role == Role::ffn_down && use_more_bits(il, s.n_layer)) t = DType::Q6_K;
-            break;
-        }
-    }
-    if (role == Role::output && row % 256 != 0 && t != DType::Q8_0 && traits(t).block_size == 256) return DType::Q8_0;
-    return fallback(t, row);
+    return quant_mix_type(s.quant, MixShape{s.n_layer, s.moe ? s.n_expert : 0}, role, il, row);
 }
 
 struct Planned {
@@ -207,22 +170,6 @@ Status write_hf(const SyntheticSpec& s, const std::string& tokenizer_dir, const 
 
 }  // namespace
 
-Result<QuantMix> quant_mix_from_name(const std::string& n) {
-    if (n == "f32") return QuantMix::f32;
-    if (n == "f16") return QuantMix::f16;
-    if (n == "bf16") return QuantMix::bf16;
-    if (n == "q8_0") return QuantMix::q8_0;
-    if (n == "q4_0") return QuantMix::q4_0;
-    if (n == "q5_0") return QuantMix::q5_0;
-    if (n == "q4_k_m") return QuantMix::q4_k_m;
-    return make_error("unknown quant '{}' (choose f32, f16, bf16, q8_0, q4_0, q5_0, q4_k_m)", n);
-}
-
-const char* quant_mix_name(QuantMix q) {
-    static constexpr const char* kNames[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_k_m"};
-    return kNames[(int)q];
-}
-
 Result<SyntheticSpec> SyntheticSpec::preset(const std::string& name) {
     SyntheticSpec s;
     s.name = name;
@@ -283,8 +230,7 @@ Status write_synthetic_model(const SyntheticSpec& s, const std::string& tokenize
     GgufWriter w;
     // the hyper-parameters as the Hugging Face folder of the same spec gives them
     for (auto& [k, v] : hf_config_metadata(hf_config_of(s), "tandem-synthetic-" + s.name)) w.set(k, std::move(v));
-    static constexpr uint32_t kFileType[] = {0, 1, 32, 7, 2, 8, 15};  // llama_ftype of each mix
-    w.set(key::kFileType, GgufValue::of_u32(kFileType[(int)s.quant]));
+    w.set(key::kFileType, GgufValue::of_u32(quant_mix_file_type(s.quant)));
     w.set(key::kQuantVersion, GgufValue::of_u32(2));
     for (auto& [k, v] : tokenizer_metadata(tok)) w.set(k, std::move(v));
 

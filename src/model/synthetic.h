@@ -9,10 +9,10 @@
 #include <string>
 
 #include "core/status.h"
+#include "model/quant_mix.h"
 
 namespace tandem {
 
-enum class QuantMix { f32, f16, bf16, q8_0, q4_0, q5_0, q4_k_m };
 enum class ModelFormat { gguf, hf };
 
 struct SyntheticSpec {
@@ -41,9 +41,6 @@ struct SyntheticSpec {
     static Result<SyntheticSpec> preset(const std::string& name);
     Status validate() const;
 };
-
-Result<QuantMix> quant_mix_from_name(const std::string& name);
-const char* quant_mix_name(QuantMix q);
 
 // Writes the model (hf: `path` is the folder, created if needed: config.json, tokenizer files,
 // safetensors shards, their index); tokenizer_dir holds tokenizer.json + tokenizer_config.json.

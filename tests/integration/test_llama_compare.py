@@ -125,6 +125,13 @@ class LlamaCompare(TempDirTestCase):
     def test_q4_k_m(self):
         self.compare(self.make_model("tiny-q4_k_m.gguf", "--quant", "q4_k_m"), "q4_k_m")
 
+    def test_converted_from_hf_folder(self):
+        """`tandem convert` of a Hugging Face BF16 folder to Q4_K_M: llama.cpp loads it and agrees."""
+        hf = self.make_model("tiny-hf", "--format", "hf")
+        out = self.path("converted-q4_k_m.gguf")
+        run([TANDEM, "convert", "-m", hf, "--quant", "q4_k_m", "-o", out, "--threads", THREADS])
+        self.compare(out, "q4_k_m")
+
     def test_files_quantized_by_llama_cpp(self):
         f16 = self.make_model("tiny-f16.gguf", "--quant", "f16")
         for quant in ("q8_0", "q4_k_m"):

@@ -5,6 +5,7 @@
 
 #include "core/fp16.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/reference/int8.h"
 #include "kernels/reference/ops.h"
 #include "kernels/reference/quants.h"
 
@@ -63,6 +64,7 @@ KernelTable make_generic() {
 #undef TANDEM_REF
     t.attn_scores = attn_scores_ref;
     t.attn_values = attn_values_ref;
+    t.gemv_i8 = ref::gemv_i8;
     return t;
 }
 

@@ -23,6 +23,10 @@ using GemmFn = void (*)(const uint8_t* w, size_t row_stride, int64_t n_rows, int
 using ConvertFn = void (*)(const float* x, void* out, int64_t n);
 // Attention over an f16 KV cache: scores[p] = q . k_p for n_pos keys `stride` halves apart;
 // out += sum_p w[p] * v_p.
+// W8A8: acc[r] = sum_k x_q[k] * w[r][k] (int32, exact) for int8 weight rows `row_stride` bytes
+// apart and one int8 activation row (see kernels/reference/int8.h).
+using GemvI8Fn = void (*)(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const int8_t* x_q,
+                          int32_t* acc);
 using AttnScoresFn = void (*)(const float* q, const uint16_t* k, int64_t stride, int64_t n_pos, int64_t hd,
                               float* scores);
 using AttnValuesFn = void (*)(const float* w, const uint16_t* v, int64_t stride, int64_t n_pos, int64_t hd,
@@ -39,6 +43,7 @@ struct KernelTable {
     ConvertFn convert[kMaxTypeId] = {};  // by activation type id
     GemmFn gemm[kMaxTypeId] = {};        // by weight type id
     bool fast[kMaxTypeId] = {};          // gemv has an ISA-specific kernel (not the reference)
+    GemvI8Fn gemv_i8 = nullptr;
     AttnScoresFn attn_scores = nullptr;
     AttnValuesFn attn_values = nullptr;
 };

@@ -435,9 +435,48 @@ void gemv(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const 
     }
 }
 
+// W8A8: VPDPBUSD wants one unsigned side, so the activations are offset by 128 (x + 128 in
+// 0..255) and 128 * sum_k w[r][k], summed alongside with a ones vector, is taken off: exact in
+// int32 while n * 255 * 128 < 2^31 (n < 65,793). Four rows share each activation load.
+void gemv_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const int8_t* x_q, int32_t* acc) {
+    std::vector<uint8_t> xu((size_t)n);
+    const __m512i flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+    auto mask_at = [n](int64_t k) { return n - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - k)) - 1); };
+    for (int64_t k = 0; k < n; k += 64) {
+        const __mmask64 m = mask_at(k);
+        _mm512_mask_storeu_epi8(xu.data() + k, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x_q + k), flip));
+    }
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        __m512i a[4], s[4];
+        for (int j = 0; j < 4; ++j) a[j] = s[j] = _mm512_setzero_si512();
+        for (int64_t k = 0; k < n; k += 64) {
+            const __mmask64 m = mask_at(k);
+            const __m512i xv = _mm512_maskz_loadu_epi8(m, xu.data() + k);
+            for (int j = 0; j < 4; ++j) {
+                const __m512i wv = _mm512_maskz_loadu_epi8(m, w + (size_t)(r + j) * row_stride + k);
+                a[j] = _mm512_dpbusd_epi32(a[j], xv, wv);
+                s[j] = _mm512_dpbusd_epi32(s[j], ones, wv);
+            }
+        }
+        for (int j = 0; j < 4; ++j) acc[r + j] = _mm512_reduce_add_epi32(a[j]) - 128 * _mm512_reduce_add_epi32(s[j]);
+    }
+    for (; r < n_rows; ++r) {
+        __m512i a = _mm512_setzero_si512(), s = _mm512_setzero_si512();
+        for (int64_t k = 0; k < n; k += 64) {
+            const __mmask64 m = mask_at(k);
+            const __m512i wv = _mm512_maskz_loadu_epi8(m, w + (size_t)r * row_stride + k);
+            a = _mm512_dpbusd_epi32(a, _mm512_maskz_loadu_epi8(m, xu.data() + k), wv);
+            s = _mm512_dpbusd_epi32(s, ones, wv);
+        }
+        acc[r] = _mm512_reduce_add_epi32(a) - 128 * _mm512_reduce_add_epi32(s);
+    }
+}
+
 }  // namespace
 
 void fill_avx512(KernelTable& t) {
+    t.gemv_i8 = gemv_i8;
     t.convert[(int)DType::Q8_K] = convert_q8_k;
     t.convert[(int)DType::Q8_0] = convert_q8_0;
     t.convert[(int)DType::F16] = convert_f16;
