@@ -283,9 +283,14 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
     if (!g->req.stream) {
         ConnectionWatch watch(req);
         std::vector<StreamEvent> evs;
+        auto last_check = std::chrono::steady_clock::now();
         while (g->finish == FinishReason::none) {
             evs.clear();
-            if (!g->handle->wait(evs, 100ms)) {
+            const bool got = g->handle->wait(evs, 100ms);
+            // look at the connection every 100 ms, also while tokens keep coming
+            const auto now = std::chrono::steady_clock::now();
+            if (!got || now - last_check >= 100ms) {
+                last_check = now;
                 if (watch.closed()) {
                     g->handle->cancel();
                     evs.clear();
@@ -295,7 +300,6 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
                             if (ev.finish != FinishReason::none) g->finish = ev.finish;
                     return;
                 }
-                continue;
             }
             for (StreamEvent& ev : evs) {
                 if (g->think) {
@@ -376,13 +380,12 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
                 }
             }
             std::vector<StreamEvent> evs;
-            if (!g->handle->wait(evs, 100ms)) {
-                if (watch->closed()) {
-                    g->handle->cancel();
-                    return false;
-                }
-                return true;
+            const bool got = g->handle->wait(evs, 100ms);
+            if (watch->closed()) {  // a poll() per chunk: the client may be gone before a write fails
+                g->handle->cancel();
+                return false;
             }
+            if (!got) return true;
             std::string out;
             for (StreamEvent& ev : evs) {
                 std::string text = ev.text, reasoning;
