@@ -1,6 +1,6 @@
 """Chat templates: tandem's Jinja renderer against the reference @huggingface/jinja (transformers.js).
 
-tests/integration/js/chat_reference.mjs writes, per template (Qwen3, DeepSeek-R1, DeepSeek-V3),
+tests/integration/js/chat_reference.mjs writes, per template (Qwen3, Qwen3-2507 Instruct in its two published forms, DeepSeek-R1, DeepSeek-V3),
 varied conversations and the reference rendering; the render_chat helper renders the same cases
 with tandem and every result must match byte for byte.
 """
@@ -16,7 +16,7 @@ NPM = os.path.join(HERE, "..", "..", "npm", "node_modules")
 REFERENCE_JS = os.path.join(HERE, "js", "chat_reference.mjs")
 NODE = shutil.which("node") or "/usr/bin/node"
 RENDER_CHAT = os.environ.get("RENDER_CHAT_BIN", "build/bin/render_chat")
-TEMPLATES = ["qwen3", "deepseek-r1", "deepseek-v3"]
+TEMPLATES = ["qwen3", "deepseek-r1", "deepseek-v3", "qwen3-2507-instruct", "qwen3-4b-instruct-2507"]
 
 
 class ChatTemplateReferenceTest(TempDirTestCase):
@@ -49,6 +49,12 @@ class ChatTemplateReferenceTest(TempDirTestCase):
 
     def test_deepseek_v3(self):
         self.check("deepseek-v3")
+
+    def test_qwen3_2507_instruct(self):
+        self.check("qwen3-2507-instruct")
+
+    def test_qwen3_4b_instruct_2507(self):
+        self.check("qwen3-4b-instruct-2507")
 
 
 class ChatTemplateErrorTest(TempDirTestCase):

@@ -150,3 +150,8 @@ for (const name of ["deepseek-r1", "deepseek-v3"]) {
   const t = JSON.parse(fs.readFileSync(path.join(dataDir, `${name}.json`), "utf8"));
   render(name, t.chat_template, t.bos_token, t.eos_token, makeCases("deepseek", 60, false));
 }
+// Qwen3-2507 Instruct (no thinking switch): the 235B/30B template and the simpler 4B one.
+for (const name of ["qwen3-2507-instruct", "qwen3-4b-instruct-2507"]) {
+  const t = JSON.parse(fs.readFileSync(path.join(dataDir, `${name}.json`), "utf8"));
+  render(name, t.chat_template, t.bos_token ?? "", t.eos_token, makeCases("qwen3", 60, false));
+}
