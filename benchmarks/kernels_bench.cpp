@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
 
 namespace {
@@ -99,7 +100,52 @@ void bench_gemm(benchmark::State& state, cpu::Isa isa, DType type, Shape shape, 
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The packed (16-row interleaved) layout of the same weights: decode (n_tok = 1) and prefill.
+void bench_packed(benchmark::State& state, cpu::Isa isa, DType type, Shape shape, int64_t n_tok) {
+    const cpu::KernelTable& k = cpu::kernels_for(isa);
+    const DType at = ref::vec_dot_type(type);
+    const size_t rb = row_bytes(type, shape.cols), ab = row_bytes(at, shape.cols);
+    const size_t gb = ref::packed_group_bytes(type, shape.cols);
+    const int64_t groups = shape.rows / ref::kPackRows;
+    std::vector<uint8_t> w(rb * ref::kPackRows), packed(gb * (size_t)groups), acts(ab * (size_t)n_tok);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    std::vector<float> row((size_t)shape.cols);
+    for (int64_t r = 0; r < ref::kPackRows; ++r) {
+        for (auto& v : row) v = nd(rng);
+        ref::quantize_row(type, row.data(), w.data() + (size_t)r * rb, shape.cols);
+    }
+    ref::pack_group(type, w.data(), rb, shape.cols, packed.data());
+    for (int64_t g = 1; g < groups; ++g) std::copy_n(packed.data(), gb, packed.data() + (size_t)g * gb);
+    std::vector<const void*> ap;
+    std::vector<float> y((size_t)(shape.rows * n_tok));
+    for (int64_t t = 0; t < n_tok; ++t) {
+        for (auto& v : row) v = nd(rng) * 50;
+        k.convert[(int)at](row.data(), acts.data() + (size_t)t * ab, shape.cols);
+        ap.push_back(acts.data() + (size_t)t * ab);
+    }
+    for (auto _ : state) {
+        if (n_tok == 1) k.convert[(int)at](row.data(), acts.data(), shape.cols);  // decode converts each time
+        k.packed_gemm[(int)type](packed.data(), groups, shape.cols, ap.data(), n_tok, y.data(), shape.rows);
+        benchmark::DoNotOptimize(y.data());
+    }
+    state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)packed.size());
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * (double)shape.rows * (double)shape.cols * (double)n_tok / 1e9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
 int register_all() {
+    for (cpu::Isa isa : cpu::kAllIsas) {
+        if (!cpu::isa_supported(isa) || isa == cpu::Isa::generic) continue;
+        for (DType t : {DType::Q4_K, DType::Q6_K})
+            for (const Shape& s : kShapes)
+                for (int64_t n_tok : {1, 4, 8, 32, 128}) {
+                    if (n_tok > 1 && s.rows > 8192) continue;  // the LM head runs for one token per sequence
+                    const std::string name = "packed/" + std::string(cpu::isa_name(isa)) + "/" +
+                                             std::string(dtype_name(t)) + "/" + s.name + "/" + std::to_string(n_tok);
+                    benchmark::RegisterBenchmark(name.c_str(), bench_packed, isa, t, s, n_tok)->Unit(benchmark::kMicrosecond);
+                }
+    }
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa) || isa == cpu::Isa::generic) continue;
         for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0})

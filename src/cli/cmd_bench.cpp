@@ -41,7 +41,7 @@ Runner add_bench(CLI::App& app) {
         int gen = 1024, reps = 1;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         uint64_t seed = 1;
-        bool json = false, no_bandwidth = false;
+        bool json = false, no_bandwidth = false, no_repack = false;
         std::string server, api_key, concurrency = "1,2,4,8";
         int sweep_prompt = 256, sweep_gen = 128, sweep_requests = 2;
         std::string batch;
@@ -63,6 +63,7 @@ Runner add_bench(CLI::App& app) {
     app.add_option("--prompt-lens", o->prompt_lens, "Prompt lengths (columns), comma-separated")->capture_default_str();
     app.add_option("--gen", o->gen, "Tokens generated after each prompt")->capture_default_str();
     app.add_option("-t,--threads,--cpu-infer", o->threads, "CPU threads")->capture_default_str();
+    add_no_repack_flag(app, o->no_repack);
     app.add_option("--reps", o->reps, "Repetitions per prompt length (best is reported)")->capture_default_str();
     app.add_option("--seed", o->seed, "Seed of the random prompt tokens")->capture_default_str();
     app.add_flag("--json", o->json, "Print one JSON object");
@@ -106,7 +107,7 @@ Runner add_bench(CLI::App& app) {
 
         auto loaded = Model::load(o->model);
         if (!loaded) return fail(loaded.error().message);
-        const Model& model = **loaded;
+        Model& model = **loaded;
         const HParams& h = model.hparams();
         const int64_t max_len = *std::max_element(lens.begin(), lens.end());
         if (max_len + o->gen > h.n_ctx_train)
@@ -121,6 +122,8 @@ Runner add_bench(CLI::App& app) {
             }
 
         ThreadPool pool(o->threads);
+        if (!o->no_repack)
+            if (Status st = model.pack_for_cpu(pool); !st) return fail(st.error().message);
         double bw = 0;
         if (!o->no_bandwidth) {
             std::fprintf(stderr, "bench: measuring memory bandwidth (%d threads)...\n", o->threads);

@@ -141,9 +141,11 @@ Runner add_chat(CLI::App& app) {
         int64_t ctx = 0;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         SamplerParams sp;
+        bool no_repack = false;
     };
     auto o = std::make_shared<Opts>();
     app.add_option("-m,--model", o->model, "Model .gguf (first split) or Hugging Face folder")->required();
+    add_no_repack_flag(app, o->no_repack);
     app.add_option("--system", o->system, "System message");
     app.add_option("--think", o->think, "Thinking (Qwen3 enable_thinking)")
         ->check(CLI::IsMember({"on", "off"}))
@@ -162,7 +164,7 @@ Runner add_chat(CLI::App& app) {
         if (o->threads < 1) return fail("--threads must be >= 1");
         auto loaded = Model::load(o->model);
         if (!loaded) return fail(loaded.error().message);
-        const Model& model = **loaded;
+        Model& model = **loaded;
         auto tok = Tokenizer::from_gguf(model.file());
         if (!tok) return fail(tok.error().message);
 
@@ -176,6 +178,8 @@ Runner add_chat(CLI::App& app) {
         config.sampler = o->sp;
 
         ThreadPool pool(o->threads);
+        if (!o->no_repack)
+            if (Status st = model.pack_for_cpu(pool); !st) return fail(st.error().message);
         Forward fwd(model, pool);
         ChatSession chat(fwd, *tok, config);
 

@@ -40,7 +40,7 @@ Runner add_run(CLI::App& app) {
         int64_t ctx = 0;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         int top = 0;
-        bool json = false, ignore_eos = false, prompt_top = false, chat = false;
+        bool json = false, ignore_eos = false, prompt_top = false, chat = false, no_repack = false;
         SamplerParams sp;
     };
     auto o = std::make_shared<Opts>();
@@ -58,6 +58,7 @@ Runner add_run(CLI::App& app) {
     app.add_option("-n,--n-predict", o->n, "Tokens to generate")->capture_default_str();
     app.add_option("-c,--ctx", o->ctx, "Context size (default: min(trained context, 4096), at least prompt + n)");
     app.add_option("-t,--threads,--cpu-infer", o->threads, "CPU threads")->capture_default_str();
+    add_no_repack_flag(app, o->no_repack);
     app.add_option("--temp", o->sp.temperature, "Temperature (0: greedy)")->capture_default_str();
     app.add_option("--top-k", o->sp.top_k, "Top-k (0: off)")->capture_default_str();
     app.add_option("--top-p", o->sp.top_p, "Top-p (1: off)")->capture_default_str();
@@ -83,7 +84,7 @@ Runner add_run(CLI::App& app) {
         const auto t_load = Clock::now();
         auto loaded = Model::load(o->model);
         if (!loaded) return fail(loaded.error().message);
-        const Model& model = **loaded;
+        Model& model = **loaded;
         const HParams& h = model.hparams();
         auto tok = Tokenizer::from_gguf(model.file());
         if (!o->prompt.empty()) {
@@ -119,6 +120,8 @@ Runner add_run(CLI::App& app) {
         if (const GgufValue* v = model.file().find(key::kTokEos); v && v->is_integer()) eos = v->as_int();
 
         ThreadPool pool(o->threads);
+        if (!o->no_repack)
+            if (Status st = model.pack_for_cpu(pool); !st) return fail(st.error().message);
         Forward fwd(model, pool);
         KvCache kv = fwd.make_cache(ctx);
         Sampler sampler(o->sp);

@@ -29,7 +29,7 @@ Runner add_serve(CLI::App& app) {
         int64_t ctx = 0, step_tokens = 0;
         int http_threads = 64;
         double max_body_mb = 8;
-        bool no_prefix_cache = false, quiet_requests = false;
+        bool no_prefix_cache = false, quiet_requests = false, no_repack = false;
     };
     auto o = std::make_shared<Opts>();
     app.add_option("-m,--model", o->model, "Model .gguf")->required();
@@ -39,6 +39,7 @@ Runner add_serve(CLI::App& app) {
     app.add_option("--api-key-file", o->api_key_file, "Read the API key from a file (first line)");
     app.add_option("--model-name", o->model_name, "Model id in the API (default: the file name without .gguf)");
     app.add_option("-t,--cpu-infer,--threads", o->threads, "CPU threads for inference")->capture_default_str();
+    add_no_repack_flag(app, o->no_repack);
     app.add_option("--cache-lens", o->cache_lens, "KV cache positions shared by all requests")->capture_default_str();
     app.add_option("--page-size", o->page_size, "Positions per KV cache page")->capture_default_str();
     app.add_option("--chunk-size", o->chunk_size, "Most prompt tokens of one request per step (chunked prefill)")
@@ -81,7 +82,7 @@ Runner add_serve(CLI::App& app) {
         std::fprintf(stderr, "serve: loading %s ...\n", o->model.c_str());
         auto loaded = Model::load(o->model);
         if (!loaded) return fail(loaded.error().message);
-        const Model& model = **loaded;
+        Model& model = **loaded;
         const HParams& h = model.hparams();
         auto tok = Tokenizer::from_gguf(model.file());
         if (!tok) return fail("the server needs the model's tokenizer: " + tok.error().message);
@@ -121,6 +122,8 @@ Runner add_serve(CLI::App& app) {
         pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
         ThreadPool pool(o->threads);
+        if (!o->no_repack)
+            if (Status st = model.pack_for_cpu(pool); !st) return fail(st.error().message);
         Engine engine(model, *tok, pool, ec);
         ApiServer server(engine, *tok, has_chat ? &chat : nullptr, sc);
         if (Status st = server.bind(); !st) return fail(st.error().message);

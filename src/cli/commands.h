@@ -28,6 +28,13 @@ Runner add_merge(CLI::App& app);
 // Prints "tandem: error: MSG" on one line to stderr and returns kExitError.
 int fail(const std::string& msg);
 
+// --no-repack (run, chat, bench, serve): keep the GGUF blocks instead of the packed layouts.
+inline void add_no_repack_flag(CLI::App& app, bool& no_repack) {
+    app.add_flag("--no-repack", no_repack,
+                 "Run the matrices from their GGUF blocks (no load-time repacking into the CPU kernels' "
+                 "16-row layout: less memory, slower)");
+}
+
 // "1,2,3" -> ids; error on anything else.
 bool parse_ids(const std::string& s, std::vector<int32_t>& out, std::string& err);
 

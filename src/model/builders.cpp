@@ -10,6 +10,7 @@
 #include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/reference/ops.h"
+#include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
 #include "model/forward.h"
 
@@ -39,6 +40,16 @@ void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float*
     uint8_t* conv = grow(act_, conv_bytes * (size_t)n);
     const cpu::KernelTable& k = cpu::kernels();
     for (int64_t t = 0; t < n; ++t) k.convert[(int)vdt](x + t * in, conv + (size_t)t * conv_bytes, in);
+    if (w.packed && row0 % ref::kPackRows == 0 && n_rows % ref::kPackRows == 0) {
+        const cpu::PackedGemmFn pg = k.packed_gemm[(int)w.type];
+        const void** acts = grow(act_ptrs_, (size_t)n);
+        for (int64_t t = 0; t < n; ++t) acts[t] = conv + (size_t)t * conv_bytes;
+        const uint8_t* w0 = w.packed + (size_t)(row0 / ref::kPackRows) * w.packed_group_bytes;
+        pool_.parallel_for(n_rows / ref::kPackRows, 1, [&](int64_t g0, int64_t g1) {
+            pg(w0 + (size_t)g0 * w.packed_group_bytes, g1 - g0, in, acts, n, y + g0 * ref::kPackRows, n_rows);
+        });
+        return;
+    }
     if (n == 1) {
         const cpu::GemvFn gemv = k.gemv[(int)w.type];
         pool_.parallel_for(n_rows, 16, [&](int64_t r0, int64_t r1) {
@@ -169,14 +180,36 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
     float* d = grow(ffn_out_, (size_t)(n_slots * D));
     uint8_t* h = grow(act3_, h_bytes * (size_t)n_slots);
 
+    // per slot, its token's converted activations (packed kernels take the slots of an expert at once)
+    const void** ag = grow(act_ptrs_, (size_t)(3 * n_slots));
+    const void** au = ag + n_slots;
+    const void** ah = au + n_slots;
+    for (int64_t s = 0; s < n_slots; ++s) {
+        const int64_t t = slots[(size_t)s].token;
+        ag[s] = xg + (size_t)t * xg_bytes;
+        au[s] = xu + (size_t)t * xu_bytes;
+        ah[s] = h + (size_t)s * h_bytes;
+    }
+    // rows [r0, r0 + nr) of expert e (nr a multiple of 16) for the slots [s0, s1), packed
+    auto packed_rows = [&](const Tensor& w, int64_t e, int64_t rows_per_expert, int64_t r0, int64_t nr, int64_t in,
+                           const void** acts, int64_t s0, int64_t s1, float* y, int64_t ldy) {
+        const uint8_t* w0 = w.packed + (size_t)((e * rows_per_expert + r0) / ref::kPackRows) * w.packed_group_bytes;
+        k.packed_gemm[(int)w.type](w0, nr / ref::kPackRows, in, acts + s0, s1 - s0, y + s0 * ldy + r0, ldy);
+    };
+
     // gate and up of every routed pair: work units are (expert, chunk of rows)
-    constexpr int64_t kRows = 64;
+    constexpr int64_t kRows = 64;  // a multiple of the packed groups' 16 rows
     const int64_t f_chunks = (F + kRows - 1) / kRows;
     pool_.parallel_for(n_groups * f_chunks, 1, [&](int64_t b, int64_t e) {
         for (int64_t unit = b; unit < e; ++unit) {
             const auto [s0, s1] = groups[(size_t)(unit / f_chunks)];
             const int64_t r0 = (unit % f_chunks) * kRows, nr = std::min(kRows, F - r0);
-            const int64_t row = slots[(size_t)s0].expert * F + r0;
+            const int64_t ex = slots[(size_t)s0].expert, row = ex * F + r0;
+            if (l.ffn_gate_exps.packed && l.ffn_up_exps.packed) {
+                packed_rows(l.ffn_gate_exps, ex, F, r0, nr, D, ag, s0, s1, g, F);
+                packed_rows(l.ffn_up_exps, ex, F, r0, nr, D, au, s0, s1, u, F);
+                continue;
+            }
             if (s1 - s0 == 1) {  // decode: one token per expert
                 const int64_t t = slots[(size_t)s0].token;
                 k.gemv[(int)gate_t](l.ffn_gate_exps.row(row), l.ffn_gate_exps.row_bytes, nr, D,
@@ -209,7 +242,11 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
         for (int64_t unit = b; unit < e; ++unit) {
             const auto [s0, s1] = groups[(size_t)(unit / d_chunks)];
             const int64_t r0 = (unit % d_chunks) * kRows, nr = std::min(kRows, D - r0);
-            const int64_t row = slots[(size_t)s0].expert * D + r0;
+            const int64_t ex = slots[(size_t)s0].expert, row = ex * D + r0;
+            if (l.ffn_down_exps.packed) {
+                packed_rows(l.ffn_down_exps, ex, D, r0, nr, F, ah, s0, s1, d, D);
+                continue;
+            }
             if (s1 - s0 == 1) {  // decode: one token per expert
                 k.gemv[(int)down_t](l.ffn_down_exps.row(row), l.ffn_down_exps.row_bytes, nr, F,
                                     h + (size_t)s0 * h_bytes, d + s0 * D + r0);

@@ -6,11 +6,16 @@
 #include <string>
 #include <vector>
 
+#include "core/anon_buffer.h"
 #include "core/dtype.h"
 #include "core/status.h"
 #include "formats/gguf.h"
 #include "model/hf_checkpoint.h"
 #include "model/hparams.h"
+
+namespace tandem {
+class ThreadPool;
+}
 
 namespace tandem {
 
@@ -22,6 +27,10 @@ struct Tensor {
     int64_t ne[4] = {1, 1, 1, 1};
     const uint8_t* data = nullptr;
     size_t row_bytes = 0;
+    // The packed copy the CPU kernels use instead (kernels/reference/packed.h), made by
+    // Model::pack_for_cpu: rows 16g .. 16g + 15 at packed + g * packed_group_bytes; null if none.
+    const uint8_t* packed = nullptr;
+    size_t packed_group_bytes = 0;
 
     int64_t n_rows() const { return ne[1] * ne[2] * ne[3]; }
     const uint8_t* row(int64_t r) const { return data + (size_t)r * row_bytes; }
@@ -65,6 +74,12 @@ public:
     const Tensor& output() const { return output_; }  // (D, n_vocab); token_embd when tied
     const LayerWeights& layer(int il) const { return layers_[(size_t)il]; }
 
+    // Repacks every matrix the CPU's best kernels can run packed (Q4_K/Q6_K with 16-row groups,
+    // where the chosen ISA has packed kernels) into anonymous memory, once, on `pool`. The GGUF
+    // blocks stay mapped (the embedding lookup, uploads and tools read them). Logs what it did.
+    Status pack_for_cpu(ThreadPool& pool);
+    size_t packed_bytes() const { return packed_.size(); }
+
 private:
     Status bind();
 
@@ -74,6 +89,7 @@ private:
     std::vector<float> output_norm_;
     Tensor output_;
     std::vector<LayerWeights> layers_;
+    AnonBuffer packed_;  // every packed matrix, 64-byte aligned one after the other
 };
 
 }  // namespace tandem

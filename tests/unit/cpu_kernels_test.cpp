@@ -13,20 +13,13 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/reference/ops.h"
 #include "kernels/reference/quants.h"
+#include "test_util.h"
 
 namespace tandem::cpu {
 namespace {
 
 const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q5_0,
                               DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
-
-std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> nd(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = nd(rng);
-    return v;
-}
 
 class CpuKernels : public ::testing::TestWithParam<Isa> {};
 

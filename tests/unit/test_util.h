@@ -4,8 +4,18 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace tandem {
+
+// n normal(0, scale) floats from a fixed seed.
+inline std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = nd(rng);
+    return v;
+}
 
 // A fresh temporary folder, removed with its contents at scope exit.
 class TempDir {

@@ -7,6 +7,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/reference/int8.h"
 #include "kernels/reference/ops.h"
+#include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
 
 namespace tandem::cpu {
@@ -22,6 +23,12 @@ void gemm_by_gemv(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n
                   int64_t n_tok, float* const* ys) {
     const GemvFn gemv = kernels_for(I).gemv[(int)T];
     for (int64_t t = 0; t < n_tok; ++t) gemv(w, row_stride, n_rows, n, acts[t], ys[t]);
+}
+
+template <DType T>
+void packed_gemm_ref(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
+                     int64_t ldy) {
+    ref::packed_gemm(T, w, n_groups, n, acts, n_tok, y, ldy);
 }
 
 template <DType T>
@@ -62,6 +69,8 @@ KernelTable make_generic() {
     TANDEM_REF(Q6_K)
     TANDEM_REF(Q8_K)
 #undef TANDEM_REF
+    t.packed_gemm[(int)DType::Q4_K] = packed_gemm_ref<DType::Q4_K>;
+    t.packed_gemm[(int)DType::Q6_K] = packed_gemm_ref<DType::Q6_K>;
     t.attn_scores = attn_scores_ref;
     t.attn_values = attn_values_ref;
     t.gemv_i8 = ref::gemv_i8;
@@ -97,10 +106,12 @@ struct Tables {
         if (isa_supported(Isa::avx512)) {
             fill_avx2(t[(int)Isa::avx512]);
             fill_avx512(t[(int)Isa::avx512]);
+            fill_avx512_packed(t[(int)Isa::avx512]);
         }
         if (isa_supported(Isa::amx)) {
             fill_avx2(t[(int)Isa::amx]);
             fill_avx512(t[(int)Isa::amx]);
+            fill_avx512_packed(t[(int)Isa::amx]);
             fill_amx(t[(int)Isa::amx]);
         }
 #elif defined(__aarch64__)

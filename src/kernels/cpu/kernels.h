@@ -27,6 +27,10 @@ using ConvertFn = void (*)(const float* x, void* out, int64_t n);
 // apart and one int8 activation row (see kernels/reference/int8.h).
 using GemvI8Fn = void (*)(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const int8_t* x_q,
                           int32_t* acc);
+// Packed weights (kernels/reference/packed.h): y[t * ldy + r] = dot(row r, acts[t]) for the
+// 16 * n_groups rows of n_groups consecutive groups of 16 rows, t < n_tok (decode: n_tok = 1).
+using PackedGemmFn = void (*)(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok,
+                              float* y, int64_t ldy);
 using AttnScoresFn = void (*)(const float* q, const uint16_t* k, int64_t stride, int64_t n_pos, int64_t hd,
                               float* scores);
 using AttnValuesFn = void (*)(const float* w, const uint16_t* v, int64_t stride, int64_t n_pos, int64_t hd,
@@ -43,6 +47,8 @@ struct KernelTable {
     ConvertFn convert[kMaxTypeId] = {};  // by activation type id
     GemmFn gemm[kMaxTypeId] = {};        // by weight type id
     bool fast[kMaxTypeId] = {};          // gemv has an ISA-specific kernel (not the reference)
+    // by weight type id; null: no packed layout (generic: the scalar reference over the layout)
+    PackedGemmFn packed_gemm[kMaxTypeId] = {};
     GemvI8Fn gemv_i8 = nullptr;
     AttnScoresFn attn_scores = nullptr;
     AttnValuesFn attn_values = nullptr;
@@ -68,6 +74,7 @@ inline void convert_activation(DType act_type, const float* x, void* out, int64_
 // Per-ISA fillers (each compiled with its own target flags); they override generic entries.
 void fill_avx2(KernelTable& t);
 void fill_avx512(KernelTable& t);
+void fill_avx512_packed(KernelTable& t);  // packed-layout kernels (avx512_packed.cpp)
 void fill_amx(KernelTable& t);  // over a filled avx512 table: AMX GEMM for Q4_K/Q6_K
 void fill_neon(KernelTable& t);
 void fill_neon_v8(KernelTable& t);

@@ -42,4 +42,13 @@ double dot_q5_k_q8_k(const void* w, const void* a, int64_t n);
 double dot_q6_k_q8_k(const void* w, const void* a, int64_t n);
 double dot_q8_k_q8_k(const void* w, const void* a, int64_t n);
 
+// Levels of one block and back (bit-exact round trip; used by the packed layouts, packed.cpp).
+// Q4_K: element e = d * sc[e/32] * q[e] - dmin * m[e/32], q in 0..15, sc/m 6 bits; d/dmin are the
+// block's own fields (not touched here). Q6_K: element e = d * scales[e/16] * (q[e] - 32), q in 0..63.
+void q4_k_scales(const uint8_t* scales, uint8_t* sc, uint8_t* m);  // the 12 packed bytes -> 8 + 8
+void q4_k_levels(const BlockQ4_K& b, uint8_t* q, uint8_t* sc, uint8_t* m);
+void q4_k_from_levels(const uint8_t* q, const uint8_t* sc, const uint8_t* m, BlockQ4_K& b);
+void q6_k_levels(const BlockQ6_K& b, uint8_t* q);
+void q6_k_from_levels(const uint8_t* q, BlockQ6_K& b);
+
 }  // namespace tandem::ref::detail

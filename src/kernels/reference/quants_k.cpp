@@ -389,6 +389,36 @@ void quantize_q6_k_block(const float* x, BlockQ6_K& b) {
 
 }  // namespace
 
+void q4_k_scales(const uint8_t* scales, uint8_t* sc, uint8_t* m) { unpack_scales(scales, sc, m); }
+
+void q4_k_levels(const BlockQ4_K& b, uint8_t* q, uint8_t* sc, uint8_t* m) {
+    KLevels lv;
+    unpack(b, lv);
+    std::memcpy(q, lv.q, kQK_K);
+    std::memcpy(sc, lv.sc, n_sub);
+    std::memcpy(m, lv.m, n_sub);
+}
+
+void q4_k_from_levels(const uint8_t* q, const uint8_t* sc, const uint8_t* m, BlockQ4_K& b) {
+    KLevels lv;
+    std::memcpy(lv.q, q, kQK_K);
+    std::memcpy(lv.sc, sc, n_sub);
+    std::memcpy(lv.m, m, n_sub);
+    pack(lv, b);
+}
+
+void q6_k_levels(const BlockQ6_K& b, uint8_t* q) {
+    int8_t v[kQK_K];
+    unpack(b, v);
+    for (int e = 0; e < kQK_K; ++e) q[e] = (uint8_t)(v[e] + 32);
+}
+
+void q6_k_from_levels(const uint8_t* q, BlockQ6_K& b) {
+    int8_t v[kQK_K];
+    for (int e = 0; e < kQK_K; ++e) v[e] = (int8_t)(q[e] - 32);
+    pack(v, b);
+}
+
 void dequantize_q4_k(const void* src, float* dst, int64_t n) {
     dequantize_affine<BlockQ4_K>(src, dst, n);
 }

@@ -1,0 +1,136 @@
+#include "kernels/reference/packed.h"
+
+#include <cstring>
+#include <vector>
+
+#include "kernels/reference/quants.h"
+#include "kernels/reference/quants_internal.h"
+
+namespace tandem::ref {
+namespace {
+
+constexpr int kR = (int)kPackRows;
+
+// Element of row r held at byte 4r + b of Q4_K/Q6_K chunk c = 8p + i: the low nibble's element
+// and the high nibble's element.
+inline int lo_elem(int c, int b) { return 64 * (c / 8) + 4 * (c % 8) + b; }
+inline int hi_elem(int c, int b) { return lo_elem(c, b) + 32; }
+
+// A GGUF Q4_K block already pairs element e (low nibble) with e + 32 (high nibble) in qs[32p + l],
+// e = 64p + l, as chunk bytes do: chunk c = 8p + i of row r is qs[32p + 4i .. 32p + 4i + 3].
+void pack_q4_k(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
+    uint8_t sc[8], m[8];
+    for (int64_t ib = 0; ib < nb; ++ib, out += kPackedQ4KBlock) {
+        for (int r = 0; r < kR; ++r) {
+            const auto& b = reinterpret_cast<const BlockQ4_K*>(rows + (size_t)r * stride)[ib];
+            detail::q4_k_scales(b.scales, sc, m);
+            std::memcpy(out + packed_q4_k::d + 2 * r, &b.d, 2);
+            std::memcpy(out + packed_q4_k::dmin + 2 * r, &b.dmin, 2);
+            for (int j = 0; j < 8; ++j) {
+                out[packed_q4_k::sc + 16 * j + r] = sc[j];
+                out[packed_q4_k::m + 32 * (j / 2) + 2 * r + j % 2] = m[j];
+            }
+            for (int c = 0; c < 32; ++c) std::memcpy(out + packed_q4_k::qs + 64 * c + 4 * r, b.qs + 32 * (c / 8) + 4 * (c % 8), 4);
+        }
+    }
+}
+
+void unpack_q4_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
+    uint8_t q[kQK_K], sc[8], m[8];
+    for (int64_t ib = 0; ib < nb; ++ib, in += kPackedQ4KBlock) {
+        for (int r = 0; r < kR; ++r) {
+            for (int j = 0; j < 8; ++j) sc[j] = in[packed_q4_k::sc + 16 * j + r];
+            for (int j = 0; j < 8; ++j) m[j] = in[packed_q4_k::m + 32 * (j / 2) + 2 * r + j % 2];
+            for (int c = 0; c < 32; ++c)
+                for (int b = 0; b < 4; ++b) {
+                    const uint8_t v = in[packed_q4_k::qs + 64 * c + 4 * r + b];
+                    q[lo_elem(c, b)] = v & 15;
+                    q[hi_elem(c, b)] = v >> 4;
+                }
+            auto& blk = reinterpret_cast<BlockQ4_K*>(rows + (size_t)r * stride)[ib];
+            detail::q4_k_from_levels(q, sc, m, blk);
+            std::memcpy(&blk.d, in + packed_q4_k::d + 2 * r, 2);
+            std::memcpy(&blk.dmin, in + packed_q4_k::dmin + 2 * r, 2);
+        }
+    }
+}
+
+// Straight from the GGUF bits. Chunk c = 8p + i, byte b, l = 4i + b, h = p / 2: the low element
+// 64p + l has its low 4 bits in ql[64h + l] and the high element 64p + 32 + l in ql[64h + 32 + l]
+// (high nibbles when p is odd), their top 2 bits at bits 4(p % 2) .. + 3 of qh[32h + l].
+void pack_q6_k(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
+    for (int64_t ib = 0; ib < nb; ++ib, out += kPackedQ6KBlock) {
+        for (int r = 0; r < kR; ++r) {
+            const auto& b = reinterpret_cast<const BlockQ6_K*>(rows + (size_t)r * stride)[ib];
+            std::memcpy(out + packed_q6_k::d + 2 * r, &b.d, 2);
+            for (int j = 0; j < 16; ++j) out[packed_q6_k::sc + 32 * (j / 2) + 2 * r + j % 2] = (uint8_t)b.scales[j];
+            for (int c = 0; c < 32; ++c) {
+                const int p = c / 8, i = c % 8, h = p / 2, sh = 4 * (p % 2);
+                for (int bb = 0; bb < 4; ++bb) {
+                    const int l = 4 * i + bb;
+                    out[packed_q6_k::ql(c) + 4 * r + bb] =
+                        (uint8_t)(((b.ql[64 * h + l] >> sh) & 15) | ((b.ql[64 * h + 32 + l] >> sh) & 15) << 4);
+                    const uint8_t top = (uint8_t)((b.qh[32 * h + l] >> sh) & 15);  // (low elem, high elem) 2 bits each
+                    uint8_t& q = out[packed_q6_k::qh(c / 2) + 4 * r + bb];
+                    q = c % 2 == 0 ? top : (uint8_t)(q | top << 4);
+                }
+            }
+        }
+    }
+}
+
+void unpack_q6_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
+    uint8_t q[kQK_K];
+    for (int64_t ib = 0; ib < nb; ++ib, in += kPackedQ6KBlock) {
+        for (int r = 0; r < kR; ++r) {
+            for (int c = 0; c < 32; ++c)
+                for (int b = 0; b < 4; ++b) {
+                    const uint8_t v = in[packed_q6_k::ql(c) + 4 * r + b];
+                    const uint8_t hb = in[packed_q6_k::qh(c / 2) + 4 * r + b] >> (4 * (c % 2));
+                    q[lo_elem(c, b)] = (uint8_t)((v & 15) | (hb & 3) << 4);
+                    q[hi_elem(c, b)] = (uint8_t)((v >> 4) | ((hb >> 2) & 3) << 4);
+                }
+            auto& blk = reinterpret_cast<BlockQ6_K*>(rows + (size_t)r * stride)[ib];
+            detail::q6_k_from_levels(q, blk);
+            for (int j = 0; j < 16; ++j) blk.scales[j] = (int8_t)in[packed_q6_k::sc + 32 * (j / 2) + 2 * r + j % 2];
+            std::memcpy(&blk.d, in + packed_q6_k::d + 2 * r, 2);
+        }
+    }
+}
+
+}  // namespace
+
+bool has_packed_layout(DType type) { return type == DType::Q4_K || type == DType::Q6_K; }
+
+size_t packed_group_bytes(DType type, int64_t n) {
+    const size_t nb = (size_t)(n / kQK_K);
+    switch (type) {
+        case DType::Q4_K: return nb * kPackedQ4KBlock;
+        case DType::Q6_K: return nb * kPackedQ6KBlock;
+        default: return 0;
+    }
+}
+
+void pack_group(DType type, const uint8_t* rows, size_t row_stride, int64_t n, uint8_t* out) {
+    if (type == DType::Q4_K) pack_q4_k(rows, row_stride, n / kQK_K, out);
+    else if (type == DType::Q6_K) pack_q6_k(rows, row_stride, n / kQK_K, out);
+}
+
+void unpack_group(DType type, const uint8_t* group, int64_t n, uint8_t* rows, size_t row_stride) {
+    if (type == DType::Q4_K) unpack_q4_k(group, n / kQK_K, rows, row_stride);
+    else if (type == DType::Q6_K) unpack_q6_k(group, n / kQK_K, rows, row_stride);
+}
+
+void packed_gemm(DType type, const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok,
+                 float* y, int64_t ldy) {
+    const size_t rb = row_bytes(type, n), gb = packed_group_bytes(type, n);
+    std::vector<uint8_t> rows(rb * kPackRows);
+    for (int64_t g = 0; g < n_groups; ++g) {
+        unpack_group(type, w + (size_t)g * gb, n, rows.data(), rb);
+        for (int64_t t = 0; t < n_tok; ++t)
+            for (int64_t r = 0; r < kPackRows; ++r)
+                y[t * ldy + g * kPackRows + r] = vec_dot(type, rows.data() + (size_t)r * rb, acts[t], n);
+    }
+}
+
+}  // namespace tandem::ref

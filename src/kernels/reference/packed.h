@@ -1,0 +1,61 @@
+// Row-interleaved ("packed") weight layouts for the CPU's hot path, made once at load time from
+// the GGUF blocks: groups of kPackRows = 16 consecutive rows of one matrix, stored 256-column
+// block by block so that one 64-byte vector holds the same 4 columns of all 16 rows (row r in
+// 32-bit lane r). A kernel then multiplies 16 rows by one broadcast group of 4 activations per
+// VPDPBUSD, with the scales of the 16 rows already spread out: no per-row unpacking in the loop.
+// Packing is lossless: unpack_group(pack_group(rows)) gives back the same bytes.
+//
+// Q4_K x16, per 256-column block of the group (2368 bytes = 16 x 144 + 64):
+//   uint16_t d[16], dmin[16]   f16 super-block scales, per row
+//   uint8_t  sc[8][16]         6-bit sub-block scales, [sub-block][row]
+//   uint8_t  m[4][16][2]       6-bit sub-block mins, [sub-block pair p][row][2p, 2p+1]
+//   uint8_t  qs[32][64]        chunk c = 8p + i: byte 4r + b = q[r][64p + 4i + b] (low nibble,
+//                              sub-block 2p) | q[r][64p + 32 + 4i + b] << 4 (sub-block 2p + 1)
+// Q6_K x16 (3360 bytes = 16 x 210):
+//   uint16_t d[16]             f16
+//   int8_t   sc[8][16][2]      sub-block scales (16 elements each), [pair j][row][2j, 2j+1]
+//   16 units of 192 bytes, unit h = {qh chunk h, ql chunk 2h, ql chunk 2h + 1}, in the order the
+//   kernels read them:
+//     ql chunk c [64]          as Q4_K's qs chunk c, the low 4 bits of q (0..63)
+//     qh chunk h [64]          byte 4r + b: the top 2 bits of the 4 elements that ql chunks 2h
+//                              (low, high nibble) and 2h + 1 (low, high) hold at 4r + b, at bits
+//                              0-1, 2-3, 4-5, 6-7
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace tandem::ref {
+
+constexpr int64_t kPackRows = 16;
+
+constexpr size_t kPackedQ4KBlock = 2368;
+constexpr size_t kPackedQ6KBlock = 3360;
+namespace packed_q4_k {
+constexpr size_t d = 0, dmin = 32, sc = 64, m = 192, qs = 320;
+}
+namespace packed_q6_k {
+constexpr size_t d = 0, sc = 32, units = 288;
+constexpr size_t qh(int h) { return units + 192 * (size_t)h; }
+constexpr size_t ql(int c) { return units + 192 * (size_t)(c / 2) + 64 + 64 * (size_t)(c % 2); }
+}
+
+// Whether `type` has a packed layout (Q4_K, Q6_K).
+bool has_packed_layout(DType type);
+// Bytes of one group of 16 rows of n columns (n a multiple of the type's block size).
+size_t packed_group_bytes(DType type, int64_t n);
+
+// Packs rows [0, 16) (row r at rows + r * row_stride) of n columns into one group.
+void pack_group(DType type, const uint8_t* rows, size_t row_stride, int64_t n, uint8_t* out);
+// The inverse: writes the 16 rows of a group back in the GGUF block layout.
+void unpack_group(DType type, const uint8_t* group, int64_t n, uint8_t* rows, size_t row_stride);
+
+// y[t * ldy + r] = dot(row r, acts[t]) for the 16 * n_groups rows of consecutive packed groups and
+// n_tok activation rows in vec_dot_type(type): the scalar reference of every packed kernel
+// (unpacks each group and uses vec_dot).
+void packed_gemm(DType type, const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok,
+                 float* y, int64_t ldy);
+
+}  // namespace tandem::ref

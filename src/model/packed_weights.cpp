@@ -1,0 +1,67 @@
+// Model::pack_for_cpu: the load-time repacking of the CPU-resident matrices into the packed
+// layouts of kernels/reference/packed.h.
+#include <chrono>
+
+#include "core/log.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/reference/packed.h"
+#include "model/model.h"
+
+namespace tandem {
+
+Status Model::pack_for_cpu(ThreadPool& pool) {
+    if (packed_.data()) return {};  // done already
+    const cpu::KernelTable& k = cpu::kernels();
+    const cpu::KernelTable& generic = cpu::kernels_for(cpu::Isa::generic);
+    std::vector<Tensor*> todo;
+    auto consider = [&](Tensor& t) {
+        const int ti = (int)t.type;
+        if (!t.data || !ref::has_packed_layout(t.type) || !k.packed_gemm[ti]) return;
+        if (k.isa != cpu::Isa::generic && k.packed_gemm[ti] == generic.packed_gemm[ti]) return;  // reference only
+        if (t.ne[1] % ref::kPackRows != 0) return;  // groups must not straddle two experts
+        todo.push_back(&t);
+    };
+    for (LayerWeights& l : layers_)
+        for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps, &l.ffn_gate,
+                          &l.ffn_up, &l.ffn_down})
+            consider(*t);
+    consider(output_);  // when tied, token_embd_ keeps its GGUF blocks for the lookups
+    if (todo.empty()) return {};
+
+    // one buffer: tensor i at offsets[i]; groups numbered across tensors for one parallel pass
+    std::vector<size_t> offsets;
+    std::vector<int64_t> first_group{0};
+    size_t total = 0;
+    for (Tensor* t : todo) {
+        t->packed_group_bytes = ref::packed_group_bytes(t->type, t->ne[0]);
+        offsets.push_back(total);
+        total += (size_t)(t->n_rows() / ref::kPackRows) * t->packed_group_bytes;
+        total = (total + 63) & ~(size_t)63;
+        first_group.push_back(first_group.back() + t->n_rows() / ref::kPackRows);
+    }
+    const bool loud = total >= (1ull << 30);  // seconds of work: say so
+    if (loud)
+        log::info("repacking {} matrices ({:.2f} GiB) for the {} kernels...", todo.size(), (double)total / (1ull << 30),
+                  cpu::isa_name(k.isa));
+    const auto t0 = std::chrono::steady_clock::now();
+    TANDEM_ASSIGN(packed_, AnonBuffer::allocate(total));
+    uint8_t* base = packed_.data();
+    pool.parallel_for(first_group.back(), 64, [&](int64_t b, int64_t e) {
+        size_t i = 0;
+        for (int64_t g = b; g < e; ++g) {
+            while (g >= first_group[i + 1]) ++i;
+            const Tensor& t = *todo[i];
+            const int64_t gl = g - first_group[i];
+            ref::pack_group(t.type, t.row(gl * ref::kPackRows), t.row_bytes, t.ne[0],
+                            base + offsets[i] + (size_t)gl * t.packed_group_bytes);
+        }
+    });
+    for (size_t i = 0; i < todo.size(); ++i) todo[i]->packed = base + offsets[i];
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (loud) log::info("repacked in {:.1f} s", s);
+    else log::debug("repacked {} matrices ({} MiB) in {:.2f} s", todo.size(), total >> 20, s);
+    return {};
+}
+
+}  // namespace tandem

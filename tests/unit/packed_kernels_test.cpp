@@ -1,0 +1,101 @@
+// Packed (16-row interleaved) weight layouts: lossless packing, and every ISA's packed GEMM against
+// the reference dot products on the original rows.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/reference/ops.h"
+#include "kernels/reference/packed.h"
+#include "kernels/reference/quants.h"
+#include "test_util.h"
+
+namespace tandem::cpu {
+namespace {
+
+const DType kPackedTypes[] = {DType::Q4_K, DType::Q6_K};
+
+// rows x n quantized weights with a few outlier rows/columns, so scales and mins vary a lot
+std::vector<uint8_t> make_rows(DType t, int64_t rows, int64_t n, uint32_t seed) {
+    auto f = gaussian((size_t)(rows * n), seed, 0.05f);
+    for (int64_t r = 0; r < rows; r += 5) f[(size_t)(r * n + (r * 37) % n)] *= 40.0f;
+    for (int64_t r = 3; r < rows; r += 7)
+        for (int64_t i = 0; i < n; ++i) f[(size_t)(r * n + i)] = std::fabs(f[(size_t)(r * n + i)]);  // all positive
+    const size_t rb = row_bytes(t, n);
+    std::vector<uint8_t> w(rb * (size_t)rows);
+    for (int64_t r = 0; r < rows; ++r) ref::quantize_row(t, f.data() + r * n, w.data() + (size_t)r * rb, n);
+    return w;
+}
+
+TEST(PackedLayout, PackThenUnpackGivesTheSameBytes) {
+    for (DType t : kPackedTypes) {
+        for (int64_t n : {256, 768, 2048}) {
+            const size_t rb = row_bytes(t, n);
+            const auto w = make_rows(t, ref::kPackRows, n, 7 + (uint32_t)n);
+            std::vector<uint8_t> packed(ref::packed_group_bytes(t, n)), back(w.size(), 0xAB);
+            // Q6_K keeps the size; Q4_K spreads out its 12 packed scale bytes (+64 bytes per 16 rows x 256)
+            EXPECT_EQ(packed.size(), w.size() + (t == DType::Q4_K ? 64 * (size_t)(n / 256) : 0));
+            ref::pack_group(t, w.data(), rb, n, packed.data());
+            ref::unpack_group(t, packed.data(), n, back.data(), rb);
+            EXPECT_EQ(back, w) << dtype_name(t) << " n=" << n;
+        }
+    }
+}
+
+TEST(PackedLayout, OnlyTheKTypesHaveOne) {
+    EXPECT_TRUE(ref::has_packed_layout(DType::Q4_K));
+    EXPECT_TRUE(ref::has_packed_layout(DType::Q6_K));
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q5_K})
+        EXPECT_FALSE(ref::has_packed_layout(t)) << dtype_name(t);
+}
+
+class PackedKernels : public ::testing::TestWithParam<Isa> {};
+
+// Groups x tokens: one token (decode), a partial tile, several full tiles and a remainder.
+TEST_P(PackedKernels, GemmMatchesTheReferenceOnTheOriginalRows) {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+    const KernelTable& k = kernels_for(GetParam());
+    for (DType wt : kPackedTypes) {
+        ASSERT_NE(k.packed_gemm[(int)wt], nullptr) << isa_name(GetParam()) << " " << dtype_name(wt);
+        for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 1}, {2048, 1}, {768, 5}, {2048, 19}, {4096, 8}}) {
+            const int64_t groups = 3, rows = groups * ref::kPackRows;
+            const DType at = ref::vec_dot_type(wt);
+            const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n), gb = ref::packed_group_bytes(wt, n);
+            const auto w = make_rows(wt, rows, n, 41 + (uint32_t)n);
+            std::vector<uint8_t> packed(gb * groups), acts(ab * (size_t)n_tok);
+            for (int64_t g = 0; g < groups; ++g)
+                ref::pack_group(wt, w.data() + (size_t)(g * ref::kPackRows) * rb, rb, n, packed.data() + g * gb);
+            auto xf = gaussian((size_t)(n * n_tok), 43);
+            for (int64_t i = 0; i < n; i += 97) xf[(size_t)i] *= 30.0f;  // outlier activations
+            std::vector<const void*> ap;
+            for (int64_t t = 0; t < n_tok; ++t) {
+                ref::convert_activation(at, xf.data() + t * n, acts.data() + t * ab, n);
+                ap.push_back(acts.data() + t * ab);
+            }
+            const int64_t ldy = rows + 3;  // a stride wider than the rows: nothing may be written there
+            std::vector<float> got((size_t)(ldy * n_tok), -7.0f), want((size_t)rows), wrow((size_t)n), arow((size_t)n);
+            k.packed_gemm[(int)wt](packed.data(), groups, n, ap.data(), n_tok, got.data(), ldy);
+            for (int64_t t = 0; t < n_tok; ++t) {
+                ref::gemv_rows(wt, w.data(), rb, rows, n, ap[(size_t)t], want.data());
+                ref::dequantize_row(at, ap[(size_t)t], arow.data(), n);
+                for (int64_t r = 0; r < rows; ++r) {
+                    ref::dequantize_row(wt, w.data() + (size_t)r * rb, wrow.data(), n);
+                    double mag = 0;
+                    for (int64_t i = 0; i < n; ++i) mag += std::fabs((double)wrow[(size_t)i] * arow[(size_t)i]);
+                    ASSERT_NEAR(got[(size_t)(t * ldy + r)], want[(size_t)r], 2e-5 * mag + 1e-6)
+                        << isa_name(GetParam()) << " " << dtype_name(wt) << " n=" << n << " token " << t << " row " << r;
+                }
+                for (int64_t r = rows; r < ldy; ++r) ASSERT_EQ(got[(size_t)(t * ldy + r)], -7.0f) << "wrote past the rows";
+            }
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, PackedKernels, ::testing::ValuesIn(kAllIsas),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+}  // namespace
+}  // namespace tandem::cpu
