@@ -5,10 +5,12 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/reference/attention.h"
 #include "kernels/reference/ops.h"
 #include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
@@ -24,13 +26,23 @@ KvPool Forward::make_pool(int64_t page_size, int64_t n_pages) const {
     return KvPool(hp_.n_layer, hp_.n_kv(), page_size, n_pages);
 }
 
+void Forward::for_tokens(int64_t n, const std::function<void(int64_t)>& fn) {
+    if (n < 4) {  // decode: not worth waking the pool
+        for (int64_t t = 0; t < n; ++t) fn(t);
+        return;
+    }
+    pool_.parallel_for(n, 1, [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) fn(t);
+    });
+}
+
 void Forward::embed(const int32_t* tokens, int64_t n, float* x) {
     const Tensor& e = model_.token_embd();
     for (int64_t t = 0; t < n; ++t) ref::dequantize_row(e.type, e.row(tokens[t]), x + t * hp_.n_embd, hp_.n_embd);
 }
 
 void Forward::norm(const float* x, const std::vector<float>& w, int64_t n, int64_t width, float* out) {
-    for (int64_t t = 0; t < n; ++t) ref::rms_norm(x + t * width, w.data(), width, hp_.rms_eps, out + t * width);
+    for_tokens(n, [&](int64_t t) { ref::rms_norm(x + t * width, w.data(), width, hp_.rms_eps, out + t * width); });
 }
 
 void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float* x, int64_t n, float* y) {
@@ -39,7 +51,7 @@ void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float*
     const size_t conv_bytes = row_bytes(vdt, in);
     uint8_t* conv = grow(act_, conv_bytes * (size_t)n);
     const cpu::KernelTable& k = cpu::kernels();
-    for (int64_t t = 0; t < n; ++t) k.convert[(int)vdt](x + t * in, conv + (size_t)t * conv_bytes, in);
+    for_tokens(n, [&](int64_t t) { k.convert[(int)vdt](x + t * in, conv + (size_t)t * conv_bytes, in); });
     if (w.packed && row0 % ref::kPackRows == 0 && n_rows % ref::kPackRows == 0) {
         const cpu::PackedGemmFn pg = k.packed_gemm[(int)w.type];
         const void** acts = grow(act_ptrs_, (size_t)n);
@@ -83,9 +95,9 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
     linear(l.wv, 0, n_kv, x, n, v);
 
     int64_t n_ctx_max = 0;
-    for (int64_t t = 0; t < n; ++t) {
+    for (int64_t t = 0; t < n; ++t) n_ctx_max = std::max(n_ctx_max, tok_pos_[(size_t)t] + 1);
+    for_tokens(n, [&](int64_t t) {
         const int64_t pos = tok_pos_[(size_t)t];
-        n_ctx_max = std::max(n_ctx_max, pos + 1);
         for (int64_t h = 0; h < hp_.n_head; ++h)
             ref::rms_norm(q + t * n_q + h * hd, l.attn_q_norm.data(), hd, hp_.rms_eps, q + t * n_q + h * hd);
         for (int64_t h = 0; h < hp_.n_head_kv; ++h)
@@ -99,12 +111,17 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
             kc[i] = fp32_to_fp16(k[t * n_kv + i]);
             vc[i] = fp32_to_fp16(v[t * n_kv + i]);
         }
-    }
+    });
 
     // causal attention: the token at position p sees positions [0, p] of its own sequence, page by page
     float* o = grow(attn_, (size_t)(n * n_q));
     const float scale = 1.0f / std::sqrt((float)hd);
     const cpu::KernelTable& kt = cpu::kernels();
+    if (kt.attention && hd % 16 == 0) {
+        attend(il, q, n, o);
+        linear(l.wo, 0, hp_.n_embd, o, n, out);
+        return;
+    }
     // the AVX-512 kernels need head_dim % 16 == 0; others use the reference
     const cpu::KernelTable& ka = hd % 16 == 0 ? kt : cpu::kernels_for(cpu::Isa::generic);
     float* scores_all = grow(scores_, (size_t)(pool_.n_threads() * 4 * n_ctx_max));
@@ -127,6 +144,88 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
         }
     });
     linear(l.wo, 0, hp_.n_embd, o, n, out);
+}
+
+// The attention kernel's jobs: per run of consecutive tokens of one sequence, per KV head (its
+// GQA group of query heads), per block of kTokBlock tokens. A lone token with a long context
+// (decode) is split over its positions into parts that run in parallel and are merged
+// (flash-decoding), so that decode has work for every thread.
+void Forward::attend(int il, const float* q, int64_t n, float* o) {
+    constexpr int64_t kTokBlock = 32, kSplitFrom = 1024, kPart = 512, kMaxParts = 16;
+    KvPool& pool = *pool_kv_;
+    const int64_t hd = hp_.head_dim, n_q = hp_.n_q(), n_kv = hp_.n_kv();
+    const int64_t group = hp_.n_head / hp_.n_head_kv;
+    const float scale = 1.0f / std::sqrt((float)hd);
+    std::vector<ref::AttnJob>& jobs = attn_jobs_;
+    std::vector<int64_t>& part_row = attn_part_row_;
+    std::vector<AttnMerge>& merges = attn_merges_;
+    jobs.clear();
+    part_row.clear();
+    merges.clear();
+    size_t part_rows = 0;  // rows of split parts (outputs and lse in attn_parts_, pointers set below)
+    for (int64_t t = 0; t < n;) {
+        int64_t e = t + 1;
+        while (e < n && tok_pages_[(size_t)e] == tok_pages_[(size_t)t] && tok_pos_[(size_t)e] == tok_pos_[(size_t)e - 1] + 1) ++e;
+        for (int64_t tb = t; tb < e; tb += kTokBlock) {
+            const int64_t nt = std::min(kTokBlock, e - tb), pos0 = tok_pos_[(size_t)tb];
+            for (int64_t hk = 0; hk < hp_.n_head_kv; ++hk) {
+                ref::AttnJob j;
+                j.q = q + tb * n_q + hk * group * hd;
+                j.q_stride = n_q;
+                j.o = o + tb * n_q + hk * group * hd;
+                j.o_stride = n_q;
+                j.n_tok = nt;
+                j.n_head = group;
+                j.hd = hd;
+                j.pos0 = pos0;
+                j.p_end = pos0 + nt;
+                j.k = pool.k(0, il) + hk * hd;
+                j.v = pool.v(0, il) + hk * hd;
+                j.pages = tok_pages_[(size_t)tb];
+                j.page_size = pool.page_size();
+                j.page_stride = pool.page_stride();
+                j.kv_stride = n_kv;
+                j.scale = scale;
+                if (nt > 1 || j.p_end < kSplitFrom) {
+                    jobs.push_back(j);
+                    part_row.push_back(-1);
+                    continue;
+                }
+                const int64_t parts = std::min(kMaxParts, (j.p_end + kPart - 1) / kPart);
+                merges.push_back({jobs.size(), parts, j.o});
+                for (int64_t i = 0; i < parts; ++i) {
+                    ref::AttnJob p = j;
+                    p.p_begin = j.p_end * i / parts;
+                    p.p_end = j.p_end * (i + 1) / parts;
+                    p.o_stride = group * hd;
+                    jobs.push_back(p);
+                    part_row.push_back((int64_t)part_rows);
+                    part_rows += (size_t)group;
+                }
+            }
+        }
+        t = e;
+    }
+    float* part_o = grow(attn_parts_, part_rows * (size_t)(hd + 1));
+    float* part_lse = part_o + part_rows * (size_t)hd;
+    for (size_t i = 0; i < jobs.size(); ++i)
+        if (part_row[i] >= 0) {
+            jobs[i].o = part_o + part_row[i] * hd;
+            jobs[i].lse = part_lse + part_row[i];
+        }
+    const cpu::AttentionFn attn = cpu::kernels().attention;
+    pool_.parallel_for((int64_t)jobs.size(), 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) attn(jobs[(size_t)i]);
+    });
+    for (const AttnMerge& m : merges) {
+        const float* op[kMaxParts];
+        const float* lp[kMaxParts];
+        for (int64_t i = 0; i < m.parts; ++i) {
+            op[i] = jobs[m.first_job + (size_t)i].o;
+            lp[i] = jobs[m.first_job + (size_t)i].lse;
+        }
+        ref::merge_attention(op, lp, (int)m.parts, group, hd, m.out);
+    }
 }
 
 void Forward::moe(int il, const float* x, int64_t n, float* out) {
@@ -171,10 +270,10 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
     const size_t xg_bytes = row_bytes(xg_t, D), xu_bytes = row_bytes(xu_t, D), h_bytes = row_bytes(h_t, F);
     uint8_t* xg = grow(act_, xg_bytes * (size_t)n);
     uint8_t* xu = xu_t == xg_t ? xg : grow(act2_, xu_bytes * (size_t)n);
-    for (int64_t t = 0; t < n; ++t) {
+    for_tokens(n, [&](int64_t t) {
         k.convert[(int)xg_t](x + t * D, xg + (size_t)t * xg_bytes, D);
         if (xu != xg) k.convert[(int)xu_t](x + t * D, xu + (size_t)t * xu_bytes, D);
-    }
+    });
     float* g = grow(gate_, (size_t)(n_slots * F));
     float* u = grow(up_, (size_t)(n_slots * F));
     float* d = grow(ffn_out_, (size_t)(n_slots * D));
@@ -233,10 +332,10 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
         }
     });
     // SwiGLU, then the down projection's activation type
-    for (int64_t s = 0; s < n_slots; ++s) {
+    for_tokens(n_slots, [&](int64_t s) {
         ref::swiglu(g + s * F, u + s * F, g + s * F, F);
         k.convert[(int)h_t](g + s * F, h + (size_t)s * h_bytes, F);
-    }
+    });
     const int64_t d_chunks = (D + kRows - 1) / kRows;
     pool_.parallel_for(n_groups * d_chunks, 1, [&](int64_t b, int64_t e) {
         for (int64_t unit = b; unit < e; ++unit) {
@@ -262,12 +361,23 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
                                 yd.data());
         }
     });
-    // weighted sum of the experts of each token
-    std::fill(out, out + n * D, 0.0f);
+    // weighted sum of the experts of each token, in routing order (the slots were sorted by expert)
+    int64_t* tok_slots = grow(moe_tok_slots_, (size_t)n_slots);  // token t's slots at [t * K, t * K + K)
+    std::vector<int64_t>& fill = moe_idx_;
+    fill.assign((size_t)n, 0);
     for (int64_t s = 0; s < n_slots; ++s) {
-        const Slot& sl = slots[(size_t)s];
-        for (int64_t i = 0; i < D; ++i) out[sl.token * D + i] += sl.weight * d[s * D + i];
+        const int64_t t = slots[(size_t)s].token;
+        tok_slots[t * K + fill[(size_t)t]++] = s;
     }
+    for_tokens(n, [&](int64_t t) {
+        float* o = out + t * D;
+        std::fill(o, o + D, 0.0f);
+        for (int64_t j = 0; j < K; ++j) {
+            const int64_t s = tok_slots[t * K + j];
+            const float w = slots[(size_t)s].weight;
+            for (int64_t i = 0; i < D; ++i) o[i] += w * d[s * D + i];
+        }
+    });
 }
 
 void Forward::dense_ffn(int il, const float* x, int64_t n, float* out) {

@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/status.h"
 #include "core/thread_pool.h"
+#include "kernels/reference/attention.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
 
@@ -56,12 +58,15 @@ public:
     StageTimes& stage_times() { return times_; }
 
 private:
+    // fn(t) for t < n, over the pool when n is large enough to be worth it (t's are independent)
+    void for_tokens(int64_t n, const std::function<void(int64_t)>& fn);
     // building blocks (builders.cpp)
     void embed(const int32_t* tokens, int64_t n, float* x);
     void norm(const float* x, const std::vector<float>& w, int64_t n, int64_t width, float* out);
     // y[t][r] = W[row0 + r] . x[t] for r < n_rows; rows are ne[0] wide.
     void linear(const Tensor& w, int64_t row0, int64_t n_rows, const float* x, int64_t n, float* y);
     void attention(int il, const float* x, int64_t n, float* out);
+    void attend(int il, const float* q, int64_t n, float* o);  // attention's core on the kernel table's kernel
     void moe(int il, const float* x, int64_t n, float* out);
     void dense_ffn(int il, const float* x, int64_t n, float* out);
     void lm_head(const float* x, int64_t n, float* logits);
@@ -92,9 +97,19 @@ private:
     std::vector<float> x_, xout_, cur_, delta_, scores_, tmp_, q_, k_, v_, attn_, gate_, up_, ffn_out_, router_;
     std::vector<uint8_t> act_, act2_, act3_;  // activations converted to a weight's dot-product type
     std::vector<const void*> act_ptrs_;       // per token (or routed slot): its converted activations
+    std::vector<ref::AttnJob> attn_jobs_;
+    std::vector<int64_t> attn_part_row_;      // per job: its first row in attn_parts_, or -1 (not split)
+    std::vector<float> attn_parts_;           // outputs, then lse, of the parts of split jobs
+    struct AttnMerge {                        // jobs [first_job, first_job + parts) merged into out
+        size_t first_job;
+        int64_t parts;
+        float* out;
+    };
+    std::vector<AttnMerge> attn_merges_;
     std::vector<Slot> moe_slots_;
     std::vector<std::pair<int64_t, int64_t>> moe_groups_;
     std::vector<int64_t> moe_idx_;
+    std::vector<int64_t> moe_tok_slots_;
 };
 
 }  // namespace tandem

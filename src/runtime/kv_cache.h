@@ -25,6 +25,8 @@ public:
     int64_t n_kv() const { return n_kv_; }
     int64_t page_size() const { return page_size_; }
     int64_t n_pages() const { return n_pages_; }
+    // halves from one page to the next for the same layer: k(p, il) = k(0, il) + p * page_stride()
+    int64_t page_stride() const { return n_layer_ * page_size_ * n_kv_; }
     size_t bytes() const { return 2 * k_.size() * sizeof(uint16_t); }
 
 private:

@@ -107,11 +107,13 @@ struct Tables {
             fill_avx2(t[(int)Isa::avx512]);
             fill_avx512(t[(int)Isa::avx512]);
             fill_avx512_packed(t[(int)Isa::avx512]);
+            fill_avx512_attention(t[(int)Isa::avx512]);
         }
         if (isa_supported(Isa::amx)) {
             fill_avx2(t[(int)Isa::amx]);
             fill_avx512(t[(int)Isa::amx]);
             fill_avx512_packed(t[(int)Isa::amx]);
+            fill_avx512_attention(t[(int)Isa::amx]);
             fill_amx(t[(int)Isa::amx]);
         }
 #elif defined(__aarch64__)

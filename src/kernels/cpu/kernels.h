@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/reference/attention.h"
 
 namespace tandem::cpu {
 
@@ -36,6 +37,9 @@ using AttnScoresFn = void (*)(const float* q, const uint16_t* k, int64_t stride,
 using AttnValuesFn = void (*)(const float* w, const uint16_t* v, int64_t stride, int64_t n_pos, int64_t hd,
                               float* out);
 
+// Causal attention of one job (kernels/reference/attention.h).
+using AttentionFn = void (*)(const ref::AttnJob& job);
+
 enum class Isa { generic = 0, avx2 = 1, avx512 = 2, neon = 3, neon_v8 = 4, amx = 5 };
 constexpr int kNumIsa = 6;
 constexpr Isa kAllIsas[kNumIsa] = {Isa::generic, Isa::avx2, Isa::avx512, Isa::neon, Isa::neon_v8, Isa::amx};
@@ -52,6 +56,9 @@ struct KernelTable {
     GemvI8Fn gemv_i8 = nullptr;
     AttnScoresFn attn_scores = nullptr;
     AttnValuesFn attn_values = nullptr;
+    // null where there is no ISA-specific kernel: the forward then goes head by head over
+    // attn_scores / attn_values (tests compare this with ref::attention)
+    AttentionFn attention = nullptr;
 };
 
 const char* isa_name(Isa isa);
@@ -74,7 +81,8 @@ inline void convert_activation(DType act_type, const float* x, void* out, int64_
 // Per-ISA fillers (each compiled with its own target flags); they override generic entries.
 void fill_avx2(KernelTable& t);
 void fill_avx512(KernelTable& t);
-void fill_avx512_packed(KernelTable& t);  // packed-layout kernels (avx512_packed.cpp)
+void fill_avx512_packed(KernelTable& t);     // packed-layout kernels (avx512_packed.cpp)
+void fill_avx512_attention(KernelTable& t);  // avx512_attention.cpp
 void fill_amx(KernelTable& t);  // over a filled avx512 table: AMX GEMM for Q4_K/Q6_K
 void fill_neon(KernelTable& t);
 void fill_neon_v8(KernelTable& t);

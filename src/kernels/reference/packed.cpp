@@ -11,13 +11,15 @@ namespace {
 
 constexpr int kR = (int)kPackRows;
 
-// Element of row r held at byte 4r + b of Q4_K/Q6_K chunk c = 8p + i: the low nibble's element
-// and the high nibble's element.
+// Element of row r held at byte 4r + b of Q6_K chunk c = 8p + i: the low nibble's element and the
+// high nibble's element.
 inline int lo_elem(int c, int b) { return 64 * (c / 8) + 4 * (c % 8) + b; }
 inline int hi_elem(int c, int b) { return lo_elem(c, b) + 32; }
+// The same for Q4_K chunk c = 4j + i (both nibbles in sub-block j).
+inline int q4_lo_elem(int c, int b) { return 32 * (c / 4) + 4 * (c % 4) + b; }
+inline int q4_hi_elem(int c, int b) { return q4_lo_elem(c, b) + 16; }
 
-// A GGUF Q4_K block already pairs element e (low nibble) with e + 32 (high nibble) in qs[32p + l],
-// e = 64p + l, as chunk bytes do: chunk c = 8p + i of row r is qs[32p + 4i .. 32p + 4i + 3].
+// Sub-block j's elements 32j + m are nibble j % 2 of the GGUF qs[32 (j / 2) + m].
 void pack_q4_k(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
     uint8_t sc[8], m[8];
     for (int64_t ib = 0; ib < nb; ++ib, out += kPackedQ4KBlock) {
@@ -30,7 +32,12 @@ void pack_q4_k(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
                 out[packed_q4_k::sc + 16 * j + r] = sc[j];
                 out[packed_q4_k::m + 32 * (j / 2) + 2 * r + j % 2] = m[j];
             }
-            for (int c = 0; c < 32; ++c) std::memcpy(out + packed_q4_k::qs + 64 * c + 4 * r, b.qs + 32 * (c / 8) + 4 * (c % 8), 4);
+            for (int c = 0; c < 32; ++c) {
+                const int j = c / 4, sh = 4 * (j % 2);
+                const uint8_t* qs = b.qs + 32 * (j / 2) + 4 * (c % 4);
+                for (int bb = 0; bb < 4; ++bb)
+                    out[packed_q4_k::qs + 64 * c + 4 * r + bb] = (uint8_t)(((qs[bb] >> sh) & 15) | ((qs[16 + bb] >> sh) & 15) << 4);
+            }
         }
     }
 }
@@ -44,8 +51,8 @@ void unpack_q4_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
             for (int c = 0; c < 32; ++c)
                 for (int b = 0; b < 4; ++b) {
                     const uint8_t v = in[packed_q4_k::qs + 64 * c + 4 * r + b];
-                    q[lo_elem(c, b)] = v & 15;
-                    q[hi_elem(c, b)] = v >> 4;
+                    q[q4_lo_elem(c, b)] = v & 15;
+                    q[q4_hi_elem(c, b)] = v >> 4;
                 }
             auto& blk = reinterpret_cast<BlockQ4_K*>(rows + (size_t)r * stride)[ib];
             detail::q4_k_from_levels(q, sc, m, blk);

@@ -9,14 +9,16 @@
 //   uint16_t d[16], dmin[16]   f16 super-block scales, per row
 //   uint8_t  sc[8][16]         6-bit sub-block scales, [sub-block][row]
 //   uint8_t  m[4][16][2]       6-bit sub-block mins, [sub-block pair p][row][2p, 2p+1]
-//   uint8_t  qs[32][64]        chunk c = 8p + i: byte 4r + b = q[r][64p + 4i + b] (low nibble,
-//                              sub-block 2p) | q[r][64p + 32 + 4i + b] << 4 (sub-block 2p + 1)
+//   uint8_t  qs[32][64]        chunk c = 4j + i: byte 4r + b = q[r][32j + 4i + b] (low nibble)
+//                              | q[r][32j + 16 + 4i + b] << 4: both nibbles in sub-block j, so
+//                              one accumulator per token takes a whole sub-block
 // Q6_K x16 (3360 bytes = 16 x 210):
 //   uint16_t d[16]             f16
 //   int8_t   sc[8][16][2]      sub-block scales (16 elements each), [pair j][row][2j, 2j+1]
 //   16 units of 192 bytes, unit h = {qh chunk h, ql chunk 2h, ql chunk 2h + 1}, in the order the
 //   kernels read them:
-//     ql chunk c [64]          as Q4_K's qs chunk c, the low 4 bits of q (0..63)
+//     ql chunk c [64]          chunk c = 8p + i: byte 4r + b = the low 4 bits of q[r][64p + 4i + b]
+//                              | those of q[r][64p + 32 + 4i + b] << 4
 //     qh chunk h [64]          byte 4r + b: the top 2 bits of the 4 elements that ql chunks 2h
 //                              (low, high nibble) and 2h + 1 (low, high) hold at 4r + b, at bits
 //                              0-1, 2-3, 4-5, 6-7

@@ -11,7 +11,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
@@ -26,9 +28,11 @@ using ref::kQK_K;
 namespace pq4 = ref::packed_q4_k;
 namespace pq6 = ref::packed_q6_k;
 
-constexpr int kTile = 8;  // tokens per pass over a group's chunk (tuned on Zen 5: 4 and 6 were slower)
-// Decode streams the weights from DRAM once: software prefetch this far ahead in the group (one
-// core on Zen 5: Q4_K 27 -> 36 GB/s, Q6_K 25 -> 33 GB/s; 1-4 KB ahead helped less, 12 KB hurt).
+constexpr int kTile = 8;  // tokens per pass over a group's chunk (Zen 5: 6 was slower, 10 and 12 spill)
+// Software prefetch this far ahead in the group. Decode streams the weights from DRAM once (one
+// core on Zen 5: Q4_K 27 -> 36 GB/s, Q6_K 25 -> 33 GB/s; 1-4 KB ahead helped less, 12 KB hurt);
+// prefill reads each group from DRAM before reusing it per tile (expert stage 0.86 -> 0.70 ms per
+// prompt token with the prefetch on for every tile size).
 constexpr int kPrefetchBytes = 8192;
 
 inline __m512i bcast4(const int8_t* p) {
@@ -60,24 +64,25 @@ void q4_k_group(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, const i
     for (int64_t ib = 0; ib < nb; ++ib, g += ref::kPackedQ4KBlock) {
         __m512i isum[T];
         for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
-        for (int p = 0; p < 4; ++p) {
-            __m512i lo_acc[T], hi_acc[T];
+        for (int j = 0; j < 8; ++j) {  // sub-block j: chunks 4j .. 4j + 3
+            __m512i lo_acc[T], hi_acc[T];  // two chains per token (VPDPBUSD's latency), same scale
             for (int t = 0; t < T; ++t) lo_acc[t] = hi_acc[t] = _mm512_setzero_si512();
-            for (int i = 0; i < 8; ++i) {
-                const __m512i x = load(g + pq4::qs + 64 * (8 * p + i));
-                if (T <= 2) _mm_prefetch((const char*)(g + pq4::qs + 64 * (8 * p + i) + kPrefetchBytes), _MM_HINT_T0);
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; ++i) {
+                const uint8_t* c = g + pq4::qs + 64 * (4 * j + i);
+                const __m512i x = load(c);
+                _mm_prefetch((const char*)(c + kPrefetchBytes), _MM_HINT_T0);
                 const __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+#pragma GCC unroll 8
                 for (int t = 0; t < T; ++t) {
-                    const int8_t* q = a[t][ib].qs + 64 * p + 4 * i;
+                    const int8_t* q = a[t][ib].qs + 32 * j + 4 * i;
                     lo_acc[t] = _mm512_dpbusd_epi32(lo_acc[t], lo, bcast4(q));
-                    hi_acc[t] = _mm512_dpbusd_epi32(hi_acc[t], hi, bcast4(q + 32));
+                    hi_acc[t] = _mm512_dpbusd_epi32(hi_acc[t], hi, bcast4(q + 16));
                 }
             }
-            const __m512i sc_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g + pq4::sc + 32 * p)));
-            const __m512i sc_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g + pq4::sc + 32 * p + 16)));
+            const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g + pq4::sc + 16 * j)));
             for (int t = 0; t < T; ++t)
-                isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(lo_acc[t], sc_lo),
-                                                                     _mm512_mullo_epi32(hi_acc[t], sc_hi)));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(lo_acc[t], hi_acc[t]), sc));
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(g + pq4::d)));
         const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(g + pq4::dmin)));
@@ -110,17 +115,15 @@ void q6_k_group(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* 
             const __m512i s23 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)(g + pq6::sc + 32 * (2 * p + 1))));
             const __m512i sc[4] = {_mm512_srai_epi32(_mm512_slli_epi32(s01, 16), 16), _mm512_srai_epi32(s01, 16),
                                    _mm512_srai_epi32(_mm512_slli_epi32(s23, 16), 16), _mm512_srai_epi32(s23, 16)};
+#pragma GCC unroll 2
             for (int half = 0; half < 2; ++half) {  // chunks 8p + 4 half .. + 3: sub-blocks 4p + half, 4p + 2 + half
                 __m512i lo_acc[T], hi_acc[T];
                 for (int t = 0; t < T; ++t) lo_acc[t] = hi_acc[t] = _mm512_setzero_si512();
+#pragma GCC unroll 2
                 for (int i2 = 0; i2 < 2; ++i2) {
                     const int c0 = 8 * p + 4 * half + 2 * i2;  // chunks c0, c0 + 1 share qh chunk c0 / 2
                     const __m512i qh = load(g + pq6::qh(c0 / 2));
-                    if (T <= 2) {
-                        _mm_prefetch((const char*)(g + pq6::qh(c0 / 2) + kPrefetchBytes), _MM_HINT_T0);
-                        _mm_prefetch((const char*)(g + pq6::qh(c0 / 2) + kPrefetchBytes + 64), _MM_HINT_T0);
-                        _mm_prefetch((const char*)(g + pq6::qh(c0 / 2) + kPrefetchBytes + 128), _MM_HINT_T0);
-                    }
+                    for (int l = 0; l < 3; ++l) _mm_prefetch((const char*)(g + pq6::qh(c0 / 2) + kPrefetchBytes + 64 * l), _MM_HINT_T0);
                     for (int k = 0; k < 2; ++k) {
                         const __m512i x = load(g + pq6::ql(c0 + k));
                         const __m512i hl = k == 0 ? _mm512_slli_epi16(qh, 4) : qh;
@@ -129,6 +132,7 @@ void q6_k_group(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* 
                         const __m512i lo = _mm512_ternarylogic_epi32(_mm512_and_si512(x, m4), hl, m30, 0xF8);
                         const __m512i hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), hh, m30, 0xF8);
                         const int i = 4 * half + 2 * i2 + k;
+#pragma GCC unroll 8
                         for (int t = 0; t < T; ++t) {
                             const int8_t* q = a[t][ib].qs + 64 * p + 4 * i;
                             lo_acc[t] = _mm512_dpbusd_epi32(lo_acc[t], lo, bcast4(q));
@@ -186,22 +190,28 @@ void run_groups(const TileFn* tiles, size_t group_bytes, const uint8_t* w, int64
     }
 }
 
-constexpr TileFn kQ4KTiles[kTile] = {q4_k_tile<1>, q4_k_tile<2>, q4_k_tile<3>, q4_k_tile<4>,
-                                     q4_k_tile<5>, q4_k_tile<6>, q4_k_tile<7>, q4_k_tile<8>};
-constexpr TileFn kQ6KTiles[kTile] = {q6_k_tile<1>, q6_k_tile<2>, q6_k_tile<3>, q6_k_tile<4>,
-                                     q6_k_tile<5>, q6_k_tile<6>, q6_k_tile<7>, q6_k_tile<8>};
+template <int... I>
+constexpr std::array<TileFn, sizeof...(I)> q4_k_tiles(std::integer_sequence<int, I...>) {
+    return {q4_k_tile<I + 1>...};
+}
+template <int... I>
+constexpr std::array<TileFn, sizeof...(I)> q6_k_tiles(std::integer_sequence<int, I...>) {
+    return {q6_k_tile<I + 1>...};
+}
+constexpr auto kQ4KTiles = q4_k_tiles(std::make_integer_sequence<int, kTile>{});
+constexpr auto kQ6KTiles = q6_k_tiles(std::make_integer_sequence<int, kTile>{});
 
 void packed_gemm_q4_k(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
                       int64_t ldy) {
     const int64_t nb = n / kQK_K;
     thread_local std::vector<int16_t> psum;
     pair_sums(acts, n_tok, nb, psum);
-    run_groups(kQ4KTiles, ref::packed_group_bytes(DType::Q4_K, n), w, n_groups, nb, acts, n_tok, psum.data(), y, ldy);
+    run_groups(kQ4KTiles.data(), ref::packed_group_bytes(DType::Q4_K, n), w, n_groups, nb, acts, n_tok, psum.data(), y, ldy);
 }
 
 void packed_gemm_q6_k(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
                       int64_t ldy) {
-    run_groups(kQ6KTiles, ref::packed_group_bytes(DType::Q6_K, n), w, n_groups, n / kQK_K, acts, n_tok, nullptr, y, ldy);
+    run_groups(kQ6KTiles.data(), ref::packed_group_bytes(DType::Q6_K, n), w, n_groups, n / kQK_K, acts, n_tok, nullptr, y, ldy);
 }
 
 }  // namespace

@@ -1,0 +1,190 @@
+// AVX-512 causal attention over the paged f16 KV cache (kernels/reference/attention.h), flash-
+// attention style: the positions in blocks of kBk; per block the keys are converted once into a
+// transposed float tile Kt[d][p], shared by every query row of the job (the GQA heads of the KV
+// head times the job's tokens); per 8 query rows the scores are 2 x 8 accumulators of 16
+// positions (one Kt load feeds 8 FMAs), then an online softmax (running max and sum per row) and
+// the values accumulated into the rows' outputs, values converted from f16 on the fly.
+// Compiled with the avx512.cpp flags; head_dim must be a multiple of 16.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/reference/attention.h"
+
+namespace tandem::cpu {
+namespace {
+
+using ref::AttnJob;
+
+constexpr int kBk = 32;    // positions per block (2 vectors of scores per row)
+constexpr int kRows = 8;   // query rows per pass over a block's Kt tile
+
+// e^x to ~2 ulp for x in [-87, 88]; far below (masked scores, -inf) gives 0.
+inline __m512 exp_ps(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-104.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    auto lo = [](__m512 a, __m512 b) { return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))); };
+    auto hi = [](__m512 a, __m512 b) { return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))); };
+    for (int i = 0; i < 4; ++i) {
+        r[4 * i] = lo(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = hi(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = lo(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = hi(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int h = 0; h < 2; ++h)
+        for (int i = 0; i < 4; ++i) {
+            t[8 * h + i] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + i + 4], 0x88);
+            t[8 * h + i + 4] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; ++i) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+// kt[d * kBk + p] = key p of the block (n <= kBk keys at kp[p]; the rest 0).
+void load_kt(const uint16_t* const* kp, int n, int64_t hd, float* kt) {
+    for (int pg = 0; pg < kBk / 16; ++pg)
+        for (int64_t d0 = 0; d0 < hd; d0 += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; ++i) {
+                const int p = 16 * pg + i;
+                r[i] = p < n ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(kp[p] + d0))) : _mm512_setzero_ps();
+            }
+            transpose16(r);
+            for (int i = 0; i < 16; ++i) _mm512_storeu_ps(kt + (d0 + i) * kBk + 16 * pg, r[i]);
+        }
+}
+
+// R query rows (q[r]: hd floats, already scaled) against one block of n keys/values. lim[r]: the
+// row's last visible position in the block (< 0: none). m, l: running max and sum; o[r]: the
+// unnormalised output rows.
+template <int R>
+void rows_block(const float* const* q, const float* kt, const uint16_t* const* vp, int n, int64_t hd, const int* lim,
+                float* m, float* l, float* const* o) {
+    __m512 s0[R], s1[R];
+    for (int r = 0; r < R; ++r) s0[r] = s1[r] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < hd; ++d) {
+        const __m512 k0 = _mm512_loadu_ps(kt + d * kBk), k1 = _mm512_loadu_ps(kt + d * kBk + 16);
+        for (int r = 0; r < R; ++r) {
+            const __m512 qd = _mm512_set1_ps(q[r][d]);
+            s0[r] = _mm512_fmadd_ps(qd, k0, s0[r]);
+            s1[r] = _mm512_fmadd_ps(qd, k1, s1[r]);
+        }
+    }
+    alignas(64) float p[R][kBk];
+    float corr[R];
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int r = 0; r < R; ++r) {
+        const int last = std::min(lim[r], n - 1);
+        if (last < 0) {
+            corr[r] = 1.0f;
+            _mm512_store_ps(p[r], _mm512_setzero_ps());
+            _mm512_store_ps(p[r] + 16, _mm512_setzero_ps());
+            continue;
+        }
+        const __mmask16 k0 = last >= 15 ? (__mmask16)0xFFFF : (__mmask16)((1u << (last + 1)) - 1);
+        const __mmask16 k1 = last >= 31 ? (__mmask16)0xFFFF : last >= 16 ? (__mmask16)((1u << (last - 15)) - 1) : 0;
+        const __m512 x0 = _mm512_mask_mov_ps(ninf, k0, s0[r]), x1 = _mm512_mask_mov_ps(ninf, k1, s1[r]);
+        const float mx = _mm512_reduce_max_ps(_mm512_max_ps(x0, x1));
+        const float m_new = std::max(m[r], mx);
+        corr[r] = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - m_new);
+        const __m512 e0 = exp_ps(_mm512_sub_ps(x0, _mm512_set1_ps(m_new)));
+        const __m512 e1 = exp_ps(_mm512_sub_ps(x1, _mm512_set1_ps(m_new)));
+        l[r] = l[r] * corr[r] + _mm512_reduce_add_ps(_mm512_add_ps(e0, e1));
+        m[r] = m_new;
+        _mm512_store_ps(p[r], e0);
+        _mm512_store_ps(p[r] + 16, e1);
+    }
+    for (int64_t d0 = 0; d0 < hd; d0 += 16) {
+        __m512 acc[R];
+        for (int r = 0; r < R; ++r) acc[r] = _mm512_mul_ps(_mm512_loadu_ps(o[r] + d0), _mm512_set1_ps(corr[r]));
+        for (int i = 0; i < n; ++i) {
+            const __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(vp[i] + d0)));
+            for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r][i]), v, acc[r]);
+        }
+        for (int r = 0; r < R; ++r) _mm512_storeu_ps(o[r] + d0, acc[r]);
+    }
+}
+
+using RowsFn = void (*)(const float* const*, const float*, const uint16_t* const*, int, int64_t, const int*, float*,
+                        float*, float* const*);
+constexpr RowsFn kRowsFns[kRows] = {rows_block<1>, rows_block<2>, rows_block<3>, rows_block<4>,
+                                    rows_block<5>, rows_block<6>, rows_block<7>, rows_block<8>};
+
+void attention(const AttnJob& jb) {
+    const int64_t hd = jb.hd, n_rows = jb.n_tok * jb.n_head;
+    thread_local std::vector<float> qs, os, ms, ls, kt;
+    qs.resize((size_t)(n_rows * hd));
+    os.assign((size_t)(n_rows * hd), 0.0f);
+    ms.assign((size_t)n_rows, -INFINITY);
+    ls.assign((size_t)n_rows, 0.0f);
+    kt.resize((size_t)(hd * kBk));
+    for (int64_t r = 0; r < n_rows; ++r) {  // row r = (token r / n_head, head r % n_head), scaled
+        const float* src = jb.q + (r / jb.n_head) * jb.q_stride + (r % jb.n_head) * hd;
+        for (int64_t d = 0; d < hd; ++d) qs[(size_t)(r * hd + d)] = src[d] * jb.scale;
+    }
+    const int64_t p_last = std::min(jb.p_end, jb.pos0 + jb.n_tok);  // exclusive: the last token's limit + 1
+    const uint16_t* kp[kBk];
+    const uint16_t* vp[kBk];
+    for (int64_t pb = jb.p_begin; pb < p_last; pb += kBk) {
+        const int n = (int)std::min<int64_t>(kBk, p_last - pb);
+        for (int i = 0; i < n; ++i) {
+            const int64_t p = pb + i;
+            const int64_t off = jb.pages[p / jb.page_size] * jb.page_stride + (p % jb.page_size) * jb.kv_stride;
+            kp[i] = jb.k + off;
+            vp[i] = jb.v + off;
+        }
+        load_kt(kp, n, hd, kt.data());
+        for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
+            const int R = (int)std::min<int64_t>(kRows, n_rows - r0);
+            int lim[kRows];
+            const float* q[kRows];
+            float* o[kRows];
+            int lim_max = -1;
+            for (int r = 0; r < R; ++r) {
+                lim[r] = (int)std::min<int64_t>(jb.pos0 + (r0 + r) / jb.n_head - pb, kBk);
+                lim_max = std::max(lim_max, lim[r]);
+                q[r] = qs.data() + (r0 + r) * hd;
+                o[r] = os.data() + (r0 + r) * hd;
+            }
+            if (lim_max < 0) continue;  // none of these rows sees the block (later rows may)
+            kRowsFns[R - 1](q, kt.data(), vp, n, hd, lim, ms.data() + r0, ls.data() + r0, o);
+        }
+    }
+    for (int64_t r = 0; r < n_rows; ++r) {
+        float* dst = jb.o + (r / jb.n_head) * jb.o_stride + (r % jb.n_head) * hd;
+        const float inv = ls[(size_t)r] > 0.0f ? 1.0f / ls[(size_t)r] : 0.0f;
+        for (int64_t d = 0; d < hd; ++d) dst[d] = os[(size_t)(r * hd + d)] * inv;
+        if (jb.lse) jb.lse[r] = ls[(size_t)r] > 0.0f ? ms[(size_t)r] + std::log(ls[(size_t)r]) : -INFINITY;
+    }
+}
+
+}  // namespace
+
+void fill_avx512_attention(KernelTable& t) { t.attention = attention; }
+
+}  // namespace tandem::cpu
