@@ -11,11 +11,11 @@ namespace {
 
 constexpr int kR = (int)kPackRows;
 
-// Element of row r held at byte 4r + b of Q6_K chunk c = 8p + i: the low nibble's element and the
-// high nibble's element.
-inline int lo_elem(int c, int b) { return 64 * (c / 8) + 4 * (c % 8) + b; }
-inline int hi_elem(int c, int b) { return lo_elem(c, b) + 32; }
-// The same for Q4_K chunk c = 4j + i (both nibbles in sub-block j).
+// Element of row r held at byte 4r + b of Q6_K sub-block s's ql chunk i: the low nibble's and
+// the high nibble's.
+inline int q6_lo_elem(int s, int i, int b) { return 16 * s + 4 * i + b; }
+inline int q6_hi_elem(int s, int i, int b) { return q6_lo_elem(s, i, b) + 8; }
+// Element of row r held at byte 4r + b of Q4_K chunk c = 4j + i (both nibbles in sub-block j).
 inline int q4_lo_elem(int c, int b) { return 32 * (c / 4) + 4 * (c % 4) + b; }
 inline int q4_hi_elem(int c, int b) { return q4_lo_elem(c, b) + 16; }
 
@@ -62,26 +62,24 @@ void unpack_q4_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
     }
 }
 
-// Straight from the GGUF bits. Chunk c = 8p + i, byte b, l = 4i + b, h = p / 2: the low element
-// 64p + l has its low 4 bits in ql[64h + l] and the high element 64p + 32 + l in ql[64h + 32 + l]
-// (high nibbles when p is odd), their top 2 bits at bits 4(p % 2) .. + 3 of qh[32h + l].
 void pack_q6_k(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
+    uint8_t q[kQK_K];
     for (int64_t ib = 0; ib < nb; ++ib, out += kPackedQ6KBlock) {
         for (int r = 0; r < kR; ++r) {
             const auto& b = reinterpret_cast<const BlockQ6_K*>(rows + (size_t)r * stride)[ib];
+            detail::q6_k_levels(b, q);
             std::memcpy(out + packed_q6_k::d + 2 * r, &b.d, 2);
             for (int j = 0; j < 16; ++j) out[packed_q6_k::sc + 32 * (j / 2) + 2 * r + j % 2] = (uint8_t)b.scales[j];
-            for (int c = 0; c < 32; ++c) {
-                const int p = c / 8, i = c % 8, h = p / 2, sh = 4 * (p % 2);
+            for (int s = 0; s < 16; ++s)
                 for (int bb = 0; bb < 4; ++bb) {
-                    const int l = 4 * i + bb;
-                    out[packed_q6_k::ql(c) + 4 * r + bb] =
-                        (uint8_t)(((b.ql[64 * h + l] >> sh) & 15) | ((b.ql[64 * h + 32 + l] >> sh) & 15) << 4);
-                    const uint8_t top = (uint8_t)((b.qh[32 * h + l] >> sh) & 15);  // (low elem, high elem) 2 bits each
-                    uint8_t& q = out[packed_q6_k::qh(c / 2) + 4 * r + bb];
-                    q = c % 2 == 0 ? top : (uint8_t)(q | top << 4);
+                    uint8_t top = 0;
+                    for (int i = 0; i < 2; ++i) {
+                        const uint8_t lo = q[q6_lo_elem(s, i, bb)], hi = q[q6_hi_elem(s, i, bb)];
+                        out[packed_q6_k::ql(s, i) + 4 * r + bb] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+                        top |= (uint8_t)(((lo >> 4) | (hi >> 4) << 2) << (4 * i));
+                    }
+                    out[packed_q6_k::qh(s) + 4 * r + bb] = top;
                 }
-            }
         }
     }
 }
@@ -90,12 +88,14 @@ void unpack_q6_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
     uint8_t q[kQK_K];
     for (int64_t ib = 0; ib < nb; ++ib, in += kPackedQ6KBlock) {
         for (int r = 0; r < kR; ++r) {
-            for (int c = 0; c < 32; ++c)
+            for (int s = 0; s < 16; ++s)
                 for (int b = 0; b < 4; ++b) {
-                    const uint8_t v = in[packed_q6_k::ql(c) + 4 * r + b];
-                    const uint8_t hb = in[packed_q6_k::qh(c / 2) + 4 * r + b] >> (4 * (c % 2));
-                    q[lo_elem(c, b)] = (uint8_t)((v & 15) | (hb & 3) << 4);
-                    q[hi_elem(c, b)] = (uint8_t)((v >> 4) | ((hb >> 2) & 3) << 4);
+                    const uint8_t top = in[packed_q6_k::qh(s) + 4 * r + b];
+                    for (int i = 0; i < 2; ++i) {
+                        const uint8_t v = in[packed_q6_k::ql(s, i) + 4 * r + b], t = (uint8_t)(top >> (4 * i));
+                        q[q6_lo_elem(s, i, b)] = (uint8_t)((v & 15) | (t & 3) << 4);
+                        q[q6_hi_elem(s, i, b)] = (uint8_t)((v >> 4) | ((t >> 2) & 3) << 4);
+                    }
                 }
             auto& blk = reinterpret_cast<BlockQ6_K*>(rows + (size_t)r * stride)[ib];
             detail::q6_k_from_levels(q, blk);

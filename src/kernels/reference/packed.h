@@ -15,12 +15,12 @@
 // Q6_K x16 (3360 bytes = 16 x 210):
 //   uint16_t d[16]             f16
 //   int8_t   sc[8][16][2]      sub-block scales (16 elements each), [pair j][row][2j, 2j+1]
-//   16 units of 192 bytes, unit h = {qh chunk h, ql chunk 2h, ql chunk 2h + 1}, in the order the
-//   kernels read them:
-//     ql chunk c [64]          chunk c = 8p + i: byte 4r + b = the low 4 bits of q[r][64p + 4i + b]
-//                              | those of q[r][64p + 32 + 4i + b] << 4
-//     qh chunk h [64]          byte 4r + b: the top 2 bits of the 4 elements that ql chunks 2h
-//                              (low, high nibble) and 2h + 1 (low, high) hold at 4r + b, at bits
+//   16 units of 192 bytes, unit s = sub-block s = {qh chunk, ql chunk 0, ql chunk 1}, in the
+//   order the kernels read them:
+//     ql chunk i [64]          byte 4r + b = the low 4 bits of q[r][16s + 4i + b] | those of
+//                              q[r][16s + 8 + 4i + b] << 4 (q in 0..63)
+//     qh chunk [64]            byte 4r + b: the top 2 bits of the elements that ql chunk 0 (low,
+//                              high nibble) and ql chunk 1 (low, high) hold at 4r + b, at bits
 //                              0-1, 2-3, 4-5, 6-7
 #pragma once
 
@@ -40,8 +40,8 @@ constexpr size_t d = 0, dmin = 32, sc = 64, m = 192, qs = 320;
 }
 namespace packed_q6_k {
 constexpr size_t d = 0, sc = 32, units = 288;
-constexpr size_t qh(int h) { return units + 192 * (size_t)h; }
-constexpr size_t ql(int c) { return units + 192 * (size_t)(c / 2) + 64 + 64 * (size_t)(c % 2); }
+constexpr size_t qh(int s) { return units + 192 * (size_t)s; }
+constexpr size_t ql(int s, int i) { return units + 192 * (size_t)s + 64 + 64 * (size_t)i; }
 }
 
 // Whether `type` has a packed layout (Q4_K, Q6_K).
