@@ -36,13 +36,20 @@ void Forward::for_tokens(int64_t n, const std::function<void(int64_t)>& fn) {
     });
 }
 
+void Forward::add(float* x, const float* y, int64_t n) {
+    const cpu::AxpyFn axpy = cpu::kernels().axpy;
+    const int64_t D = hp_.n_embd;
+    for_tokens(n, [&](int64_t t) { axpy(1.0f, y + t * D, x + t * D, D); });
+}
+
 void Forward::embed(const int32_t* tokens, int64_t n, float* x) {
     const Tensor& e = model_.token_embd();
     for (int64_t t = 0; t < n; ++t) ref::dequantize_row(e.type, e.row(tokens[t]), x + t * hp_.n_embd, hp_.n_embd);
 }
 
 void Forward::norm(const float* x, const std::vector<float>& w, int64_t n, int64_t width, float* out) {
-    for_tokens(n, [&](int64_t t) { ref::rms_norm(x + t * width, w.data(), width, hp_.rms_eps, out + t * width); });
+    const cpu::RmsNormFn rms = cpu::kernels().rms_norm;
+    for_tokens(n, [&](int64_t t) { rms(x + t * width, w.data(), width, hp_.rms_eps, out + t * width); });
 }
 
 void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float* x, int64_t n, float* y) {
@@ -94,14 +101,15 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
     linear(l.wk, 0, n_kv, x, n, k);
     linear(l.wv, 0, n_kv, x, n, v);
 
+    const cpu::RmsNormFn rms = cpu::kernels().rms_norm;
     int64_t n_ctx_max = 0;
     for (int64_t t = 0; t < n; ++t) n_ctx_max = std::max(n_ctx_max, tok_pos_[(size_t)t] + 1);
     for_tokens(n, [&](int64_t t) {
         const int64_t pos = tok_pos_[(size_t)t];
         for (int64_t h = 0; h < hp_.n_head; ++h)
-            ref::rms_norm(q + t * n_q + h * hd, l.attn_q_norm.data(), hd, hp_.rms_eps, q + t * n_q + h * hd);
+            rms(q + t * n_q + h * hd, l.attn_q_norm.data(), hd, hp_.rms_eps, q + t * n_q + h * hd);
         for (int64_t h = 0; h < hp_.n_head_kv; ++h)
-            ref::rms_norm(k + t * n_kv + h * hd, l.attn_k_norm.data(), hd, hp_.rms_eps, k + t * n_kv + h * hd);
+            rms(k + t * n_kv + h * hd, l.attn_k_norm.data(), hd, hp_.rms_eps, k + t * n_kv + h * hd);
         ref::rope_neox(q + t * n_q, hp_.n_head, hd, pos, hp_.rope_base);
         ref::rope_neox(k + t * n_kv, hp_.n_head_kv, hd, pos, hp_.rope_base);
         const int32_t page = tok_pages_[(size_t)t][pos / ps];
@@ -333,7 +341,7 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
     });
     // SwiGLU, then the down projection's activation type
     for_tokens(n_slots, [&](int64_t s) {
-        ref::swiglu(g + s * F, u + s * F, g + s * F, F);
+        k.swiglu(g + s * F, u + s * F, g + s * F, F);
         k.convert[(int)h_t](g + s * F, h + (size_t)s * h_bytes, F);
     });
     const int64_t d_chunks = (D + kRows - 1) / kRows;
@@ -374,8 +382,7 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
         std::fill(o, o + D, 0.0f);
         for (int64_t j = 0; j < K; ++j) {
             const int64_t s = tok_slots[t * K + j];
-            const float w = slots[(size_t)s].weight;
-            for (int64_t i = 0; i < D; ++i) o[i] += w * d[s * D + i];
+            k.axpy(slots[(size_t)s].weight, d + s * D, o, D);
         }
     });
 }
@@ -387,7 +394,7 @@ void Forward::dense_ffn(int il, const float* x, int64_t n, float* out) {
     float* u = grow(up_, (size_t)(n * F));
     linear(l.ffn_gate, 0, F, x, n, g);
     linear(l.ffn_up, 0, F, x, n, u);
-    ref::swiglu(g, u, g, n * F);
+    cpu::kernels().swiglu(g, u, g, n * F);
     linear(l.ffn_down, 0, hp_.n_embd, g, n, out);
 }
 

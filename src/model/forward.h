@@ -70,6 +70,7 @@ private:
     void moe(int il, const float* x, int64_t n, float* out);
     void dense_ffn(int il, const float* x, int64_t n, float* out);
     void lm_head(const float* x, int64_t n, float* logits);
+    void add(float* x, const float* y, int64_t n);  // x += y for n token rows (the residual)
 
     void layer(int il, float* x, int64_t n);  // the per-architecture block
     // runs the layers over the current batch (batch_ below) and the LM head on rows out_rows

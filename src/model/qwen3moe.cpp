@@ -8,9 +8,6 @@
 namespace tandem {
 
 namespace {
-void add(float* x, const float* y, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
-}
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point& t) {  // and restarts t
     const auto now = Clock::now();
@@ -29,13 +26,13 @@ void Forward::layer(int il, float* x, int64_t n) {
     auto t = Clock::now();
     norm(x, l.attn_norm, n, hp_.n_embd, cur);       // RMSNorm
     attention(il, cur, n, delta);                   // self-attention (q/k norm, RoPE, GQA)
-    add(x, delta, nd);                              // residual
+    add(x, delta, n);                               // residual
     times_.attention += seconds_since(t);
 
     norm(x, l.ffn_norm, n, hp_.n_embd, cur);        // RMSNorm
     if (hp_.is_moe()) moe(il, cur, n, delta);       // router + routed experts
     else dense_ffn(il, cur, n, delta);              // SwiGLU FFN
-    add(x, delta, nd);                              // residual
+    add(x, delta, n);                               // residual
     (hp_.is_moe() ? times_.experts : times_.dense_ffn) += seconds_since(t);
 }
 

@@ -186,6 +186,31 @@ TEST_P(CpuKernels, AttentionOverF16CacheMatchesReference) {
     }
 }
 
+TEST_P(CpuKernels, RowOpsMatchReference) {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+    const KernelTable& k = kernels_for(GetParam());
+    ASSERT_TRUE(k.rms_norm && k.swiglu && k.axpy);
+    for (int64_t n : {1, 15, 64, 2048, 2051}) {
+        auto x = gaussian((size_t)n, 51, 3.0f), w = gaussian((size_t)n, 52), u = gaussian((size_t)n, 53);
+        x[0] = 40.0f;  // silu far out on both sides
+        if (n > 1) x[1] = -40.0f;
+        std::vector<float> want((size_t)n), got((size_t)n);
+        for (const float* wp : {(const float*)w.data(), (const float*)nullptr}) {
+            ref::rms_norm(x.data(), wp, n, 1e-6f, want.data());
+            k.rms_norm(x.data(), wp, n, 1e-6f, got.data());
+            for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], want[i], 1e-6f * (1 + std::fabs(want[i]))) << "rms_norm n=" << n;
+        }
+        ref::swiglu(x.data(), u.data(), want.data(), n);
+        k.swiglu(x.data(), u.data(), got.data(), n);
+        for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], want[i], 1e-5f * (1 + std::fabs(want[i]))) << "swiglu n=" << n;
+        want = u;
+        got = u;
+        for (int64_t i = 0; i < n; ++i) want[i] += 0.37f * x[i];
+        k.axpy(0.37f, x.data(), got.data(), n);
+        for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], want[i], 1e-6f * (1 + std::fabs(want[i]))) << "axpy n=" << n;
+    }
+}
+
 TEST(CpuKernels, FastKernelsExistForTheHotTypes) {
     int n_checked = 0;
     for (Isa isa : {Isa::avx512, Isa::amx, Isa::neon, Isa::neon_v8}) {

@@ -45,6 +45,10 @@ void attn_scores_ref(const float* q, const uint16_t* k, int64_t stride, int64_t 
     }
 }
 
+void axpy_ref(float a, const float* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
 void attn_values_ref(const float* w, const uint16_t* v, int64_t stride, int64_t n_pos, int64_t hd, float* out) {
     for (int64_t p = 0; p < n_pos; ++p) {
         const uint16_t* vp = v + p * stride;
@@ -71,6 +75,9 @@ KernelTable make_generic() {
 #undef TANDEM_REF
     t.packed_gemm[(int)DType::Q4_K] = packed_gemm_ref<DType::Q4_K>;
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_ref<DType::Q6_K>;
+    t.rms_norm = ref::rms_norm;
+    t.swiglu = ref::swiglu;
+    t.axpy = axpy_ref;
     t.attn_scores = attn_scores_ref;
     t.attn_values = attn_values_ref;
     t.gemv_i8 = ref::gemv_i8;
@@ -108,12 +115,14 @@ struct Tables {
             fill_avx512(t[(int)Isa::avx512]);
             fill_avx512_packed(t[(int)Isa::avx512]);
             fill_avx512_attention(t[(int)Isa::avx512]);
+            fill_avx512_ops(t[(int)Isa::avx512]);
         }
         if (isa_supported(Isa::amx)) {
             fill_avx2(t[(int)Isa::amx]);
             fill_avx512(t[(int)Isa::amx]);
             fill_avx512_packed(t[(int)Isa::amx]);
             fill_avx512_attention(t[(int)Isa::amx]);
+            fill_avx512_ops(t[(int)Isa::amx]);
             fill_amx(t[(int)Isa::amx]);
         }
 #elif defined(__aarch64__)

@@ -37,6 +37,11 @@ using AttnScoresFn = void (*)(const float* q, const uint16_t* k, int64_t stride,
 using AttnValuesFn = void (*)(const float* w, const uint16_t* v, int64_t stride, int64_t n_pos, int64_t hd,
                               float* out);
 
+// Row-wise ops of the forward (kernels/reference/ops.h): out = rms_norm(x) * w (w may be null),
+// out = silu(gate) * up, y += a * x.
+using RmsNormFn = void (*)(const float* x, const float* w, int64_t n, float eps, float* out);
+using SwigluFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
+using AxpyFn = void (*)(float a, const float* x, float* y, int64_t n);
 // Causal attention of one job (kernels/reference/attention.h).
 using AttentionFn = void (*)(const ref::AttnJob& job);
 
@@ -59,6 +64,9 @@ struct KernelTable {
     // null where there is no ISA-specific kernel: the forward then goes head by head over
     // attn_scores / attn_values (tests compare this with ref::attention)
     AttentionFn attention = nullptr;
+    RmsNormFn rms_norm = nullptr;
+    SwigluFn swiglu = nullptr;
+    AxpyFn axpy = nullptr;
 };
 
 const char* isa_name(Isa isa);
@@ -83,6 +91,7 @@ void fill_avx2(KernelTable& t);
 void fill_avx512(KernelTable& t);
 void fill_avx512_packed(KernelTable& t);     // packed-layout kernels (avx512_packed.cpp)
 void fill_avx512_attention(KernelTable& t);  // avx512_attention.cpp
+void fill_avx512_ops(KernelTable& t);        // avx512_ops.cpp
 void fill_amx(KernelTable& t);  // over a filled avx512 table: AMX GEMM for Q4_K/Q6_K
 void fill_neon(KernelTable& t);
 void fill_neon_v8(KernelTable& t);
