@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
@@ -134,7 +135,66 @@ void bench_packed(benchmark::State& state, cpu::Isa isa, DType type, Shape shape
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Attention over an f16 KV cache of n_pos positions (pages of 128): one decode token (8 GQA heads
+// of head_dim 128, A3B/A22B-like) or a block of 32 prompt tokens at the end of the context.
+void bench_attention(benchmark::State& state, cpu::Isa isa, int64_t n_pos, int64_t n_tok) {
+    const cpu::KernelTable& k = cpu::kernels_for(isa);
+    if (!k.attention) {
+        state.SkipWithError("no attention kernel for this ISA");
+        return;
+    }
+    // kCopies caches used in turn (64 MB at 4096 positions): read from DRAM like a model's layers
+    constexpr int64_t kCopies = 16;
+    const int64_t hd = 128, n_head = 8, n_kv = 4, ps = 128, n_pages = (n_pos + ps - 1) / ps;
+    std::vector<uint16_t> kv((size_t)(kCopies * n_pages * ps * n_kv * hd));
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (auto& h : kv) h = fp32_to_fp16(nd(rng));
+    std::vector<int32_t> pages((size_t)n_pages);
+    for (int32_t i = 0; i < (int32_t)n_pages; ++i) pages[(size_t)i] = i;
+    std::vector<float> q((size_t)(n_tok * n_head * hd)), o(q.size());
+    for (auto& v : q) v = nd(rng);
+    ref::AttnJob j;
+    j.q = q.data();
+    j.q_stride = n_head * hd;
+    j.o = o.data();
+    j.o_stride = n_head * hd;
+    j.n_tok = n_tok;
+    j.n_head = n_head;
+    j.hd = hd;
+    j.pos0 = n_pos - n_tok;
+    j.p_end = n_pos;
+    j.k = kv.data();
+    j.v = kv.data();
+    j.pages = pages.data();
+    j.page_size = ps;
+    j.page_stride = ps * n_kv * hd;  // KvPool: (page, layer, kv head, position, head_dim)
+    j.kv_stride = hd;
+    j.scale = 0.088f;
+    int64_t copy = 0;
+    for (auto _ : state) {
+        j.k = j.v = kv.data() + (size_t)(copy * n_pages * ps * n_kv * hd);
+        copy = (copy + 1) % kCopies;
+        k.attention(j);
+        benchmark::DoNotOptimize(o.data());
+    }
+    // q.k and p.v for every (row, visible position)
+    double macs = 0;
+    for (int64_t t = 0; t < n_tok; ++t) macs += 2.0 * (double)(j.pos0 + t + 1) * (double)(n_head * hd);
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * macs / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+    state.SetBytesProcessed((int64_t)state.iterations() * n_pos * hd * 2 * 2);  // the head's keys and values
+}
+
 int register_all() {
+    for (cpu::Isa isa : cpu::kAllIsas) {
+        if (!cpu::isa_supported(isa) || !cpu::kernels_for(isa).attention) continue;
+        for (int64_t n_pos : {512, 4096})
+            for (int64_t n_tok : {1, 32}) {
+                const std::string name = "attention/" + std::string(cpu::isa_name(isa)) + "/ctx" + std::to_string(n_pos) +
+                                         "/tok" + std::to_string(n_tok);
+                benchmark::RegisterBenchmark(name.c_str(), bench_attention, isa, n_pos, n_tok)->Unit(benchmark::kMicrosecond);
+            }
+    }
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa) || isa == cpu::Isa::generic) continue;
         for (DType t : {DType::Q4_K, DType::Q6_K})

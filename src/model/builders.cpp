@@ -2,6 +2,7 @@
 // parallelism is over independent output rows / heads only, so results do not depend on the
 // number of threads.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -20,10 +21,10 @@ namespace tandem {
 
 Forward::Forward(const Model& model, ThreadPool& pool) : model_(model), hp_(model.hparams()), pool_(pool) {}
 
-KvCache Forward::make_cache(int64_t n_ctx) const { return KvCache(hp_.n_layer, n_ctx, hp_.n_kv()); }
+KvCache Forward::make_cache(int64_t n_ctx) const { return KvCache(hp_.n_layer, n_ctx, hp_.n_head_kv, hp_.head_dim); }
 
 KvPool Forward::make_pool(int64_t page_size, int64_t n_pages) const {
-    return KvPool(hp_.n_layer, hp_.n_kv(), page_size, n_pages);
+    return KvPool(hp_.n_layer, hp_.n_head_kv, hp_.head_dim, page_size, n_pages);
 }
 
 void Forward::for_tokens(int64_t n, const std::function<void(int64_t)>& fn) {
@@ -88,6 +89,39 @@ void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float*
     });
 }
 
+// y_i[t][r] = W_i[r] . x[t] for three matrices of the same input width (q, k, v). When all three
+// are packed with one activation type, x is converted once and one parallel region covers every
+// group of the three (two fewer thread-pool round trips per layer).
+void Forward::linear3(const std::array<const Tensor*, 3>& ws, const std::array<float*, 3>& ys, const float* x, int64_t n) {
+    const cpu::KernelTable& k = cpu::kernels();
+    const DType vdt = ref::vec_dot_type(ws[0]->type);
+    bool fused = true;
+    for (const Tensor* w : ws)
+        fused = fused && w->packed && ref::vec_dot_type(w->type) == vdt && w->ne[0] == ws[0]->ne[0] &&
+                w->n_rows() % ref::kPackRows == 0;
+    if (!fused) {
+        for (int i = 0; i < 3; ++i) linear(*ws[(size_t)i], 0, ws[(size_t)i]->n_rows(), x, n, ys[(size_t)i]);
+        return;
+    }
+    const int64_t in = ws[0]->ne[0];
+    const size_t conv_bytes = row_bytes(vdt, in);
+    uint8_t* conv = grow(act_, conv_bytes * (size_t)n);
+    for_tokens(n, [&](int64_t t) { k.convert[(int)vdt](x + t * in, conv + (size_t)t * conv_bytes, in); });
+    const void** acts = grow(act_ptrs_, (size_t)n);
+    for (int64_t t = 0; t < n; ++t) acts[t] = conv + (size_t)t * conv_bytes;
+    int64_t first[4] = {0};  // groups numbered across the three matrices
+    for (int i = 0; i < 3; ++i) first[i + 1] = first[i] + ws[(size_t)i]->n_rows() / ref::kPackRows;
+    pool_.parallel_for(first[3], 1, [&](int64_t b, int64_t e) {
+        for (int i = 0; i < 3; ++i) {
+            const int64_t g0 = std::max(b, first[i]) - first[i], g1 = std::min(e, first[i + 1]) - first[i];
+            if (g1 <= g0) continue;
+            const Tensor& w = *ws[(size_t)i];
+            k.packed_gemm[(int)w.type](w.packed + (size_t)g0 * w.packed_group_bytes, g1 - g0, in, acts, n,
+                                       ys[(size_t)i] + g0 * ref::kPackRows, w.n_rows());
+        }
+    });
+}
+
 void Forward::attention(int il, const float* x, int64_t n, float* out) {
     const LayerWeights& l = model_.layer(il);
     const int64_t hd = hp_.head_dim, n_q = hp_.n_q(), n_kv = hp_.n_kv();
@@ -97,9 +131,7 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
     float* q = grow(q_, (size_t)(n * n_q));
     float* k = grow(k_, (size_t)(n * n_kv));
     float* v = grow(v_, (size_t)(n * n_kv));
-    linear(l.wq, 0, n_q, x, n, q);
-    linear(l.wk, 0, n_kv, x, n, k);
-    linear(l.wv, 0, n_kv, x, n, v);
+    linear3({&l.wq, &l.wk, &l.wv}, {q, k, v}, x, n);
 
     const cpu::RmsNormFn rms = cpu::kernels().rms_norm;
     int64_t n_ctx_max = 0;
@@ -113,11 +145,13 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
         ref::rope_neox(q + t * n_q, hp_.n_head, hd, pos, hp_.rope_base);
         ref::rope_neox(k + t * n_kv, hp_.n_head_kv, hd, pos, hp_.rope_base);
         const int32_t page = tok_pages_[(size_t)t][pos / ps];
-        uint16_t* kc = pool.k(page, il) + (pos % ps) * n_kv;
-        uint16_t* vc = pool.v(page, il) + (pos % ps) * n_kv;
-        for (int64_t i = 0; i < n_kv; ++i) {
-            kc[i] = fp32_to_fp16(k[t * n_kv + i]);
-            vc[i] = fp32_to_fp16(v[t * n_kv + i]);
+        for (int64_t hk = 0; hk < hp_.n_head_kv; ++hk) {
+            uint16_t* kc = pool.k(page, il, hk) + (pos % ps) * hd;
+            uint16_t* vc = pool.v(page, il, hk) + (pos % ps) * hd;
+            for (int64_t i = 0; i < hd; ++i) {
+                kc[i] = fp32_to_fp16(k[t * n_kv + hk * hd + i]);
+                vc[i] = fp32_to_fp16(v[t * n_kv + hk * hd + i]);
+            }
         }
     });
 
@@ -142,13 +176,13 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
             const int32_t* pages = tok_pages_[(size_t)t];
             const float* qh = q + t * n_q + h * hd;
             for (int64_t p0 = 0; p0 < n_pos; p0 += ps)
-                ka.attn_scores(qh, pool.k(pages[p0 / ps], il) + hk * hd, n_kv, std::min(ps, n_pos - p0), hd, scores + p0);
+                ka.attn_scores(qh, pool.k(pages[p0 / ps], il, hk), hd, std::min(ps, n_pos - p0), hd, scores + p0);
             for (int64_t p = 0; p < n_pos; ++p) scores[p] *= scale;
             ref::softmax(scores, n_pos);
             float* oh = o + t * n_q + h * hd;
             std::fill(oh, oh + hd, 0.0f);
             for (int64_t p0 = 0; p0 < n_pos; p0 += ps)
-                ka.attn_values(scores + p0, pool.v(pages[p0 / ps], il) + hk * hd, n_kv, std::min(ps, n_pos - p0), hd, oh);
+                ka.attn_values(scores + p0, pool.v(pages[p0 / ps], il, hk), hd, std::min(ps, n_pos - p0), hd, oh);
         }
     });
     linear(l.wo, 0, hp_.n_embd, o, n, out);
@@ -161,7 +195,7 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
 void Forward::attend(int il, const float* q, int64_t n, float* o) {
     constexpr int64_t kTokBlock = 32, kSplitFrom = 1024, kPart = 512, kMaxParts = 16;
     KvPool& pool = *pool_kv_;
-    const int64_t hd = hp_.head_dim, n_q = hp_.n_q(), n_kv = hp_.n_kv();
+    const int64_t hd = hp_.head_dim, n_q = hp_.n_q();
     const int64_t group = hp_.n_head / hp_.n_head_kv;
     const float scale = 1.0f / std::sqrt((float)hd);
     std::vector<ref::AttnJob>& jobs = attn_jobs_;
@@ -187,12 +221,12 @@ void Forward::attend(int il, const float* q, int64_t n, float* o) {
                 j.hd = hd;
                 j.pos0 = pos0;
                 j.p_end = pos0 + nt;
-                j.k = pool.k(0, il) + hk * hd;
-                j.v = pool.v(0, il) + hk * hd;
+                j.k = pool.k(0, il, hk);
+                j.v = pool.v(0, il, hk);
                 j.pages = tok_pages_[(size_t)tb];
                 j.page_size = pool.page_size();
                 j.page_stride = pool.page_stride();
-                j.kv_stride = n_kv;
+                j.kv_stride = hd;
                 j.scale = scale;
                 if (nt > 1 || j.p_end < kSplitFrom) {
                     jobs.push_back(j);

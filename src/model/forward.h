@@ -4,6 +4,7 @@
 // together (the weights are read once per step), only attention looks at each sequence's pages.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -65,6 +66,7 @@ private:
     void norm(const float* x, const std::vector<float>& w, int64_t n, int64_t width, float* out);
     // y[t][r] = W[row0 + r] . x[t] for r < n_rows; rows are ne[0] wide.
     void linear(const Tensor& w, int64_t row0, int64_t n_rows, const float* x, int64_t n, float* y);
+    void linear3(const std::array<const Tensor*, 3>& ws, const std::array<float*, 3>& ys, const float* x, int64_t n);
     void attention(int il, const float* x, int64_t n, float* out);
     void attend(int il, const float* q, int64_t n, float* o);  // attention's core on the kernel table's kernel
     void moe(int il, const float* x, int64_t n, float* out);

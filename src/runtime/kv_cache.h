@@ -13,27 +13,31 @@ namespace tandem {
 
 class KvPool {
 public:
-    KvPool(int64_t n_layer, int64_t n_kv, int64_t page_size, int64_t n_pages)
-        : n_layer_(n_layer), n_kv_(n_kv), page_size_(page_size), n_pages_(n_pages),
-          k_((size_t)(n_pages * n_layer * page_size * n_kv)), v_(k_.size()) {}
+    KvPool(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, int64_t page_size, int64_t n_pages)
+        : n_layer_(n_layer), n_head_kv_(n_head_kv), head_dim_(head_dim), page_size_(page_size), n_pages_(n_pages),
+          k_((size_t)(n_pages * n_layer * n_head_kv * page_size * head_dim)), v_(k_.size()) {}
 
-    // Keys / values of layer il in one page: page_size rows of n_kv halves.
-    uint16_t* k(int32_t page, int64_t il) { return k_.data() + offset(page, il); }
-    uint16_t* v(int32_t page, int64_t il) { return v_.data() + offset(page, il); }
+    // Keys / values of layer il and KV head hk in one page: page_size rows of head_dim halves, one
+    // head's positions contiguous (attention streams a head's keys and values in order).
+    uint16_t* k(int32_t page, int64_t il, int64_t hk) { return k_.data() + offset(page, il, hk); }
+    uint16_t* v(int32_t page, int64_t il, int64_t hk) { return v_.data() + offset(page, il, hk); }
 
     int64_t n_layer() const { return n_layer_; }
-    int64_t n_kv() const { return n_kv_; }
+    int64_t n_head_kv() const { return n_head_kv_; }
+    int64_t head_dim() const { return head_dim_; }
     int64_t page_size() const { return page_size_; }
     int64_t n_pages() const { return n_pages_; }
-    // halves from one page to the next for the same layer: k(p, il) = k(0, il) + p * page_stride()
-    int64_t page_stride() const { return n_layer_ * page_size_ * n_kv_; }
+    // halves from one page to the next for the same layer and head: k(p, il, hk) = k(0, il, hk) + p * page_stride()
+    int64_t page_stride() const { return n_layer_ * n_head_kv_ * page_size_ * head_dim_; }
     size_t bytes() const { return 2 * k_.size() * sizeof(uint16_t); }
 
 private:
-    size_t offset(int32_t page, int64_t il) const { return (size_t)(((int64_t)page * n_layer_ + il) * page_size_ * n_kv_); }
+    size_t offset(int32_t page, int64_t il, int64_t hk) const {
+        return (size_t)((((int64_t)page * n_layer_ + il) * n_head_kv_ + hk) * page_size_ * head_dim_);
+    }
 
-    int64_t n_layer_, n_kv_, page_size_, n_pages_;
-    std::vector<uint16_t> k_;  // (n_pages, n_layer, page_size, n_kv)
+    int64_t n_layer_, n_head_kv_, head_dim_, page_size_, n_pages_;
+    std::vector<uint16_t> k_;  // (n_pages, n_layer, n_head_kv, page_size, head_dim)
     std::vector<uint16_t> v_;
 };
 
@@ -41,8 +45,8 @@ private:
 struct KvCache {
     static constexpr int64_t kPageSize = 256;
 
-    KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_kv)
-        : pool(n_layer, n_kv, kPageSize, (n_ctx + kPageSize - 1) / kPageSize), n_ctx(n_ctx) {
+    KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim)
+        : pool(n_layer, n_head_kv, head_dim, kPageSize, (n_ctx + kPageSize - 1) / kPageSize), n_ctx(n_ctx) {
         for (int32_t p = 0; p < (int32_t)pool.n_pages(); ++p) pages.push_back(p);
     }
 

@@ -6,8 +6,10 @@
 // header is compiled by it).
 //
 // Layouts follow the CPU forward (model/builders.cpp): activations are row-major f32 with one
-// row per token; weights are GGUF rows (`row_bytes` apart, quantized blocks as stored); the KV
-// pool is the KvPool layout (n_pages, n_layer, page_size, n_kv) f16 for K and for V.
+// row per token; weights are GGUF rows (`row_bytes` apart, quantized blocks as stored). The GPU's
+// KV pool is (n_pages, n_layer, page_size, n_kv) f16 for K and for V, all heads of a position
+// together (the CPU's KvPool has since moved to one head's positions together; the GPU keeps its
+// own pages, nothing is copied between the two).
 #pragma once
 
 #include <cstdint>
@@ -46,7 +48,7 @@ KernelStatus matmul(DType type, const void* w, size_t row_bytes, int64_t n_rows,
 KernelStatus router_topk(const float* logits, int64_t n_tok, int64_t n_expert, int64_t k, int32_t* ids, float* weights,
                    void* stream);
 
-// The paged KV cache of one layer, as KvPool lays it out.
+// The paged KV cache of one layer on the GPU.
 struct KvLayer {
     uint16_t* k;      // pool base: (n_pages, n_layer, page_size, n_kv) f16
     uint16_t* v;

@@ -141,6 +141,15 @@ void attention(const AttnJob& jb) {
             kp[i] = jb.k + off;
             vp[i] = jb.v + off;
         }
+        // the next block's keys and values come from DRAM at long contexts, a few lines per
+        // position (one KV head of the row): ask for them while this block computes
+        for (int64_t p = pb + kBk; p < std::min(pb + 2 * kBk, p_last); ++p) {
+            const int64_t off = jb.pages[p / jb.page_size] * jb.page_stride + (p % jb.page_size) * jb.kv_stride;
+            for (int64_t b = 0; b < hd * 2; b += 64) {
+                _mm_prefetch((const char*)(jb.k + off) + b, _MM_HINT_T0);
+                _mm_prefetch((const char*)(jb.v + off) + b, _MM_HINT_T0);
+            }
+        }
         load_kt(kp, n, hd, kt.data());
         for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
             const int R = (int)std::min<int64_t>(kRows, n_rows - r0);
