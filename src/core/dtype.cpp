@@ -12,7 +12,7 @@ struct Entry {
     DTypeTraits traits;
 };
 
-constexpr std::array<Entry, 10> kTypes = {{
+constexpr std::array<Entry, 13> kTypes = {{
     {DType::F32, {"F32", 1, 4, false}},
     {DType::F16, {"F16", 1, 2, false}},
     {DType::BF16, {"BF16", 1, 2, false}},
@@ -23,6 +23,9 @@ constexpr std::array<Entry, 10> kTypes = {{
     {DType::Q5_K, {"Q5_K", 256, 176, true}},
     {DType::Q6_K, {"Q6_K", 256, 210, true}},
     {DType::Q8_K, {"Q8_K", 256, 292, true}},
+    {DType::I8, {"I8", 1, 1, false}},
+    {DType::I32, {"I32", 1, 4, false}},
+    {DType::I64, {"I64", 1, 8, false}},
 }};
 
 }  // namespace

@@ -18,6 +18,9 @@ enum class DType : uint32_t {
     Q5_K = 13,
     Q6_K = 14,
     Q8_K = 15,
+    I8 = 24,   // W8A8 weights (with their scales beside them) and quantization parameters
+    I32 = 26,
+    I64 = 27,
     BF16 = 30,
 };
 

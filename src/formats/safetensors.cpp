@@ -75,6 +75,9 @@ std::optional<DType> st_to_dtype(StDType t) {
         case StDType::F32: return DType::F32;
         case StDType::F16: return DType::F16;
         case StDType::BF16: return DType::BF16;
+        case StDType::I8: return DType::I8;
+        case StDType::I32: return DType::I32;
+        case StDType::I64: return DType::I64;
         default: return std::nullopt;
     }
 }
@@ -84,6 +87,9 @@ std::optional<StDType> st_from_dtype(DType t) {
         case DType::F32: return StDType::F32;
         case DType::F16: return StDType::F16;
         case DType::BF16: return StDType::BF16;
+        case DType::I8: return StDType::I8;
+        case DType::I32: return StDType::I32;
+        case DType::I64: return StDType::I64;
         default: return std::nullopt;
     }
 }
@@ -218,7 +224,23 @@ Result<SafetensorsSet> SafetensorsSet::open(const std::string& path) {
         return set;
     }
     const fs::path dir(path);
-    const fs::path index_path = dir / "model.safetensors.index.json";
+    // the index: model.safetensors.index.json, or the folder's only *.safetensors.index.json
+    // (msModelSlim names its shards quant_model_weight_w8a8-0000i-of-0000N.safetensors)
+    fs::path index_path = dir / "model.safetensors.index.json";
+    if (!fs::exists(index_path, ec)) {
+        std::vector<fs::path> found;
+        for (const auto& e : fs::directory_iterator(dir, ec)) {
+            const std::string n = e.path().filename().string();
+            if (n.size() > 23 && n.compare(n.size() - 23, 23, ".safetensors.index.json") == 0) found.push_back(e.path());
+        }
+        if (found.size() > 1) {
+            std::vector<std::string> names;
+            for (const auto& f : found) names.push_back(f.filename().string());
+            std::sort(names.begin(), names.end());
+            return make_error("{}: {} safetensors index files ({}): keep one", path, names.size(), fmt::join(names, ", "));
+        }
+        if (found.size() == 1) index_path = found[0];
+    }
     if (fs::exists(index_path, ec)) {
         const std::string ip = index_path.string();
         TANDEM_ASSIGN(json j, read_json_file(ip));

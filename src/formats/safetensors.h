@@ -24,7 +24,8 @@ enum class StDType : uint8_t { F32, F16, BF16, I8, U8, I32, I64, F8_E4M3 };
 std::string_view st_dtype_name(StDType t);  // "BF16", as the file spells it
 size_t st_dtype_size(StDType t);            // bytes per element
 std::optional<StDType> st_dtype_from_name(std::string_view name);
-// The weight type Tandem computes with for a floating-point dtype; nullopt for the others.
+// The tensor type Tandem uses for a dtype (floats, and the integer types of W8A8 checkpoints);
+// nullopt for the others (U8, F8_E4M3).
 std::optional<DType> st_to_dtype(StDType t);
 std::optional<StDType> st_from_dtype(DType t);
 

@@ -30,6 +30,8 @@ inline constexpr const char* kTokEos = "tokenizer.ggml.eos_token_id";
 inline constexpr const char* kTokPad = "tokenizer.ggml.padding_token_id";
 inline constexpr const char* kTokAddBos = "tokenizer.ggml.add_bos_token";
 inline constexpr const char* kChatTemplate = "tokenizer.chat_template";
+// set on the view of a W8A8 checkpoint folder: its quantization format (for inspect and errors)
+inline constexpr const char* kTandemQuantization = "tandem.quantization";
 
 // per-architecture keys: "{arch}.{suffix}"
 inline constexpr const char* kContextLength = "context_length";
@@ -78,6 +80,31 @@ inline constexpr const char* kFfnUp = "ffn_up";
 inline constexpr const char* kFfnDown = "ffn_down";
 
 inline std::string layer(int il, std::string_view suffix) { return fmt::format("blk.{}.{}.weight", il, suffix); }
+// A companion of a layer tensor: "blk.{il}.{suffix}.{part}" (W8A8 scales, a norm's bias)
+inline std::string layer_part(int il, std::string_view suffix, std::string_view part) {
+    return fmt::format("blk.{}.{}.{}", il, suffix, part);
+}
+// The companion `part` of a tensor named "....weight": the same name ending in ".{part}".
+inline std::string part_of(std::string_view weight_name, std::string_view part) {
+    std::string_view base = weight_name;
+    if (base.size() > 7 && base.substr(base.size() - 7) == ".weight") base.remove_suffix(7);
+    return fmt::format("{}.{}", base, part);
+}
+
+// W8A8 quantization parameters beside an int8 weight (msModelSlim, compressed-tensors):
+// static activations: input_scale, input_offset (per tensor), deq_scale, quant_bias (per row);
+// every scheme: weight_scale, weight_offset / weight_zero_point (per row).
+inline constexpr const char* kInputScale = "input_scale";
+inline constexpr const char* kInputOffset = "input_offset";
+inline constexpr const char* kDeqScale = "deq_scale";
+inline constexpr const char* kQuantBias = "quant_bias";
+inline constexpr const char* kWeightScale = "weight_scale";
+inline constexpr const char* kWeightOffset = "weight_offset";
+inline constexpr const char* kWeightZeroPoint = "weight_zero_point";
+inline constexpr const char* kQuantParts[] = {kInputScale, kInputOffset, kDeqScale, kQuantBias,
+                                              kWeightScale, kWeightOffset, kWeightZeroPoint};
+// an RMSNorm's bias (msModelSlim's anti-outlier smoothing adds one to the norms before W8A8 linears)
+inline constexpr const char* kBias = "bias";
 }  // namespace tn
 
 // Hugging Face (transformers) tensor names -> GGUF names, both directions from these tables.
@@ -121,9 +148,11 @@ inline constexpr const char* kWeightSuffix = ".weight";
 // present in some checkpoints, never used: RoPE tables recomputed by every implementation
 inline constexpr const char* kIgnoredSuffix = "rotary_emb.inv_freq";
 
-inline std::string layer(int il, std::string_view suffix) { return fmt::format("model.layers.{}.{}.weight", il, suffix); }
-inline std::string expert(int il, int e, std::string_view suffix) {
-    return fmt::format("model.layers.{}.mlp.experts.{}.{}.weight", il, e, suffix);
+inline std::string layer(int il, std::string_view suffix, std::string_view part = "weight") {
+    return fmt::format("model.layers.{}.{}.{}", il, suffix, part);
+}
+inline std::string expert(int il, int e, std::string_view suffix, std::string_view part = "weight") {
+    return fmt::format("model.layers.{}.mlp.experts.{}.{}.{}", il, e, suffix, part);
 }
 }  // namespace hf
 

@@ -48,12 +48,21 @@ void Forward::embed(const int32_t* tokens, int64_t n, float* x) {
     for (int64_t t = 0; t < n; ++t) ref::dequantize_row(e.type, e.row(tokens[t]), x + t * hp_.n_embd, hp_.n_embd);
 }
 
-void Forward::norm(const float* x, const std::vector<float>& w, int64_t n, int64_t width, float* out) {
-    const cpu::RmsNormFn rms = cpu::kernels().rms_norm;
-    for_tokens(n, [&](int64_t t) { rms(x + t * width, w.data(), width, hp_.rms_eps, out + t * width); });
+void Forward::norm(const float* x, const std::vector<float>& w, int64_t n, int64_t width, float* out,
+                   const std::vector<float>* bias) {
+    const cpu::KernelTable& k = cpu::kernels();
+    const bool b = bias && !bias->empty();
+    for_tokens(n, [&](int64_t t) {
+        k.rms_norm(x + t * width, w.data(), width, hp_.rms_eps, out + t * width);
+        if (b) k.axpy(1.0f, bias->data(), out + t * width, width);
+    });
 }
 
 void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float* x, int64_t n, float* y) {
+    if (w.int8) {
+        linear_i8(w, row0, n_rows, x, n, y);
+        return;
+    }
     const int64_t in = w.ne[0];
     const DType vdt = ref::vec_dot_type(w.type);
     const size_t conv_bytes = row_bytes(vdt, in);
@@ -270,6 +279,31 @@ void Forward::attend(int il, const float* q, int64_t n, float* o) {
     }
 }
 
+// Rows [row, row + nr) of an expert stack (all inside one expert) for the routed slots [s0, s1):
+// y[s * ldy + r]. Packed kernels take all slots at once; int8 rows go through rows_i8; the GGUF
+// blocks take one token (decode) or a GEMM over the slots.
+void Forward::expert_rows(const Tensor& w, int64_t row, int64_t nr, int64_t in, const ExpertActs& a, int64_t s0,
+                          int64_t s1, float* y, int64_t ldy) {
+    const cpu::KernelTable& k = cpu::kernels();
+    if (w.int8) {
+        rows_i8(w, row, nr, a.q, a.scale, a.sum, s0, s1, y, ldy);
+        return;
+    }
+    if (w.packed && row % ref::kPackRows == 0 && nr % ref::kPackRows == 0) {
+        const uint8_t* w0 = w.packed + (size_t)(row / ref::kPackRows) * w.packed_group_bytes;
+        k.packed_gemm[(int)w.type](w0, nr / ref::kPackRows, in, a.conv + s0, s1 - s0, y + s0 * ldy, ldy);
+        return;
+    }
+    if (s1 - s0 == 1) {
+        k.gemv[(int)w.type](w.row(row), w.row_bytes, nr, in, a.conv[s0], y + s0 * ldy);
+        return;
+    }
+    thread_local std::vector<float*> ys;
+    ys.resize((size_t)(s1 - s0));
+    for (int64_t s = s0; s < s1; ++s) ys[(size_t)(s - s0)] = y + s * ldy;
+    k.gemm[(int)w.type](w.row(row), w.row_bytes, nr, in, a.conv + s0, s1 - s0, ys.data());
+}
+
 void Forward::moe(int il, const float* x, int64_t n, float* out) {
     const LayerWeights& l = model_.layer(il);
     const int64_t D = hp_.n_embd, F = hp_.n_ff_exp, E = hp_.n_expert, K = hp_.n_expert_used;
@@ -306,37 +340,50 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
         else groups.back().second = (int64_t)s + 1;
     const int64_t n_slots = (int64_t)slots.size(), n_groups = (int64_t)groups.size();
 
-    // activations converted once per matrix type: x for gate/up, h for down
-    const DType gate_t = l.ffn_gate_exps.type, up_t = l.ffn_up_exps.type, down_t = l.ffn_down_exps.type;
-    const DType xg_t = ref::vec_dot_type(gate_t), xu_t = ref::vec_dot_type(up_t), h_t = ref::vec_dot_type(down_t);
-    const size_t xg_bytes = row_bytes(xg_t, D), xu_bytes = row_bytes(xu_t, D), h_bytes = row_bytes(h_t, F);
+    // activations per slot, in the form each expert matrix takes: converted once per matrix type
+    // (x for gate/up, h for down), or int8 rows with their scales (W8A8, dynamic per token)
+    const Tensor &wg = l.ffn_gate_exps, &wu = l.ffn_up_exps, &wd = l.ffn_down_exps;
+    const DType xg_t = ref::vec_dot_type(wg.type), xu_t = ref::vec_dot_type(wu.type), h_t = ref::vec_dot_type(wd.type);
+    const size_t xg_bytes = wg.int8 ? 0 : row_bytes(xg_t, D), xu_bytes = wu.int8 ? 0 : row_bytes(xu_t, D);
+    const size_t h_bytes = wd.int8 ? 0 : row_bytes(h_t, F);
     uint8_t* xg = grow(act_, xg_bytes * (size_t)n);
     uint8_t* xu = xu_t == xg_t ? xg : grow(act2_, xu_bytes * (size_t)n);
-    for_tokens(n, [&](int64_t t) {
-        k.convert[(int)xg_t](x + t * D, xg + (size_t)t * xg_bytes, D);
-        if (xu != xg) k.convert[(int)xu_t](x + t * D, xu + (size_t)t * xu_bytes, D);
-    });
+    if (!wg.int8)
+        for_tokens(n, [&](int64_t t) {
+            k.convert[(int)xg_t](x + t * D, xg + (size_t)t * xg_bytes, D);
+            if (xu != xg) k.convert[(int)xu_t](x + t * D, xu + (size_t)t * xu_bytes, D);
+        });
     float* g = grow(gate_, (size_t)(n_slots * F));
     float* u = grow(up_, (size_t)(n_slots * F));
     float* d = grow(ffn_out_, (size_t)(n_slots * D));
     uint8_t* h = grow(act3_, h_bytes * (size_t)n_slots);
 
-    // per slot, its token's converted activations (packed kernels take the slots of an expert at once)
-    const void** ag = grow(act_ptrs_, (size_t)(3 * n_slots));
-    const void** au = ag + n_slots;
-    const void** ah = au + n_slots;
+    ExpertActs ag, au, ah;
+    const void** conv = grow(act_ptrs_, (size_t)(3 * n_slots));
     for (int64_t s = 0; s < n_slots; ++s) {
         const int64_t t = slots[(size_t)s].token;
-        ag[s] = xg + (size_t)t * xg_bytes;
-        au[s] = xu + (size_t)t * xu_bytes;
-        ah[s] = h + (size_t)s * h_bytes;
+        conv[s] = xg + (size_t)t * xg_bytes;
+        conv[n_slots + s] = xu + (size_t)t * xu_bytes;
+        conv[2 * n_slots + s] = h + (size_t)s * h_bytes;
     }
-    // rows [r0, r0 + nr) of expert e (nr a multiple of 16) for the slots [s0, s1), packed
-    auto packed_rows = [&](const Tensor& w, int64_t e, int64_t rows_per_expert, int64_t r0, int64_t nr, int64_t in,
-                           const void** acts, int64_t s0, int64_t s1, float* y, int64_t ldy) {
-        const uint8_t* w0 = w.packed + (size_t)((e * rows_per_expert + r0) / ref::kPackRows) * w.packed_group_bytes;
-        k.packed_gemm[(int)w.type](w0, nr / ref::kPackRows, in, acts + s0, s1 - s0, y + s0 * ldy + r0, ldy);
-    };
+    ag.conv = conv;
+    au.conv = conv + n_slots;
+    ah.conv = conv + 2 * n_slots;
+    if (wg.int8) {  // gate and up share the token's int8 row (bind checks both are dynamic W8A8)
+        quantize_i8(*wg.int8, x, n, D);
+        const int8_t** q = grow(moe_q8_ptrs_, (size_t)n_slots);
+        float* sc = grow(moe_q8_scale_, (size_t)n_slots);
+        int32_t* sm = grow(moe_q8_sum_, (size_t)n_slots);
+        for (int64_t s = 0; s < n_slots; ++s) {
+            const int64_t t = slots[(size_t)s].token;
+            q[s] = i8_x_.data() + t * D;
+            sc[s] = i8_s_[(size_t)t];
+            sm[s] = i8_sum_[(size_t)t];
+        }
+        ag.q = au.q = q;
+        ag.scale = au.scale = sc;
+        ag.sum = au.sum = sm;
+    }
 
     // gate and up of every routed pair: work units are (expert, chunk of rows)
     constexpr int64_t kRows = 64;  // a multiple of the packed groups' 16 rows
@@ -345,62 +392,30 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
         for (int64_t unit = b; unit < e; ++unit) {
             const auto [s0, s1] = groups[(size_t)(unit / f_chunks)];
             const int64_t r0 = (unit % f_chunks) * kRows, nr = std::min(kRows, F - r0);
-            const int64_t ex = slots[(size_t)s0].expert, row = ex * F + r0;
-            if (l.ffn_gate_exps.packed && l.ffn_up_exps.packed) {
-                packed_rows(l.ffn_gate_exps, ex, F, r0, nr, D, ag, s0, s1, g, F);
-                packed_rows(l.ffn_up_exps, ex, F, r0, nr, D, au, s0, s1, u, F);
-                continue;
-            }
-            if (s1 - s0 == 1) {  // decode: one token per expert
-                const int64_t t = slots[(size_t)s0].token;
-                k.gemv[(int)gate_t](l.ffn_gate_exps.row(row), l.ffn_gate_exps.row_bytes, nr, D,
-                                    xg + (size_t)t * xg_bytes, g + s0 * F + r0);
-                k.gemv[(int)up_t](l.ffn_up_exps.row(row), l.ffn_up_exps.row_bytes, nr, D, xu + (size_t)t * xu_bytes,
-                                  u + s0 * F + r0);
-                continue;
-            }
-            // prefill: all tokens of this expert at once, each weight block decoded once per few tokens
-            std::vector<const void*> ag, au;
-            std::vector<float*> yg, yu;
-            for (int64_t s = s0; s < s1; ++s) {
-                const int64_t t = slots[(size_t)s].token;
-                ag.push_back(xg + (size_t)t * xg_bytes);
-                au.push_back(xu + (size_t)t * xu_bytes);
-                yg.push_back(g + s * F + r0);
-                yu.push_back(u + s * F + r0);
-            }
-            k.gemm[(int)gate_t](l.ffn_gate_exps.row(row), l.ffn_gate_exps.row_bytes, nr, D, ag.data(), s1 - s0, yg.data());
-            k.gemm[(int)up_t](l.ffn_up_exps.row(row), l.ffn_up_exps.row_bytes, nr, D, au.data(), s1 - s0, yu.data());
+            const int64_t row = slots[(size_t)s0].expert * F + r0;
+            expert_rows(wg, row, nr, D, ag, s0, s1, g + r0, F);
+            expert_rows(wu, row, nr, D, au, s0, s1, u + r0, F);
         }
     });
-    // SwiGLU, then the down projection's activation type
+    // SwiGLU, then the down projection's activation form
     for_tokens(n_slots, [&](int64_t s) {
         k.swiglu(g + s * F, u + s * F, g + s * F, F);
-        k.convert[(int)h_t](g + s * F, h + (size_t)s * h_bytes, F);
+        if (!wd.int8) k.convert[(int)h_t](g + s * F, h + (size_t)s * h_bytes, F);
     });
+    if (wd.int8) {
+        quantize_i8(*wd.int8, g, n_slots, F);
+        const int8_t** q = grow(moe_q8_ptrs_, (size_t)n_slots);
+        for (int64_t s = 0; s < n_slots; ++s) q[s] = i8_x_.data() + s * F;
+        ah.q = q;
+        ah.scale = i8_s_.data();
+        ah.sum = i8_sum_.data();
+    }
     const int64_t d_chunks = (D + kRows - 1) / kRows;
     pool_.parallel_for(n_groups * d_chunks, 1, [&](int64_t b, int64_t e) {
         for (int64_t unit = b; unit < e; ++unit) {
             const auto [s0, s1] = groups[(size_t)(unit / d_chunks)];
             const int64_t r0 = (unit % d_chunks) * kRows, nr = std::min(kRows, D - r0);
-            const int64_t ex = slots[(size_t)s0].expert, row = ex * D + r0;
-            if (l.ffn_down_exps.packed) {
-                packed_rows(l.ffn_down_exps, ex, D, r0, nr, F, ah, s0, s1, d, D);
-                continue;
-            }
-            if (s1 - s0 == 1) {  // decode: one token per expert
-                k.gemv[(int)down_t](l.ffn_down_exps.row(row), l.ffn_down_exps.row_bytes, nr, F,
-                                    h + (size_t)s0 * h_bytes, d + s0 * D + r0);
-                continue;
-            }
-            std::vector<const void*> ah;
-            std::vector<float*> yd;
-            for (int64_t s = s0; s < s1; ++s) {
-                ah.push_back(h + (size_t)s * h_bytes);
-                yd.push_back(d + s * D + r0);
-            }
-            k.gemm[(int)down_t](l.ffn_down_exps.row(row), l.ffn_down_exps.row_bytes, nr, F, ah.data(), s1 - s0,
-                                yd.data());
+            expert_rows(wd, slots[(size_t)s0].expert * D + r0, nr, F, ah, s0, s1, d + r0, D);
         }
     });
     // weighted sum of the experts of each token, in routing order (the slots were sorted by expert)

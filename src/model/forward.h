@@ -63,9 +63,26 @@ private:
     void for_tokens(int64_t n, const std::function<void(int64_t)>& fn);
     // building blocks (builders.cpp)
     void embed(const int32_t* tokens, int64_t n, float* x);
-    void norm(const float* x, const std::vector<float>& w, int64_t n, int64_t width, float* out);
+    void norm(const float* x, const std::vector<float>& w, int64_t n, int64_t width, float* out,
+              const std::vector<float>* bias = nullptr);
     // y[t][r] = W[row0 + r] . x[t] for r < n_rows; rows are ne[0] wide.
     void linear(const Tensor& w, int64_t row0, int64_t n_rows, const float* x, int64_t n, float* y);
+    // W8A8 (int8_linear.cpp): linear() of an int8 matrix; activations quantized per token
+    void linear_i8(const Tensor& w, int64_t row0, int64_t n_rows, const float* x, int64_t n, float* y);
+    // int8 activation rows of n tokens of width `in` for w's scheme: into i8_x_ / i8_s_ / i8_sum_
+    void quantize_i8(const Int8Linear& q, const float* x, int64_t n, int64_t in);
+    // rows [row, row + nr) of int8 matrix w for activation rows xq[s] (scale xs[s], sum xsum[s]),
+    // s in [s0, s1): y[s * ldy + r] for r < nr
+    void rows_i8(const Tensor& w, int64_t row, int64_t nr, const int8_t* const* xq, const float* xs,
+                 const int32_t* xsum, int64_t s0, int64_t s1, float* y, int64_t ldy);
+    struct ExpertActs {  // one expert matrix's activation rows, per routed slot
+        const void* const* conv = nullptr;  // converted to the weight's vec_dot_type
+        const int8_t* const* q = nullptr;   // or int8 (W8A8), with each slot's scale and sum
+        const float* scale = nullptr;
+        const int32_t* sum = nullptr;
+    };
+    void expert_rows(const Tensor& w, int64_t row, int64_t nr, int64_t in, const ExpertActs& a, int64_t s0, int64_t s1,
+                     float* y, int64_t ldy);
     void linear3(const std::array<const Tensor*, 3>& ws, const std::array<float*, 3>& ys, const float* x, int64_t n);
     void attention(int il, const float* x, int64_t n, float* out);
     void attend(int il, const float* q, int64_t n, float* o);  // attention's core on the kernel table's kernel
@@ -100,6 +117,12 @@ private:
     std::vector<float> x_, xout_, cur_, delta_, scores_, tmp_, q_, k_, v_, attn_, gate_, up_, ffn_out_, router_;
     std::vector<uint8_t> act_, act2_, act3_;  // activations converted to a weight's dot-product type
     std::vector<const void*> act_ptrs_;       // per token (or routed slot): its converted activations
+    std::vector<int8_t> i8_x_;                // W8A8: int8 activation rows,
+    std::vector<float> i8_s_;                 // their scales (dynamic) or 1 (static),
+    std::vector<int32_t> i8_sum_;             // their sums (asymmetric weights)
+    std::vector<const int8_t*> i8_ptrs_, moe_q8_ptrs_;
+    std::vector<float> moe_q8_scale_;
+    std::vector<int32_t> moe_q8_sum_;
     std::vector<ref::AttnJob> attn_jobs_;
     std::vector<int64_t> attn_part_row_;      // per job: its first row in attn_parts_, or -1 (not split)
     std::vector<float> attn_parts_;           // outputs, then lse, of the parts of split jobs

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "formats/safetensors.h"
 #include "model/arch.h"
+#include "model/hf_quant.h"
 
 namespace tandem {
 namespace {
@@ -48,8 +49,8 @@ public:
     Result<DType> weight_type(const StTensor& t) const {
         const auto d = st_to_dtype(t.dtype);
         if (!d)
-            return make_error("{} has dtype {}: only F32, F16 and BF16 weights load today (quantized safetensors "
-                              "checkpoints are not supported yet)",
+            return make_error("{} has dtype {}: Tandem loads F32, F16 and BF16 tensors, and int8 W8A8 ones with their "
+                              "parameters (FP8 checkpoints are not supported)",
                               source(t), st_dtype_name(t.dtype));
         return *d;
     }
@@ -73,7 +74,9 @@ public:
     Result<GgufTensorInfo> stack(const std::vector<const StTensor*>& experts, const std::string& gguf_name) {
         const StTensor& e0 = *experts[0];
         TANDEM_ASSIGN(GgufTensorInfo g, single(e0, gguf_name));
-        if (e0.shape.size() != 2) return make_error("{} must be 2-D, has shape [{}]", source(e0), fmt::join(e0.shape, ", "));
+        // weights [out, in]; their W8A8 parameters [out, 1] or [out]
+        if (e0.shape.size() != 2 && e0.shape.size() != 1)
+            return make_error("{} must be 2-D, has shape [{}]", source(e0), fmt::join(e0.shape, ", "));
         bool in_place = g.data == e0.data;
         for (size_t e = 1; e < experts.size(); ++e) {
             const StTensor& t = *experts[e];
@@ -114,29 +117,45 @@ Result<std::string> read_text(const std::string& path) {
 
 }  // namespace
 
+namespace {
+bool is_quant_part(std::string_view part) {
+    for (const char* q : tn::kQuantParts)
+        if (part == q) return true;
+    return false;
+}
+// The parts a module may have besides "weight": linears their W8A8 parameters, norms a bias.
+bool part_allowed(std::string_view gguf_suffix, std::string_view part) {
+    if (part == "weight") return true;
+    const bool norm = gguf_suffix == tn::kAttnNorm || gguf_suffix == tn::kFfnNorm;
+    const bool linear = !norm && gguf_suffix != tn::kAttnQNorm && gguf_suffix != tn::kAttnKNorm;
+    return (norm && part == tn::kBias) || (linear && is_quant_part(part));
+}
+}  // namespace
+
 std::optional<HfNameMapping> map_hf_name(std::string_view s) {
     for (const auto& p : hf::kGlobal)
         if (s == p.hf) return HfNameMapping{p.gguf};
-    if (!starts_with(s, hf::kLayerPrefix) || !ends_with(s, hf::kWeightSuffix)) return std::nullopt;
-    s.remove_prefix(std::strlen(hf::kLayerPrefix));
-    s.remove_suffix(std::strlen(hf::kWeightSuffix));
+    if (!starts_with(s, hf::kLayerPrefix)) return std::nullopt;
+    const size_t dot = s.rfind('.');
+    if (dot == std::string_view::npos) return std::nullopt;
     HfNameMapping m;
+    m.part = std::string(s.substr(dot + 1));
+    s = s.substr(std::strlen(hf::kLayerPrefix), dot - std::strlen(hf::kLayerPrefix));
     if (!take_index(s, m.layer)) return std::nullopt;
+    auto set = [&](const char* gguf_suffix) {
+        if (!part_allowed(gguf_suffix, m.part)) return false;
+        m.gguf = m.part == "weight" ? tn::layer(m.layer, gguf_suffix) : tn::layer_part(m.layer, gguf_suffix, m.part);
+        return true;
+    };
     if (starts_with(s, hf::kExpertsInfix)) {
         s.remove_prefix(std::strlen(hf::kExpertsInfix));
         if (!take_index(s, m.expert)) return std::nullopt;
         for (const auto& p : hf::kExpert)
-            if (s == p.hf) {
-                m.gguf = tn::layer(m.layer, p.gguf);
-                return m;
-            }
+            if (s == p.hf) return set(p.gguf) ? std::optional(m) : std::nullopt;
         return std::nullopt;
     }
     for (const auto& p : hf::kLayer)
-        if (s == p.hf) {
-            m.gguf = tn::layer(m.layer, p.gguf);
-            return m;
-        }
+        if (s == p.hf) return set(p.gguf) ? std::optional(m) : std::nullopt;
     return std::nullopt;
 }
 
@@ -145,17 +164,20 @@ std::string hf_name_of(std::string_view g, int expert) {
         if (g == p.gguf) return expert < 0 ? p.hf : "";
     std::string_view s = g;
     int il = 0;
-    if (!starts_with(s, "blk.") || !ends_with(s, ".weight")) return {};
+    if (!starts_with(s, "blk.")) return {};
     s.remove_prefix(4);
-    s.remove_suffix(7);
     if (!take_index(s, il)) return {};
+    const size_t dot = s.rfind('.');
+    if (dot == std::string_view::npos) return {};
+    const std::string_view part = s.substr(dot + 1);
+    s = s.substr(0, dot);
     if (expert >= 0) {
         for (const auto& p : hf::kExpert)
-            if (s == p.gguf) return hf::expert(il, expert, p.hf);
+            if (s == p.gguf && part_allowed(p.gguf, part)) return hf::expert(il, expert, p.hf, part);
         return {};
     }
     for (const auto& p : hf::kLayer)
-        if (s == p.gguf) return hf::layer(il, p.hf);
+        if (s == p.gguf && part_allowed(p.gguf, part)) return hf::layer(il, p.hf, part);
     return {};
 }
 
@@ -229,6 +251,9 @@ Result<GgufFile> open_hf_checkpoint(const std::string& dir, ViewFor purpose) {
     }
     if (purpose == ViewFor::tokenizer) return GgufFile::from_parts(dir, "Hugging Face safetensors", std::move(kv), {}, {}, 0);
     TANDEM_ASSIGN(SafetensorsSet st, SafetensorsSet::open(dir));
+    TANDEM_ASSIGN(const HfQuant quant, read_hf_quantization(dir, st));
+    if (quant.format != HfQuantFormat::none)
+        kv.emplace_back(key::kTandemQuantization, GgufValue::of_string(hf_quant_format_name(quant.format)));
 
     // map every tensor; per-expert ones are gathered by stack
     ViewBuilder vb(st, purpose == ViewFor::compute);

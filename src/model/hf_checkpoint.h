@@ -26,14 +26,17 @@ GgufMetadata hf_config_metadata(const HfConfig& c, const std::string& name);
 GgufMetadata tokenizer_metadata(const HfTokenizer& tok);
 
 // Where a Hugging Face tensor goes: its GGUF name; for a per-expert tensor, the stack's name and
-// the expert index.
+// the expert index. `part` is "weight", or a companion (W8A8 parameters of a linear layer,
+// tn::kQuantParts; "bias" of a norm), whose GGUF name ends in ".{part}" instead of ".weight".
 struct HfNameMapping {
     std::string gguf;
     int layer = -1;
     int expert = -1;
+    std::string part = "weight";
 };
 std::optional<HfNameMapping> map_hf_name(std::string_view hf_name);
-// The Hugging Face name of a GGUF tensor (of expert `expert` when it is a stack); empty if none.
+// The Hugging Face name of a GGUF tensor or companion (of expert `expert` when it is a stack);
+// empty if none.
 std::string hf_name_of(std::string_view gguf_name, int expert = -1);
 
 // What a view is opened for: computing (every tensor readable), looking at the layout (expert

@@ -12,6 +12,7 @@
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "model/arch.h"
+#include "model/hf_quant.h"
 #include "model/hparams.h"
 #include "model/quant_mix.h"
 
@@ -157,9 +158,9 @@ Status merge_checkpoints(const std::string& st_dir, const std::string& gguf_path
             unloadable.push_back(fmt::format("{} ({})", t.name, st_dtype_name(t.dtype)));
     }
     if (!unloadable.empty())
-        bad.push_back(fmt::format("{} dense tensor(s) that Tandem cannot load yet (quantized safetensors such as W8A8 "
-                                  "are not supported yet): {}",
-                                  unloadable.size(), list_names(unloadable)));
+        bad.push_back(fmt::format("{} dense tensor(s) that Tandem cannot load: {}", unloadable.size(),
+                                  list_names(unloadable)));
+    if (auto q = read_hf_quantization(st_dir, st); !q) bad.push_back(q.error().message);
     if (!bad.empty())
         return make_error("cannot merge {} and {}: {} disagreement(s): {}", st_dir, gguf_path, bad.size(),
                           fmt::join(bad, "; "));

@@ -1,5 +1,8 @@
 #include "model/model.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "core/log.h"
@@ -23,7 +26,17 @@ public:
         for (size_t d = 0; d < 4; ++d) out.ne[d] = d < t->ne.size() ? t->ne[d] : 1;
         out.data = t->data;
         out.row_bytes = row_bytes(t->type, t->ne[0]);
+        if (t->type == DType::I8) return int8(out);
+        if (t->type == DType::I32 || t->type == DType::I64)
+            return make_error("{}: tensor '{}' has type {}, not a weight type", f_.path(), label(*t), dtype_name(t->type));
         return {};
+    }
+
+    // The optional bias of a norm (same length as its weight).
+    Status bias(const std::string& weight_name, int64_t n, std::vector<float>& out) {
+        const std::string name = tn::part_of(weight_name, tn::kBias);
+        if (!f_.tensor(name)) return {};
+        return vector(name, n, out);
     }
 
     // Reads a 1-D weight (norm scales) into floats.
@@ -33,6 +46,39 @@ public:
         TANDEM_TRY(check_shape(*t, {n}));
         out.resize((size_t)n);
         ref::dequantize_row(t->type, t->data, out.data(), n);
+        return {};
+    }
+
+    // An int8 matrix's parameters: static (input_scale, input_offset, deq_scale, quant_bias) when
+    // deq_scale is there, else dynamic (weight_scale, optional weight_offset / weight_zero_point).
+    Status int8(Tensor& w) {
+        auto q = std::make_shared<Int8Linear>();
+        const int64_t rows = w.n_rows();
+        auto part = [&](const char* p) { return f_.tensor(tn::part_of(w.name, p)); };
+        if (part(tn::kDeqScale)) {
+            q->static_act = true;
+            std::vector<float> v;
+            TANDEM_TRY(values(w.name, tn::kInputScale, 1, v));
+            q->input_scale = v[0];
+            TANDEM_TRY(values(w.name, tn::kInputOffset, 1, v));
+            q->input_offset = v[0];
+            if (!(q->input_scale > 0.0f) || !std::isfinite(q->input_scale))
+                return make_error("{}: '{}' is {}: must be a positive number", f_.path(), tn::part_of(w.name, tn::kInputScale),
+                                  q->input_scale);
+            TANDEM_TRY(values(w.name, tn::kDeqScale, rows, q->scale));
+            TANDEM_TRY(int_values(w.name, tn::kQuantBias, rows, q->bias));
+        } else {
+            if (!part(tn::kWeightScale))
+                return make_error("{}: int8 tensor '{}' has neither '{}' nor '{}'", f_.path(), w.name,
+                                  tn::part_of(w.name, tn::kWeightScale), tn::part_of(w.name, tn::kDeqScale));
+            TANDEM_TRY(values(w.name, tn::kWeightScale, rows, q->scale));
+            for (const char* z : {tn::kWeightOffset, tn::kWeightZeroPoint})
+                if (part(z)) {
+                    TANDEM_TRY(values(w.name, z, rows, q->zero));
+                    if (std::all_of(q->zero.begin(), q->zero.end(), [](float v) { return v == 0.0f; })) q->zero.clear();
+                }
+        }
+        w.int8 = std::move(q);
         return {};
     }
 
@@ -46,6 +92,52 @@ public:
     }
 
 private:
+    std::string label(const GgufTensorInfo& t) const { return t.source.empty() ? t.name : t.source; }
+
+    // n values of the companion `part` of weight `weight` as floats: any float or integer type;
+    // an I64 deq_scale holds float32 bits in its low 32 bits (MindIE's float16 checkpoints).
+    Status values(const std::string& weight, const char* part, int64_t n, std::vector<float>& out) {
+        const std::string name = tn::part_of(weight, part);
+        const GgufTensorInfo* t = f_.tensor(name);
+        if (!t) return missing(name);
+        int64_t count = 1;
+        for (int64_t d : t->ne) count *= d;
+        if (count != n)
+            return make_error("{}: '{}' has {} values, {} needs {}", f_.path(), label(*t), count, weight, n);
+        out.resize((size_t)n);
+        if (t->type == DType::I64 && std::string_view(part) == tn::kDeqScale) {
+            for (int64_t i = 0; i < n; ++i) {
+                int64_t v;
+                std::memcpy(&v, t->data + 8 * i, 8);
+                const uint32_t bits = (uint32_t)(v & 0xffffffff);
+                std::memcpy(&out[(size_t)i], &bits, 4);
+            }
+            return {};
+        }
+        if (traits(t->type).is_quantized)
+            return make_error("{}: '{}' has type {}", f_.path(), label(*t), dtype_name(t->type));
+        ref::dequantize_row(t->type, t->data, out.data(), n);
+        return {};
+    }
+
+    // The same for int32 values (quant_bias: exact, beyond float's 24 bits).
+    Status int_values(const std::string& weight, const char* part, int64_t n, std::vector<int32_t>& out) {
+        const GgufTensorInfo* t = f_.tensor(tn::part_of(weight, part));
+        if (t && t->type == DType::I32) {
+            int64_t count = 1;
+            for (int64_t d : t->ne) count *= d;
+            if (count != n) return make_error("{}: '{}' has {} values, {} needs {}", f_.path(), label(*t), count, weight, n);
+            out.resize((size_t)n);
+            std::memcpy(out.data(), t->data, (size_t)n * 4);
+            return {};
+        }
+        std::vector<float> v;
+        TANDEM_TRY(values(weight, part, n, v));
+        out.resize((size_t)n);
+        for (int64_t i = 0; i < n; ++i) out[(size_t)i] = (int32_t)std::lrint(v[(size_t)i]);
+        return {};
+    }
+
     Status check_shape(const GgufTensorInfo& t, const std::vector<int64_t>& shape) {
         std::vector<int64_t> ne = t.ne;
         while (ne.size() > shape.size() && ne.back() == 1) ne.pop_back();
@@ -102,6 +194,8 @@ Status Model::bind() {
         LayerWeights& l = layers_[(size_t)il];
         auto n = [il](const char* s) { return tn::layer(il, s); };
         TANDEM_TRY(b.vector(n(tn::kAttnNorm), h.n_embd, l.attn_norm));
+        TANDEM_TRY(b.bias(n(tn::kAttnNorm), h.n_embd, l.attn_norm_bias));
+        TANDEM_TRY(b.bias(n(tn::kFfnNorm), h.n_embd, l.ffn_norm_bias));
         TANDEM_TRY(b.vector(n(tn::kAttnQNorm), h.head_dim, l.attn_q_norm));
         TANDEM_TRY(b.vector(n(tn::kAttnKNorm), h.head_dim, l.attn_k_norm));
         TANDEM_TRY(b.vector(n(tn::kFfnNorm), h.n_embd, l.ffn_norm));
@@ -114,6 +208,16 @@ Status Model::bind() {
             TANDEM_TRY(b.matrix(n(tn::kFfnGateExps), {h.n_embd, h.n_ff_exp, h.n_expert}, l.ffn_gate_exps));
             TANDEM_TRY(b.matrix(n(tn::kFfnUpExps), {h.n_embd, h.n_ff_exp, h.n_expert}, l.ffn_up_exps));
             TANDEM_TRY(b.matrix(n(tn::kFfnDownExps), {h.n_ff_exp, h.n_embd, h.n_expert}, l.ffn_down_exps));
+            // int8 experts: dynamic activations only (one int8 row per token serves every expert),
+            // gate and up alike (they share it)
+            for (const Tensor* t : {&l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps})
+                if (t->int8 && t->int8->static_act)
+                    return make_error("{}: '{}' is static W8A8 (input_scale per expert): routed experts run W8A8_DYNAMIC "
+                                      "or float/GGUF weights",
+                                      file_.path(), t->name);
+            if ((bool)l.ffn_gate_exps.int8 != (bool)l.ffn_up_exps.int8)
+                return make_error("{}: '{}' and '{}' must both be int8 or neither", file_.path(), l.ffn_gate_exps.name,
+                                  l.ffn_up_exps.name);
         } else {
             TANDEM_TRY(b.matrix(n(tn::kFfnGate), {h.n_embd, h.n_ff}, l.ffn_gate));
             TANDEM_TRY(b.matrix(n(tn::kFfnUp), {h.n_embd, h.n_ff}, l.ffn_up));

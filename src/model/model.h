@@ -19,6 +19,19 @@ class ThreadPool;
 
 namespace tandem {
 
+// The parameters of an int8 (W8A8) matrix, per output row (kernels/reference/int8.h):
+//  static (msModelSlim W8A8): x_q = clamp(round(x / input_scale + input_offset)),
+//    y[r] = (acc[r] + bias[r]) * scale[r]            (scale = deq_scale, bias = quant_bias);
+//  dynamic (W8A8_DYNAMIC, compressed-tensors): s = max|x| / 127, x_q = round(x / s),
+//    y[r] = (acc[r] - zero[r] * sum(x_q)) * s * scale[r]   (scale = weight_scale; zero optional).
+struct Int8Linear {
+    bool static_act = false;
+    float input_scale = 1.0f, input_offset = 0.0f;
+    std::vector<float> scale;     // (rows)
+    std::vector<int32_t> bias;    // (rows) static only
+    std::vector<float> zero;      // (rows) dynamic, empty when the weights are symmetric
+};
+
 // A view of one weight tensor in the mapped file. Matrices hold rows of ne[0] elements;
 // expert stacks are 3-D: (ne[0], ne[1], n_expert), expert e's rows start at row e * ne[1].
 struct Tensor {
@@ -31,6 +44,7 @@ struct Tensor {
     // Model::pack_for_cpu: rows 16g .. 16g + 15 at packed + g * packed_group_bytes; null if none.
     const uint8_t* packed = nullptr;
     size_t packed_group_bytes = 0;
+    std::shared_ptr<const Int8Linear> int8;  // type I8 only
 
     int64_t n_rows() const { return ne[1] * ne[2] * ne[3]; }
     const uint8_t* row(int64_t r) const { return data + (size_t)r * row_bytes; }
@@ -39,6 +53,7 @@ struct Tensor {
 
 struct LayerWeights {
     std::vector<float> attn_norm;   // (D)
+    std::vector<float> attn_norm_bias, ffn_norm_bias;  // (D) or empty: msModelSlim anti-outlier smoothing
     std::vector<float> attn_q_norm; // (head_dim)
     std::vector<float> attn_k_norm; // (head_dim)
     std::vector<float> ffn_norm;    // (D)

@@ -24,12 +24,12 @@ void Forward::layer(int il, float* x, int64_t n) {
     float* delta = grow(delta_, (size_t)nd);
 
     auto t = Clock::now();
-    norm(x, l.attn_norm, n, hp_.n_embd, cur);       // RMSNorm
+    norm(x, l.attn_norm, n, hp_.n_embd, cur, &l.attn_norm_bias);  // RMSNorm (+ bias)
     attention(il, cur, n, delta);                   // self-attention (q/k norm, RoPE, GQA)
     add(x, delta, n);                               // residual
     times_.attention += seconds_since(t);
 
-    norm(x, l.ffn_norm, n, hp_.n_embd, cur);        // RMSNorm
+    norm(x, l.ffn_norm, n, hp_.n_embd, cur, &l.ffn_norm_bias);    // RMSNorm (+ bias)
     if (hp_.is_moe()) moe(il, cur, n, delta);       // router + routed experts
     else dense_ffn(il, cur, n, delta);              // SwiGLU FFN
     add(x, delta, n);                               // residual

@@ -156,7 +156,7 @@ class ConvertMerge(TempDirTestCase):
             self.assertIn(e, line)
         self.assertFalse(os.path.exists(self.path("bad-merge")))
 
-    def test_merge_refuses_quantized_dense_parts_before_writing(self):
+    def test_merge_refuses_a_w8a8_parameter_beside_a_float_weight_before_writing(self):
         d = self.path("hf-w8-scale")
         shutil.rmtree(d, ignore_errors=True)
         shutil.copytree(self.hf, d)
@@ -174,7 +174,7 @@ class ConvertMerge(TempDirTestCase):
             json.dump(idx, f)
         out = self.path("m-w8")
         self.assert_error([TANDEM, "merge", "--safetensors", d, "--gguf", self.q4km, "--out", out],
-                          "model.layers.0.self_attn.q_proj.input_scale (F32)", "cannot load yet")
+                          "model.layers.0.self_attn.q_proj.input_scale (F32)", "not int8")
         self.assertFalse(os.path.exists(out))
 
     def test_merge_missing_dense_tensor_and_existing_output(self):

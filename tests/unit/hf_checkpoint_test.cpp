@@ -120,8 +120,26 @@ TEST(HfNames, TableMapsBothWays) {
     EXPECT_EQ(e->layer, 7);
     EXPECT_EQ(e->expert, 127);
     EXPECT_EQ(hf_name_of("blk.7.ffn_down_exps.weight", 127), "model.layers.7.mlp.experts.127.down_proj.weight");
+    // W8A8 parameters of linears and the bias of norms map beside their weight
+    auto q = map_hf_name("model.layers.1.mlp.experts.2.gate_proj.weight_scale");
+    ASSERT_TRUE(q.has_value());
+    EXPECT_EQ(q->gguf, "blk.1.ffn_gate_exps.weight_scale");
+    EXPECT_EQ(q->expert, 2);
+    EXPECT_EQ(q->part, "weight_scale");
+    EXPECT_EQ(hf_name_of("blk.1.ffn_gate_exps.weight_scale", 2), "model.layers.1.mlp.experts.2.gate_proj.weight_scale");
+    for (const char* part : {"input_scale", "input_offset", "deq_scale", "quant_bias", "weight_scale", "weight_offset"}) {
+        const std::string hf = std::string("model.layers.3.self_attn.o_proj.") + part;
+        auto m = map_hf_name(hf);
+        ASSERT_TRUE(m.has_value()) << hf;
+        EXPECT_EQ(m->gguf, std::string("blk.3.attn_output.") + part);
+        EXPECT_EQ(hf_name_of(m->gguf), hf);
+    }
+    auto nb = map_hf_name("model.layers.0.input_layernorm.bias");
+    ASSERT_TRUE(nb.has_value());
+    EXPECT_EQ(nb->gguf, "blk.0.attn_norm.bias");
     for (const char* bad : {"model.layers.x.mlp.gate.weight", "model.layers.1.mlp.gate.bias", "model.layers..mlp.gate.weight",
-                            "model.layers.1.mlp.experts.2.gate_proj.weight_scale", "model.layers.-1.mlp.gate.weight",
+                            "model.layers.1.input_layernorm.weight_scale", "model.layers.1.self_attn.q_norm.bias",
+                            "model.layers.1.self_attn.q_proj.scales", "model.layers.-1.mlp.gate.weight",
                             "model.layers.1.mlp.experts.a.up_proj.weight", "transformer.h.0.attn.weight"})
         EXPECT_FALSE(map_hf_name(bad).has_value()) << bad;
 }
@@ -209,8 +227,11 @@ TEST(HfCheckpoint, FolderAndConfigMismatchesAreClearErrors) {
     f.config.vocab_size = 60;
     expect(f, {"model.embed_tokens.weight", "vocab_size = 60"});
     f = {};
-    f.dtype = StDType::I8;
-    expect(f, {"dtype I8", "F32, F16 and BF16"});
+    f.dtype = StDType::F8_E4M3;
+    expect(f, {"dtype F8_E4M3", "F32, F16 and BF16", "FP8"});
+    f = {};
+    f.dtype = StDType::I8;  // int8 without a quantization description
+    expect(f, {"int8 tensor", "quant_model_description", "quantization_config"});
     f = {};
     f.config.tie_word_embeddings = false;
     expect(f, {"missing tensor", "lm_head.weight"});

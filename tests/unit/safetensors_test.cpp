@@ -101,7 +101,10 @@ TEST(Safetensors, DtypeNames) {
     }
     EXPECT_FALSE(st_dtype_from_name("F8_E5M2").has_value());
     EXPECT_EQ(st_to_dtype(StDType::BF16), DType::BF16);
-    EXPECT_FALSE(st_to_dtype(StDType::I8).has_value());
+    EXPECT_EQ(st_to_dtype(StDType::I8), DType::I8);  // W8A8 weights and parameters
+    EXPECT_EQ(st_to_dtype(StDType::I64), DType::I64);
+    EXPECT_FALSE(st_to_dtype(StDType::U8).has_value());
+    EXPECT_FALSE(st_to_dtype(StDType::F8_E4M3).has_value());
 }
 
 TEST(Safetensors, EveryTruncationIsAnError) {

@@ -238,6 +238,15 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
         case DType::Q8_K:
             detail::dequantize_q8_k(src, dst, n);
             return;
+        case DType::I8:  // the integers as they are (W8A8 weights: the scales are applied by the caller)
+            for (int64_t i = 0; i < n; ++i) dst[i] = (float)static_cast<const int8_t*>(src)[i];
+            return;
+        case DType::I32:
+            for (int64_t i = 0; i < n; ++i) dst[i] = (float)static_cast<const int32_t*>(src)[i];
+            return;
+        case DType::I64:
+            for (int64_t i = 0; i < n; ++i) dst[i] = (float)static_cast<const int64_t*>(src)[i];
+            return;
     }
     unsupported("dequantize_row");
 }
