@@ -37,7 +37,7 @@ struct Row {
 
 Runner add_bench(CLI::App& app) {
     struct Opts {
-        std::string model, prompt_lens = "1024,2048,4096";
+        std::string model, prompt_lens = "1024,2048,4096", experts;
         int gen = 1024, reps = 1;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         uint64_t seed = 1;
@@ -48,6 +48,7 @@ Runner add_bench(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     app.add_option("-m,--model", o->model, "Model .gguf (first split) or Hugging Face folder (or --server)");
+    add_experts_option(app, o->experts);
     app.add_option("--server", o->server, "Measure a running `tandem serve` (or any OpenAI-compatible server) at URL");
     app.add_option("--api-key", o->api_key, "With --server: its API key (default: $TANDEM_API_KEY)");
     app.add_option("--concurrency", o->concurrency, "With --server: concurrent streams of the sweep ('' for none)")
@@ -105,7 +106,7 @@ Runner add_bench(CLI::App& app) {
             return fail(fmt::format("--threads/--cpu-infer {} is more than the {} cores this process may use",
                                     o->threads, n_cores));
 
-        auto loaded = Model::load(o->model);
+        auto loaded = Model::load(o->model, LoadOptions::with_experts(o->experts));
         if (!loaded) return fail(loaded.error().message);
         Model& model = **loaded;
         const HParams& h = model.hparams();

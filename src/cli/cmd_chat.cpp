@@ -136,7 +136,7 @@ const char* kHelp =
 
 Runner add_chat(CLI::App& app) {
     struct Opts {
-        std::string model, system, think = "on";
+        std::string model, system, think = "on", experts;
         int n = 1024;
         int64_t ctx = 0;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
@@ -145,6 +145,7 @@ Runner add_chat(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     app.add_option("-m,--model", o->model, "Model .gguf (first split) or Hugging Face folder")->required();
+    add_experts_option(app, o->experts);
     add_no_repack_flag(app, o->no_repack);
     app.add_option("--system", o->system, "System message");
     app.add_option("--think", o->think, "Thinking (Qwen3 enable_thinking)")
@@ -162,7 +163,7 @@ Runner add_chat(CLI::App& app) {
     return [o]() -> int {
         if (o->n < 1) return fail("--max-tokens must be >= 1");
         if (o->threads < 1) return fail("--threads must be >= 1");
-        auto loaded = Model::load(o->model);
+        auto loaded = Model::load(o->model, LoadOptions::with_experts(o->experts));
         if (!loaded) return fail(loaded.error().message);
         Model& model = **loaded;
         auto tok = Tokenizer::from_gguf(model.file());

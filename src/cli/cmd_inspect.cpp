@@ -4,6 +4,7 @@
 
 #include "backend/backend.h"
 #include "cli/commands.h"
+#include "model/merge.h"
 #include "model/model.h"
 #include "model/model_stats.h"
 #include "placement/placement.h"
@@ -84,7 +85,7 @@ Runner add_inspect(CLI::App& app) {
         ->check(CLI::PositiveNumber);
 
     return [o]() -> int {
-        auto loaded = Model::load(o->model, /*for_inspect=*/true);
+        auto loaded = Model::load(o->model, LoadOptions::inspect());
         if (!loaded) return fail(loaded.error().message);
         const Model& m = **loaded;
         const HParams& h = m.hparams();
@@ -118,7 +119,8 @@ Runner add_inspect(CLI::App& app) {
         if (o->json) {
             nlohmann::json j;
             j["file"] = o->model;
-            j["format"] = f.version() > 0 ? "gguf" : "hf";
+            j["format"] = f.version() > 0 ? "gguf" : is_merged_folder(o->model) ? "merged" : "hf";
+            j["quantization"] = str_or(key::kTandemQuantization);
             j["gguf_version"] = f.version();
             j["n_files"] = f.n_files();
             j["architecture"] = std::string(arch_name(h.arch));
@@ -177,6 +179,8 @@ Runner add_inspect(CLI::App& app) {
                     str_or(key::kTokModel).c_str(), str_or(key::kTokPre).c_str(), (long long)n_tokens,
                     (long long)n_merges, (long long)int_or(key::kTokBos), (long long)int_or(key::kTokEos),
                     (long long)int_or(key::kTokPad), has_template ? "yes" : "no");
+        if (const std::string q = str_or(key::kTandemQuantization); !q.empty())
+            std::printf("quantization  %s (int8 matrices run as W8A8 on the CPU)\n", q.c_str());
         std::printf("size          %s in %zu tensors, %.3f B params\n", human_bytes(total).c_str(), f.tensors().size(),
                     n_params / 1e9);
         std::printf("per token     %s read, %.3f B active params\n", human_bytes(active).c_str(), active_params / 1e9);

@@ -19,7 +19,9 @@ Runner add_make_test_model(CLI::App& app, const std::string& exe_path) {
     app.add_option("-o,--out", o->out, "Output .gguf path (--format hf: the folder to write)")->required();
     app.add_option("--format", o->format,
                    "gguf | hf (Hugging Face folder: config.json, tokenizer, BF16 safetensors shards + index; the "
-                   "same values as the GGUF of the same seed, shape and --quant)")
+                   "same values as the GGUF of the same seed, shape and --quant) | hf-w8a8-msmodelslim (those "
+                   "weights as msModelSlim W8A8: attention static, calibrated on the BF16 model; experts dynamic; "
+                   "quant_model_description.json) | hf-w8a8-ct (compressed-tensors int8, dynamic activations)")
         ->capture_default_str();
     app.add_option("--preset", o->preset, "tiny | bench (Qwen3-30B-A3B shapes, 8 layers) | a3b | a22b")
         ->capture_default_str();
@@ -75,12 +77,14 @@ Runner add_make_test_model(CLI::App& app, const std::string& exe_path) {
         take("--logit-scale", spec.logit_scale, cli.logit_scale);
         take("--split", spec.n_split, cli.n_split);
         spec.moe = !o->dense;
-        if (o->format == "hf") {
-            spec.format = ModelFormat::hf;
+        if (o->format == "hf" || o->format == "hf-w8a8-msmodelslim" || o->format == "hf-w8a8-ct") {
+            spec.format = o->format == "hf" ? ModelFormat::hf
+                          : o->format == "hf-w8a8-ct" ? ModelFormat::hf_w8a8_ct
+                                                      : ModelFormat::hf_w8a8_msmodelslim;
             if (app.count("--split") == 0) spec.n_split = 2;
             if (app.count("--quant") == 0) o->quant = "bf16";
         } else if (o->format != "gguf") {
-            return fail("unknown --format '" + o->format + "' (choose gguf, hf)");
+            return fail("unknown --format '" + o->format + "' (choose gguf, hf, hf-w8a8-msmodelslim, hf-w8a8-ct)");
         }
         auto q = quant_mix_from_name(o->quant);
         if (!q) return fail(q.error().message);

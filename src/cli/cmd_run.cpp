@@ -35,7 +35,7 @@ nlohmann::json top_logits(const float* logits, int64_t n_vocab, int k) {
 
 Runner add_run(CLI::App& app) {
     struct Opts {
-        std::string model, prompt_ids, prompt, logits_out, system, think = "on";
+        std::string model, prompt_ids, prompt, logits_out, system, think = "on", experts;
         int n = 32;
         int64_t ctx = 0;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
@@ -45,6 +45,7 @@ Runner add_run(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     app.add_option("-m,--model", o->model, "Model .gguf (first split) or Hugging Face folder")->required();
+    add_experts_option(app, o->experts);
     auto* ids_opt = app.add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids: 1,2,3");
     auto* text_opt = app.add_option("-p,--prompt", o->prompt, "Prompt text (needs the tokenizer)");
     ids_opt->excludes(text_opt);
@@ -82,7 +83,7 @@ Runner add_run(CLI::App& app) {
                                     cpu::cpu_features().n_cores));
 
         const auto t_load = Clock::now();
-        auto loaded = Model::load(o->model);
+        auto loaded = Model::load(o->model, LoadOptions::with_experts(o->experts));
         if (!loaded) return fail(loaded.error().message);
         Model& model = **loaded;
         const HParams& h = model.hparams();

@@ -22,7 +22,7 @@ namespace tandem::cli {
 
 Runner add_serve(CLI::App& app) {
     struct Opts {
-        std::string model, host = "127.0.0.1", api_key, api_key_file, model_name;
+        std::string model, host = "127.0.0.1", api_key, api_key_file, model_name, experts;
         int port = 10002;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         int64_t cache_lens = 16384, page_size = 128, chunk_size = 512, max_batch = 4, max_new = 0, max_queue = 64;
@@ -33,6 +33,7 @@ Runner add_serve(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     app.add_option("-m,--model", o->model, "Model .gguf")->required();
+    add_experts_option(app, o->experts);
     app.add_option("--host", o->host, "Address to listen on")->capture_default_str();
     app.add_option("--port", o->port, "Port (0: any free port, printed at start)")->capture_default_str();
     app.add_option("--api-key", o->api_key, "Require Authorization: Bearer KEY (default: $TANDEM_API_KEY, else none)");
@@ -80,7 +81,7 @@ Runner add_serve(CLI::App& app) {
             if (const char* env = std::getenv("TANDEM_API_KEY")) key = env;
 
         std::fprintf(stderr, "serve: loading %s ...\n", o->model.c_str());
-        auto loaded = Model::load(o->model);
+        auto loaded = Model::load(o->model, LoadOptions::with_experts(o->experts));
         if (!loaded) return fail(loaded.error().message);
         Model& model = **loaded;
         const HParams& h = model.hparams();

@@ -24,6 +24,7 @@ Runner add_chat(CLI::App& app);
 Runner add_serve(CLI::App& app);
 Runner add_convert(CLI::App& app);
 Runner add_merge(CLI::App& app);
+Runner add_eval(CLI::App& app);
 
 // Prints "tandem: error: MSG" on one line to stderr and returns kExitError.
 int fail(const std::string& msg);
@@ -33,6 +34,13 @@ inline void add_no_repack_flag(CLI::App& app, bool& no_repack) {
     app.add_flag("--no-repack", no_repack,
                  "Run the matrices from their GGUF blocks (no load-time repacking into the CPU kernels' "
                  "16-row layout: less memory, slower)");
+}
+
+// --experts FILE (run, chat, bench, serve, eval): the routed experts from a GGUF file.
+inline void add_experts_option(CLI::App& app, std::string& path) {
+    app.add_option("--experts", path,
+                   "Take the routed experts from this GGUF (e.g. Q4_K_M) and the rest from -m (e.g. a W8A8 "
+                   "folder): the seed's merged weights without writing them (see `tandem merge`)");
 }
 
 // "1,2,3" -> ids; error on anything else.

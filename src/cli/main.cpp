@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
         [](CLI::App& a) { return cli::add_bench(a); });
     add("convert", "Write a model (GGUF, Hugging Face or merged folder) as GGUF in a quantization mix",
         [](CLI::App& a) { return cli::add_convert(a); });
+    add("eval", "Compare a model's next-token distributions with a reference model's (top-1 agreement, KL)",
+        [](CLI::App& a) { return cli::add_eval(a); });
     add("merge", "Merge a safetensors checkpoint (dense parts) and a GGUF (routed experts) into one model folder",
         [](CLI::App& a) { return cli::add_merge(a); });
     add("make-test-model", "Write a synthetic Qwen3-MoE GGUF or Hugging Face folder (real tokenizer, random weights)",

@@ -59,6 +59,7 @@ void Forward::norm(const float* x, const std::vector<float>& w, int64_t n, int64
 }
 
 void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float* x, int64_t n, float* y) {
+    if (observer_) observer_(w, x, n);
     if (w.int8) {
         linear_i8(w, row0, n_rows, x, n, y);
         return;
@@ -112,6 +113,8 @@ void Forward::linear3(const std::array<const Tensor*, 3>& ws, const std::array<f
         for (int i = 0; i < 3; ++i) linear(*ws[(size_t)i], 0, ws[(size_t)i]->n_rows(), x, n, ys[(size_t)i]);
         return;
     }
+    if (observer_)
+        for (const Tensor* w : ws) observer_(*w, x, n);
     const int64_t in = ws[0]->ne[0];
     const size_t conv_bytes = row_bytes(vdt, in);
     uint8_t* conv = grow(act_, conv_bytes * (size_t)n);

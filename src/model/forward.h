@@ -58,6 +58,11 @@ public:
 
     StageTimes& stage_times() { return times_; }
 
+    // Called with the input rows of every dense linear layer (x: n rows of w.ne[0]); for
+    // calibrating static W8A8 activation ranges. Unset: nothing is called.
+    using InputObserver = std::function<void(const Tensor& w, const float* x, int64_t n)>;
+    void set_input_observer(InputObserver f) { observer_ = std::move(f); }
+
 private:
     // fn(t) for t < n, over the pool when n is large enough to be worth it (t's are independent)
     void for_tokens(int64_t n, const std::function<void(int64_t)>& fn);
@@ -99,6 +104,7 @@ private:
     const HParams& hp_;
     ThreadPool& pool_;
     StageTimes times_;
+    InputObserver observer_;
 
     // the batch being evaluated: per token its position and its sequence's block table
     KvPool* pool_kv_ = nullptr;

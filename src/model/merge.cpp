@@ -31,6 +31,11 @@ bool is_expert_stack(const std::string& gguf_name) {
     return role && (gguf_name.find("_exps.") != std::string::npos);
 }
 
+// An expert stack or one of its companions (W8A8 parameters): "blk.N.ffn_{gate,up,down}_exps.*"
+bool is_expert_part(const std::string& gguf_name) {
+    return gguf_name.rfind("blk.", 0) == 0 && gguf_name.find("_exps.") != std::string::npos;
+}
+
 bool is_hf_expert(const std::string& hf_name) {
     return hf_name.rfind(hf::kLayerPrefix, 0) == 0 && hf_name.find(std::string(".") + hf::kExpertsInfix) != std::string::npos;
 }
@@ -174,6 +179,16 @@ Status merge_checkpoints(const std::string& st_dir, const std::string& gguf_path
     for (const auto& entry : fs::directory_iterator(src, ec)) {
         const std::string name = entry.path().filename().string();
         if (!entry.is_regular_file() || name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json")) continue;
+        if (name.rfind("quant_model_description", 0) == 0 && name.ends_with(".json")) {
+            // msModelSlim: the experts now come from the GGUF, so their entries go
+            TANDEM_ASSIGN(std::string text, read_text(entry.path()));
+            json d = json::parse(text, nullptr, false);
+            if (!d.is_object()) return make_error("{}: not a JSON object", entry.path().string());
+            for (auto it = d.begin(); it != d.end();)
+                it = is_hf_expert(it.key()) ? d.erase(it) : std::next(it);
+            TANDEM_TRY(write_text(out / name, d.dump(2) + "\n"));
+            continue;
+        }
         fs::copy_file(entry.path(), out / name, fs::copy_options::overwrite_existing, ec);
         if (ec) return make_error("{}: cannot copy to {}: {}", entry.path().string(), out_dir, ec.message());
     }
@@ -262,23 +277,34 @@ Result<GgufFile> open_merged_folder(const std::string& dir, ViewFor purpose) {
 
     TANDEM_ASSIGN(GgufFile view, open_hf_checkpoint(dir, purpose));
     if (purpose == ViewFor::tokenizer) return view;
-    TANDEM_ASSIGN(GgufFile g, GgufFile::open((d / experts).string()));
-    std::vector<GgufTensorInfo> tensors = view.tensors();
+    for (const GgufTensorInfo& t : view.tensors())
+        if (is_expert_part(t.name)) return make_error("{}: tensor '{}' is also in the safetensors files", dir, t.name);
+    return join_gguf_experts(std::move(view), (d / experts).string(), "merged folder: safetensors + GGUF experts");
+}
+
+Result<GgufFile> join_gguf_experts(GgufFile dense, const std::string& experts_path, const std::string& kind) {
+    TANDEM_ASSIGN(GgufFile g, GgufFile::open(experts_path));
+    std::vector<GgufTensorInfo> tensors;
+    for (const GgufTensorInfo& t : dense.tensors())
+        if (!is_expert_part(t.name)) tensors.push_back(t);  // its own experts (and their W8A8 scales) give way
+    size_t n = 0;
+    const std::string file = fs::path(experts_path).filename().string();
     for (const GgufTensorInfo& t : g.tensors()) {
-        if (!is_expert_stack(t.name)) return make_error("{}: tensor '{}' is not a routed-expert stack", g.path(), t.name);
-        if (view.tensor(t.name)) return make_error("{}: tensor '{}' is also in the safetensors files", dir, t.name);
+        if (!is_expert_stack(t.name)) continue;  // a whole GGUF model: only its experts are taken
         GgufTensorInfo e = t;
-        e.source = fmt::format("{}: tensor '{}'", experts, t.name);
-        e.file_index = view.n_files();
+        e.source = fmt::format("{}: tensor '{}'", file, t.name);
+        e.file_index += dense.n_files();
         tensors.push_back(std::move(e));
+        ++n;
     }
-    GgufMetadata kv = view.metadata();
-    const int n_files = view.n_files() + g.n_files();
-    std::vector<std::shared_ptr<const void>> keep = {std::make_shared<GgufFile>(std::move(view)),
+    if (n == 0) return make_error("{}: no routed-expert stacks (blk.N.ffn_{{gate,up,down}}_exps)", experts_path);
+    GgufMetadata kv = dense.metadata();
+    const int n_files = dense.n_files() + g.n_files();
+    const std::string path = dense.path();
+    std::vector<std::shared_ptr<const void>> keep = {std::make_shared<GgufFile>(std::move(dense)),
                                                      std::make_shared<GgufFile>(std::move(g))};
-    log::debug("{}: merged folder, {} tensors", dir, tensors.size());
-    return GgufFile::from_parts(dir, "merged folder: safetensors + GGUF experts", std::move(kv), std::move(tensors),
-                                std::move(keep), n_files);
+    log::debug("{}: {} tensors, experts from {}", path, tensors.size(), experts_path);
+    return GgufFile::from_parts(path, kind, std::move(kv), std::move(tensors), std::move(keep), n_files);
 }
 
 }  // namespace tandem

@@ -1,6 +1,6 @@
 // `tandem merge`: one model folder from two checkpoints of the same model, as the seed's merge
 // script makes it: the routed experts from a GGUF file (raw quantized blocks, never dequantized)
-// and every other tensor from a safetensors checkpoint (Hugging Face folder; BF16, or W8A8 later).
+// and every other tensor from a safetensors checkpoint (Hugging Face folder: BF16, or W8A8 from msModelSlim / compressed-tensors).
 //
 // The merged folder: config.json, the tokenizer and other non-weight files of the safetensors
 // folder; the non-expert tensors copied byte for byte into model*.safetensors (+ index); the expert
@@ -32,5 +32,10 @@ bool is_merged_folder(const std::string& dir);
 // The merged folder as one GGUF-named view: the safetensors part as open_hf_checkpoint sees it,
 // plus the expert stacks of experts.gguf.
 Result<GgufFile> open_merged_folder(const std::string& dir, ViewFor purpose);
+// A model whose routed experts come from the GGUF file `experts_path` (its expert stacks as
+// stored; a whole GGUF model may be given) and everything else from `dense` (whose own experts
+// and their W8A8 parameters give way): what `merge` writes, without writing it (`-m DIR --experts
+// FILE`). `kind` names the result in messages.
+Result<GgufFile> join_gguf_experts(GgufFile dense, const std::string& experts_path, const std::string& kind);
 
 }  // namespace tandem

@@ -105,6 +105,10 @@ private:
         if (count != n)
             return make_error("{}: '{}' has {} values, {} needs {}", f_.path(), label(*t), count, weight, n);
         out.resize((size_t)n);
+        if (!t->data) {  // a layout view (inspect) leaves stacks that need gathering unread
+            std::fill(out.begin(), out.end(), 0.0f);
+            return {};
+        }
         if (t->type == DType::I64 && std::string_view(part) == tn::kDeqScale) {
             for (int64_t i = 0; i < n; ++i) {
                 int64_t v;
@@ -123,7 +127,7 @@ private:
     // The same for int32 values (quant_bias: exact, beyond float's 24 bits).
     Status int_values(const std::string& weight, const char* part, int64_t n, std::vector<int32_t>& out) {
         const GgufTensorInfo* t = f_.tensor(tn::part_of(weight, part));
-        if (t && t->type == DType::I32) {
+        if (t && t->type == DType::I32 && t->data) {
             int64_t count = 1;
             for (int64_t d : t->ne) count *= d;
             if (count != n) return make_error("{}: '{}' has {} values, {} needs {}", f_.path(), label(*t), count, weight, n);
@@ -161,11 +165,15 @@ Result<GgufFile> Model::open_file(const std::string& path, ViewFor purpose) {
     return GgufFile::open(path);
 }
 
-Result<std::unique_ptr<Model>> Model::load(const std::string& path, bool for_inspect) {
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOptions& opt) {
     auto m = std::make_unique<Model>();
-    TANDEM_ASSIGN(m->file_, open_file(path, for_inspect ? ViewFor::layout : ViewFor::compute));
+    TANDEM_ASSIGN(m->file_, open_file(path, opt.for_inspect ? ViewFor::layout : ViewFor::compute));
+    if (!opt.experts_gguf.empty()) {
+        TANDEM_ASSIGN(m->file_, join_gguf_experts(std::move(m->file_), opt.experts_gguf,
+                                                  fmt::format("{} with the experts of {}", path, opt.experts_gguf)));
+    }
     TANDEM_ASSIGN(m->hp_, HParams::from_gguf(m->file_));
-    if (!for_inspect) TANDEM_TRY(m->hp_.check_forward_support(path));
+    if (!opt.for_inspect) TANDEM_TRY(m->hp_.check_forward_support(path));
     TANDEM_TRY(m->bind());
     return m;
 }

@@ -72,13 +72,31 @@ struct LayerWeights {
     Tensor ffn_down;                // (n_ff, D)
 };
 
+struct LoadOptions {
+    // accept hyper-parameters the forward does not implement (e.g. YaRN), and do not gather
+    // expert stacks (their `data` may be null)
+    bool for_inspect = false;
+    // a GGUF file whose routed-expert stacks replace the model's (the seed's weight set without
+    // running `tandem merge`: `-m W8A8_FOLDER --experts Q4_K_M.gguf`)
+    std::string experts_gguf;
+
+    static LoadOptions inspect() {
+        LoadOptions o;
+        o.for_inspect = true;
+        return o;
+    }
+    static LoadOptions with_experts(std::string gguf) {
+        LoadOptions o;
+        o.experts_gguf = std::move(gguf);
+        return o;
+    }
+};
+
 class Model {
 public:
     // `path`: a .gguf file (the first of split files), a Hugging Face checkpoint folder or a folder
     // written by `tandem merge`.
-    // for_inspect: accept hyper-parameters the forward does not implement (e.g. YaRN), and do
-    // not gather expert stacks (their `data` may be null).
-    static Result<std::unique_ptr<Model>> load(const std::string& path, bool for_inspect = false);
+    static Result<std::unique_ptr<Model>> load(const std::string& path, const LoadOptions& opt = {});
     // The weights and metadata of `path` under GGUF names, without binding them.
     static Result<GgufFile> open_file(const std::string& path, ViewFor purpose = ViewFor::compute);
 

@@ -16,30 +16,15 @@
 #include "model/arch.h"
 #include "model/hf_checkpoint.h"
 #include "model/quant_mix.h"
+#include "model/synthetic_internal.h"
 
-namespace tandem {
-namespace {
+namespace tandem::synthetic {
 
 using Role = TensorRole;
 
 DType choose_type(const SyntheticSpec& s, Role role, int64_t il, int64_t row) {
     return quant_mix_type(s.quant, MixShape{s.n_layer, s.moe ? s.n_expert : 0}, role, il, row);
 }
-
-struct Planned {
-    std::string name;
-    Role role;
-    int64_t il;
-    std::vector<int64_t> ne;
-    float std;        // weights ~ N(mean, std)
-    float mean = 0.0f;
-
-    int64_t n_rows() const {
-        int64_t n = 1;
-        for (size_t d = 1; d < ne.size(); ++d) n *= ne[d];
-        return n;
-    }
-};
 
 // Every tensor of the model under its GGUF name, in GGUF file order. Weight scales: each
 // projection keeps activations at unit scale; the output projection gives logits of std
@@ -79,6 +64,21 @@ std::vector<Planned> make_plan(const SyntheticSpec& s) {
 // Rows [r0, r1) of a planned tensor in `type` at dst. Each row has its own random stream (seeded
 // by the tensor's name and the row's index in the whole tensor, stacks included): the values do
 // not depend on the thread count, nor on the format or on how a stack is cut into experts.
+void float_rows(const Planned& p, DType type, uint64_t seed, int64_t r0, int64_t r1, float* dst, ThreadPool& pool) {
+    const uint64_t tensor_seed = hash_name(p.name, seed);
+    const int64_t n_row = p.ne[0];
+    pool.parallel_for(r1 - r0, 64, [&](int64_t a, int64_t b) {
+        std::vector<uint8_t> q(row_bytes(type, n_row));
+        for (int64_t i = a; i < b; ++i) {
+            float* row = dst + i * n_row;
+            Rng rng(tensor_seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(r0 + i + 1)));
+            for (int64_t k = 0; k < n_row; ++k) row[k] = p.mean + p.std * rng.normal();
+            ref::quantize_row(type, row, q.data(), n_row);
+            ref::dequantize_row(type, q.data(), row, n_row);
+        }
+    });
+}
+
 Status fill_rows(const Planned& p, DType type, uint64_t seed, int64_t r0, int64_t r1, uint8_t* dst, ThreadPool& pool) {
     const uint64_t tensor_seed = hash_name(p.name, seed);
     const int64_t n_row = p.ne[0];
@@ -168,7 +168,10 @@ Status write_hf(const SyntheticSpec& s, const std::string& tokenizer_dir, const 
     return w.write_shards(dir, s.n_split, progress);
 }
 
-}  // namespace
+}  // namespace tandem::synthetic
+
+namespace tandem {
+using namespace synthetic;
 
 Result<SyntheticSpec> SyntheticSpec::preset(const std::string& name) {
     SyntheticSpec s;
@@ -200,6 +203,8 @@ Status SyntheticSpec::validate() const {
     if (n_split < 1) return make_error("--split must be >= 1");
     if (format == ModelFormat::hf && quant != QuantMix::f32 && quant != QuantMix::f16 && quant != QuantMix::bf16)
         return make_error("--format hf writes float weights: choose --quant bf16, f16 or f32");
+    if ((format == ModelFormat::hf_w8a8_msmodelslim || format == ModelFormat::hf_w8a8_ct) && quant != QuantMix::bf16)
+        return make_error("the W8A8 formats keep their float tensors in BF16: --quant bf16 (the default)");
     return {};
 }
 
@@ -224,6 +229,8 @@ Status write_synthetic_model(const SyntheticSpec& s, const std::string& tokenize
                              int n_threads, const std::function<void(size_t, size_t)>& progress) {
     TANDEM_TRY(s.validate());
     if (s.format == ModelFormat::hf) return write_hf(s, tokenizer_dir, path, n_threads, progress);
+    if (s.format == ModelFormat::hf_w8a8_msmodelslim || s.format == ModelFormat::hf_w8a8_ct)
+        return write_w8a8(s, tokenizer_dir, path, n_threads, progress);
     TANDEM_ASSIGN(HfTokenizer tok, HfTokenizer::load(tokenizer_dir));
     TANDEM_TRY(tok.pad_to(s.n_vocab));
 

@@ -13,7 +13,10 @@
 
 namespace tandem {
 
-enum class ModelFormat { gguf, hf };
+// hf_w8a8_msmodelslim / hf_w8a8_ct: the same weights as the BF16 folder, W8A8-quantized the way
+// msModelSlim (the seed's recipe: attention static W8A8 calibrated on the BF16 model, experts
+// W8A8_DYNAMIC) or llm-compressor (compressed-tensors int8, dynamic per-token activations) do.
+enum class ModelFormat { gguf, hf, hf_w8a8_msmodelslim, hf_w8a8_ct };
 
 struct SyntheticSpec {
     std::string name = "tiny";

@@ -90,7 +90,7 @@ struct Folder {
 };
 
 std::string load_error(const std::string& dir, bool for_inspect = false) {
-    auto m = Model::load(dir, for_inspect);
+    auto m = Model::load(dir, for_inspect ? LoadOptions::inspect() : LoadOptions());
     return m.ok() ? "" : m.error().message;
 }
 
@@ -240,7 +240,7 @@ TEST(HfCheckpoint, FolderAndConfigMismatchesAreClearErrors) {
     f.config.rope_scaling = {"yarn", 4.0, 32768};
     expect(f, {"RoPE scaling 'yarn'", "factor 4", "not supported"});
     const std::string dir = tmp.path("m" + std::to_string(n - 1));
-    auto m = Model::load(dir, /*for_inspect=*/true);
+    auto m = Model::load(dir, LoadOptions::inspect());
     ASSERT_TRUE(m.ok()) << m.error().message;
     EXPECT_EQ((*m)->hparams().rope_scaling, "yarn");
     EXPECT_FLOAT_EQ((*m)->hparams().rope_scaling_factor, 4.0f);
