@@ -115,8 +115,7 @@ HfConfig hf_config_of(const SyntheticSpec& s) {
     return c;
 }
 
-Status write_hf(const SyntheticSpec& s, const std::string& tokenizer_dir, const std::string& dir, int n_threads,
-                const std::function<void(size_t, size_t)>& progress) {
+Status make_folder_with_tokenizer(const std::string& dir, const std::string& tokenizer_dir) {
     namespace fs = std::filesystem;
     std::error_code ec;
     fs::create_directories(dir, ec);
@@ -125,6 +124,13 @@ Status write_hf(const SyntheticSpec& s, const std::string& tokenizer_dir, const 
         fs::copy_file(fs::path(tokenizer_dir) / f, fs::path(dir) / f, fs::copy_options::overwrite_existing, ec);
         if (ec) return make_error("{}: cannot copy {}: {}", dir, f, ec.message());
     }
+    return {};
+}
+
+Status write_hf(const SyntheticSpec& s, const std::string& tokenizer_dir, const std::string& dir, int n_threads,
+                const std::function<void(size_t, size_t)>& progress) {
+    namespace fs = std::filesystem;
+    TANDEM_TRY(make_folder_with_tokenizer(dir, tokenizer_dir));
     {
         const std::string cp = (fs::path(dir) / "config.json").string();
         std::ofstream out(cp);

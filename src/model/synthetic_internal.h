@@ -38,6 +38,8 @@ Status fill_rows(const Planned& p, DType type, uint64_t seed, int64_t r0, int64_
 // The same rows as floats holding exactly the values a `type` file has (quantized, dequantized).
 void float_rows(const Planned& p, DType type, uint64_t seed, int64_t r0, int64_t r1, float* dst, ThreadPool& pool);
 HfConfig hf_config_of(const SyntheticSpec& s);
+// Creates dir and copies tokenizer.json + tokenizer_config.json into it.
+Status make_folder_with_tokenizer(const std::string& dir, const std::string& tokenizer_dir);
 Status write_hf(const SyntheticSpec& s, const std::string& tokenizer_dir, const std::string& dir, int n_threads,
                 const std::function<void(size_t, size_t)>& progress);
 Status write_w8a8(const SyntheticSpec& s, const std::string& tokenizer_dir, const std::string& dir, int n_threads,

@@ -178,13 +178,7 @@ Status write_w8a8(const SyntheticSpec& s, const std::string& tokenizer_dir, cons
         log::info("calibrating the static W8A8 ranges on the BF16 model...");
         TANDEM_ASSIGN(ranges, calibrate(s, tokenizer_dir, dir, n_threads));
     }
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (!fs::is_directory(dir)) return make_error("{}: cannot create folder: {}", dir, ec.message());
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-        fs::copy_file(fs::path(tokenizer_dir) / f, fs::path(dir) / f, fs::copy_options::overwrite_existing, ec);
-        if (ec) return make_error("{}: cannot copy {}: {}", dir, f, ec.message());
-    }
+    TANDEM_TRY(make_folder_with_tokenizer(dir, tokenizer_dir));
     json config = json::parse(hf_config_of(s).to_json());
     if (mss) {
         config["quantize"] = "w8a8";  // what MindIE's scripts add
