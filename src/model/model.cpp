@@ -173,7 +173,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
                                                   fmt::format("{} with the experts of {}", path, opt.experts_gguf)));
     }
     TANDEM_ASSIGN(m->hp_, HParams::from_gguf(m->file_));
-    if (!opt.for_inspect) TANDEM_TRY(m->hp_.check_forward_support(path));
+    if (!opt.for_inspect && !opt.for_tools) TANDEM_TRY(m->hp_.check_forward_support(path));
     TANDEM_TRY(m->bind());
     return m;
 }

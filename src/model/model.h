@@ -76,6 +76,8 @@ struct LoadOptions {
     // accept hyper-parameters the forward does not implement (e.g. YaRN), and do not gather
     // expert stacks (their `data` may be null)
     bool for_inspect = false;
+    // accept hyper-parameters the forward does not implement, but gather everything (convert)
+    bool for_tools = false;
     // a GGUF file whose routed-expert stacks replace the model's (the seed's weight set without
     // running `tandem merge`: `-m W8A8_FOLDER --experts Q4_K_M.gguf`)
     std::string experts_gguf;
@@ -83,6 +85,12 @@ struct LoadOptions {
     static LoadOptions inspect() {
         LoadOptions o;
         o.for_inspect = true;
+        return o;
+    }
+    // every tensor readable, YaRN etc. accepted: for tools that copy weights (convert)
+    static LoadOptions convert() {
+        LoadOptions o;
+        o.for_tools = true;
         return o;
     }
     static LoadOptions with_experts(std::string gguf) {
