@@ -238,6 +238,7 @@ TEST(CpuKernels, NeonTablesHaveTheirOwnKernels) {
             EXPECT_NE((void*)k.convert[(int)t], (void*)g.convert[(int)t]) << isa_name(isa) << " " << dtype_name(t);
         EXPECT_NE((void*)k.attn_scores, (void*)g.attn_scores);
         EXPECT_NE((void*)k.attn_values, (void*)g.attn_values);
+        EXPECT_NE((void*)k.gemv_i8, (void*)g.gemv_i8);
     }
 }
 

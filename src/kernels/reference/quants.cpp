@@ -7,13 +7,12 @@
 // float once at the end.
 #include "kernels/reference/quants.h"
 
-#include <vector>
-
 #include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "core/fp16.h"
 #include "kernels/reference/quants_internal.h"
@@ -287,6 +286,16 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
         case DType::Q8_K:
             detail::quantize_q8_k(src, dst, n);
             return;
+        case DType::I8:  // plain integers (rounded, clamped); W8A8 weights are made with their scales elsewhere
+            for (int64_t i = 0; i < n; ++i)
+                static_cast<int8_t*>(dst)[i] = (int8_t)std::clamp(std::nearbyint(src[i]), -128.0f, 127.0f);
+            return;
+        case DType::I32:
+            for (int64_t i = 0; i < n; ++i) static_cast<int32_t*>(dst)[i] = (int32_t)std::nearbyint(src[i]);
+            return;
+        case DType::I64:
+            for (int64_t i = 0; i < n; ++i) static_cast<int64_t*>(dst)[i] = (int64_t)std::nearbyint(src[i]);
+            return;
     }
     unsupported("quantize_row");
 }
@@ -306,8 +315,13 @@ DType vec_dot_type(DType type) {
         case DType::Q6_K:
         case DType::Q8_K:
             return DType::Q8_K;
+        case DType::I8:  // W8A8: int8 activations, quantized per token by the int8 path itself
+        case DType::I32:
+        case DType::I64:
+            return type;
     }
     unsupported("vec_dot_type");
+    return DType::F32;
     return DType::F32;
 }
 
@@ -373,6 +387,10 @@ float vec_dot(DType type, const void* w, const void* a, int64_t n) {
             return (float)detail::dot_q6_k_q8_k(w, a, n);
         case DType::Q8_K:
             return (float)detail::dot_q8_k_q8_k(w, a, n);
+        case DType::I8:  // the int8 path (kernels/reference/int8.h) dots these, with their scales
+        case DType::I32:
+        case DType::I64:
+            break;
     }
     unsupported("vec_dot");
     return 0;

@@ -437,7 +437,25 @@ void attn_values(const float* w, const uint16_t* v, int64_t stride, int64_t n_po
         for (int64_t p = 0; p < n_pos; ++p) out[i] += w[p] * half_to_float(v[p * stride + i]);
 }
 
+// W8A8: acc[r] = sum_k x_q[k] * w[r][k], exact in int32 (kernels/reference/int8.h).
+void gemv_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const int8_t* x, int32_t* acc) {
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const int8_t* row = w + (size_t)r * row_stride;
+        int32x4_t s0 = vdupq_n_s32(0), s1 = vdupq_n_s32(0);
+        int64_t k = 0;
+        for (; k + 32 <= n; k += 32) {
+            s0 = dot_s8(s0, vld1q_s8(row + k), vld1q_s8(x + k));
+            s1 = dot_s8(s1, vld1q_s8(row + k + 16), vld1q_s8(x + k + 16));
+        }
+        for (; k + 16 <= n; k += 16) s0 = dot_s8(s0, vld1q_s8(row + k), vld1q_s8(x + k));
+        int32_t sum = vaddvq_s32(vaddq_s32(s0, s1));
+        for (; k < n; ++k) sum += (int32_t)row[k] * (int32_t)x[k];
+        acc[r] = sum;
+    }
+}
+
 void fill_neon_kernels(KernelTable& t) {
+    t.gemv_i8 = gemv_i8;
     t.convert[(int)DType::Q8_K] = convert_q8_k;
     t.convert[(int)DType::Q8_0] = convert_q8_0;
     t.convert[(int)DType::F16] = convert_f16;
