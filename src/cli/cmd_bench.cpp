@@ -115,8 +115,13 @@ Runner add_bench(CLI::App& app) {
             return fail(fmt::format("prompt {} + gen {} exceeds the model's context {}", max_len, o->gen, h.n_ctx_train));
         const ModelStats stats = model_stats(model);
         const cpu::KernelTable& k = cpu::kernels();
+        const cpu::KernelTable& generic = cpu::kernels_for(cpu::Isa::generic);
+        auto fast = [&](DType type) {  // an ISA kernel on the GGUF blocks, or on the packed layout
+            const bool packed = !o->no_repack && k.packed_gemm[(int)type] && k.packed_gemm[(int)type] != generic.packed_gemm[(int)type];
+            return k.fast[(int)type] || packed || type == DType::I8;
+        };
         for (const auto& t : model.file().tensors())
-            if (t.ne.size() >= 2 && !k.fast[(int)t.type]) {
+            if (t.ne.size() >= 2 && !fast(t.type) && t.name.ends_with(".weight")) {
                 log::warn("no {} kernel for {} ({}): it runs on the reference path", cpu::isa_name(k.isa),
                           std::string(dtype_name(t.type)), t.name);
                 break;

@@ -34,7 +34,7 @@ Runner add_convert(CLI::App& app) {
         ->required();
     app.add_option("-o,--out", o->out, "Output .gguf path")->required();
     app.add_option("--quant", o->quant,
-                   "f32 | f16 | bf16 | q8_0 | q4_0 | q5_0 | q4_k_m | q4_k_m-exps-bf16 (llama.cpp's mix rules)")
+                   "f32 | f16 | bf16 | q8_0 | q4_0 | q5_0 | q4_k_m | q5_k_m | q4_k_m-exps-bf16 (llama.cpp's mix rules)")
         ->capture_default_str();
     app.add_option("--threads", o->threads, "Threads for quantizing")->capture_default_str();
     app.add_option("--split", o->split, "Write N split files NAME-0000i-of-0000N.gguf")->capture_default_str();

@@ -25,7 +25,7 @@ Runner add_make_test_model(CLI::App& app, const std::string& exe_path) {
         ->capture_default_str();
     app.add_option("--preset", o->preset, "tiny | bench (Qwen3-30B-A3B shapes, 8 layers) | a3b | a22b")
         ->capture_default_str();
-    app.add_option("--quant", o->quant, "f32 | f16 | bf16 | q8_0 | q4_0 | q5_0 | q4_k_m | q4_k_m-exps-bf16 (experts q4_k_m, rest bf16) (hf: f32 | f16 | bf16, default bf16)")
+    app.add_option("--quant", o->quant, "f32 | f16 | bf16 | q8_0 | q4_0 | q5_0 | q4_k_m | q5_k_m | q4_k_m-exps-bf16 (experts q4_k_m, rest bf16) (hf: f32 | f16 | bf16, default bf16)")
         ->capture_default_str();
     app.add_option("--tokenizer", o->tokenizer, "Folder with tokenizer.json + tokenizer_config.json (default: Qwen3)");
     app.add_option("--threads", o->threads, "Threads for generating and quantizing")

@@ -33,6 +33,18 @@ DType q4_k_m_type(const MixShape& s, TensorRole role, int64_t il) {
     }
 }
 
+// llama.cpp's Q5_K_M: Q5_K, more bits (Q6_K) for attn_v and ffn_down in the use_more_bits layers.
+DType q5_k_m_type(const MixShape& s, TensorRole role, int64_t il) {
+    const bool eight = s.n_expert == 8;
+    switch (role) {
+        case TensorRole::output: return DType::Q6_K;
+        case TensorRole::attn_v: return eight ? DType::Q8_0 : use_more_bits(il, s.n_layer) ? DType::Q6_K : DType::Q5_K;
+        case TensorRole::attn_k: return eight ? DType::Q8_0 : DType::Q5_K;
+        case TensorRole::ffn_down: return use_more_bits(il, s.n_layer) ? DType::Q6_K : DType::Q5_K;
+        default: return DType::Q5_K;
+    }
+}
+
 struct RoleName {
     const char* suffix;
     TensorRole role;
@@ -51,18 +63,19 @@ constexpr RoleName kLayerRoles[] = {
 }  // namespace
 
 Result<QuantMix> quant_mix_from_name(const std::string& n) {
-    for (int i = 0; i <= (int)QuantMix::q4_k_m_exps_bf16; ++i)
+    for (int i = 0; i <= (int)QuantMix::q5_k_m; ++i)
         if (n == quant_mix_name((QuantMix)i)) return (QuantMix)i;
-    return make_error("unknown quant '{}' (choose f32, f16, bf16, q8_0, q4_0, q5_0, q4_k_m, q4_k_m-exps-bf16)", n);
+    return make_error("unknown quant '{}' (choose f32, f16, bf16, q8_0, q4_0, q5_0, q4_k_m, q5_k_m, q4_k_m-exps-bf16)", n);
 }
 
 const char* quant_mix_name(QuantMix q) {
-    static constexpr const char* kNames[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_k_m", "q4_k_m-exps-bf16"};
+    static constexpr const char* kNames[] = {"f32",    "f16",   "bf16", "q8_0", "q4_0", "q5_0", "q4_k_m", "q4_k_m-exps-bf16",
+                                             "q5_k_m"};
     return kNames[(int)q];
 }
 
 uint32_t quant_mix_file_type(QuantMix q) {
-    static constexpr uint32_t kFileType[] = {0, 1, 32, 7, 2, 8, 15, 15};
+    static constexpr uint32_t kFileType[] = {0, 1, 32, 7, 2, 8, 15, 15, 17};
     return kFileType[(int)q];
 }
 
@@ -106,6 +119,7 @@ DType quant_mix_type(QuantMix q, const MixShape& s, TensorRole role, int64_t il,
         case QuantMix::q4_0: t = role == TensorRole::output ? DType::Q6_K : DType::Q4_0; break;
         case QuantMix::q5_0: t = role == TensorRole::output ? DType::Q6_K : DType::Q5_0; break;
         case QuantMix::q4_k_m: t = q4_k_m_type(s, role, il); break;
+        case QuantMix::q5_k_m: t = q5_k_m_type(s, role, il); break;
         case QuantMix::q4_k_m_exps_bf16:
             if (!expert) return DType::BF16;
             t = q4_k_m_type(s, role, il);

@@ -16,7 +16,7 @@ namespace tandem {
 
 // q4_k_m_exps_bf16: routed experts as q4_k_m, everything else BF16 (what `tandem merge` of a BF16
 // checkpoint with a Q4_K_M GGUF holds).
-enum class QuantMix { f32, f16, bf16, q8_0, q4_0, q5_0, q4_k_m, q4_k_m_exps_bf16 };
+enum class QuantMix { f32, f16, bf16, q8_0, q4_0, q5_0, q4_k_m, q4_k_m_exps_bf16, q5_k_m };
 
 Result<QuantMix> quant_mix_from_name(const std::string& name);
 const char* quant_mix_name(QuantMix q);

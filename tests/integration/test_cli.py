@@ -155,7 +155,7 @@ class Cli(TempDirTestCase):
         """The ISA kernels (AVX-512/AVX2) against the scalar reference forward (TANDEM_ISA=generic):
         same greedy tokens up to the reference's first near-tie (top-2 margin < 0.05)."""
         prompt = ",".join(str((i * 7919 + 13) % 151000) for i in range(24))  # > 4 tokens: GEMM tiles
-        for quant in ("f16", "q8_0", "q4_k_m"):
+        for quant in ("f16", "q8_0", "q4_k_m", "q5_k_m", "q4_0", "q5_0"):
             m = self.make_model(f"fast-{quant}.gguf", "--quant", quant, "--layers", "2")
             cmd = [TANDEM, "run", "-m", m, "--prompt-ids", prompt, "-n", 24, "--json", "--ignore-eos", "--top", 2]
             ref = run_json(cmd, env={"TANDEM_ISA": "generic"})

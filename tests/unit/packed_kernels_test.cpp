@@ -16,7 +16,7 @@
 namespace tandem::cpu {
 namespace {
 
-const DType kPackedTypes[] = {DType::Q4_K, DType::Q6_K};
+const DType kPackedTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 // rows x n quantized weights with a few outlier rows/columns, so scales and mins vary a lot
 std::vector<uint8_t> make_rows(DType t, int64_t rows, int64_t n, uint32_t seed) {
@@ -36,8 +36,8 @@ TEST(PackedLayout, PackThenUnpackGivesTheSameBytes) {
             const size_t rb = row_bytes(t, n);
             const auto w = make_rows(t, ref::kPackRows, n, 7 + (uint32_t)n);
             std::vector<uint8_t> packed(ref::packed_group_bytes(t, n)), back(w.size(), 0xAB);
-            // Q6_K keeps the size; Q4_K spreads out its 12 packed scale bytes (+64 bytes per 16 rows x 256)
-            EXPECT_EQ(packed.size(), w.size() + (t == DType::Q4_K ? 64 * (size_t)(n / 256) : 0));
+            // Q6_K keeps the size; Q4_K/Q5_K spread out their 12 packed scale bytes (+64 bytes per 16 rows x 256)
+            EXPECT_EQ(packed.size(), w.size() + (t == DType::Q6_K ? 0 : 64 * (size_t)(n / 256)));
             ref::pack_group(t, w.data(), rb, n, packed.data());
             ref::unpack_group(t, packed.data(), n, back.data(), rb);
             EXPECT_EQ(back, w) << dtype_name(t) << " n=" << n;
@@ -47,8 +47,9 @@ TEST(PackedLayout, PackThenUnpackGivesTheSameBytes) {
 
 TEST(PackedLayout, OnlyTheKTypesHaveOne) {
     EXPECT_TRUE(ref::has_packed_layout(DType::Q4_K));
+    EXPECT_TRUE(ref::has_packed_layout(DType::Q5_K));
     EXPECT_TRUE(ref::has_packed_layout(DType::Q6_K));
-    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q5_K})
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q5_0})
         EXPECT_FALSE(ref::has_packed_layout(t)) << dtype_name(t);
 }
 

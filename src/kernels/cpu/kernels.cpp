@@ -74,6 +74,7 @@ KernelTable make_generic() {
     TANDEM_REF(Q8_K)
 #undef TANDEM_REF
     t.packed_gemm[(int)DType::Q4_K] = packed_gemm_ref<DType::Q4_K>;
+    t.packed_gemm[(int)DType::Q5_K] = packed_gemm_ref<DType::Q5_K>;
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_ref<DType::Q6_K>;
     t.rms_norm = ref::rms_norm;
     t.swiglu = ref::swiglu;

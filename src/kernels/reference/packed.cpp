@@ -19,12 +19,15 @@ inline int q6_hi_elem(int s, int i, int b) { return q6_lo_elem(s, i, b) + 8; }
 inline int q4_lo_elem(int c, int b) { return 32 * (c / 4) + 4 * (c % 4) + b; }
 inline int q4_hi_elem(int c, int b) { return q4_lo_elem(c, b) + 16; }
 
-// Sub-block j's elements 32j + m are nibble j % 2 of the GGUF qs[32 (j / 2) + m].
-void pack_q4_k(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
+// Q4_K / Q5_K: sub-block j's elements 32j + m, low 4 bits, are nibble j % 2 of the GGUF
+// qs[32 (j / 2) + m]; Q5_K's fifth bit is bit j of qh[m].
+template <typename Block, bool kQ5>
+void pack_affine(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out, size_t block_bytes) {
     uint8_t sc[8], m[8];
-    for (int64_t ib = 0; ib < nb; ++ib, out += kPackedQ4KBlock) {
+    for (int64_t ib = 0; ib < nb; ++ib, out += block_bytes) {
+        if (kQ5) std::memset(out + packed_q5_k::qh, 0, 8 * 64);
         for (int r = 0; r < kR; ++r) {
-            const auto& b = reinterpret_cast<const BlockQ4_K*>(rows + (size_t)r * stride)[ib];
+            const auto& b = reinterpret_cast<const Block*>(rows + (size_t)r * stride)[ib];
             detail::q4_k_scales(b.scales, sc, m);
             std::memcpy(out + packed_q4_k::d + 2 * r, &b.d, 2);
             std::memcpy(out + packed_q4_k::dmin + 2 * r, &b.dmin, 2);
@@ -35,27 +38,41 @@ void pack_q4_k(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
             for (int c = 0; c < 32; ++c) {
                 const int j = c / 4, sh = 4 * (j % 2);
                 const uint8_t* qs = b.qs + 32 * (j / 2) + 4 * (c % 4);
-                for (int bb = 0; bb < 4; ++bb)
+                for (int bb = 0; bb < 4; ++bb) {
                     out[packed_q4_k::qs + 64 * c + 4 * r + bb] = (uint8_t)(((qs[bb] >> sh) & 15) | ((qs[16 + bb] >> sh) & 15) << 4);
+                    if constexpr (kQ5) {
+                        const int l = 4 * (c % 4) + bb;  // element 32j + l (low nibble) and 32j + 16 + l (high)
+                        const int lo5 = (b.qh[l] >> j) & 1, hi5 = (b.qh[l + 16] >> j) & 1;
+                        out[packed_q5_k::qh + 64 * j + 4 * r + bb] |= (uint8_t)((lo5 << (2 * (c % 4))) | (hi5 << (2 * (c % 4) + 1)));
+                    }
+                }
             }
         }
     }
 }
 
-void unpack_q4_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
+template <typename Block, bool kQ5>
+void unpack_affine(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride, size_t block_bytes) {
     uint8_t q[kQK_K], sc[8], m[8];
-    for (int64_t ib = 0; ib < nb; ++ib, in += kPackedQ4KBlock) {
+    for (int64_t ib = 0; ib < nb; ++ib, in += block_bytes) {
         for (int r = 0; r < kR; ++r) {
             for (int j = 0; j < 8; ++j) sc[j] = in[packed_q4_k::sc + 16 * j + r];
             for (int j = 0; j < 8; ++j) m[j] = in[packed_q4_k::m + 32 * (j / 2) + 2 * r + j % 2];
             for (int c = 0; c < 32; ++c)
                 for (int b = 0; b < 4; ++b) {
                     const uint8_t v = in[packed_q4_k::qs + 64 * c + 4 * r + b];
-                    q[q4_lo_elem(c, b)] = v & 15;
-                    q[q4_hi_elem(c, b)] = v >> 4;
+                    int lo = v & 15, hi = v >> 4;
+                    if constexpr (kQ5) {
+                        const uint8_t h = in[packed_q5_k::qh + 64 * (c / 4) + 4 * r + b];
+                        lo |= ((h >> (2 * (c % 4))) & 1) << 4;
+                        hi |= ((h >> (2 * (c % 4) + 1)) & 1) << 4;
+                    }
+                    q[q4_lo_elem(c, b)] = (uint8_t)lo;
+                    q[q4_hi_elem(c, b)] = (uint8_t)hi;
                 }
-            auto& blk = reinterpret_cast<BlockQ4_K*>(rows + (size_t)r * stride)[ib];
-            detail::q4_k_from_levels(q, sc, m, blk);
+            auto& blk = reinterpret_cast<Block*>(rows + (size_t)r * stride)[ib];
+            if constexpr (kQ5) detail::q5_k_from_levels(q, sc, m, blk);
+            else detail::q4_k_from_levels(q, sc, m, blk);
             std::memcpy(&blk.d, in + packed_q4_k::d + 2 * r, 2);
             std::memcpy(&blk.dmin, in + packed_q4_k::dmin + 2 * r, 2);
         }
@@ -107,24 +124,27 @@ void unpack_q6_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
 
 }  // namespace
 
-bool has_packed_layout(DType type) { return type == DType::Q4_K || type == DType::Q6_K; }
+bool has_packed_layout(DType type) { return type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K; }
 
 size_t packed_group_bytes(DType type, int64_t n) {
     const size_t nb = (size_t)(n / kQK_K);
     switch (type) {
         case DType::Q4_K: return nb * kPackedQ4KBlock;
+        case DType::Q5_K: return nb * kPackedQ5KBlock;
         case DType::Q6_K: return nb * kPackedQ6KBlock;
         default: return 0;
     }
 }
 
 void pack_group(DType type, const uint8_t* rows, size_t row_stride, int64_t n, uint8_t* out) {
-    if (type == DType::Q4_K) pack_q4_k(rows, row_stride, n / kQK_K, out);
+    if (type == DType::Q4_K) pack_affine<BlockQ4_K, false>(rows, row_stride, n / kQK_K, out, kPackedQ4KBlock);
+    else if (type == DType::Q5_K) pack_affine<BlockQ5_K, true>(rows, row_stride, n / kQK_K, out, kPackedQ5KBlock);
     else if (type == DType::Q6_K) pack_q6_k(rows, row_stride, n / kQK_K, out);
 }
 
 void unpack_group(DType type, const uint8_t* group, int64_t n, uint8_t* rows, size_t row_stride) {
-    if (type == DType::Q4_K) unpack_q4_k(group, n / kQK_K, rows, row_stride);
+    if (type == DType::Q4_K) unpack_affine<BlockQ4_K, false>(group, n / kQK_K, rows, row_stride, kPackedQ4KBlock);
+    else if (type == DType::Q5_K) unpack_affine<BlockQ5_K, true>(group, n / kQK_K, rows, row_stride, kPackedQ5KBlock);
     else if (type == DType::Q6_K) unpack_q6_k(group, n / kQK_K, rows, row_stride);
 }
 

@@ -12,6 +12,9 @@
 //   uint8_t  qs[32][64]        chunk c = 4j + i: byte 4r + b = q[r][32j + 4i + b] (low nibble)
 //                              | q[r][32j + 16 + 4i + b] << 4: both nibbles in sub-block j, so
 //                              one accumulator per token takes a whole sub-block
+// Q5_K x16 (2880 bytes = 16 x 176 + 64): Q4_K x16's fields for the low 4 bits of q (0..31), then
+//   uint8_t  qh[8][64]         sub-block j: byte 4r + b holds the fifth bits of the elements that
+//                              qs chunk 4j + i holds at 4r + b: bit 2i (low nibble), 2i + 1 (high)
 // Q6_K x16 (3360 bytes = 16 x 210):
 //   uint16_t d[16]             f16
 //   int8_t   sc[8][16][2]      sub-block scales (16 elements each), [pair j][row][2j, 2j+1]
@@ -34,9 +37,13 @@ namespace tandem::ref {
 constexpr int64_t kPackRows = 16;
 
 constexpr size_t kPackedQ4KBlock = 2368;
+constexpr size_t kPackedQ5KBlock = 2880;
 constexpr size_t kPackedQ6KBlock = 3360;
 namespace packed_q4_k {
 constexpr size_t d = 0, dmin = 32, sc = 64, m = 192, qs = 320;
+}
+namespace packed_q5_k {  // Q4_K's offsets, then the fifth bits
+constexpr size_t qh = 2368;
 }
 namespace packed_q6_k {
 constexpr size_t d = 0, sc = 32, units = 288;
@@ -44,7 +51,7 @@ constexpr size_t qh(int s) { return units + 192 * (size_t)s; }
 constexpr size_t ql(int s, int i) { return units + 192 * (size_t)s + 64 + 64 * (size_t)i; }
 }
 
-// Whether `type` has a packed layout (Q4_K, Q6_K).
+// Whether `type` has a packed layout (Q4_K, Q5_K, Q6_K).
 bool has_packed_layout(DType type);
 // Bytes of one group of 16 rows of n columns (n a multiple of the type's block size).
 size_t packed_group_bytes(DType type, int64_t n);

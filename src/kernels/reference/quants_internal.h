@@ -48,6 +48,9 @@ double dot_q8_k_q8_k(const void* w, const void* a, int64_t n);
 void q4_k_scales(const uint8_t* scales, uint8_t* sc, uint8_t* m);  // the 12 packed bytes -> 8 + 8
 void q4_k_levels(const BlockQ4_K& b, uint8_t* q, uint8_t* sc, uint8_t* m);
 void q4_k_from_levels(const uint8_t* q, const uint8_t* sc, const uint8_t* m, BlockQ4_K& b);
+// Q5_K: as Q4_K with q in 0..31.
+void q5_k_levels(const BlockQ5_K& b, uint8_t* q, uint8_t* sc, uint8_t* m);
+void q5_k_from_levels(const uint8_t* q, const uint8_t* sc, const uint8_t* m, BlockQ5_K& b);
 void q6_k_levels(const BlockQ6_K& b, uint8_t* q);
 void q6_k_from_levels(const uint8_t* q, BlockQ6_K& b);
 

@@ -407,6 +407,22 @@ void q4_k_from_levels(const uint8_t* q, const uint8_t* sc, const uint8_t* m, Blo
     pack(lv, b);
 }
 
+void q5_k_levels(const BlockQ5_K& b, uint8_t* q, uint8_t* sc, uint8_t* m) {
+    KLevels lv;
+    unpack(b, lv);
+    std::memcpy(q, lv.q, kQK_K);
+    std::memcpy(sc, lv.sc, n_sub);
+    std::memcpy(m, lv.m, n_sub);
+}
+
+void q5_k_from_levels(const uint8_t* q, const uint8_t* sc, const uint8_t* m, BlockQ5_K& b) {
+    KLevels lv;
+    std::memcpy(lv.q, q, kQK_K);
+    std::memcpy(lv.sc, sc, n_sub);
+    std::memcpy(lv.m, m, n_sub);
+    pack(lv, b);
+}
+
 void q6_k_levels(const BlockQ6_K& b, uint8_t* q) {
     int8_t v[kQK_K];
     unpack(b, v);

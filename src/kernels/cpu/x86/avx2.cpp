@@ -7,6 +7,7 @@
 
 #include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/x86/q0_dots.h"
 #include "kernels/reference/quants.h"
 
 namespace tandem::cpu {
@@ -179,7 +180,12 @@ void gemv(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const 
 
 }  // namespace
 
+static float dot_q4_0(const ref::BlockQ4_0* w, const BlockQ8_0* a, int64_t nb) { return q0::dot(w, a, nb, dot_u8s8); }
+static float dot_q5_0(const ref::BlockQ5_0* w, const BlockQ8_0* a, int64_t nb) { return q0::dot(w, a, nb, dot_u8s8); }
+
 void fill_avx2(KernelTable& t) {
+    t.gemv[(int)DType::Q4_0] = gemv<ref::BlockQ4_0, BlockQ8_0, dot_q4_0, 32>;
+    t.gemv[(int)DType::Q5_0] = gemv<ref::BlockQ5_0, BlockQ8_0, dot_q5_0, 32>;
     t.convert[(int)DType::F16] = convert_f16;
     t.gemv[(int)DType::Q4_K] = gemv<BlockQ4_K, BlockQ8_K, dot_q4_k, kQK_K>;
     t.gemv[(int)DType::Q6_K] = gemv<BlockQ6_K, BlockQ8_K, dot_q6_k, kQK_K>;
@@ -187,7 +193,8 @@ void fill_avx2(KernelTable& t) {
     t.gemv[(int)DType::F16] = gemv<uint16_t, uint16_t, dot_f16, 1>;
     t.gemv[(int)DType::F32] = gemv<float, float, dot_f32, 1>;
     t.gemv[(int)DType::BF16] = gemv<uint16_t, uint16_t, dot_bf16, 1>;
-    for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::BF16, DType::F32}) t.fast[(int)d] = true;
+    for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::F16, DType::BF16, DType::F32})
+        t.fast[(int)d] = true;
 }
 
 }  // namespace tandem::cpu

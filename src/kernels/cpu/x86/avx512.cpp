@@ -12,6 +12,7 @@
 #include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/x86/k_scales.h"
+#include "kernels/cpu/x86/q0_dots.h"
 #include "kernels/reference/quants.h"
 
 namespace tandem::cpu {
@@ -475,7 +476,13 @@ void gemv_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t n, cons
 
 }  // namespace
 
+static inline __m256i dpbusd256(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
+static float dot_q4_0(const ref::BlockQ4_0* w, const BlockQ8_0* a, int64_t nb) { return q0::dot(w, a, nb, dpbusd256); }
+static float dot_q5_0(const ref::BlockQ5_0* w, const BlockQ8_0* a, int64_t nb) { return q0::dot(w, a, nb, dpbusd256); }
+
 void fill_avx512(KernelTable& t) {
+    t.gemv[(int)DType::Q4_0] = gemv<ref::BlockQ4_0, BlockQ8_0, dot_q4_0, 32>;
+    t.gemv[(int)DType::Q5_0] = gemv<ref::BlockQ5_0, BlockQ8_0, dot_q5_0, 32>;
     t.gemv_i8 = gemv_i8;
     t.convert[(int)DType::Q8_K] = convert_q8_k;
     t.convert[(int)DType::Q8_0] = convert_q8_0;
@@ -488,7 +495,8 @@ void fill_avx512(KernelTable& t) {
     t.gemv[(int)DType::F16] = gemv<uint16_t, uint16_t, dot_f16, 1>;
     t.gemv[(int)DType::F32] = gemv<float, float, dot_f32, 1>;
     t.gemv[(int)DType::BF16] = gemv<uint16_t, uint16_t, dot_bf16, 1>;
-    for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::BF16, DType::F32}) t.fast[(int)d] = true;
+    for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::F16, DType::BF16, DType::F32})
+        t.fast[(int)d] = true;
     t.attn_scores = attn_scores;
     t.attn_values = attn_values;
 }

@@ -53,95 +53,75 @@ void pair_sums(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<i
     }
 }
 
-// One group of 16 Q4_K rows . T tokens: y[t * ldy + r] for r < 16.
-template <int T>
-void q4_k_group(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, const int16_t* const* ps, float* y,
-                int64_t ldy) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ++ib, g += ref::kPackedQ4KBlock) {
-        __m512i isum[T];
-        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
-        for (int j = 0; j < 8; ++j) {  // sub-block j: chunks 4j .. 4j + 3
-            __m512i lo_acc[T], hi_acc[T];  // two chains per token (VPDPBUSD's latency), same scale
-            for (int t = 0; t < T; ++t) lo_acc[t] = hi_acc[t] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; ++i) {
-                const uint8_t* c = g + pq4::qs + 64 * (4 * j + i);
-                const __m512i x = load(c);
-                _mm_prefetch((const char*)(c + kPrefetchBytes), _MM_HINT_T0);
-                const __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
-#pragma GCC unroll 8
-                for (int t = 0; t < T; ++t) {
-                    const int8_t* q = a[t][ib].qs + 32 * j + 4 * i;
-                    lo_acc[t] = _mm512_dpbusd_epi32(lo_acc[t], lo, bcast4(q));
-                    hi_acc[t] = _mm512_dpbusd_epi32(hi_acc[t], hi, bcast4(q + 16));
-                }
-            }
-            const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g + pq4::sc + 16 * j)));
-            for (int t = 0; t < T; ++t)
-                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(lo_acc[t], hi_acc[t]), sc));
-        }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(g + pq4::d)));
-        const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(g + pq4::dmin)));
-        __m512i mins[4];
-        for (int p = 0; p < 4; ++p) mins[p] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i*)(g + pq4::m + 32 * p)));
-        for (int t = 0; t < T; ++t) {
-            const int16_t* s = ps[t] + 8 * ib;
-            __m512i mn = _mm512_setzero_si512();
-            for (int p = 0; p < 4; ++p) mn = _mm512_dpwssd_epi32(mn, mins[p], bcast4((const int8_t*)(s + 2 * p)));
-            const __m512 v = _mm512_fmsub_ps(dw, _mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dmw, _mm512_cvtepi32_ps(mn)));
-            acc[t] = _mm512_fmadd_ps(v, _mm512_set1_ps(a[t][ib].d), acc[t]);
-        }
-    }
-    for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
+// Moves bit `b` of every byte to bit 4 (the fifth bit of a Q5_K level); other bits are masked later.
+template <int b>
+inline __m512i bit_to_4(__m512i v) {
+    if constexpr (b < 4) return _mm512_slli_epi16(v, 4 - b);
+    else if constexpr (b > 4) return _mm512_srli_epi16(v, b - 4);
+    else return v;
 }
 
-// Two groups (32 rows: g and g + gb) . T tokens: each broadcast activation feeds both groups.
-template <int T>
-void q4_k_group2(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const* a, const int16_t* const* ps, float* y,
-                 int64_t ldy) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512 acc[2][T];
-    for (int h = 0; h < 2; ++h)
+// G groups of 16 Q4_K (Q5: Q5_K) rows, gb bytes apart, . T tokens: y[t * ldy + 16h + r]. With
+// one group the low and high nibbles accumulate in two chains per token (VPDPBUSD's latency);
+// with two, each broadcast activation feeds both groups and one chain per (group, token) is enough.
+template <bool Q5, int G, int T>
+void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const* a, const int16_t* const* ps,
+                   float* y, int64_t ldy) {
+    constexpr size_t kBlock = Q5 ? ref::kPackedQ5KBlock : ref::kPackedQ4KBlock;
+    constexpr bool kTwoChains = G == 1;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
+    __m512 acc[G][T];
+    for (int h = 0; h < G; ++h)
         for (int t = 0; t < T; ++t) acc[h][t] = _mm512_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ++ib, g += ref::kPackedQ4KBlock) {
-        const uint8_t* g1 = g + gb;
-        __m512i isum[2][T];
-        for (int h = 0; h < 2; ++h)
+    for (int64_t ib = 0; ib < nb; ++ib, g += kBlock) {
+        __m512i isum[G][T];
+        for (int h = 0; h < G; ++h)
             for (int t = 0; t < T; ++t) isum[h][t] = _mm512_setzero_si512();
-        for (int j = 0; j < 8; ++j) {
-            __m512i sacc[2][T];
-            for (int h = 0; h < 2; ++h)
-                for (int t = 0; t < T; ++t) sacc[h][t] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; ++i) {
-                const size_t off = pq4::qs + 64 * (4 * j + i);
-                const __m512i x0 = load(g + off), x1 = load(g1 + off);
-                _mm_prefetch((const char*)(g + off + kPrefetchBytes), _MM_HINT_T0);
-                _mm_prefetch((const char*)(g1 + off + kPrefetchBytes), _MM_HINT_T0);
-                const __m512i lo0 = _mm512_and_si512(x0, m4), hi0 = _mm512_and_si512(_mm512_srli_epi16(x0, 4), m4);
-                const __m512i lo1 = _mm512_and_si512(x1, m4), hi1 = _mm512_and_si512(_mm512_srli_epi16(x1, 4), m4);
+        for (int j = 0; j < 8; ++j) {  // sub-block j: chunks 4j .. 4j + 3
+            __m512i lo_acc[G][T], hi_acc[G][T];
+            for (int h = 0; h < G; ++h)
+                for (int t = 0; t < T; ++t) lo_acc[h][t] = hi_acc[h][t] = _mm512_setzero_si512();
+            __m512i qh[G];
+            if constexpr (Q5)
+                for (int h = 0; h < G; ++h) qh[h] = load(g + h * gb + ref::packed_q5_k::qh + 64 * j);
+            auto chunk = [&]<int i>() {
+                __m512i lo[G], hi[G];
+                for (int h = 0; h < G; ++h) {
+                    const uint8_t* c = g + h * gb + pq4::qs + 64 * (4 * j + i);
+                    const __m512i x = load(c);
+                    _mm_prefetch((const char*)(c + kPrefetchBytes), _MM_HINT_T0);
+                    lo[h] = _mm512_and_si512(x, m4);
+                    hi[h] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+                    if constexpr (Q5) {  // | the fifth bits: (A | (B & C)) = 0xF8
+                        lo[h] = _mm512_ternarylogic_epi32(lo[h], bit_to_4<2 * i>(qh[h]), m10, 0xF8);
+                        hi[h] = _mm512_ternarylogic_epi32(hi[h], bit_to_4<2 * i + 1>(qh[h]), m10, 0xF8);
+                    }
+                }
 #pragma GCC unroll 8
                 for (int t = 0; t < T; ++t) {
                     const int8_t* q = a[t][ib].qs + 32 * j + 4 * i;
                     const __m512i bl = bcast4(q), bh = bcast4(q + 16);
-                    sacc[0][t] = _mm512_dpbusd_epi32(sacc[0][t], lo0, bl);
-                    sacc[1][t] = _mm512_dpbusd_epi32(sacc[1][t], lo1, bl);
-                    sacc[0][t] = _mm512_dpbusd_epi32(sacc[0][t], hi0, bh);
-                    sacc[1][t] = _mm512_dpbusd_epi32(sacc[1][t], hi1, bh);
+                    for (int h = 0; h < G; ++h) {
+                        lo_acc[h][t] = _mm512_dpbusd_epi32(lo_acc[h][t], lo[h], bl);
+                        __m512i& dst = kTwoChains ? hi_acc[h][t] : lo_acc[h][t];
+                        dst = _mm512_dpbusd_epi32(dst, hi[h], bh);
+                    }
+                }
+            };
+            chunk.template operator()<0>();
+            chunk.template operator()<1>();
+            chunk.template operator()<2>();
+            chunk.template operator()<3>();
+            for (int h = 0; h < G; ++h) {
+                const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g + h * gb + pq4::sc + 16 * j)));
+                for (int t = 0; t < T; ++t) {
+                    const __m512i sub = kTwoChains ? _mm512_add_epi32(lo_acc[h][t], hi_acc[h][t]) : lo_acc[h][t];
+                    isum[h][t] = _mm512_add_epi32(isum[h][t], _mm512_mullo_epi32(sub, sc));
                 }
             }
-            const __m512i sc0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g + pq4::sc + 16 * j)));
-            const __m512i sc1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g1 + pq4::sc + 16 * j)));
-            for (int t = 0; t < T; ++t) {
-                isum[0][t] = _mm512_add_epi32(isum[0][t], _mm512_mullo_epi32(sacc[0][t], sc0));
-                isum[1][t] = _mm512_add_epi32(isum[1][t], _mm512_mullo_epi32(sacc[1][t], sc1));
-            }
         }
-        for (int h = 0; h < 2; ++h) {
-            const uint8_t* gh = h == 0 ? g : g1;
+        for (int h = 0; h < G; ++h) {
+            const uint8_t* gh = g + h * gb;
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + pq4::d)));
             const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + pq4::dmin)));
             __m512i mins[4];
@@ -157,10 +137,8 @@ void q4_k_group2(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const
             }
         }
     }
-    for (int t = 0; t < T; ++t) {
-        _mm512_storeu_ps(y + t * ldy, acc[0][t]);
-        _mm512_storeu_ps(y + t * ldy + 16, acc[1][t]);
-    }
+    for (int h = 0; h < G; ++h)
+        for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * ldy + 16 * h, acc[h][t]);
 }
 
 // G groups of 16 Q6_K rows (gb bytes apart) . T tokens. q = low 4 bits (ql) | top 2 bits (qh)
@@ -228,17 +206,16 @@ void q6_k_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const
 using TileFn = void (*)(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const int16_t* psum, float* y,
                         int64_t ldy);
 
-template <int G, int T>
-void q4_k_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const int16_t* psum, float* y,
-               int64_t ldy) {
+template <bool Q5, int G, int T>
+void affine_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const int16_t* psum, float* y,
+                 int64_t ldy) {
     const BlockQ8_K* a[T];
     const int16_t* ps[T];
     for (int t = 0; t < T; ++t) {
         a[t] = static_cast<const BlockQ8_K*>(acts[t]);
         ps[t] = psum + t * nb * 8;
     }
-    if constexpr (G == 1) q4_k_group<T>(g, nb, a, ps, y, ldy);
-    else q4_k_group2<T>(g, gb, nb, a, ps, y, ldy);
+    affine_groups<Q5, G, T>(g, gb, nb, a, ps, y, ldy);
 }
 
 template <int G, int T>
@@ -254,7 +231,11 @@ constexpr std::array<TileFn, sizeof...(I)> tiles(std::integer_sequence<int, I...
 }
 template <int G, int T>
 struct Q4K {
-    static constexpr TileFn fn = q4_k_tile<G, T>;
+    static constexpr TileFn fn = affine_tile<false, G, T>;
+};
+template <int G, int T>
+struct Q5K {
+    static constexpr TileFn fn = affine_tile<true, G, T>;
 };
 template <int G, int T>
 struct Q6K {
@@ -287,20 +268,24 @@ void run_tiles(const TileSet& ts, size_t gb, const uint8_t* w, int64_t n_groups,
     while (g < n_groups) pass(ts.one, ts.n1, 1);
 }
 
-// Tokens per pass, tuned on Zen 5 (32-128 tokens): Q4_K one group x 8 (690 GFLOP/s; 6 slower,
+// Tokens per pass, tuned on Zen 5 (32-128 tokens) for Q4_K, Q5_K alike: one group x 8 (690 GFLOP/s; 6 slower,
 // 10+ spill), two groups x 6 (778; 7 alike, 8 spills; 4 tokens: 740 vs 583 for one group);
 // Q6_K one group x 8 (566; 6-7 slower; pairs of groups x 2-3 slower still: 335-440).
 constexpr auto kQ4KOne = tiles<Q4K, 1>(std::make_integer_sequence<int, 8>{});
 constexpr auto kQ4KTwo = tiles<Q4K, 2>(std::make_integer_sequence<int, 6>{});
+constexpr auto kQ5KOne = tiles<Q5K, 1>(std::make_integer_sequence<int, 8>{});
+constexpr auto kQ5KTwo = tiles<Q5K, 2>(std::make_integer_sequence<int, 6>{});
 constexpr auto kQ6KOne = tiles<Q6K, 1>(std::make_integer_sequence<int, 8>{});
 
-void packed_gemm_q4_k(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
-                      int64_t ldy) {
+template <DType kType>
+void packed_gemm_affine(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
+                        int64_t ldy) {
     const int64_t nb = n / kQK_K;
     thread_local std::vector<int16_t> psum;
     pair_sums(acts, n_tok, nb, psum);
-    run_tiles({kQ4KOne.data(), 8, kQ4KTwo.data(), 6}, ref::packed_group_bytes(DType::Q4_K, n), w, n_groups, nb, acts,
-              n_tok, psum.data(), y, ldy);
+    const TileSet ts = kType == DType::Q5_K ? TileSet{kQ5KOne.data(), 8, kQ5KTwo.data(), 6}
+                                            : TileSet{kQ4KOne.data(), 8, kQ4KTwo.data(), 6};
+    run_tiles(ts, ref::packed_group_bytes(kType, n), w, n_groups, nb, acts, n_tok, psum.data(), y, ldy);
 }
 
 void packed_gemm_q6_k(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
@@ -312,7 +297,8 @@ void packed_gemm_q6_k(const uint8_t* w, int64_t n_groups, int64_t n, const void*
 }  // namespace
 
 void fill_avx512_packed(KernelTable& t) {
-    t.packed_gemm[(int)DType::Q4_K] = packed_gemm_q4_k;
+    t.packed_gemm[(int)DType::Q4_K] = packed_gemm_affine<DType::Q4_K>;
+    t.packed_gemm[(int)DType::Q5_K] = packed_gemm_affine<DType::Q5_K>;
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_q6_k;
 }
 
