@@ -168,7 +168,7 @@ void bench_attention(benchmark::State& state, cpu::Isa isa, int64_t n_pos, int64
     j.v = kv.data();
     j.pages = pages.data();
     j.page_size = ps;
-    j.page_stride = ps * n_kv * hd;  // KvPool: (page, layer, kv head, position, head_dim)
+    j.page_stride = ps * n_kv * hd;  // KvPool: per page and head, K transposed, V as rows
     j.kv_stride = hd;
     j.scale = 0.088f;
     int64_t copy = 0;

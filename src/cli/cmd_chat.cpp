@@ -234,6 +234,7 @@ Runner add_chat(CLI::App& app) {
                 } else if (cmd == "/save" && !arg.empty()) {
                     std::ofstream f(arg, std::ios::binary);
                     f << chat.messages().dump(2, ' ', false, chat::Json::error_handler_t::replace) << "\n";
+                    f.close();  // written and closed before the confirmation is shown
                     if (!f) {
                         std::fprintf(stderr, "tandem: error: %s: cannot write\n", arg.c_str());
                         exit_code = kExitError;

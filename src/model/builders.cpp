@@ -158,10 +158,10 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
         ref::rope_neox(k + t * n_kv, hp_.n_head_kv, hd, pos, hp_.rope_base);
         const int32_t page = tok_pages_[(size_t)t][pos / ps];
         for (int64_t hk = 0; hk < hp_.n_head_kv; ++hk) {
-            uint16_t* kc = pool.k(page, il, hk) + (pos % ps) * hd;
+            uint16_t* kc = pool.k(page, il, hk) + pos % ps;  // transposed: dimension i at i * ps
             uint16_t* vc = pool.v(page, il, hk) + (pos % ps) * hd;
             for (int64_t i = 0; i < hd; ++i) {
-                kc[i] = fp32_to_fp16(k[t * n_kv + hk * hd + i]);
+                kc[i * ps] = fp32_to_fp16(k[t * n_kv + hk * hd + i]);
                 vc[i] = fp32_to_fp16(v[t * n_kv + hk * hd + i]);
             }
         }
@@ -188,7 +188,7 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
             const int32_t* pages = tok_pages_[(size_t)t];
             const float* qh = q + t * n_q + h * hd;
             for (int64_t p0 = 0; p0 < n_pos; p0 += ps)
-                ka.attn_scores(qh, pool.k(pages[p0 / ps], il, hk), hd, std::min(ps, n_pos - p0), hd, scores + p0);
+                ka.attn_scores(qh, pool.k(pages[p0 / ps], il, hk), ps, std::min(ps, n_pos - p0), hd, scores + p0);
             for (int64_t p = 0; p < n_pos; ++p) scores[p] *= scale;
             ref::softmax(scores, n_pos);
             float* oh = o + t * n_q + h * hd;
@@ -238,7 +238,7 @@ void Forward::attend(int il, const float* q, int64_t n, float* o) {
                 j.pages = tok_pages_[(size_t)tb];
                 j.page_size = pool.page_size();
                 j.page_stride = pool.page_stride();
-                j.kv_stride = hd;
+                j.kv_stride = hd;  // values; keys are transposed (AttnJob)
                 j.scale = scale;
                 if (nt > 1 || j.p_end < kSplitFrom) {
                     jobs.push_back(j);

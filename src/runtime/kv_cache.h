@@ -17,8 +17,10 @@ public:
         : n_layer_(n_layer), n_head_kv_(n_head_kv), head_dim_(head_dim), page_size_(page_size), n_pages_(n_pages),
           k_((size_t)(n_pages * n_layer * n_head_kv * page_size * head_dim)), v_(k_.size()) {}
 
-    // Keys / values of layer il and KV head hk in one page: page_size rows of head_dim halves, one
-    // head's positions contiguous (attention streams a head's keys and values in order).
+    // Keys / values of layer il and KV head hk in one page, one head's positions together
+    // (attention streams them in order): keys transposed, head_dim rows of page_size positions
+    // (element i of position p at k(...)[i * page_size + p]: a vector of keys is one load);
+    // values as page_size rows of head_dim.
     uint16_t* k(int32_t page, int64_t il, int64_t hk) { return k_.data() + offset(page, il, hk); }
     uint16_t* v(int32_t page, int64_t il, int64_t hk) { return v_.data() + offset(page, il, hk); }
 
@@ -37,8 +39,8 @@ private:
     }
 
     int64_t n_layer_, n_head_kv_, head_dim_, page_size_, n_pages_;
-    std::vector<uint16_t> k_;  // (n_pages, n_layer, n_head_kv, page_size, head_dim)
-    std::vector<uint16_t> v_;
+    std::vector<uint16_t> k_;  // (n_pages, n_layer, n_head_kv, head_dim, page_size)
+    std::vector<uint16_t> v_;  // (n_pages, n_layer, n_head_kv, page_size, head_dim)
 };
 
 // The cache of one sequence with its own pool: positions [0, n_past) hold valid keys and values.

@@ -8,6 +8,7 @@
 #include "backend/cuda/kernels.h"
 #include "core/fp16.h"
 #include "cuda_test_util.h"
+#include "kernels/reference/int8.h"
 #include "kernels/reference/ops.h"
 #include "kernels/reference/quants.h"
 
@@ -237,6 +238,73 @@ TEST(CudaKernels, PagedAttentionMatchesForward) {
         ASSERT_EQ(cuda::attention(kv, gpu->put(q), gpu->put(qpos), gpu->put(qseq), d_tables, max_pages, n_q, H, Hkv, hd,
                                   out, nullptr), "");
         expect_close(gpu->get(out, want.size()), want, 1e-5f, "attention head_dim " + std::to_string(hd));
+    }
+}
+
+// W8A8 as the CPU's int8 path does it (Forward::linear_i8): activations quantized per token
+// (dynamic, and static with an offset), exact int32 dots, each row's dequantization.
+TEST(CudaKernels, Int8MatmulMatchesTheCpuInt8Path) {
+    const int64_t rows = 37, in = 512 + 12;  // not a multiple of the warp's 128-element stride
+    const auto wf = randn((size_t)(rows * in), 70, 0.05f);
+    std::vector<int8_t> wq((size_t)(rows * in));
+    std::vector<float> wscale((size_t)rows), zero((size_t)rows);
+    std::vector<int32_t> wsum((size_t)rows, 0);
+    for (int64_t r = 0; r < rows; ++r) {
+        wscale[r] = ref::quantize_weight_row_i8(wf.data() + r * in, wq.data() + r * in, in);
+        for (int64_t k = 0; k < in; ++k) wsum[r] += wq[r * in + k];
+        zero[r] = (float)(r % 5) - 2.0f;
+    }
+    for (int64_t n_tok : {1, 9}) {
+        auto x = randn((size_t)(n_tok * in), 71 + (uint32_t)n_tok, 2.0f);
+        x[3] = 40.0f;  // an outlier: clamped by the static range
+        const float in_scale = 6.0f / 127.0f, in_offset = -3.0f;
+        struct Case {
+            const char* name;
+            bool dynamic;
+            bool zero;
+        };
+        for (const Case& c : {Case{"dynamic", true, false}, Case{"dynamic, zero points", true, true}, Case{"static", false, false}}) {
+            std::vector<int8_t> xq((size_t)(n_tok * in));
+            std::vector<float> xs((size_t)n_tok, 1.0f), want((size_t)(n_tok * rows));
+            std::vector<int32_t> xsum((size_t)n_tok, 0), acc((size_t)rows), bias((size_t)rows);
+            std::vector<float> deq((size_t)rows);
+            for (int64_t r = 0; r < rows; ++r) {
+                bias[r] = (int32_t)std::nearbyint(-in_offset * (float)wsum[r]);
+                deq[r] = in_scale * wscale[r];
+            }
+            for (int64_t t = 0; t < n_tok; ++t) {
+                int8_t* q = xq.data() + t * in;
+                if (c.dynamic) xs[t] = ref::quantize_act_dynamic(x.data() + t * in, q, in);
+                else ref::quantize_act_static(x.data() + t * in, q, in, in_scale, in_offset);
+                for (int64_t k = 0; k < in; ++k) xsum[t] += q[k];
+                ref::gemv_i8(wq.data(), (size_t)in, rows, in, q, acc.data());
+                for (int64_t r = 0; r < rows; ++r) {
+                    float& y = want[t * rows + r];
+                    if (!c.dynamic) y = (float)((int64_t)acc[r] + bias[r]) * deq[r];
+                    else if (c.zero) y = ((float)acc[r] - zero[r] * (float)xsum[t]) * xs[t] * wscale[r];
+                    else y = (float)acc[r] * xs[t] * wscale[r];
+                }
+            }
+            std::string why;
+            auto gpu = cuda_test::open_gpu(why);
+            if (!gpu) GTEST_SKIP() << why << " (GPU part skipped)";
+            int8_t* d_xq = gpu->zeros<int8_t>(xq.size());
+            float* d_xs = gpu->zeros<float>((size_t)n_tok);
+            int32_t* d_sum = gpu->zeros<int32_t>((size_t)n_tok);
+            ASSERT_EQ(cuda::quantize_i8(gpu->put(x), n_tok, in, c.dynamic, in_scale, in_offset, d_xq, d_xs, d_sum, nullptr), "");
+            EXPECT_EQ(gpu->get(d_xq, xq.size()), xq) << c.name;
+            EXPECT_EQ(gpu->get(d_sum, (size_t)n_tok), xsum) << c.name;
+            if (c.dynamic) {
+                EXPECT_EQ(gpu->get(d_xs, (size_t)n_tok), xs) << c.name;
+            }
+            cuda::I8Rows rw;
+            rw.scale = gpu->put(c.dynamic ? wscale : deq);
+            if (!c.dynamic) rw.bias = gpu->put(bias);
+            if (c.zero) rw.zero = gpu->put(zero);
+            float* y = gpu->zeros<float>(want.size());
+            ASSERT_EQ(cuda::matmul_i8(gpu->put(wq), (size_t)in, rows, in, d_xq, d_xs, d_sum, n_tok, rw, y, nullptr), "");
+            expect_close(gpu->get(y, want.size()), want, 1e-6f, std::string("matmul_i8 ") + c.name);
+        }
     }
 }
 

@@ -164,7 +164,8 @@ class ChatTerminal(TempDirTestCase):
 
         # still alive: another command and a short answer
         self.keys("/save " + saved)
-        self.wait_for(lambda s: "saved" in s, "/save")
+        # the typed command itself contains "tty.json": wait for the confirmation line
+        self.wait_for(lambda s: "(saved 2 messages to" in s, "/save")
         with open(saved) as f:
             conv = json.load(f)
         self.assertEqual([m["role"] for m in conv], ["user", "assistant"])

@@ -18,18 +18,21 @@ namespace {
 
 using ref::AttnJob;
 
-// One KV head's cache of n_pos positions in pages of page_size, the pages in a shuffled order
-// inside a pool that also holds other heads' data (kv_stride > hd).
+// The KvPool layout for n_kv heads, the pages in a shuffled order: per page and head, the keys
+// transposed (head_dim rows of page_size positions) and the values as rows, here kv_stride =
+// head_dim + 8 halves apart (the values' row stride need not be head_dim).
 struct Cache {
     int64_t hd, page_size, n_kv = 3, head = 1;
     std::vector<uint16_t> k, v;
     std::vector<int32_t> pages;
+    int64_t row() const { return hd + 8; }
+    int64_t head_block() const { return page_size * row(); }
     Cache(int64_t n_pos, int64_t hd_, int64_t ps, uint32_t seed) : hd(hd_), page_size(ps) {
         const int64_t n_pages = (n_pos + ps - 1) / ps + 2;
         pages.resize((size_t)n_pages);
         std::iota(pages.begin(), pages.end(), 0);
         std::shuffle(pages.begin(), pages.end(), std::mt19937(seed));
-        const auto kf = gaussian((size_t)(n_pages * ps * n_kv * hd), seed + 1), vf = gaussian(kf.size(), seed + 2);
+        const auto kf = gaussian((size_t)(n_pages * n_kv * head_block()), seed + 1), vf = gaussian(kf.size(), seed + 2);
         for (float x : kf) k.push_back(fp32_to_fp16(x));
         for (float x : vf) v.push_back(fp32_to_fp16(x));
     }
@@ -45,12 +48,12 @@ struct Cache {
         j.pos0 = pos0;
         j.p_begin = 0;
         j.p_end = pos0 + n_tok;
-        j.k = k.data() + head * hd;
-        j.v = v.data() + head * hd;
+        j.k = k.data() + head * head_block();
+        j.v = v.data() + head * head_block();
         j.pages = pages.data();
         j.page_size = page_size;
-        j.page_stride = page_size * n_kv * hd;
-        j.kv_stride = n_kv * hd;
+        j.page_stride = n_kv * head_block();
+        j.kv_stride = row();
         j.scale = 1.0f / std::sqrt((float)hd);
         return j;
     }
@@ -65,6 +68,7 @@ const Case kCases[] = {
     {1, 16, 64, 999, 128}, // decode, A22B-like group
     {37, 8, 128, 0, 128},  // a prompt
     {20, 4, 64, 45, 16},   // a prompt chunk after cached pages
+    {50, 2, 64, 10, 24},   // pages of 24: blocks cut at page ends
     {9, 1, 128, 70, 32},   // no GQA sharing
     {5, 3, 256, 130, 256}, // odd group, wide heads
 };

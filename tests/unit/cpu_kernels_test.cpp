@@ -172,13 +172,15 @@ TEST_P(CpuKernels, AttentionOverF16CacheMatchesReference) {
     const bool any_hd = GetParam() == Isa::neon || GetParam() == Isa::neon_v8;
     for (int64_t hd : {128, 68}) {
         if (hd % 16 != 0 && !any_hd) continue;
-        const int64_t stride = 512, n_pos = 77;
-        const auto q = gaussian(hd, 5), kvf = gaussian((size_t)(stride * n_pos), 6), w = gaussian(n_pos, 7);
+        const int64_t stride = 512, n_pos = 77;  // 77: a tail after 16- and 8-wide steps
+        // room for hd key rows and n_pos value rows of `stride`
+        const auto q = gaussian(hd, 5), kvf = gaussian((size_t)(stride * (std::max(hd, n_pos) + 1)), 6), w = gaussian(n_pos, 7);
         std::vector<uint16_t> kv(kvf.size());
         for (size_t i = 0; i < kv.size(); ++i) kv[i] = fp32_to_fp16(kvf[i]);
         std::vector<float> s1(n_pos), s2(n_pos), o1(hd, 0.5f), o2(hd, 0.5f);
-        k.attn_scores(q.data(), kv.data() + 64, stride, n_pos, hd, s1.data());
-        g.attn_scores(q.data(), kv.data() + 64, stride, n_pos, hd, s2.data());
+        // keys transposed (hd rows of `stride` positions), values as n_pos rows of `stride`
+        k.attn_scores(q.data(), kv.data() + 3, stride, n_pos, hd, s1.data());
+        g.attn_scores(q.data(), kv.data() + 3, stride, n_pos, hd, s2.data());
         for (int64_t p = 0; p < n_pos; ++p) ASSERT_NEAR(s1[p], s2[p], 1e-4f * 12) << "hd " << hd << " pos " << p;
         k.attn_values(w.data(), kv.data() + 128, stride, n_pos, hd, o1.data());
         g.attn_values(w.data(), kv.data() + 128, stride, n_pos, hd, o2.data());

@@ -321,7 +321,104 @@ __global__ void k_argmax(const float* logits, int64_t n_vocab, int32_t* ids) {
     ids[blockIdx.x] = (int32_t)bi;
 }
 
+// ---- W8A8 (kernels/reference/int8.h): int8 activations per token, int8 weight rows, exact
+// int32 dot products (DP4A), each row's dequantization.
+
+// One block per token: dynamic (s = max|x| / 127, x_q = rint(x / s)) or static
+// (x_q = clamp(rint(x / input_scale + input_offset))); also sum(x_q) for zero-point weights.
+__global__ void k_quantize_i8(const float* x, int64_t in, int dynamic, float input_scale, float input_offset,
+                              int8_t* xq, float* x_scale, int32_t* x_sum) {
+    __shared__ float s_m[32];
+    __shared__ int s_s[32];
+    const int64_t t = blockIdx.x;
+    const float* row = x + t * in;
+    float m = 0.0f;
+    if (dynamic) {
+        for (int64_t i = threadIdx.x; i < in; i += blockDim.x) m = fmaxf(m, fabsf(row[i]));
+        m = warp_max(m);
+        if (threadIdx.x % kWarp == 0) s_m[threadIdx.x / kWarp] = m;
+        __syncthreads();
+        m = 0.0f;
+        for (int w = 0; w < (int)(blockDim.x / kWarp); ++w) m = fmaxf(m, s_m[w]);
+    }
+    const float s = dynamic ? m / 127.0f : 1.0f;
+    int sum = 0;
+    for (int64_t i = threadIdx.x; i < in; i += blockDim.x) {
+        float v;
+        if (dynamic) v = s > 0.0f ? fminf(fmaxf(rintf(row[i] / s), -127.0f), 127.0f) : 0.0f;
+        else v = fminf(fmaxf(rintf(row[i] / input_scale + input_offset), -128.0f), 127.0f);
+        xq[t * in + i] = (int8_t)v;
+        sum += (int)v;
+    }
+    for (int o = kWarp / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    __syncthreads();
+    if (threadIdx.x % kWarp == 0) s_s[threadIdx.x / kWarp] = sum;
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    int total = 0;
+    for (int w = 0; w < (int)(blockDim.x / kWarp); ++w) total += s_s[w];
+    x_scale[t] = s;
+    x_sum[t] = total;
+}
+
+// One warp per weight row, kTokTile tokens per block column; 4 int8 products per DP4A.
+__global__ void k_matmul_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t in, const int8_t* xq,
+                            const float* x_scale, const int32_t* x_sum, int64_t n_tok, I8Rows rows, float* y) {
+    const int64_t r = (int64_t)blockIdx.x * kMatWarps + threadIdx.x / kWarp;
+    const int lane = threadIdx.x % kWarp;
+    const int64_t t0 = (int64_t)blockIdx.y * kTokTile;
+    if (r >= n_rows) return;
+    const int nt = (int)min((int64_t)kTokTile, n_tok - t0);
+    const int8_t* row = w + (size_t)r * row_stride;
+    int acc[kTokTile] = {};
+    const int64_t n4 = in / 4;
+    for (int64_t q = lane; q < n4; q += kWarp) {
+        int wv;
+        memcpy(&wv, row + 4 * q, 4);
+#pragma unroll
+        for (int t = 0; t < kTokTile; ++t)
+            if (t < nt) {
+                int xv;
+                memcpy(&xv, xq + (t0 + t) * in + 4 * q, 4);
+                acc[t] = __dp4a(wv, xv, acc[t]);
+            }
+    }
+    for (int64_t e = 4 * n4 + lane; e < in; e += kWarp)
+#pragma unroll
+        for (int t = 0; t < kTokTile; ++t)
+            if (t < nt) acc[t] += (int)row[e] * (int)xq[(t0 + t) * in + e];
+#pragma unroll
+    for (int t = 0; t < kTokTile; ++t) {
+        int v = acc[t];
+        for (int o = kWarp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane != 0 || t >= nt) continue;
+        const int64_t tk = t0 + t;
+        float out;
+        if (rows.bias) out = (float)((long long)v + rows.bias[r]) * rows.scale[r];
+        else if (rows.zero) out = ((float)v - rows.zero[r] * (float)x_sum[tk]) * x_scale[tk] * rows.scale[r];
+        else out = (float)v * x_scale[tk] * rows.scale[r];
+        y[tk * n_rows + r] = out;
+    }
+}
+
 }  // namespace
+
+KernelStatus quantize_i8(const float* x, int64_t n_tok, int64_t in, bool dynamic, float input_scale, float input_offset,
+                         int8_t* xq, float* x_scale, int32_t* x_sum, void* stream) {
+    if (n_tok == 0) return {};
+    k_quantize_i8<<<(unsigned)n_tok, 256, 0, st(stream)>>>(x, in, dynamic ? 1 : 0, input_scale, input_offset, xq, x_scale,
+                                                            x_sum);
+    return launched("quantize_i8");
+}
+
+KernelStatus matmul_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t in, const int8_t* xq,
+                       const float* x_scale, const int32_t* x_sum, int64_t n_tok, const I8Rows& rows, float* y,
+                       void* stream) {
+    if (n_tok == 0 || n_rows == 0) return {};
+    const dim3 grid((unsigned)((n_rows + kMatWarps - 1) / kMatWarps), (unsigned)((n_tok + kTokTile - 1) / kTokTile));
+    k_matmul_i8<<<grid, kMatWarps * kWarp, 0, st(stream)>>>(w, row_stride, n_rows, in, xq, x_scale, x_sum, n_tok, rows, y);
+    return launched("matmul_i8");
+}
 
 KernelStatus embed_rows(DType type, const void* table, size_t row_bytes, const int32_t* tokens, int64_t n, int64_t dim,
                   float* out, void* stream) {

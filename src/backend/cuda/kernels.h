@@ -68,6 +68,23 @@ KernelStatus attention(const KvLayer& kv, const float* q, const int32_t* pos, co
                  const int32_t* tables, int64_t max_pages, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
                  int64_t head_dim, float* out, void* stream);
 
+// W8A8 (kernels/reference/int8.h, model.h Int8Linear). Activations of n_tok tokens (n_tok, in) to
+// int8: dynamic (x_scale[t] = max|x| / 127) or static (input_scale, input_offset; x_scale = 1);
+// x_sum[t] = sum of the token's x_q.
+KernelStatus quantize_i8(const float* x, int64_t n_tok, int64_t in, bool dynamic, float input_scale, float input_offset,
+                         int8_t* xq, float* x_scale, int32_t* x_sum, void* stream);
+// Per output row: static (bias set): y = (acc + bias) * scale; dynamic: y = (acc - zero * x_sum)
+// * x_scale * scale (zero may be null: symmetric weights).
+struct I8Rows {
+    const float* scale = nullptr;   // (n_rows) deq_scale or weight_scale
+    const int32_t* bias = nullptr;  // (n_rows) quant_bias: static activations
+    const float* zero = nullptr;    // (n_rows) weight zero points
+};
+// y (n_tok, n_rows) from int8 weight rows (`row_stride` bytes apart) and int8 activations (n_tok, in).
+KernelStatus matmul_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t in, const int8_t* xq,
+                       const float* x_scale, const int32_t* x_sum, int64_t n_tok, const I8Rows& rows, float* y,
+                       void* stream);
+
 // Greedy sampling: ids[t] = argmax of logits row t (ties to the lower index).
 KernelStatus argmax(const float* logits, int64_t n_tok, int64_t n_vocab, int32_t* ids, void* stream);
 

@@ -38,9 +38,8 @@ void convert_ref(const float* x, void* out, int64_t n) {
 
 void attn_scores_ref(const float* q, const uint16_t* k, int64_t stride, int64_t n_pos, int64_t hd, float* scores) {
     for (int64_t p = 0; p < n_pos; ++p) {
-        const uint16_t* kp = k + p * stride;
         float s = 0.0f;
-        for (int64_t i = 0; i < hd; ++i) s += q[i] * fp16_to_fp32(kp[i]);
+        for (int64_t i = 0; i < hd; ++i) s += q[i] * fp16_to_fp32(k[i * stride + p]);
         scores[p] = s;
     }
 }

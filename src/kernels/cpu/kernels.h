@@ -22,8 +22,9 @@ using GemmFn = void (*)(const uint8_t* w, size_t row_stride, int64_t n_rows, int
                         int64_t n_tok, float* const* ys);
 // Converts one row of n floats to an activation (dot-product) type.
 using ConvertFn = void (*)(const float* x, void* out, int64_t n);
-// Attention over an f16 KV cache: scores[p] = q . k_p for n_pos keys `stride` halves apart;
-// out += sum_p w[p] * v_p.
+// Attention over an f16 KV cache, one head: keys transposed (element i of key p at
+// k[i * stride + p], positions contiguous), values as rows (element i of value p at
+// v[p * stride + i]): scores[p] = q . k_p for n_pos keys; out += sum_p w[p] * v_p.
 // W8A8: acc[r] = sum_k x_q[k] * w[r][k] (int32, exact) for int8 weight rows `row_stride` bytes
 // apart and one int8 activation row (see kernels/reference/int8.h).
 using GemvI8Fn = void (*)(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const int8_t* x_q,

@@ -24,9 +24,9 @@ void attention(const AttnJob& jb) {
             s.assign((size_t)(end - jb.p_begin), 0.0);
             double mx = -INFINITY;
             for (int64_t p = jb.p_begin; p < end; ++p) {
-                const uint16_t* kp = jb.k + jb.pages[p / jb.page_size] * jb.page_stride + (p % jb.page_size) * jb.kv_stride;
+                const uint16_t* kp = jb.k + jb.pages[p / jb.page_size] * jb.page_stride + p % jb.page_size;
                 double d = 0;
-                for (int64_t i = 0; i < jb.hd; ++i) d += (double)q[i] * fp16_to_fp32(kp[i]);
+                for (int64_t i = 0; i < jb.hd; ++i) d += (double)q[i] * fp16_to_fp32(kp[i * jb.page_size]);
                 s[(size_t)(p - jb.p_begin)] = d * jb.scale;
                 mx = std::max(mx, d * jb.scale);
             }

@@ -19,8 +19,10 @@ struct AttnJob {
     int64_t n_tok = 0, n_head = 0, hd = 0;
     int64_t pos0 = 0;          // token t is at position pos0 + t and sees positions [0, pos0 + t]
     int64_t p_begin = 0, p_end = 0;
-    // f16 keys/values of the KV head: position p at k + pages[p / page_size] * page_stride +
-    // (p % page_size) * kv_stride (the same for v)
+    // f16 keys/values of the KV head, in pages of page_size positions: keys transposed, element
+    // i of position p at k + pages[p / page_size] * page_stride + i * page_size + p % page_size;
+    // values as rows, element i at v + pages[p / page_size] * page_stride + (p % page_size) *
+    // kv_stride + i (the KvPool layout)
     const uint16_t* k = nullptr;
     const uint16_t* v = nullptr;
     const int32_t* pages = nullptr;

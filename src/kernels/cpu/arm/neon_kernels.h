@@ -405,19 +405,23 @@ void gemm(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const 
 
 // ---- attention over the f16 KV cache (any head_dim) --------------------------------------
 
+// keys transposed: 8 positions per step, one multiply-add per dimension
 void attn_scores(const float* q, const uint16_t* k, int64_t stride, int64_t n_pos, int64_t hd, float* scores) {
-    for (int64_t p = 0; p < n_pos; ++p) {
-        const uint16_t* kp = k + p * stride;
+    int64_t p0 = 0;
+    for (; p0 + 8 <= n_pos; p0 += 8) {
         float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
-        int64_t i = 0;
-        for (; i + 8 <= hd; i += 8) {
-            const float16x8_t kh = vld1q_f16(as_f16(kp + i));
-            acc0 = vfmaq_f32(acc0, vld1q_f32(q + i), vcvt_f32_f16(vget_low_f16(kh)));
-            acc1 = vfmaq_f32(acc1, vld1q_f32(q + i + 4), vcvt_high_f32_f16(kh));
+        for (int64_t i = 0; i < hd; ++i) {
+            const float16x8_t kh = vld1q_f16(as_f16(k + i * stride + p0));
+            acc0 = vfmaq_n_f32(acc0, vcvt_f32_f16(vget_low_f16(kh)), q[i]);
+            acc1 = vfmaq_n_f32(acc1, vcvt_high_f32_f16(kh), q[i]);
         }
-        float s = vaddvq_f32(vaddq_f32(acc0, acc1));
-        for (; i < hd; ++i) s += q[i] * half_to_float(kp[i]);
-        scores[p] = s;
+        vst1q_f32(scores + p0, acc0);
+        vst1q_f32(scores + p0 + 4, acc1);
+    }
+    for (; p0 < n_pos; ++p0) {
+        float s = 0.0f;
+        for (int64_t i = 0; i < hd; ++i) s += q[i] * half_to_float(k[i * stride + p0]);
+        scores[p0] = s;
     }
 }
 

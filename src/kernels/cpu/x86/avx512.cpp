@@ -408,13 +408,14 @@ float dot_f32(const float* w, const float* a, int64_t n) {
 }
 
 // head_dim must be a multiple of 16 (checked by the caller's table lookup: hd % 16 == 0)
+// keys transposed: 16 positions per vector, one FMA per dimension
 void attn_scores(const float* q, const uint16_t* k, int64_t stride, int64_t n_pos, int64_t hd, float* scores) {
-    for (int64_t p = 0; p < n_pos; ++p) {
-        const uint16_t* kp = k + p * stride;
+    for (int64_t p0 = 0; p0 < n_pos; p0 += 16) {
+        const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
         __m512 acc = _mm512_setzero_ps();
-        for (int64_t i = 0; i < hd; i += 16)
-            acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(kp + i))), acc);
-        scores[p] = _mm512_reduce_add_ps(acc);
+        for (int64_t i = 0; i < hd; ++i)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, k + i * stride + p0)), acc);
+        _mm512_mask_storeu_ps(scores + p0, m, acc);
     }
 }
 

@@ -1,7 +1,8 @@
 // AVX-512 causal attention over the paged f16 KV cache (kernels/reference/attention.h), flash-
-// attention style: the positions in blocks of kBk; per block the keys are converted once into a
-// transposed float tile Kt[d][p], shared by every query row of the job (the GQA heads of the KV
-// head times the job's tokens); per 8 query rows the scores are 2 x 8 accumulators of 16
+// attention style: the positions in blocks of up to kBk inside one page; per block the keys (the
+// pages hold them transposed) are converted once into a float tile Kt[d][p], shared by every query
+// row of the job (the GQA heads of the KV head times the job's tokens); per 8 query rows the
+// scores are 2 x 8 accumulators of 16
 // positions (one Kt load feeds 8 FMAs), then an online softmax (running max and sum per row) and
 // the values accumulated into the rows' outputs, values converted from f16 on the fly.
 // Compiled with the avx512.cpp flags; head_dim must be a multiple of 16.
@@ -23,43 +24,17 @@ using ref::AttnJob;
 constexpr int kBk = 32;    // positions per block (2 vectors of scores per row)
 constexpr int kRows = 8;   // query rows per pass over a block's Kt tile
 
-inline void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+// kt[d * kBk + p] = key p of the block as f32, for n <= kBk positions of one page (the pages
+// hold keys transposed: dimension d of the block's keys is n contiguous halves at k + d * stride);
+// positions from n on are 0.
+void load_kt(const uint16_t* k, int64_t stride, int n, int64_t hd, float* kt) {
+    const __mmask16 m0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    const __mmask16 m1 = n >= 32 ? (__mmask16)0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+    for (int64_t d = 0; d < hd; ++d) {
+        const uint16_t* row = k + d * stride;
+        _mm512_storeu_ps(kt + d * kBk, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, row)));
+        _mm512_storeu_ps(kt + d * kBk + 16, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, row + 16)));
     }
-    auto lo = [](__m512 a, __m512 b) { return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))); };
-    auto hi = [](__m512 a, __m512 b) { return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))); };
-    for (int i = 0; i < 4; ++i) {
-        r[4 * i] = lo(t[4 * i], t[4 * i + 2]);
-        r[4 * i + 1] = hi(t[4 * i], t[4 * i + 2]);
-        r[4 * i + 2] = lo(t[4 * i + 1], t[4 * i + 3]);
-        r[4 * i + 3] = hi(t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int h = 0; h < 2; ++h)
-        for (int i = 0; i < 4; ++i) {
-            t[8 * h + i] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + i + 4], 0x88);
-            t[8 * h + i + 4] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + i + 4], 0xdd);
-        }
-    for (int i = 0; i < 8; ++i) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-}
-
-// kt[d * kBk + p] = key p of the block (n <= kBk keys at kp[p]; the rest 0).
-void load_kt(const uint16_t* const* kp, int n, int64_t hd, float* kt) {
-    for (int pg = 0; pg < kBk / 16; ++pg)
-        for (int64_t d0 = 0; d0 < hd; d0 += 16) {
-            __m512 r[16];
-            for (int i = 0; i < 16; ++i) {
-                const int p = 16 * pg + i;
-                r[i] = p < n ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(kp[p] + d0))) : _mm512_setzero_ps();
-            }
-            transpose16(r);
-            for (int i = 0; i < 16; ++i) _mm512_storeu_ps(kt + (d0 + i) * kBk + 16 * pg, r[i]);
-        }
 }
 
 // R query rows (q[r]: hd floats, already scaled) against one block of n keys/values. lim[r]: the
@@ -131,26 +106,24 @@ void attention(const AttnJob& jb) {
         for (int64_t d = 0; d < hd; ++d) qs[(size_t)(r * hd + d)] = src[d] * jb.scale;
     }
     const int64_t p_last = std::min(jb.p_end, jb.pos0 + jb.n_tok);  // exclusive: the last token's limit + 1
-    const uint16_t* kp[kBk];
+    const int64_t ps = jb.page_size;
+    // blocks of up to kBk positions inside one page
+    auto block_len = [&](int64_t pb) { return (int)std::min<int64_t>({kBk, p_last - pb, ps - pb % ps}); };
     const uint16_t* vp[kBk];
-    for (int64_t pb = jb.p_begin; pb < p_last; pb += kBk) {
-        const int n = (int)std::min<int64_t>(kBk, p_last - pb);
-        for (int i = 0; i < n; ++i) {
-            const int64_t p = pb + i;
-            const int64_t off = jb.pages[p / jb.page_size] * jb.page_stride + (p % jb.page_size) * jb.kv_stride;
-            kp[i] = jb.k + off;
-            vp[i] = jb.v + off;
+    for (int64_t pb = jb.p_begin; pb < p_last;) {
+        const int n = block_len(pb);
+        const int64_t page = jb.pages[pb / ps] * jb.page_stride;
+        for (int i = 0; i < n; ++i) vp[i] = jb.v + page + ((pb + i) % ps) * jb.kv_stride;
+        // the next block comes from DRAM at long contexts: ask for it while this one computes
+        if (const int64_t nb = pb + n; nb < p_last) {
+            const int nn = block_len(nb);
+            const int64_t np = jb.pages[nb / ps] * jb.page_stride;
+            for (int64_t d = 0; d < hd; ++d) _mm_prefetch((const char*)(jb.k + np + d * ps + nb % ps), _MM_HINT_T0);
+            for (int i = 0; i < nn; ++i)
+                for (int64_t b = 0; b < hd * 2; b += 64)
+                    _mm_prefetch((const char*)(jb.v + np + ((nb + i) % ps) * jb.kv_stride) + b, _MM_HINT_T0);
         }
-        // the next block's keys and values come from DRAM at long contexts, a few lines per
-        // position (one KV head of the row): ask for them while this block computes
-        for (int64_t p = pb + kBk; p < std::min(pb + 2 * kBk, p_last); ++p) {
-            const int64_t off = jb.pages[p / jb.page_size] * jb.page_stride + (p % jb.page_size) * jb.kv_stride;
-            for (int64_t b = 0; b < hd * 2; b += 64) {
-                _mm_prefetch((const char*)(jb.k + off) + b, _MM_HINT_T0);
-                _mm_prefetch((const char*)(jb.v + off) + b, _MM_HINT_T0);
-            }
-        }
-        load_kt(kp, n, hd, kt.data());
+        load_kt(jb.k + page + pb % ps, ps, n, hd, kt.data());
         for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
             const int R = (int)std::min<int64_t>(kRows, n_rows - r0);
             int lim[kRows];
@@ -166,6 +139,7 @@ void attention(const AttnJob& jb) {
             if (lim_max < 0) continue;  // none of these rows sees the block (later rows may)
             kRowsFns[R - 1](q, kt.data(), vp, n, hd, lim, ms.data() + r0, ls.data() + r0, o);
         }
+        pb += n;
     }
     for (int64_t r = 0; r < n_rows; ++r) {
         float* dst = jb.o + (r / jb.n_head) * jb.o_stride + (r % jb.n_head) * hd;
