@@ -10,8 +10,12 @@
 #   scripts/gpu-check.sh run [OUT]    there (also here, where the GPU parts skip): runs every CUDA
 #                                     test, makes a synthetic model with the packed binary, shows
 #                                     the placement on the detected GPU and a short CPU bench;
-#                                     writes logs and summary.txt to OUT (default $OUT, else
-#                                     gpu-check-out/). Under 8 minutes; exit 1 if a test failed.
+#                                     with a GPU also: hybrid vs cpu greedy ids on the tiny model,
+#                                     and the bench-shaped Q4_K_M model (8 layers of Qwen3-30B-A3B)
+#                                     benched on the cpu and hybrid at prompts 512 and 4096 with
+#                                     the 94-layer projection; writes logs and summary.txt to OUT
+#                                     (default $OUT, else gpu-check-out/). Under 8 minutes; exit 1
+#                                     if a test failed.
 #
 # With the device tool: run(command="scripts/gpu-check.sh run", carry=["gpu-check"], timeout_s=540).
 set -euo pipefail
@@ -83,6 +87,37 @@ run() {
     else
         echo "tandem: FAIL (see model.log, inspect.txt, bench.txt)" >> "$summary"
         status=1
+    fi
+
+    if ! nvidia-smi > /dev/null 2>&1; then
+        echo "=== hybrid: skipped (no GPU)" | tee -a "$summary"
+        cat "$summary"
+        return $status
+    fi
+    echo "=== hybrid forward: greedy ids, cpu vs cuda (tiny q4_k_m)" | tee -a "$summary"
+    local t="$dir/bin/tandem" ids_cpu ids_gpu
+    ids_cpu=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cpu 2>"$out/run_cpu.log" | grep -o '"ids":\[[0-9,]*\]' || true)
+    ids_gpu=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cuda 2>"$out/run_gpu.log" | grep -o '"ids":\[[0-9,]*\]' || true)
+    echo "cpu  $ids_cpu" >> "$summary"
+    echo "cuda $ids_gpu" >> "$summary"
+    if [ -n "$ids_gpu" ] && [ "$ids_cpu" = "$ids_gpu" ]; then echo "hybrid ids: SAME" >> "$summary";
+    else echo "hybrid ids: DIFFER or failed (see run_gpu.log; tests/cuda compares logits with a tolerance)" >> "$summary"; fi
+
+    echo "=== bench-shaped Q4_K_M (8 layers of Qwen3-30B-A3B): cpu vs hybrid" | tee -a "$summary"
+    local big=/tmp/gpu-check-bench.gguf threads
+    threads=$(nproc)
+    if timeout 240 "$t" make-test-model -o "$big" --preset bench --quant q4_k_m --threads "$threads" > "$out/bench_model.log" 2>&1; then
+        for d in cuda cpu; do
+            if timeout 150 "$t" bench -m "$big" --device $d --prompt-lens 512,4096 --gen 32 --project-layers 94 \
+                   --threads "$threads" > "$out/bench_$d.txt" 2>&1; then
+                { echo "--- $d"; grep -vE '^\s*$|^bench:' "$out/bench_$d.txt"; } >> "$summary"
+            else
+                echo "bench $d: FAIL or timeout (see bench_$d.txt)" >> "$summary"
+                [ $d = cuda ] && status=1
+            fi
+        done
+    else
+        echo "bench model: FAIL (see bench_model.log)" >> "$summary"
     fi
     cat "$summary"
     return $status

@@ -1,4 +1,5 @@
 #include "backend/backend.h"
+#include "model/device_layers.h"
 
 namespace tandem::backend {
 
@@ -19,3 +20,11 @@ Result<void*> upload_tensor(Backend& be, Arena& arena, const std::string& name, 
 }
 
 }  // namespace tandem::backend
+
+#ifndef TANDEM_HAVE_CUDA
+namespace tandem {
+Result<std::unique_ptr<DeviceLayers>> make_cuda_layers(const Model&, int) {
+    return make_error("no CUDA backend: built without CUDA");
+}
+}  // namespace tandem
+#endif

@@ -12,6 +12,7 @@
 #include "cli/bench_batch.h"
 #include "cli/bench_server.h"
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "core/bandwidth.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -37,8 +38,9 @@ struct Row {
 
 Runner add_bench(CLI::App& app) {
     struct Opts {
+        DeviceOpts dev;
         std::string model, prompt_lens = "1024,2048,4096", experts;
-        int gen = 1024, reps = 1;
+        int gen = 1024, reps = 1, project_layers = 0;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         uint64_t seed = 1;
         bool json = false, no_bandwidth = false, no_repack = false;
@@ -65,6 +67,10 @@ Runner add_bench(CLI::App& app) {
     app.add_option("--gen", o->gen, "Tokens generated after each prompt")->capture_default_str();
     app.add_option("-t,--threads,--cpu-infer", o->threads, "CPU threads")->capture_default_str();
     add_no_repack_flag(app, o->no_repack);
+    add_device_options(app, o->dev);
+    app.add_option("--project-layers", o->project_layers,
+                   "Also project the figures to a model of N layers of this shape (a slice of a bigger model: e.g. "
+                   "94 for Qwen3-235B-A22B)");
     app.add_option("--reps", o->reps, "Repetitions per prompt length (best is reported)")->capture_default_str();
     app.add_option("--seed", o->seed, "Seed of the random prompt tokens")->capture_default_str();
     app.add_flag("--json", o->json, "Print one JSON object");
@@ -78,6 +84,7 @@ Runner add_bench(CLI::App& app) {
             if (l < 1) return fail("--prompt-lens: lengths must be >= 1");
         if (o->gen < 1) return fail("--gen must be >= 1");
         if (o->reps < 1) return fail("--reps must be >= 1");
+        if (o->project_layers < 0) return fail("--project-layers must be >= 0");
         if (!o->server.empty()) {
             BenchServerOptions so;
             so.url = o->server;
@@ -127,15 +134,21 @@ Runner add_bench(CLI::App& app) {
                 break;
             }
 
+        auto device = open_device(model, o->dev);
+        if (!device) return fail(device.error().message);
         ThreadPool pool(o->threads);
         if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool); !st) return fail(st.error().message);
+            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device != nullptr); !st)
+                return fail(st.error().message);
         double bw = 0;
         if (!o->no_bandwidth) {
             std::fprintf(stderr, "bench: measuring memory bandwidth (%d threads)...\n", o->threads);
             bw = measure_read_bandwidth(pool);
         }
-        Forward fwd(model, pool);
+        Forward fwd(model, pool, device->get());
+        const std::string where = *device ? (*device)->name() + " (routed experts on the cpu)" : "cpu";
+        // what the CPU reads per generated token: every weight, or the routed experts (hybrid)
+        const double cpu_bytes = *device ? stats.active_expert_bytes : stats.active_bytes;
         KvCache kv = fwd.make_cache(max_len + o->gen);
         std::vector<float> logits;
 
@@ -193,6 +206,10 @@ Runner add_bench(CLI::App& app) {
         }
         std::fprintf(stderr, "\r%60s\r", "");
 
+        // seconds in one layer (everything but the LM head, over the layers), and the whole pass
+        // projected to --project-layers layers of the same shape
+        auto per_layer = [&](const StageTimes& s) { return (s.total() - s.lm_head) / (double)h.n_layer; };
+        auto project = [&](const StageTimes& s) { return per_layer(s) * o->project_layers + s.lm_head; };
         auto stage_json = [](const StageTimes& s, double per) {
             return nlohmann::json{{"attention", s.attention * per}, {"router", s.router * per},
                                   {"experts", s.experts * per},     {"dense_ffn", s.dense_ffn * per},
@@ -203,25 +220,36 @@ Runner add_bench(CLI::App& app) {
             j["model"] = o->model;
             j["threads"] = o->threads;
             j["isa"] = cpu::isa_name(k.isa);
+            j["device"] = where;
             j["bandwidth_gb_s"] = bw;
             j["bytes_per_token"] = stats.active_bytes;
+            j["cpu_bytes_per_token"] = cpu_bytes;
             for (const auto& [len, r] : rows) {
                 const std::string key = std::to_string(len);
                 j["prefill_tok_s"][key] = r.prefill_tok_s;
                 j["decode_tok_s"][key] = r.decode_tok_s;
-                j["decode_gb_s"][key] = r.decode_tok_s * stats.active_bytes / 1e9;
+                j["decode_gb_s"][key] = r.decode_tok_s * cpu_bytes / 1e9;
                 j["decode_ms_per_token"][key] = stage_json(r.decode_stages, 1e3 / (double)r.n_decoded);
                 j["prefill_ms_per_token"][key] = stage_json(r.prefill_stages, 1e3 / (double)len);
+                j["decode_ms_per_layer"][key] = per_layer(r.decode_stages) * 1e3 / (double)r.n_decoded;
+                j["prefill_ms_per_layer"][key] = per_layer(r.prefill_stages) * 1e3 / (double)len;
+                if (o->project_layers > 0) {
+                    j["projected"][key] = {{"layers", o->project_layers},
+                                           {"decode_tok_s", (double)r.n_decoded / project(r.decode_stages)},
+                                           {"prefill_tok_s", (double)len / project(r.prefill_stages)}};
+                }
             }
             for (const auto& [nseq, r] : batched)
                 j["batch_decode_tok_s"][std::to_string(nseq)] = r.aggregate_tok_s;
             std::printf("%s\n", j.dump().c_str());
             return 0;
         }
-        std::printf("model %s: %.2f GB, %.0f MB read per generated token; %d threads, %s kernels\n", o->model.c_str(),
-                    stats.total_bytes / 1e9, stats.active_bytes / 1e6, o->threads, cpu::isa_name(k.isa));
-        if (bw > 0) std::printf("memory read bandwidth (measured): %.1f GB/s -> decode roofline %.1f tok/s\n", bw,
-                                bw * 1e9 / stats.active_bytes);
+        std::printf("model %s: %.2f GB, %.0f MB read per generated token; %d threads, %s kernels; on %s\n",
+                    o->model.c_str(), stats.total_bytes / 1e9, stats.active_bytes / 1e6, o->threads,
+                    cpu::isa_name(k.isa), where.c_str());
+        if (*device) std::printf("the cpu reads %.0f MB per generated token (the routed experts)\n", cpu_bytes / 1e6);
+        if (bw > 0) std::printf("memory read bandwidth (measured): %.1f GB/s -> decode roofline %.1f tok/s%s\n", bw,
+                                bw * 1e9 / cpu_bytes, *device ? " (the cpu's experts alone)" : "");
         std::string head = "| prompt length  ", sep = "| -------------- ", pre = "| prefill tok/s  ",
                     dec = "| decode tok/s   ", gbs = "| decode GB/s    ";
         for (const auto& [len, r] : rows) {
@@ -229,7 +257,7 @@ Runner add_bench(CLI::App& app) {
             sep += "| -------------- ";
             pre += fmt::format("| {:>14.2f} ", r.prefill_tok_s);
             dec += fmt::format("| {:>14.2f} ", r.decode_tok_s);
-            const double g = r.decode_tok_s * stats.active_bytes / 1e9;
+            const double g = r.decode_tok_s * cpu_bytes / 1e9;
             gbs += bw > 0 ? fmt::format("| {:>6.1f} ({:>3.0f}%) ", g, 100.0 * g / bw) : fmt::format("| {:>14.1f} ", g);
         }
         std::printf("%s|\n%s|\n%s|\n%s|\n%s|\n", head.c_str(), sep.c_str(), pre.c_str(), dec.c_str(), gbs.c_str());
@@ -242,6 +270,11 @@ Runner add_bench(CLI::App& app) {
                         len, d.attention * pd, d.router * pd, d.experts * pd, d.dense_ffn * pd, d.lm_head * pd, d.other * pd);
             std::printf("  %-13s prefill: attention %.3f router %.3f experts %.3f dense %.3f lm_head %.3f other %.3f\n",
                         "", p.attention * pp, p.router * pp, p.experts * pp, p.dense_ffn * pp, p.lm_head * pp, p.other * pp);
+            std::printf("  %-13s one layer (of %lld): decode %.3f, prefill %.4f\n", "", (long long)h.n_layer,
+                        per_layer(d) * pd, per_layer(p) * pp);
+            if (o->project_layers > 0)
+                std::printf("  %-13s projected to %d layers: decode %.2f tok/s, prefill %.2f tok/s\n", "",
+                            o->project_layers, (double)r.n_decoded / project(d), (double)len / project(p));
         }
         if (!batched.empty()) {
             std::printf("\nbatched decode (prompt %d each, %d steps; weights read once per step for all):\n", lens[0], o->gen);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "runtime/chat_session.h"
@@ -136,6 +137,7 @@ const char* kHelp =
 
 Runner add_chat(CLI::App& app) {
     struct Opts {
+        DeviceOpts dev;
         std::string model, system, think = "on", experts;
         int n = 1024;
         int64_t ctx = 0;
@@ -147,6 +149,7 @@ Runner add_chat(CLI::App& app) {
     app.add_option("-m,--model", o->model, "Model .gguf (first split) or Hugging Face folder")->required();
     add_experts_option(app, o->experts);
     add_no_repack_flag(app, o->no_repack);
+    add_device_options(app, o->dev);
     app.add_option("--system", o->system, "System message");
     app.add_option("--think", o->think, "Thinking (Qwen3 enable_thinking)")
         ->check(CLI::IsMember({"on", "off"}))
@@ -178,10 +181,13 @@ Runner add_chat(CLI::App& app) {
         config.think = o->think == "on";
         config.sampler = o->sp;
 
+        auto device = open_device(model, o->dev);
+        if (!device) return fail(device.error().message);
         ThreadPool pool(o->threads);
         if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool); !st) return fail(st.error().message);
-        Forward fwd(model, pool);
+            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device != nullptr); !st)
+                return fail(st.error().message);
+        Forward fwd(model, pool, device->get());
         ChatSession chat(fwd, *tok, config);
 
         Ui ui;

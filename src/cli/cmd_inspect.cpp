@@ -4,6 +4,7 @@
 
 #include "backend/backend.h"
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "model/merge.h"
 #include "model/model.h"
 #include "model/model_stats.h"
@@ -20,46 +21,6 @@ std::string human_bytes(double b) {
         ++u;
     }
     return fmt::format("{:.2f} {}", b, units[u]);
-}
-
-struct PlacementOut {
-    placement::RuleSet rules;
-    placement::Plan plan;
-    std::vector<uint64_t> gpu_bytes;  // available on cuda:i
-};
-
-// --rules FILE|auto [--gpu-mem GiB]: the device of every tensor. An explicit file that does not
-// fit is an error; `auto` falls back to the cpu with a note.
-Result<PlacementOut> plan_placement(const Model& m, const std::string& rules_arg, double gpu_mem_gib) {
-    PlacementOut out;
-    const backend::Probe probe = backend::probe_cuda();
-    for (const auto& d : probe.devices) out.gpu_bytes.push_back(d.free_bytes ? d.free_bytes : d.total_bytes);
-    if (gpu_mem_gib > 0) {
-        if (out.gpu_bytes.empty()) out.gpu_bytes.resize(1);
-        for (auto& b : out.gpu_bytes) b = (uint64_t)(gpu_mem_gib * 1024.0 * 1024.0 * 1024.0);
-    } else if (probe.devices.empty() && rules_arg == "auto") {
-        std::fprintf(stderr, "tandem: note: %s; placing on the cpu (give --gpu-mem GiB to plan for a GPU)\n",
-                     probe.reason.c_str());
-    }
-    const int n_cuda = (int)out.gpu_bytes.size();
-    std::vector<placement::TensorBytes> tensors;
-    for (const auto& t : m.file().tensors()) tensors.push_back({t.name, t.n_bytes});
-    const Arch arch = m.hparams().arch;
-    if (rules_arg == "auto") {
-        out.rules = placement::default_rules(arch, n_cuda);
-    } else {
-        TANDEM_ASSIGN(out.rules, placement::load_rules(rules_arg, n_cuda));
-    }
-    TANDEM_ASSIGN(out.plan, placement::place(out.rules, tensors));
-    auto fit = placement::check_fit(out.plan, out.gpu_bytes);
-    if (!fit && rules_arg == "auto") {
-        std::fprintf(stderr, "tandem: note: %s; auto placement falls back to the cpu\n", fit.error().message.c_str());
-        out.rules = placement::default_rules(arch, 0);
-        TANDEM_ASSIGN(out.plan, placement::place(out.rules, tensors));
-    } else if (!fit) {
-        return make_error("{}: {}", rules_arg, fit.error().message);
-    }
-    return out;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "kernels/cpu/cpu_features.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -35,6 +36,7 @@ nlohmann::json top_logits(const float* logits, int64_t n_vocab, int k) {
 
 Runner add_run(CLI::App& app) {
     struct Opts {
+        DeviceOpts dev;
         std::string model, prompt_ids, prompt, logits_out, system, think = "on", experts;
         int n = 32;
         int64_t ctx = 0;
@@ -60,6 +62,7 @@ Runner add_run(CLI::App& app) {
     app.add_option("-c,--ctx", o->ctx, "Context size (default: min(trained context, 4096), at least prompt + n)");
     app.add_option("-t,--threads,--cpu-infer", o->threads, "CPU threads")->capture_default_str();
     add_no_repack_flag(app, o->no_repack);
+    add_device_options(app, o->dev);
     app.add_option("--temp", o->sp.temperature, "Temperature (0: greedy)")->capture_default_str();
     app.add_option("--top-k", o->sp.top_k, "Top-k (0: off)")->capture_default_str();
     app.add_option("--top-p", o->sp.top_p, "Top-p (1: off)")->capture_default_str();
@@ -120,10 +123,13 @@ Runner add_run(CLI::App& app) {
         int64_t eos = -1;
         if (const GgufValue* v = model.file().find(key::kTokEos); v && v->is_integer()) eos = v->as_int();
 
+        auto device = open_device(model, o->dev);
+        if (!device) return fail(device.error().message);
         ThreadPool pool(o->threads);
         if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool); !st) return fail(st.error().message);
-        Forward fwd(model, pool);
+            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device != nullptr); !st)
+                return fail(st.error().message);
+        Forward fwd(model, pool, device->get());
         KvCache kv = fwd.make_cache(ctx);
         Sampler sampler(o->sp);
         std::vector<float> logits;

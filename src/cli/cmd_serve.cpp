@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "core/log.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/cpu_features.h"
@@ -22,6 +23,7 @@ namespace tandem::cli {
 
 Runner add_serve(CLI::App& app) {
     struct Opts {
+        DeviceOpts dev;
         std::string model, host = "127.0.0.1", api_key, api_key_file, model_name, experts;
         int port = 10002;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
@@ -41,6 +43,7 @@ Runner add_serve(CLI::App& app) {
     app.add_option("--model-name", o->model_name, "Model id in the API (default: the file name without .gguf)");
     app.add_option("-t,--cpu-infer,--threads", o->threads, "CPU threads for inference")->capture_default_str();
     add_no_repack_flag(app, o->no_repack);
+    add_device_options(app, o->dev);
     app.add_option("--cache-lens", o->cache_lens, "KV cache positions shared by all requests")->capture_default_str();
     app.add_option("--page-size", o->page_size, "Positions per KV cache page")->capture_default_str();
     app.add_option("--chunk-size", o->chunk_size, "Most prompt tokens of one request per step (chunked prefill)")
@@ -122,9 +125,13 @@ Runner add_serve(CLI::App& app) {
         sigaddset(&sigs, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+        auto device = open_device(model, o->dev);
+        if (!device) return fail(device.error().message);
         ThreadPool pool(o->threads);
         if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool); !st) return fail(st.error().message);
+            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device != nullptr); !st)
+                return fail(st.error().message);
+        ec.device = device->get();
         Engine engine(model, *tok, pool, ec);
         ApiServer server(engine, *tok, has_chat ? &chat : nullptr, sc);
         if (Status st = server.bind(); !st) return fail(st.error().message);

@@ -19,12 +19,15 @@
 
 namespace tandem {
 
-Forward::Forward(const Model& model, ThreadPool& pool) : model_(model), hp_(model.hparams()), pool_(pool) {}
+Forward::Forward(const Model& model, ThreadPool& pool, DeviceLayers* device)
+    : model_(model), hp_(model.hparams()), pool_(pool), device_(device) {}
 
-KvCache Forward::make_cache(int64_t n_ctx) const { return KvCache(hp_.n_layer, n_ctx, hp_.n_head_kv, hp_.head_dim); }
+KvCache Forward::make_cache(int64_t n_ctx) const {
+    return KvCache(hp_.n_layer, n_ctx, hp_.n_head_kv, hp_.head_dim, /*with_storage=*/!device_);
+}
 
 KvPool Forward::make_pool(int64_t page_size, int64_t n_pages) const {
-    return KvPool(hp_.n_layer, hp_.n_head_kv, hp_.head_dim, page_size, n_pages);
+    return KvPool(hp_.n_layer, hp_.n_head_kv, hp_.head_dim, page_size, n_pages, /*with_storage=*/!device_);
 }
 
 void Forward::for_tokens(int64_t n, const std::function<void(int64_t)>& fn) {
@@ -309,8 +312,7 @@ void Forward::expert_rows(const Tensor& w, int64_t row, int64_t nr, int64_t in, 
 
 void Forward::moe(int il, const float* x, int64_t n, float* out) {
     const LayerWeights& l = model_.layer(il);
-    const int64_t D = hp_.n_embd, F = hp_.n_ff_exp, E = hp_.n_expert, K = hp_.n_expert_used;
-    const cpu::KernelTable& k = cpu::kernels();
+    const int64_t E = hp_.n_expert, K = hp_.n_expert_used;
 
     // router: softmax over all experts, top-k, renormalise the k weights
     const auto t_router = std::chrono::steady_clock::now();
@@ -334,6 +336,14 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
     const double router_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_router).count();
     times_.router += router_s;
     times_.experts -= router_s;
+    moe_experts(il, x, n, out);
+}
+
+void Forward::moe_experts(int il, const float* x, int64_t n, float* out) {
+    const LayerWeights& l = model_.layer(il);
+    const int64_t D = hp_.n_embd, F = hp_.n_ff_exp, K = hp_.n_expert_used;
+    const cpu::KernelTable& k = cpu::kernels();
+    std::vector<Slot>& slots = moe_slots_;
     // tokens grouped by expert: slots of one expert are contiguous
     std::stable_sort(slots.begin(), slots.end(), [](const Slot& a, const Slot& b) { return a.expert < b.expert; });
     std::vector<std::pair<int64_t, int64_t>>& groups = moe_groups_;  // [first slot, end slot)

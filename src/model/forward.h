@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "core/thread_pool.h"
 #include "kernels/reference/attention.h"
+#include "model/device_layers.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
 
@@ -43,7 +44,11 @@ struct SeqChunk {
 
 class Forward {
 public:
-    Forward(const Model& model, ThreadPool& pool);
+    // device: the hybrid forward (model/device_layers.h): everything but the routed experts runs
+    // there, the KV pages live there (make_cache/make_pool then hold the geometry only, and one
+    // pool is served at a time: another pool's geometry reallocates the device pages). Null: all
+    // on the CPU.
+    Forward(const Model& model, ThreadPool& pool, DeviceLayers* device = nullptr);
 
     // Evaluates n tokens at positions kv.n_past.. and appends their keys/values to kv.
     // logits receives n_vocab floats for the last token, or for every token when all_logits.
@@ -57,6 +62,7 @@ public:
     KvPool make_pool(int64_t page_size, int64_t n_pages) const;
 
     StageTimes& stage_times() { return times_; }
+    DeviceLayers* device() const { return device_; }
 
     // Called with the input rows of every dense linear layer (x: n rows of w.ne[0]); for
     // calibrating static W8A8 activation ranges. Unset: nothing is called.
@@ -91,7 +97,10 @@ private:
     void linear3(const std::array<const Tensor*, 3>& ws, const std::array<float*, 3>& ys, const float* x, int64_t n);
     void attention(int il, const float* x, int64_t n, float* out);
     void attend(int il, const float* q, int64_t n, float* o);  // attention's core on the kernel table's kernel
-    void moe(int il, const float* x, int64_t n, float* out);
+    void moe(int il, const float* x, int64_t n, float* out);  // router, then moe_experts()
+    // the routed experts of layer il over the routing in moe_slots_ (K slots per token, in
+    // token order): out (n, D) = sum over a token's slots of weight * expert(x)
+    void moe_experts(int il, const float* x, int64_t n, float* out);
     void dense_ffn(int il, const float* x, int64_t n, float* out);
     void lm_head(const float* x, int64_t n, float* logits);
     void add(float* x, const float* y, int64_t n);  // x += y for n token rows (the residual)
@@ -99,10 +108,14 @@ private:
     void layer(int il, float* x, int64_t n);  // the per-architecture block
     // runs the layers over the current batch (batch_ below) and the LM head on rows out_rows
     Status run(const std::vector<int32_t>& tokens, const std::vector<int64_t>& out_rows, std::vector<float>& logits);
+    // run() of the hybrid forward: the device's layers with the routed experts in between
+    Status run_hybrid(const std::vector<int32_t>& tokens, const std::vector<int64_t>& out_rows,
+                      std::vector<float>& logits);
 
     const Model& model_;
     const HParams& hp_;
     ThreadPool& pool_;
+    DeviceLayers* device_ = nullptr;
     StageTimes times_;
     InputObserver observer_;
 

@@ -12,6 +12,7 @@ struct ModelStats {
     // routed experts (top-k of n_expert)
     double active_bytes = 0;
     double active_params = 0;
+    double active_expert_bytes = 0;  // the routed experts' part of active_bytes
 };
 
 ModelStats model_stats(const Model& m);

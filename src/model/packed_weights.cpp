@@ -10,7 +10,7 @@
 
 namespace tandem {
 
-Status Model::pack_for_cpu(ThreadPool& pool) {
+Status Model::pack_for_cpu(ThreadPool& pool, bool experts_only) {
     if (packed_.data()) return {};  // done already
     const cpu::KernelTable& k = cpu::kernels();
     const cpu::KernelTable& generic = cpu::kernels_for(cpu::Isa::generic);
@@ -22,11 +22,12 @@ Status Model::pack_for_cpu(ThreadPool& pool) {
         if (t.ne[1] % ref::kPackRows != 0) return;  // groups must not straddle two experts
         todo.push_back(&t);
     };
-    for (LayerWeights& l : layers_)
-        for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps, &l.ffn_gate,
-                          &l.ffn_up, &l.ffn_down})
-            consider(*t);
-    consider(output_);  // when tied, token_embd_ keeps its GGUF blocks for the lookups
+    for (LayerWeights& l : layers_) {
+        for (Tensor* t : {&l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps}) consider(*t);
+        if (!experts_only)
+            for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) consider(*t);
+    }
+    if (!experts_only) consider(output_);  // when tied, token_embd_ keeps its GGUF blocks for the lookups
     if (todo.empty()) return {};
 
     // one buffer: tensor i at offsets[i]; groups numbered across tensors for one parallel pass

@@ -42,6 +42,8 @@ Status Forward::run(const std::vector<int32_t>& tokens, const std::vector<int64_
     for (int64_t t = 0; t < n; ++t)
         if (tokens[(size_t)t] < 0 || tokens[(size_t)t] >= hp_.n_vocab)
             return make_error("token id {} is out of the vocabulary (0..{})", tokens[(size_t)t], hp_.n_vocab - 1);
+    if (device_) return run_hybrid(tokens, out_rows, logits);
+    if (!pool_kv_->has_storage()) return make_error("eval: a KV pool without storage (made for a hybrid forward)");
 
     auto t = Clock::now();
     float* x = grow(x_, (size_t)(n * hp_.n_embd));
@@ -57,6 +59,42 @@ Status Forward::run(const std::vector<int32_t>& tokens, const std::vector<int64_
     float* xo = grow(xout_, (size_t)(n_out * D));
     for (int64_t i = 0; i < n_out; ++i) std::copy_n(x + out_rows[(size_t)i] * D, D, xo + i * D);
     lm_head(xo, n_out, logits.data());
+    times_.lm_head += seconds_since(t);
+    return {};
+}
+
+Status Forward::run_hybrid(const std::vector<int32_t>& tokens, const std::vector<int64_t>& out_rows,
+                           std::vector<float>& logits) {
+    DeviceLayers& dev = *device_;
+    const int64_t n = (int64_t)tokens.size(), E = hp_.n_expert, K = hp_.n_expert_used;
+    auto t = Clock::now();
+    TANDEM_TRY(dev.make_pool(pool_kv_->page_size(), pool_kv_->n_pages()));
+    TANDEM_TRY(dev.begin(tokens, tok_pos_, tok_pages_));
+    times_.other += seconds_since(t);
+    for (int il = 0; il < (int)hp_.n_layer; ++il) {
+        if (!hp_.is_moe()) {
+            TANDEM_TRY(dev.dense_layer(il));  // (attention and FFN in one device call)
+            times_.dense_ffn += seconds_since(t);
+            continue;
+        }
+        // attention block, FFN norm and router on the device (timed as attention, with the wait)
+        TANDEM_ASSIGN(const DeviceLayers::Routed r, dev.attention_and_route(il));
+        times_.attention += seconds_since(t);
+        std::vector<Slot>& slots = moe_slots_;
+        slots.clear();
+        for (int64_t i = 0; i < n * K; ++i) {
+            const int32_t e = r.ids[i];
+            if (e < 0 || e >= E) return make_error("{}: layer {}: router chose expert {} of {}", dev.name(), il, e, E);
+            slots.push_back({e, i / K, r.weights[i]});
+        }
+        moe_experts(il, r.x, n, r.out);  // the routed experts, here
+        times_.experts += seconds_since(t);
+        TANDEM_TRY(dev.add_ffn());
+        times_.other += seconds_since(t);
+    }
+    logits.resize(out_rows.size() * (size_t)hp_.n_vocab);
+    if (out_rows.empty()) return {};
+    TANDEM_TRY(dev.logits(out_rows, logits.data()));
     times_.lm_head += seconds_since(t);
     return {};
 }

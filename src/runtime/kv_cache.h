@@ -13,9 +13,11 @@ namespace tandem {
 
 class KvPool {
 public:
-    KvPool(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, int64_t page_size, int64_t n_pages)
+    // with_storage false: the geometry only (a hybrid Forward's pages live on the device)
+    KvPool(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, int64_t page_size, int64_t n_pages,
+           bool with_storage = true)
         : n_layer_(n_layer), n_head_kv_(n_head_kv), head_dim_(head_dim), page_size_(page_size), n_pages_(n_pages),
-          k_((size_t)(n_pages * n_layer * n_head_kv * page_size * head_dim)), v_(k_.size()) {}
+          k_(with_storage ? (size_t)(n_pages * n_layer * n_head_kv * page_size * head_dim) : 0), v_(k_.size()) {}
 
     // Keys / values of layer il and KV head hk in one page, one head's positions together
     // (attention streams them in order): keys transposed, head_dim rows of page_size positions
@@ -31,7 +33,8 @@ public:
     int64_t n_pages() const { return n_pages_; }
     // halves from one page to the next for the same layer and head: k(p, il, hk) = k(0, il, hk) + p * page_stride()
     int64_t page_stride() const { return n_layer_ * n_head_kv_ * page_size_ * head_dim_; }
-    size_t bytes() const { return 2 * k_.size() * sizeof(uint16_t); }
+    size_t bytes() const { return 2 * k_.size() * sizeof(uint16_t); }  // 0 without storage
+    bool has_storage() const { return !k_.empty(); }
 
 private:
     size_t offset(int32_t page, int64_t il, int64_t hk) const {
@@ -47,8 +50,9 @@ private:
 struct KvCache {
     static constexpr int64_t kPageSize = 256;
 
-    KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim)
-        : pool(n_layer, n_head_kv, head_dim, kPageSize, (n_ctx + kPageSize - 1) / kPageSize), n_ctx(n_ctx) {
+    KvCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim, bool with_storage = true)
+        : pool(n_layer, n_head_kv, head_dim, kPageSize, (n_ctx + kPageSize - 1) / kPageSize, with_storage),
+          n_ctx(n_ctx) {
         for (int32_t p = 0; p < (int32_t)pool.n_pages(); ++p) pages.push_back(p);
     }
 

@@ -56,7 +56,7 @@ struct Engine::Active {
 };
 
 Engine::Engine(const Model& model, const Tokenizer& tok, ThreadPool& pool, EngineConfig config)
-    : model_(model), tok_(tok), config_(config), fwd_(model, pool),
+    : model_(model), tok_(tok), config_(config), fwd_(model, pool, config.device),
       kv_(fwd_.make_pool(config.page_size, (config.cache_tokens + config.page_size - 1) / config.page_size)),
       pages_(kv_.n_pages(), config.page_size, config.prefix_cache), sched_(config.sched, pages_) {
     metrics_.update([&](MetricValues& v, Histogram&, Histogram&) {

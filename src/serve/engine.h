@@ -88,6 +88,7 @@ struct EngineConfig {
     int64_t cache_tokens = 16384;  // KV positions shared by all requests
     bool prefix_cache = true;
     bool log_requests = true;
+    DeviceLayers* device = nullptr;  // the hybrid forward's device half (null: all on the CPU)
 };
 
 struct SubmitResult {

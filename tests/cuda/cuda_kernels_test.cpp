@@ -120,6 +120,24 @@ TEST(CudaKernels, SwigluMatchesReference) {
     expect_close(gpu->get(d_g, n), want, 1e-6f, "swiglu");
 }
 
+// The residual add and the row gather of the LM head's inputs: exact.
+TEST(CudaKernels, AddAndGatherRowsAreExact) {
+    const int64_t n_rows = 7, width = 300;
+    const auto x = randn((size_t)(n_rows * width), 13), y = randn((size_t)(n_rows * width), 14);
+    std::vector<float> sum(x.size());
+    for (size_t i = 0; i < x.size(); ++i) sum[i] = x[i] + y[i];
+    const std::vector<int32_t> rows = {6, 0, 3};
+    std::vector<float> picked;
+    for (int32_t r : rows) picked.insert(picked.end(), sum.begin() + r * width, sum.begin() + (r + 1) * width);
+    TANDEM_GPU_OR_SKIP(gpu);
+    float* d_x = gpu->put(x);
+    ASSERT_EQ(cuda::add(d_x, gpu->put(y), (int64_t)x.size(), nullptr), "");
+    EXPECT_EQ(gpu->get(d_x, x.size()), sum);
+    float* d_out = gpu->zeros<float>(picked.size());
+    ASSERT_EQ(cuda::gather_rows(d_x, gpu->put(rows), (int64_t)rows.size(), width, d_out, nullptr), "");
+    EXPECT_EQ(gpu->get(d_out, picked.size()), picked);
+}
+
 // GEMV (1 token) and GEMM (3, 11 tokens: a partial tile) against the dequantized weights dotted
 // in double: 1e-5 of the largest output (f32 accumulation over 768 products).
 TEST(CudaKernels, MatmulMatchesDequantizedReference) {

@@ -245,6 +245,32 @@ class Cli(TempDirTestCase):
             rules = self.write_rules(f"bad{i + 1}.yaml", text)
             self.assert_error([TANDEM, "inspect", "--rules", rules, "--gpu-mem", "8", self.model], *expect)
 
+    def test_device_and_rules_options(self):
+        for sub in ("run", "chat", "bench", "serve"):
+            self.assertIn("--device", run([TANDEM, sub, "--help"]).stdout, sub)
+        base = [TANDEM, "run", "-m", self.model, "--prompt-ids", PROMPT, "-n", 6, "--json", "--ignore-eos"]
+        on_cpu = run_json(base + ["--device", "cpu"])["ids"]
+        all_cpu = self.write_rules("all-cpu.yaml", "- match: {name: '.*'}\n  device: cpu\n")
+        self.assertEqual(run_json(base + ["--rules", all_cpu])["ids"], on_cpu)
+        p = run(base + ["--device", "cuda"], check=False)
+        if p.returncode == 1 and "no CUDA" in p.stderr:  # this machine has no GPU
+            self.assert_error(base + ["--device", "cuda:0"], "--device cuda:0: no CUDA")
+            self.assertEqual(run_json(base)["ids"], on_cpu)  # --device auto: the cpu
+            self.assertEqual(run_json(base + ["--rules", "auto"])["ids"], on_cpu)
+            self.assert_error(base + ["--rules", self.RULES], "rules-qwen3moe.yaml", "device 'cuda:0'")
+        else:  # a GPU: the hybrid forward (greedy ids as the cpu's where margins are clear: tests/cuda)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(len(json.loads(p.stdout)["ids"]), 6)
+            gpu_experts = self.write_rules("gpu-experts.yaml", "- match: {name: '.*'}\n  device: cuda:0\n")
+            self.assert_error(base + ["--rules", gpu_experts], "ffn_", "_exps.weight is placed on cuda:0")
+            split = self.write_rules("split.yaml", "- match: {name: '_exps'}\n  device: cpu\n"
+                                     "- match: {name: 'attn'}\n  device: cpu\n- match: {name: '.*'}\n  device: cuda:0\n")
+            self.assert_error(base + ["--rules", split], "spread over cpu, cuda:0")
+        self.assert_error(base + ["--device", "npu:0"], "unknown device 'npu:0'")
+        self.assert_error(base + ["--device", "cuda:x"], "bad device index")
+        p = run(base + ["--device", "cpu", "--rules", all_cpu], check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)  # one or the other
+
     def test_usage_errors_exit_2(self):
         p = run([TANDEM, "run", "--bogus"], check=False)
         self.assertEqual(p.returncode, 2)

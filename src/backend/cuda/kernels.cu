@@ -153,6 +153,16 @@ __global__ void k_rope(float* x, const int32_t* pos, int64_t n_heads, int64_t he
     }
 }
 
+__global__ void k_add(float* x, const float* y, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+__global__ void k_gather_rows(const float* src, const int32_t* rows, int64_t width, float* dst) {
+    const float* s = src + (int64_t)rows[blockIdx.x] * width;
+    for (int64_t e = threadIdx.x; e < width; e += blockDim.x) dst[(int64_t)blockIdx.x * width + e] = s[e];
+}
+
 __global__ void k_swiglu(const float* g, const float* u, float* out, int64_t n) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
@@ -441,6 +451,18 @@ KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_he
     const float theta_scale = std::pow(base, -2.0f / (float)head_dim);  // the reference's, on the host
     k_rope<<<(unsigned)n_tok, 256, 0, st(stream)>>>(x, pos, n_heads, head_dim, theta_scale);
     return launched("rope_neox");
+}
+
+KernelStatus add(float* x, const float* y, int64_t n, void* stream) {
+    if (n == 0) return {};
+    k_add<<<(unsigned)((n + 255) / 256), 256, 0, st(stream)>>>(x, y, n);
+    return launched("add");
+}
+
+KernelStatus gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t width, float* dst, void* stream) {
+    if (n == 0) return {};
+    k_gather_rows<<<(unsigned)n, 256, 0, st(stream)>>>(src, rows, width, dst);
+    return launched("gather_rows");
 }
 
 KernelStatus swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream) {

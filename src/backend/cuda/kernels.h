@@ -35,6 +35,12 @@ KernelStatus rms_norm(const float* x, const float* w, int64_t n_rows, int64_t wi
 KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim, float base,
                  void* stream);
 
+// x[i] += y[i], n values (the residual).
+KernelStatus add(float* x, const float* y, int64_t n, void* stream);
+
+// dst[i] = row rows[i] of src (rows of `width`), i < n (the rows whose logits are wanted).
+KernelStatus gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t width, float* dst, void* stream);
+
 // out[i] = silu(gate[i]) * up[i], n values; out may alias gate.
 KernelStatus swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream);
 

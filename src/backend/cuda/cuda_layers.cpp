@@ -1,0 +1,447 @@
+// DeviceLayers on CUDA (model/device_layers.h): the non-expert weights uploaded as stored, a
+// paged KV cache in device memory, one stream, and the kernels of backend/cuda/kernels.h in the
+// order of the CPU forward (model/qwen3moe.cpp, builders.cpp). Plain C++: no CUDA header here;
+// compiled into tandem_lib only when the CUDA backend is built.
+#include <algorithm>
+#include <cstring>
+
+#include "backend/backend.h"
+#include "backend/cuda/kernels.h"
+#include "core/log.h"
+#include "model/device_layers.h"
+#include "model/model.h"
+
+namespace tandem {
+namespace {
+
+#define TANDEM_CUDA_TRY(call)                                   \
+    do {                                                        \
+        const std::string tandem_ks_ = (call);                  \
+        if (!tandem_ks_.empty()) return Error{name_ + ": " + tandem_ks_}; \
+    } while (0)
+
+// A weight matrix on the device: GGUF rows as stored, or int8 rows with their parameters.
+struct DevMat {
+    DType type = DType::F32;
+    const void* w = nullptr;
+    size_t row_bytes = 0;
+    int64_t rows = 0, in = 0;
+    bool present = false;
+    // W8A8
+    bool i8 = false, static_act = false;
+    float input_scale = 1.0f, input_offset = 0.0f;
+    const float* scale = nullptr;
+    const int32_t* bias = nullptr;
+    const float* zero = nullptr;
+};
+
+struct DevLayer {
+    const float *attn_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr, *ffn_norm = nullptr;
+    DevMat wq, wk, wv, wo, gate_inp, ffn_gate, ffn_up, ffn_down;
+};
+
+bool gpu_type(DType t) {
+    switch (t) {
+        case DType::F32: case DType::F16: case DType::BF16: case DType::Q8_0: case DType::Q4_K: case DType::Q6_K:
+        case DType::I8:
+            return true;
+        default:
+            return false;
+    }
+}
+
+class CudaLayers final : public DeviceLayers {
+public:
+    CudaLayers(const Model& m, std::unique_ptr<backend::Backend> be)
+        : m_(m), hp_(m.hparams()), be_(std::move(be)),
+          name_(be_->name() + " (" + be_->device().name + ")") {}
+
+    ~CudaLayers() override {
+        if (stream_) (void)stream_->synchronize();
+        if (pinned_) be_->free_pinned(pinned_);
+    }
+
+    std::string name() const override { return name_; }
+
+    Status init() {
+        // what goes up: every layer's non-expert tensors, the embeddings, the output norm and head
+        std::vector<const Tensor*> mats;
+        auto want = [&](const Tensor& t) -> Status {
+            if (!t.data) return {};
+            if (!gpu_type(t.type))
+                return make_error("{}: {} is {}: the CUDA kernels take f32, f16, bf16, q8_0, q4_k, q6_k and int8 "
+                                  "(run with --device cpu)",
+                                  name_, t.name, dtype_name(t.type));
+            if (t.int8 && t.int8->static_act && !t.int8->zero.empty())
+                return make_error("{}: {}: static int8 activations with weight zero points", name_, t.name);
+            mats.push_back(&t);
+            return {};
+        };
+        uint64_t bytes = 0;
+        auto count_vec = [&](const std::vector<float>& v) { bytes += v.size() * sizeof(float) + 256; };
+        for (int il = 0; il < (int)hp_.n_layer; ++il) {
+            const LayerWeights& l = m_.layer(il);
+            if (!l.attn_norm_bias.empty() || !l.ffn_norm_bias.empty())
+                return make_error("{}: layer {}: RMSNorm biases (msModelSlim anti-outlier smoothing) are not on the "
+                                  "CUDA path yet (run with --device cpu)",
+                                  name_, il);
+            for (const Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate_inp, &l.ffn_gate, &l.ffn_up, &l.ffn_down})
+                TANDEM_TRY(want(*t));
+            for (const auto* v : {&l.attn_norm, &l.attn_q_norm, &l.attn_k_norm, &l.ffn_norm}) count_vec(*v);
+        }
+        TANDEM_TRY(want(m_.token_embd()));
+        const bool tied = m_.output().data == m_.token_embd().data;
+        if (!tied) TANDEM_TRY(want(m_.output()));
+        count_vec(m_.output_norm());
+        for (const Tensor* t : mats) {
+            bytes += t->n_bytes() + 256;
+            if (t->int8) bytes += (size_t)t->n_rows() * 12 + 768;
+        }
+        const uint64_t free_b = be_->device().free_bytes;
+        constexpr uint64_t kReserve = 1ull << 30;  // scratch, KV pages and the CUDA context's own
+        if (free_b && bytes + kReserve > free_b)
+            return make_error("{}: the non-expert weights need {:.2f} GiB + {:.2f} GiB of working memory, the device "
+                              "has {:.2f} GiB free",
+                              name_, (double)bytes / (1ull << 30), (double)kReserve / (1ull << 30),
+                              (double)free_b / (1ull << 30));
+        TANDEM_ASSIGN(weights_, be_->make_arena(bytes));
+        TANDEM_ASSIGN(stream_, be_->make_stream());
+        const bool loud = bytes >= (1ull << 30);
+        if (loud) log::info("{}: uploading {:.2f} GiB of non-expert weights...", name_, (double)bytes / (1ull << 30));
+
+        layers_.resize((size_t)hp_.n_layer);
+        for (int il = 0; il < (int)hp_.n_layer; ++il) {
+            const LayerWeights& l = m_.layer(il);
+            DevLayer& d = layers_[(size_t)il];
+            TANDEM_ASSIGN(d.attn_norm, put_vec(l.attn_norm, "attn_norm"));
+            TANDEM_ASSIGN(d.q_norm, put_vec(l.attn_q_norm, "attn_q_norm"));
+            TANDEM_ASSIGN(d.k_norm, put_vec(l.attn_k_norm, "attn_k_norm"));
+            TANDEM_ASSIGN(d.ffn_norm, put_vec(l.ffn_norm, "ffn_norm"));
+            TANDEM_ASSIGN(d.wq, put_mat(l.wq));
+            TANDEM_ASSIGN(d.wk, put_mat(l.wk));
+            TANDEM_ASSIGN(d.wv, put_mat(l.wv));
+            TANDEM_ASSIGN(d.wo, put_mat(l.wo));
+            TANDEM_ASSIGN(d.gate_inp, put_mat(l.ffn_gate_inp));
+            TANDEM_ASSIGN(d.ffn_gate, put_mat(l.ffn_gate));
+            TANDEM_ASSIGN(d.ffn_up, put_mat(l.ffn_up));
+            TANDEM_ASSIGN(d.ffn_down, put_mat(l.ffn_down));
+        }
+        TANDEM_ASSIGN(embd_, put_mat(m_.token_embd()));
+        if (tied) {
+            output_ = embd_;
+        } else {
+            TANDEM_ASSIGN(output_, put_mat(m_.output()));
+        }
+        TANDEM_ASSIGN(output_norm_, put_vec(m_.output_norm(), "output_norm"));
+        TANDEM_TRY(stream_->synchronize());
+        if (loud) log::info("{}: weights uploaded ({:.2f} GiB used)", name_, (double)weights_->used() / (1ull << 30));
+        return {};
+    }
+
+    Status make_pool(int64_t page_size, int64_t n_pages) override {
+        if (kv_ && page_size == kv_page_size_ && n_pages == kv_n_pages_) return {};
+        kv_.reset();
+        const int64_t n_kv = hp_.n_kv();
+        const size_t half = (size_t)(n_pages * hp_.n_layer * page_size * n_kv) * sizeof(uint16_t);
+        auto a = be_->make_arena(2 * half + 512);
+        if (!a)
+            return make_error("{}: KV cache of {} pages x {} positions ({:.2f} GiB): {}", name_, n_pages, page_size,
+                              2.0 * (double)half / (1ull << 30), a.error().message);
+        kv_ = std::move(*a);
+        TANDEM_ASSIGN(void* k, kv_->alloc(half, "KV cache keys"));
+        TANDEM_ASSIGN(void* v, kv_->alloc(half, "KV cache values"));
+        kv_k_ = static_cast<uint16_t*>(k);
+        kv_v_ = static_cast<uint16_t*>(v);
+        kv_page_size_ = page_size;
+        kv_n_pages_ = n_pages;
+        return {};
+    }
+
+    Status begin(const std::vector<int32_t>& tokens, const std::vector<int64_t>& pos,
+                 const std::vector<const int32_t*>& pages) override {
+        if (!kv_) return make_error("{}: no KV cache (make_pool first)", name_);
+        n_ = (int64_t)tokens.size();
+        // sequences: runs of tokens sharing a block table; each needs pages up to its last position
+        std::vector<const int32_t*> seq_pages;
+        std::vector<int64_t> seq_need;
+        std::vector<int32_t> tok_seq((size_t)n_);
+        for (int64_t t = 0; t < n_; ++t) {
+            if (t == 0 || pages[(size_t)t] != pages[(size_t)t - 1]) {
+                seq_pages.push_back(pages[(size_t)t]);
+                seq_need.push_back(0);
+            }
+            tok_seq[(size_t)t] = (int32_t)seq_pages.size() - 1;
+            seq_need.back() = std::max(seq_need.back(), pos[(size_t)t] / kv_page_size_ + 1);
+        }
+        max_pages_ = *std::max_element(seq_need.begin(), seq_need.end());
+        const int64_t n_seq = (int64_t)seq_pages.size();
+        TANDEM_TRY(reserve(n_, n_seq * max_pages_));
+        // one upload of the batch's integers: tokens, positions, sequence of each token, tables
+        int32_t* meta = h_meta_;
+        for (int64_t t = 0; t < n_; ++t) {
+            meta[t] = tokens[(size_t)t];
+            meta[n_ + t] = (int32_t)pos[(size_t)t];
+            meta[2 * n_ + t] = tok_seq[(size_t)t];
+        }
+        int32_t* tables = meta + 3 * n_;
+        for (int64_t s = 0; s < n_seq; ++s)
+            for (int64_t i = 0; i < max_pages_; ++i) {
+                const int32_t p = i < seq_need[(size_t)s] ? seq_pages[(size_t)s][i] : 0;
+                if (p < 0 || p >= kv_n_pages_) return make_error("{}: page {} out of the pool", name_, p);
+                tables[s * max_pages_ + i] = p;
+            }
+        const size_t meta_n = (size_t)(3 * n_ + n_seq * max_pages_);
+        TANDEM_TRY(be_->upload(d_meta_, meta, meta_n * sizeof(int32_t), stream_.get()));
+        d_tokens_ = d_meta_;
+        d_pos_ = d_meta_ + n_;
+        d_tok_seq_ = d_meta_ + 2 * n_;
+        d_tables_ = d_meta_ + 3 * n_;
+        TANDEM_CUDA_TRY(cuda::embed_rows(embd_.type, embd_.w, embd_.row_bytes, d_tokens_, n_, hp_.n_embd, d_x_, s()));
+        return {};
+    }
+
+    Result<Routed> attention_and_route(int il) override {
+        TANDEM_TRY(attention_block(il));
+        const DevLayer& l = layers_[(size_t)il];
+        const int64_t D = hp_.n_embd, E = hp_.n_expert, K = hp_.n_expert_used;
+        TANDEM_CUDA_TRY(cuda::rms_norm(d_x_, l.ffn_norm, n_, D, hp_.rms_eps, d_cur_, s()));
+        TANDEM_TRY(linear(l.gate_inp, d_cur_, d_ffn_));
+        TANDEM_CUDA_TRY(cuda::router_topk(d_ffn_, n_, E, K, d_ids_, d_w_, s()));
+        TANDEM_TRY(be_->download(h_cur_, d_cur_, (size_t)(n_ * D) * sizeof(float), stream_.get()));
+        TANDEM_TRY(be_->download(h_ids_, d_ids_, (size_t)(n_ * K) * sizeof(int32_t), stream_.get()));
+        TANDEM_TRY(be_->download(h_w_, d_w_, (size_t)(n_ * K) * sizeof(float), stream_.get()));
+        TANDEM_TRY(stream_->synchronize());
+        return Routed{h_cur_, h_ids_, h_w_, h_out_};
+    }
+
+    Status add_ffn() override {
+        const int64_t nd = n_ * hp_.n_embd;
+        TANDEM_TRY(be_->upload(d_delta_, h_out_, (size_t)nd * sizeof(float), stream_.get()));
+        TANDEM_CUDA_TRY(cuda::add(d_x_, d_delta_, nd, s()));
+        return {};
+    }
+
+    Status dense_layer(int il) override {
+        TANDEM_TRY(attention_block(il));
+        const DevLayer& l = layers_[(size_t)il];
+        const int64_t D = hp_.n_embd, F = hp_.n_ff;
+        float* g = d_ffn_;
+        float* u = d_ffn_ + n_ * F;
+        TANDEM_CUDA_TRY(cuda::rms_norm(d_x_, l.ffn_norm, n_, D, hp_.rms_eps, d_cur_, s()));
+        TANDEM_TRY(linear(l.ffn_gate, d_cur_, g));
+        TANDEM_TRY(linear(l.ffn_up, d_cur_, u));
+        TANDEM_CUDA_TRY(cuda::swiglu(g, u, g, n_ * F, s()));
+        TANDEM_TRY(linear(l.ffn_down, g, d_delta_));
+        TANDEM_CUDA_TRY(cuda::add(d_x_, d_delta_, n_ * D, s()));
+        return {};
+    }
+
+    Status logits(const std::vector<int64_t>& rows, float* out) override {
+        const int64_t n_out = (int64_t)rows.size(), D = hp_.n_embd, V = hp_.n_vocab;
+        if (n_out == 0) return {};
+        TANDEM_TRY(reserve_logits(n_out));
+        for (int64_t i = 0; i < n_out; ++i) h_rows_[i] = (int32_t)rows[(size_t)i];
+        TANDEM_TRY(be_->upload(d_rows_, h_rows_, (size_t)n_out * sizeof(int32_t), stream_.get()));
+        // the gathered rows go to cur (n_out <= n rows of D), normed in place
+        TANDEM_CUDA_TRY(cuda::gather_rows(d_x_, d_rows_, n_out, D, d_cur_, s()));
+        TANDEM_CUDA_TRY(cuda::rms_norm(d_cur_, output_norm_, n_out, D, hp_.rms_eps, d_cur_, s()));
+        int64_t saved_n = n_;
+        n_ = n_out;
+        Status st = linear(output_, d_cur_, d_logits_);
+        n_ = saved_n;
+        TANDEM_TRY(st);
+        TANDEM_TRY(be_->download(out, d_logits_, (size_t)(n_out * V) * sizeof(float), stream_.get()));
+        TANDEM_TRY(stream_->synchronize());
+        return {};
+    }
+
+private:
+    void* s() { return stream_->handle(); }
+
+    Result<const float*> put_vec(const std::vector<float>& v, const char* what) {
+        if (v.empty()) return (const float*)nullptr;
+        TANDEM_ASSIGN(void* p, backend::upload_tensor(*be_, *weights_, what, v.data(), v.size() * sizeof(float),
+                                                      stream_.get()));
+        return (const float*)p;
+    }
+
+    template <typename T>
+    Result<const T*> put_array(const std::vector<T>& v, const std::string& what) {
+        if (v.empty()) return (const T*)nullptr;
+        TANDEM_ASSIGN(void* p, backend::upload_tensor(*be_, *weights_, what, v.data(), v.size() * sizeof(T),
+                                                      stream_.get()));
+        return (const T*)p;
+    }
+
+    Result<DevMat> put_mat(const Tensor& t) {
+        DevMat d;
+        if (!t.data) return d;
+        d.present = true;
+        d.type = t.type;
+        d.row_bytes = t.row_bytes;
+        d.rows = t.n_rows();
+        d.in = t.ne[0];
+        TANDEM_ASSIGN(void* p, backend::upload_tensor(*be_, *weights_, t.name, t.data, t.n_bytes(), stream_.get()));
+        d.w = p;
+        if (t.int8) {
+            const Int8Linear& q = *t.int8;
+            d.i8 = true;
+            d.static_act = q.static_act;
+            d.input_scale = q.input_scale;
+            d.input_offset = q.input_offset;
+            TANDEM_ASSIGN(d.scale, put_array(q.scale, t.name + " scale"));
+            TANDEM_ASSIGN(d.bias, put_array(q.bias, t.name + " bias"));
+            TANDEM_ASSIGN(d.zero, put_array(q.zero, t.name + " zero"));
+            max_in_ = std::max(max_in_, d.in);
+        }
+        return d;
+    }
+
+    // y (n_, rows) = x (n_, in) times the matrix
+    Status linear(const DevMat& w, const float* x, float* y) {
+        if (!w.present) return make_error("{}: a matrix the layer needs is missing", name_);
+        if (!w.i8) {
+            TANDEM_CUDA_TRY(cuda::matmul(w.type, w.w, w.row_bytes, w.rows, w.in, x, n_, y, s()));
+            return {};
+        }
+        TANDEM_CUDA_TRY(cuda::quantize_i8(x, n_, w.in, !w.static_act, w.input_scale, w.input_offset, d_xq_, d_xs_,
+                                          d_xsum_, s()));
+        cuda::I8Rows r;
+        r.scale = w.scale;
+        r.bias = w.static_act ? w.bias : nullptr;
+        r.zero = w.zero;
+        TANDEM_CUDA_TRY(cuda::matmul_i8((const int8_t*)w.w, w.row_bytes, w.rows, w.in, d_xq_, d_xs_, d_xsum_, n_, r, y,
+                                        s()));
+        return {};
+    }
+
+    // x += attention(norm(x)) for layer il
+    Status attention_block(int il) {
+        const DevLayer& l = layers_[(size_t)il];
+        const int64_t D = hp_.n_embd, hd = hp_.head_dim;
+        TANDEM_CUDA_TRY(cuda::rms_norm(d_x_, l.attn_norm, n_, D, hp_.rms_eps, d_cur_, s()));
+        TANDEM_TRY(linear(l.wq, d_cur_, d_q_));
+        TANDEM_TRY(linear(l.wk, d_cur_, d_k_));
+        TANDEM_TRY(linear(l.wv, d_cur_, d_v_));
+        TANDEM_CUDA_TRY(cuda::rms_norm(d_q_, l.q_norm, n_ * hp_.n_head, hd, hp_.rms_eps, d_q_, s()));
+        TANDEM_CUDA_TRY(cuda::rms_norm(d_k_, l.k_norm, n_ * hp_.n_head_kv, hd, hp_.rms_eps, d_k_, s()));
+        TANDEM_CUDA_TRY(cuda::rope_neox(d_q_, d_pos_, n_, hp_.n_head, hd, hp_.rope_base, s()));
+        TANDEM_CUDA_TRY(cuda::rope_neox(d_k_, d_pos_, n_, hp_.n_head_kv, hd, hp_.rope_base, s()));
+        const cuda::KvLayer kv{kv_k_, kv_v_, hp_.n_layer, il, kv_page_size_, hp_.n_kv()};
+        TANDEM_CUDA_TRY(cuda::kv_store(kv, d_k_, d_v_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, s()));
+        TANDEM_CUDA_TRY(cuda::attention(kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, hp_.n_head,
+                                        hp_.n_head_kv, hd, d_attn_, s()));
+        TANDEM_TRY(linear(l.wo, d_attn_, d_delta_));
+        TANDEM_CUDA_TRY(cuda::add(d_x_, d_delta_, n_ * D, s()));
+        return {};
+    }
+
+    // Device scratch and pinned staging for batches of up to n tokens and `table` page entries;
+    // grown (never shrunk) by reallocating, after the stream has drained.
+    Status reserve(int64_t n, int64_t table) {
+        if (n <= cap_tok_ && table <= cap_table_) return {};
+        TANDEM_TRY(stream_->synchronize());
+        cap_tok_ = std::max({n, cap_tok_ * 2, (int64_t)64});
+        cap_table_ = std::max({table, cap_table_ * 2, (int64_t)256});
+        const int64_t T = cap_tok_, D = hp_.n_embd, K = std::max<int64_t>(hp_.n_expert_used, 1);
+        const int64_t ffn = std::max(hp_.n_expert, 2 * hp_.n_ff);
+        scratch_.reset();
+        const size_t f = sizeof(float);
+        const size_t bytes = (size_t)T * f * (3 * D + 2 * hp_.n_q() + 2 * hp_.n_kv() + ffn + K) +
+                             (size_t)T * (sizeof(int32_t) * (K + 4) + (size_t)max_in_ + 8) +
+                             (size_t)(3 * T + cap_table_) * sizeof(int32_t) + 16 * 256;
+        TANDEM_ASSIGN(scratch_, be_->make_arena(bytes));
+        auto take = [&](size_t b, const char* what) -> Result<void*> { return scratch_->alloc(std::max<size_t>(b, 4), what); };
+        TANDEM_ASSIGN(void* x, take((size_t)(T * D) * f, "x"));
+        TANDEM_ASSIGN(void* cur, take((size_t)(T * D) * f, "cur"));
+        TANDEM_ASSIGN(void* delta, take((size_t)(T * D) * f, "delta"));
+        TANDEM_ASSIGN(void* q, take((size_t)(T * hp_.n_q()) * f, "q"));
+        TANDEM_ASSIGN(void* attn, take((size_t)(T * hp_.n_q()) * f, "attn"));
+        TANDEM_ASSIGN(void* k, take((size_t)(T * hp_.n_kv()) * f, "k"));
+        TANDEM_ASSIGN(void* v, take((size_t)(T * hp_.n_kv()) * f, "v"));
+        TANDEM_ASSIGN(void* fb, take((size_t)(T * ffn) * f, "ffn"));
+        TANDEM_ASSIGN(void* w, take((size_t)(T * K) * f, "router weights"));
+        TANDEM_ASSIGN(void* ids, take((size_t)(T * K) * sizeof(int32_t), "router ids"));
+        TANDEM_ASSIGN(void* xq, take((size_t)(T * max_in_), "int8 activations"));
+        TANDEM_ASSIGN(void* xs, take((size_t)T * f, "int8 scales"));
+        TANDEM_ASSIGN(void* xsum, take((size_t)T * sizeof(int32_t), "int8 sums"));
+        TANDEM_ASSIGN(void* meta, take((size_t)(3 * T + cap_table_) * sizeof(int32_t), "batch"));
+        d_x_ = (float*)x, d_cur_ = (float*)cur, d_delta_ = (float*)delta, d_q_ = (float*)q, d_attn_ = (float*)attn;
+        d_k_ = (float*)k, d_v_ = (float*)v, d_ffn_ = (float*)fb, d_w_ = (float*)w, d_ids_ = (int32_t*)ids;
+        d_xq_ = (int8_t*)xq, d_xs_ = (float*)xs, d_xsum_ = (int32_t*)xsum, d_meta_ = (int32_t*)meta;
+        // pinned: cur, out (T x D floats), ids, weights, the batch's integers
+        if (pinned_) be_->free_pinned(pinned_);
+        pinned_ = nullptr;
+        const size_t pb = (size_t)(2 * T * D) * f + (size_t)(T * K) * (f + sizeof(int32_t)) +
+                          (size_t)(3 * T + cap_table_) * sizeof(int32_t) + 64;
+        TANDEM_ASSIGN(pinned_, be_->alloc_pinned(pb));
+        uint8_t* p = static_cast<uint8_t*>(pinned_);
+        h_cur_ = (float*)p, p += (size_t)(T * D) * f;
+        h_out_ = (float*)p, p += (size_t)(T * D) * f;
+        h_w_ = (float*)p, p += (size_t)(T * K) * f;
+        h_ids_ = (int32_t*)p, p += (size_t)(T * K) * sizeof(int32_t);
+        h_meta_ = (int32_t*)p;
+        return {};
+    }
+
+    Status reserve_logits(int64_t n_out) {
+        if (n_out <= cap_logits_) return {};
+        TANDEM_TRY(stream_->synchronize());
+        cap_logits_ = std::max(n_out, cap_logits_ * 2);
+        logits_arena_.reset();
+        const size_t lb = (size_t)(cap_logits_ * hp_.n_vocab) * sizeof(float);
+        TANDEM_ASSIGN(logits_arena_, be_->make_arena(lb + (size_t)cap_logits_ * sizeof(int32_t) + 512));
+        TANDEM_ASSIGN(void* lg, logits_arena_->alloc(lb, "logits"));
+        TANDEM_ASSIGN(void* rows, logits_arena_->alloc((size_t)cap_logits_ * sizeof(int32_t), "logit rows"));
+        d_logits_ = (float*)lg;
+        d_rows_ = (int32_t*)rows;
+        h_rows_store_.resize((size_t)cap_logits_);
+        h_rows_ = h_rows_store_.data();
+        return {};
+    }
+
+    const Model& m_;
+    const HParams& hp_;
+    std::unique_ptr<backend::Backend> be_;
+    std::string name_;
+    std::unique_ptr<backend::Stream> stream_;
+    std::unique_ptr<backend::Arena> weights_, kv_, scratch_, logits_arena_;
+    std::vector<DevLayer> layers_;
+    DevMat embd_, output_;
+    const float* output_norm_ = nullptr;
+    int64_t max_in_ = 0;  // widest int8 matrix input
+
+    uint16_t *kv_k_ = nullptr, *kv_v_ = nullptr;
+    int64_t kv_page_size_ = 0, kv_n_pages_ = 0;
+
+    // the batch
+    int64_t n_ = 0, max_pages_ = 0;
+    const int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr, *d_tok_seq_ = nullptr, *d_tables_ = nullptr;
+    int64_t cap_tok_ = 0, cap_table_ = 0, cap_logits_ = 0;
+    float *d_x_ = nullptr, *d_cur_ = nullptr, *d_delta_ = nullptr, *d_q_ = nullptr, *d_attn_ = nullptr;
+    float *d_k_ = nullptr, *d_v_ = nullptr, *d_ffn_ = nullptr, *d_w_ = nullptr, *d_xs_ = nullptr;
+    float* d_logits_ = nullptr;
+    int32_t *d_ids_ = nullptr, *d_xsum_ = nullptr, *d_meta_ = nullptr, *d_rows_ = nullptr;
+    int8_t* d_xq_ = nullptr;
+    void* pinned_ = nullptr;
+    float *h_cur_ = nullptr, *h_out_ = nullptr, *h_w_ = nullptr;
+    int32_t *h_ids_ = nullptr, *h_meta_ = nullptr, *h_rows_ = nullptr;
+    std::vector<int32_t> h_rows_store_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<DeviceLayers>> make_cuda_layers(const Model& model, int index) {
+    const HParams& hp = model.hparams();
+    if (hp.head_dim % 32 != 0 || hp.head_dim > 256 || (hp.head_dim & (hp.head_dim - 1)) != 0)
+        return make_error("cuda:{}: head_dim {} is not one the attention kernel takes (32, 64, 128, 256)", index,
+                          hp.head_dim);
+    if (!hp.rope_scaling.empty() && hp.rope_scaling != "none")
+        return make_error("cuda:{}: RoPE scaling '{}' is not on the CUDA path yet", index, hp.rope_scaling);
+    TANDEM_ASSIGN(auto be, backend::make_cuda_backend(index));
+    auto layers = std::make_unique<CudaLayers>(model, std::move(be));
+    TANDEM_TRY(layers->init());
+    return std::unique_ptr<DeviceLayers>(std::move(layers));
+}
+
+}  // namespace tandem

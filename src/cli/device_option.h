@@ -1,0 +1,43 @@
+// --device and --rules (run, chat, bench, serve): where the forward runs, and the placement plan
+// behind it (shared with `tandem inspect --rules`).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "model/device_layers.h"
+#include "placement/placement.h"
+
+namespace tandem {
+class Model;
+}
+
+namespace tandem::cli {
+
+struct DeviceOpts {
+    std::string device = "auto";
+    std::string rules;
+};
+void add_device_options(CLI::App& app, DeviceOpts& o);
+
+// The device half of the hybrid forward the options ask for, or null for the CPU alone. `auto`
+// (the default): cuda:0 when there is one and the non-expert weights fit, else the CPU with a note
+// on stderr saying why. An explicit --device cuda[:N] or rule file that cannot be had is an error.
+// The executor takes two placements: everything on the cpu, or the routed experts on the cpu and
+// everything else on one CUDA device; other rule files are an error naming the tensors.
+Result<std::unique_ptr<DeviceLayers>> open_device(const Model& m, const DeviceOpts& o);
+
+struct PlacementOut {
+    placement::RuleSet rules;
+    placement::Plan plan;
+    std::vector<uint64_t> gpu_bytes;  // available on cuda:i
+};
+// --rules FILE|auto [--gpu-mem GiB]: the device of every tensor. An explicit file that does not
+// fit is an error; `auto` falls back to the cpu with a note. gpu_mem_gib > 0: plan for that much
+// memory per device (a device is assumed when there is none).
+Result<PlacementOut> plan_placement(const Model& m, const std::string& rules_arg, double gpu_mem_gib);
+
+}  // namespace tandem::cli

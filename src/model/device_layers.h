@@ -1,0 +1,61 @@
+// The accelerator's part of the hybrid forward: everything but the routed experts (embedding,
+// norms, attention over the device's own paged KV cache, router, dense FFNs, LM head). The CPU
+// Forward (forward.h) drives it layer by layer and computes the routed experts in between:
+//
+//   begin(batch)                         tokens -> hidden states on the device
+//   per MoE layer:   attention_and_route   attention block, residual, FFN norm, router top-k;
+//                                          the normed hidden states and the routing come back
+//                    (CPU: routed experts over them)
+//                    add_ffn               the experts' output goes back into the residual
+//   per dense layer: dense_layer           the whole layer on the device
+//   logits(rows)                         final norm + LM head of the wanted rows, to the host
+//
+// An implementation keeps its own KV pages, numbered as the host's page tables number them (the
+// scheduler's block tables apply unchanged); the host KvPool of a hybrid Forward holds no data.
+// Host pointers handed out stay valid until the next call.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace tandem {
+
+class Model;
+
+class DeviceLayers {
+public:
+    virtual ~DeviceLayers() = default;
+    virtual std::string name() const = 0;  // "cuda:0 (NVIDIA H100 80GB HBM3)"
+
+    // (Re)allocates the device KV cache for a pool of n_pages pages of page_size positions.
+    virtual Status make_pool(int64_t page_size, int64_t n_pages) = 0;
+
+    // Starts a batch: token t at position pos[t] of the sequence whose block table is pages[t]
+    // (tokens of one sequence are contiguous and share the pointer). Embeds the tokens.
+    virtual Status begin(const std::vector<int32_t>& tokens, const std::vector<int64_t>& pos,
+                         const std::vector<const int32_t*>& pages) = 0;
+
+    struct Routed {  // host memory (pinned), valid until the next call
+        const float* x = nullptr;        // (n, D) the FFN's input (normed hidden states)
+        const int32_t* ids = nullptr;    // (n, k) experts per token, best first
+        const float* weights = nullptr;  // (n, k) their weights, summing to 1 per token
+        float* out = nullptr;            // (n, D) where the experts' output goes, for add_ffn()
+    };
+    virtual Result<Routed> attention_and_route(int il) = 0;
+    // Adds Routed::out to the residual of the layer attention_and_route() ran.
+    virtual Status add_ffn() = 0;
+    virtual Status dense_layer(int il) = 0;
+    // Logits (rows.size(), n_vocab) of the batch rows `rows`, to host memory.
+    virtual Status logits(const std::vector<int64_t>& rows, float* out) = 0;
+};
+
+// The non-expert layers of `model` on CUDA device `index`, weights uploaded as stored (quantized
+// blocks stay quantized), or an error: no CUDA build or device, a weight type the kernels do not
+// take, not enough device memory (with the numbers).
+Result<std::unique_ptr<DeviceLayers>> make_cuda_layers(const Model& model, int index);
+
+}  // namespace tandem
