@@ -160,6 +160,9 @@ public:
     Status begin(const std::vector<int32_t>& tokens, const std::vector<int64_t>& pos,
                  const std::vector<const int32_t*>& pages) override {
         if (!kv_) return make_error("{}: no KV cache (make_pool first)", name_);
+        // the previous batch's work is done before its pinned staging is rewritten (a dense model
+        // asking for no logits never waited on the stream)
+        TANDEM_TRY(stream_->synchronize());
         n_ = (int64_t)tokens.size();
         // sequences: runs of tokens sharing a block table; each needs pages up to its last position
         std::vector<const int32_t*> seq_pages;
