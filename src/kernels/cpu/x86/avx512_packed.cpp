@@ -256,8 +256,19 @@ void run_tiles(const TileSet& ts, size_t gb, const uint8_t* w, int64_t n_groups,
                int64_t n_tok, const int16_t* psum, float* y, int64_t ldy) {
     int64_t g = 0;
     auto pass = [&](const TileFn* fns, int tile, int64_t n_g) {
+        // With several tiles per group (prefill), the weights of the next groups (the rest of
+        // this call, or the rows the next call of this matrix takes: prefetching past the end
+        // never faults) are fetched into L2 a slice per tile while these compute, so the first
+        // tile of a group does not wait on DRAM (~18% of the expert GEMMs' time at 32 tokens).
+        const int64_t n_tiles = (n_tok + tile - 1) / tile;
+        const size_t next_bytes = (size_t)n_g * gb;
+        const size_t slice = n_tiles > 1 ? ((next_bytes + (size_t)n_tiles - 1) / (size_t)n_tiles + 63) & ~(size_t)63 : 0;
+        const uint8_t* next = w + (g + n_g) * gb;
+        size_t ahead = 0;
         for (int64_t t0 = 0; t0 < n_tok; t0 += tile) {
             const int64_t nt = std::min<int64_t>(tile, n_tok - t0);
+            for (size_t b = 0; b < slice && ahead < next_bytes; b += 64, ahead += 64)
+                _mm_prefetch((const char*)next + ahead, _MM_HINT_T1);
             fns[nt - 1](w + g * gb, gb, nb, acts + t0, psum ? psum + t0 * nb * 8 : nullptr,
                         y + t0 * ldy + g * ref::kPackRows, ldy);
         }
