@@ -45,10 +45,16 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::run_chunks() {
+    // guided: each claim takes a share of what is left (at least chunk_, in multiples of it),
+    // so the chunks shrink towards the end and uneven items even out across the threads
+    const int64_t share = 2 * (int64_t)n_threads();
     for (;;) {
-        const int64_t b = next_.fetch_add(chunk_, std::memory_order_relaxed);
-        if (b >= n_) break;
-        (*fn_)(b, std::min(n_, b + chunk_));
+        int64_t b = next_.load(std::memory_order_relaxed), size;
+        do {
+            if (b >= n_) return;
+            size = std::max(chunk_, ((n_ - b) / share + chunk_ - 1) / chunk_ * chunk_);
+        } while (!next_.compare_exchange_weak(b, b + size, std::memory_order_relaxed));
+        (*fn_)(b, std::min(n_, b + size));
     }
 }
 
@@ -83,10 +89,9 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
         fn(0, n);
         return;
     }
-    // a few chunks per thread so that uneven chunks balance out
     fn_ = &fn;
     n_ = n;
-    chunk_ = std::max(grain, (n + 4 * nt - 1) / (4 * nt));
+    chunk_ = grain;  // the smallest claim (run_chunks)
     next_.store(0, std::memory_order_relaxed);
     busy_.store((int)workers_.size(), std::memory_order_relaxed);
     {

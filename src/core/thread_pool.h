@@ -1,5 +1,6 @@
 // A fixed pool of worker threads running parallel_for over an index range. The calling thread
-// takes part; chunks are handed out through one atomic counter. Workers spin for a short while
+// takes part; chunks are claimed from one atomic counter, guided (each a share of what is left,
+// so they shrink towards the end and uneven items even out). Workers spin for a short while
 // after each job before sleeping, so the many small parallel regions of a decode step start in
 // well under a microsecond instead of waiting for a futex wake-up.
 #pragma once

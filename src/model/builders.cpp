@@ -270,9 +270,12 @@ void Forward::attend(int il, const float* q, int64_t n, float* o) {
             jobs[i].o = part_o + part_row[i] * hd;
             jobs[i].lse = part_lse + part_row[i];
         }
+    // last jobs first: a prompt's later token blocks see more positions (causal), so handing
+    // them out first leaves the cheap ones to even out the threads at the end
     const cpu::AttentionFn attn = cpu::kernels().attention;
-    pool_.parallel_for((int64_t)jobs.size(), 1, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) attn(jobs[(size_t)i]);
+    const int64_t n_jobs = (int64_t)jobs.size();
+    pool_.parallel_for(n_jobs, 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) attn(jobs[(size_t)(n_jobs - 1 - i)]);
     });
     for (const AttnMerge& m : merges) {
         const float* op[kMaxParts];
