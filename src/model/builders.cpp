@@ -157,8 +157,8 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
             rms(q + t * n_q + h * hd, l.attn_q_norm.data(), hd, hp_.rms_eps, q + t * n_q + h * hd);
         for (int64_t h = 0; h < hp_.n_head_kv; ++h)
             rms(k + t * n_kv + h * hd, l.attn_k_norm.data(), hd, hp_.rms_eps, k + t * n_kv + h * hd);
-        ref::rope_neox(q + t * n_q, hp_.n_head, hd, pos, hp_.rope_base);
-        ref::rope_neox(k + t * n_kv, hp_.n_head_kv, hd, pos, hp_.rope_base);
+        ref::rope_neox_apply(q + t * n_q, hp_.n_head, hd, rope_cs_.data() + t * hd);
+        ref::rope_neox_apply(k + t * n_kv, hp_.n_head_kv, hd, rope_cs_.data() + t * hd);
         const int32_t page = tok_pages_[(size_t)t][pos / ps];
         for (int64_t hk = 0; hk < hp_.n_head_kv; ++hk) {
             uint16_t* kc = pool.k(page, il, hk) + pos % ps;  // transposed: dimension i at i * ps

@@ -125,6 +125,7 @@ private:
     std::vector<const int32_t*> tok_pages_;
     std::vector<int32_t> tokens_;
     std::vector<int64_t> out_rows_;
+    std::vector<float> rope_cs_;  // per token: its position's RoPE cos/sin (ref::rope_neox_table)
 
     struct Slot {  // one routed (token, expert) pair
         int64_t expert;

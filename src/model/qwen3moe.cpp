@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "kernels/reference/ops.h"
 #include "model/forward.h"
 
 namespace tandem {
@@ -48,6 +49,9 @@ Status Forward::run(const std::vector<int32_t>& tokens, const std::vector<int64_
     auto t = Clock::now();
     float* x = grow(x_, (size_t)(n * hp_.n_embd));
     embed(tokens.data(), n, x);
+    const int64_t hd = hp_.head_dim;
+    float* cs = grow(rope_cs_, (size_t)(n * hd));
+    for_tokens(n, [&](int64_t i) { ref::rope_neox_table(hd, tok_pos_[(size_t)i], hp_.rope_base, cs + i * hd); });
     times_.other += seconds_since(t);
     for (int il = 0; il < (int)hp_.n_layer; ++il) layer(il, x, n);
 

@@ -1,6 +1,7 @@
 #include "kernels/reference/ops.h"
 
 #include <cmath>
+#include <vector>
 #include <cstring>
 
 #include "kernels/reference/quants.h"
@@ -14,20 +15,34 @@ void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) 
     for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * (w ? w[i] : 1.0f);
 }
 
-void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float base) {
+void rope_neox_table(int64_t head_dim, int64_t pos, float base, float* cs) {
     const int64_t half = head_dim / 2;
     const float theta_scale = std::pow(base, -2.0f / (float)head_dim);
     float theta = (float)pos;
     for (int64_t i = 0; i < half; ++i) {
-        const float c = std::cos(theta), s = std::sin(theta);
-        for (int64_t h = 0; h < n_heads; ++h) {
-            float* v = x + h * head_dim;
+        cs[i] = std::cos(theta);
+        cs[half + i] = std::sin(theta);
+        theta *= theta_scale;
+    }
+}
+
+void rope_neox_apply(float* x, int64_t n_heads, int64_t head_dim, const float* cs) {
+    const int64_t half = head_dim / 2;
+    for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x + h * head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+            const float c = cs[i], s = cs[half + i];
             const float x0 = v[i], x1 = v[i + half];
             v[i] = x0 * c - x1 * s;
             v[i + half] = x0 * s + x1 * c;
         }
-        theta *= theta_scale;
     }
+}
+
+void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float base) {
+    std::vector<float> cs((size_t)head_dim);
+    rope_neox_table(head_dim, pos, base, cs.data());
+    rope_neox_apply(x, n_heads, head_dim, cs.data());
 }
 
 void softmax(float* x, int64_t n) {

@@ -15,6 +15,10 @@ void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out);
 // heads of head_dim values at position pos. theta_i = pos * base^(-2i/head_dim), computed by
 // repeated multiplication in float as llama.cpp does.
 void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float base);
+// rope_neox in two steps, the angles of a position shared by every head and layer: cs[i] =
+// cos(theta_i), cs[head_dim / 2 + i] = sin(theta_i); then the rotation of n_heads heads by them.
+void rope_neox_table(int64_t head_dim, int64_t pos, float base, float* cs);
+void rope_neox_apply(float* x, int64_t n_heads, int64_t head_dim, const float* cs);
 
 // In-place softmax over n values.
 void softmax(float* x, int64_t n);
