@@ -313,12 +313,10 @@ void Forward::expert_rows(const Tensor& w, int64_t row, int64_t nr, int64_t in, 
     k.gemm[(int)w.type](w.row(row), w.row_bytes, nr, in, a.conv + s0, s1 - s0, ys.data());
 }
 
-void Forward::moe(int il, const float* x, int64_t n, float* out) {
+void Forward::route(int il, const float* x, int64_t n) {
     const LayerWeights& l = model_.layer(il);
     const int64_t E = hp_.n_expert, K = hp_.n_expert_used;
-
-    // router: softmax over all experts, top-k, renormalise the k weights
-    const auto t_router = std::chrono::steady_clock::now();
+    // softmax over all experts, top-k (ties to the lower index), the k weights renormalised
     float* probs = grow(router_, (size_t)(n * E));
     linear(l.ffn_gate_inp, 0, E, x, n, probs);
     std::vector<int64_t>& idx = moe_idx_;
@@ -335,6 +333,11 @@ void Forward::moe(int il, const float* x, int64_t n, float* out) {
         for (int64_t j = 0; j < K; ++j) sum += p[idx[(size_t)j]];
         for (int64_t j = 0; j < K; ++j) slots.push_back({idx[(size_t)j], t, p[idx[(size_t)j]] / sum});
     }
+}
+
+void Forward::moe(int il, const float* x, int64_t n, float* out) {
+    const auto t_router = std::chrono::steady_clock::now();
+    route(il, x, n);
     // (router time is reported apart from the experts': it is subtracted from the layer's FFN time)
     const double router_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_router).count();
     times_.router += router_s;

@@ -70,6 +70,8 @@ public:
     void set_input_observer(InputObserver f) { observer_ = std::move(f); }
 
 private:
+    friend class CpuDeviceLayers;  // the device half on these blocks (cpu_device_layers.h)
+
     // fn(t) for t < n, over the pool when n is large enough to be worth it (t's are independent)
     void for_tokens(int64_t n, const std::function<void(int64_t)>& fn);
     // building blocks (builders.cpp)
@@ -97,7 +99,10 @@ private:
     void linear3(const std::array<const Tensor*, 3>& ws, const std::array<float*, 3>& ys, const float* x, int64_t n);
     void attention(int il, const float* x, int64_t n, float* out);
     void attend(int il, const float* q, int64_t n, float* o);  // attention's core on the kernel table's kernel
-    void moe(int il, const float* x, int64_t n, float* out);  // router, then moe_experts()
+    void moe(int il, const float* x, int64_t n, float* out);  // route(), then moe_experts()
+    // the router of layer il: moe_slots_ = K (expert, token, weight) per token, in token order,
+    // best first, the weights renormalised to sum 1
+    void route(int il, const float* x, int64_t n);
     // the routed experts of layer il over the routing in moe_slots_ (K slots per token, in
     // token order): out (n, D) = sum over a token's slots of weight * expert(x)
     void moe_experts(int il, const float* x, int64_t n, float* out);

