@@ -78,7 +78,8 @@ void Forward::linear(const Tensor& w, int64_t row0, int64_t n_rows, const float*
         const void** acts = grow(act_ptrs_, (size_t)n);
         for (int64_t t = 0; t < n; ++t) acts[t] = conv + (size_t)t * conv_bytes;
         const uint8_t* w0 = w.packed + (size_t)(row0 / ref::kPackRows) * w.packed_group_bytes;
-        pool_.parallel_for(n_rows / ref::kPackRows, 1, [&](int64_t g0, int64_t g1) {
+        // pairs of groups (grain 2): the prefill tiles take two groups at a time
+        pool_.parallel_for(n_rows / ref::kPackRows, 2, [&](int64_t g0, int64_t g1) {
             pg(w0 + (size_t)g0 * w.packed_group_bytes, g1 - g0, in, acts, n, y + g0 * ref::kPackRows, n_rows);
         });
         return;
@@ -126,7 +127,7 @@ void Forward::linear3(const std::array<const Tensor*, 3>& ws, const std::array<f
     for (int64_t t = 0; t < n; ++t) acts[t] = conv + (size_t)t * conv_bytes;
     int64_t first[4] = {0};  // groups numbered across the three matrices
     for (int i = 0; i < 3; ++i) first[i + 1] = first[i] + ws[(size_t)i]->n_rows() / ref::kPackRows;
-    pool_.parallel_for(first[3], 1, [&](int64_t b, int64_t e) {
+    pool_.parallel_for(first[3], 2, [&](int64_t b, int64_t e) {  // pairs of groups, as in linear()
         for (int i = 0; i < 3; ++i) {
             const int64_t g0 = std::max(b, first[i]) - first[i], g1 = std::min(e, first[i + 1]) - first[i];
             if (g1 <= g0) continue;

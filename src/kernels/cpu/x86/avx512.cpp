@@ -43,12 +43,16 @@ void convert_q8_k(const float* x, void* out, int64_t n) {
             std::memset(&y[ib], 0, sizeof(BlockQ8_K));
             continue;
         }
-        float xmax = 0.0f;
-        for (int i = 0; i < kQK_K; ++i)
-            if (x[i] == amax || x[i] == -amax) {
-                xmax = x[i];
+        float xmax = 0.0f;  // the first value of magnitude amax, with its sign
+        const __m512 va = _mm512_set1_ps(amax);
+        for (int i = 0; i < kQK_K; i += 16) {
+            const __mmask16 hit =
+                _mm512_cmp_ps_mask(_mm512_andnot_ps(sign_mask, _mm512_loadu_ps(x + i)), va, _CMP_EQ_OQ);
+            if (hit) {
+                xmax = x[i + __builtin_ctz((unsigned)hit)];
                 break;
             }
+        }
         const float iscale = -127.0f / xmax;
         const __m512 vs = _mm512_set1_ps(iscale);
         const __m512i v127 = _mm512_set1_epi32(127);
