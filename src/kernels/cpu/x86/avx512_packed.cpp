@@ -48,8 +48,11 @@ void pair_sums(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<i
     for (int64_t t = 0; t < n_tok; ++t) {
         const auto* a = static_cast<const BlockQ8_K*>(acts[t]);
         int16_t* o = out.data() + t * nb * 8;
-        for (int64_t ib = 0; ib < nb; ++ib)
-            for (int j = 0; j < 8; ++j) o[ib * 8 + j] = (int16_t)(a[ib].bsums[2 * j] + a[ib].bsums[2 * j + 1]);
+        const __m256i ones = _mm256_set1_epi16(1);
+        for (int64_t ib = 0; ib < nb; ++ib) {  // adjacent pairs (|sum| <= 2 * 16 * 127: int16)
+            const __m256i b = _mm256_loadu_si256((const __m256i*)a[ib].bsums);
+            _mm_storeu_si128((__m128i*)(o + ib * 8), _mm256_cvtepi32_epi16(_mm256_madd_epi16(b, ones)));
+        }
     }
 }
 
