@@ -71,6 +71,8 @@ const Case kCases[] = {
     {50, 2, 64, 10, 24},   // pages of 24: blocks cut at page ends
     {9, 1, 128, 70, 32},   // no GQA sharing
     {5, 3, 256, 130, 256}, // odd group, wide heads
+    {1, 4, 64, 77, 48},    // one pass of rows (keys read from the pages directly), blocks of 32 + 16
+    {2, 4, 128, 40, 256},  // two tokens in that one pass: each row its own limit
 };
 
 TEST(AttentionReference, SplitPositionsMergeToTheWhole) {
