@@ -23,6 +23,7 @@ using ref::AttnJob;
 
 constexpr int kBk = 32;    // positions per block (2 vectors of scores per row)
 constexpr int kRows = 8;   // query rows per pass over a block's Kt tile
+constexpr int kAhead = 2;  // blocks ahead whose keys and values are prefetched
 
 // kt[d * kBk + p] = key p of the block as f32, for n <= kBk positions of one page (the pages
 // hold keys transposed: dimension d of the block's keys is n contiguous halves at k + d * stride);
@@ -113,15 +114,20 @@ void attention(const AttnJob& jb) {
     for (int64_t pb = jb.p_begin; pb < p_last;) {
         const int n = block_len(pb);
         const int64_t page = jb.pages[pb / ps] * jb.page_stride;
-        for (int i = 0; i < n; ++i) vp[i] = jb.v + page + ((pb + i) % ps) * jb.kv_stride;
-        // the next block comes from DRAM at long contexts: ask for it while this one computes
-        if (const int64_t nb = pb + n; nb < p_last) {
+        // (a block lies inside one page: its slots are consecutive)
+        const uint16_t* v0 = jb.v + page + (pb % ps) * jb.kv_stride;
+        for (int i = 0; i < n; ++i) vp[i] = v0 + i * jb.kv_stride;
+        // later blocks come from DRAM at long contexts: ask for the one kAhead ahead while this
+        // one computes (the first kAhead - 1 blocks go unprefetched)
+        int64_t nb = pb + n;
+        for (int a = 1; a < kAhead && nb < p_last; ++a) nb += block_len(nb);
+        if (nb < p_last) {
             const int nn = block_len(nb);
-            const int64_t np = jb.pages[nb / ps] * jb.page_stride;
-            for (int64_t d = 0; d < hd; ++d) _mm_prefetch((const char*)(jb.k + np + d * ps + nb % ps), _MM_HINT_T0);
-            for (int i = 0; i < nn; ++i)
-                for (int64_t b = 0; b < hd * 2; b += 64)
-                    _mm_prefetch((const char*)(jb.v + np + ((nb + i) % ps) * jb.kv_stride) + b, _MM_HINT_T0);
+            const int64_t np = jb.pages[nb / ps] * jb.page_stride, slot = nb % ps;
+            for (int64_t d = 0; d < hd; ++d) _mm_prefetch((const char*)(jb.k + np + d * ps + slot), _MM_HINT_T0);
+            const char* nv = (const char*)(jb.v + np + slot * jb.kv_stride);
+            const int64_t v_bytes = (int64_t)nn * jb.kv_stride * 2;  // the block's values are contiguous
+            for (int64_t b = 0; b < v_bytes; b += 64) _mm_prefetch(nv + b, _MM_HINT_T0);
         }
         load_kt(jb.k + page + pb % ps, ps, n, hd, kt.data());
         for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
