@@ -134,11 +134,11 @@ Runner add_bench(CLI::App& app) {
                 break;
             }
 
-        auto device = open_device(model, o->dev);
-        if (!device) return fail(device.error().message);
         ThreadPool pool(o->threads);
+        auto device = open_device(model, o->dev, pool);
+        if (!device) return fail(device.error().message);
         if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device != nullptr); !st)
+            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device && !(*device)->on_host()); !st)
                 return fail(st.error().message);
         double bw = 0;
         if (!o->no_bandwidth) {
@@ -148,7 +148,8 @@ Runner add_bench(CLI::App& app) {
         Forward fwd(model, pool, device->get());
         const std::string where = *device ? (*device)->name() + " (routed experts on the cpu)" : "cpu";
         // what the CPU reads per generated token: every weight, or the routed experts (hybrid)
-        const double cpu_bytes = *device ? stats.active_expert_bytes : stats.active_bytes;
+        const bool gpu_half = *device && !(*device)->on_host();
+        const double cpu_bytes = gpu_half ? stats.active_expert_bytes : stats.active_bytes;
         KvCache kv = fwd.make_cache(max_len + o->gen);
         std::vector<float> logits;
 
@@ -247,9 +248,9 @@ Runner add_bench(CLI::App& app) {
         std::printf("model %s: %.2f GB, %.0f MB read per generated token; %d threads, %s kernels; on %s\n",
                     o->model.c_str(), stats.total_bytes / 1e9, stats.active_bytes / 1e6, o->threads,
                     cpu::isa_name(k.isa), where.c_str());
-        if (*device) std::printf("the cpu reads %.0f MB per generated token (the routed experts)\n", cpu_bytes / 1e6);
+        if (gpu_half) std::printf("the cpu reads %.0f MB per generated token (the routed experts)\n", cpu_bytes / 1e6);
         if (bw > 0) std::printf("memory read bandwidth (measured): %.1f GB/s -> decode roofline %.1f tok/s%s\n", bw,
-                                bw * 1e9 / cpu_bytes, *device ? " (the cpu's experts alone)" : "");
+                                bw * 1e9 / cpu_bytes, gpu_half ? " (the cpu's experts alone)" : "");
         std::string head = "| prompt length  ", sep = "| -------------- ", pre = "| prefill tok/s  ",
                     dec = "| decode tok/s   ", gbs = "| decode GB/s    ";
         for (const auto& [len, r] : rows) {

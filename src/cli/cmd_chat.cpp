@@ -181,11 +181,11 @@ Runner add_chat(CLI::App& app) {
         config.think = o->think == "on";
         config.sampler = o->sp;
 
-        auto device = open_device(model, o->dev);
-        if (!device) return fail(device.error().message);
         ThreadPool pool(o->threads);
+        auto device = open_device(model, o->dev, pool);
+        if (!device) return fail(device.error().message);
         if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device != nullptr); !st)
+            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device && !(*device)->on_host()); !st)
                 return fail(st.error().message);
         Forward fwd(model, pool, device->get());
         ChatSession chat(fwd, *tok, config);

@@ -123,11 +123,11 @@ Runner add_run(CLI::App& app) {
         int64_t eos = -1;
         if (const GgufValue* v = model.file().find(key::kTokEos); v && v->is_integer()) eos = v->as_int();
 
-        auto device = open_device(model, o->dev);
-        if (!device) return fail(device.error().message);
         ThreadPool pool(o->threads);
+        auto device = open_device(model, o->dev, pool);
+        if (!device) return fail(device.error().message);
         if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device != nullptr); !st)
+            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device && !(*device)->on_host()); !st)
                 return fail(st.error().message);
         Forward fwd(model, pool, device->get());
         KvCache kv = fwd.make_cache(ctx);

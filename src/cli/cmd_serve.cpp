@@ -125,11 +125,11 @@ Runner add_serve(CLI::App& app) {
         sigaddset(&sigs, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-        auto device = open_device(model, o->dev);
-        if (!device) return fail(device.error().message);
         ThreadPool pool(o->threads);
+        auto device = open_device(model, o->dev, pool);
+        if (!device) return fail(device.error().message);
         if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device != nullptr); !st)
+            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device && !(*device)->on_host()); !st)
                 return fail(st.error().message);
         ec.device = device->get();
         Engine engine(model, *tok, pool, ec);

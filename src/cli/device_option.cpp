@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "core/log.h"
+#include "model/cpu_device_layers.h"
 #include "model/model.h"
 
 namespace tandem::cli {
@@ -13,7 +14,8 @@ namespace tandem::cli {
 void add_device_options(CLI::App& app, DeviceOpts& o) {
     auto* dev = app.add_option("--device", o.device,
                                "Where the non-expert layers run: auto (cuda:0 when present and the weights fit, "
-                               "else the cpu), cpu, cuda or cuda:N. The routed experts always run on the cpu")
+                               "else the cpu), cpu, cuda or cuda:N. The routed experts always run on the cpu. "
+                               "cpu-split: the hybrid path with the cpu as its device (for tests: output as cpu)")
                     ->capture_default_str();
     auto* rules = app.add_option("--rules", o.rules,
                                  "Placement rules (YAML; see `tandem inspect --rules`): experts on the cpu and the "
@@ -80,7 +82,8 @@ Result<int> executor_device(const PlacementOut& pl) {
 
 }  // namespace
 
-Result<std::unique_ptr<DeviceLayers>> open_device(const Model& m, const DeviceOpts& o) {
+Result<std::unique_ptr<DeviceLayers>> open_device(const Model& m, const DeviceOpts& o, ThreadPool& pool) {
+    if (o.device == "cpu-split") return make_cpu_device_layers(m, pool);
     int index = -1;
     bool fallback = false;  // auto: a device that cannot be had means the cpu
     if (!o.rules.empty()) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/thread_pool.h"
 #include "model/device_layers.h"
 #include "placement/placement.h"
 
@@ -28,7 +29,9 @@ void add_device_options(CLI::App& app, DeviceOpts& o);
 // on stderr saying why. An explicit --device cuda[:N] or rule file that cannot be had is an error.
 // The executor takes two placements: everything on the cpu, or the routed experts on the cpu and
 // everything else on one CUDA device; other rule files are an error naming the tensors.
-Result<std::unique_ptr<DeviceLayers>> open_device(const Model& m, const DeviceOpts& o);
+// `cpu-split` runs the hybrid path with the CPU as its device half (cpu_device_layers.h): the
+// same output as `cpu`, for testing the hybrid plumbing where there is no GPU. `pool`: its threads.
+Result<std::unique_ptr<DeviceLayers>> open_device(const Model& m, const DeviceOpts& o, ThreadPool& pool);
 
 struct PlacementOut {
     placement::RuleSet rules;

@@ -3,7 +3,6 @@
 // number of threads.
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -182,10 +181,11 @@ void Forward::attention(int il, const float* x, int64_t n, float* out) {
     }
     // the AVX-512 kernels need head_dim % 16 == 0; others use the reference
     const cpu::KernelTable& ka = hd % 16 == 0 ? kt : cpu::kernels_for(cpu::Isa::generic);
-    float* scores_all = grow(scores_, (size_t)(pool_.n_threads() * 4 * n_ctx_max));
-    std::atomic<int> slot{0};
     pool_.parallel_for(n * hp_.n_head, 1, [&](int64_t b, int64_t e) {
-        float* scores = scores_all + (size_t)(slot.fetch_add(1) % (pool_.n_threads() * 4)) * (size_t)n_ctx_max;
+        // each thread's own scores (the chunks are as many as the pool makes them: a slot per
+        // chunk taken round-robin could be shared by two running chunks)
+        thread_local std::vector<float> scores_tl;
+        float* scores = grow(scores_tl, (size_t)n_ctx_max);
         for (int64_t job = b; job < e; ++job) {
             const int64_t t = job / hp_.n_head, h = job % hp_.n_head, hk = h / group;
             const int64_t n_pos = tok_pos_[(size_t)t] + 1;

@@ -13,7 +13,8 @@ class CpuDeviceLayers final : public DeviceLayers {
 public:
     CpuDeviceLayers(const Model& m, ThreadPool& pool) : m_(m), hp_(m.hparams()), f_(m, pool) {}
 
-    std::string name() const override { return "cpu (the device half on the CPU forward's blocks)"; }
+    std::string name() const override { return "cpu-split (the device half on the CPU forward's blocks)"; }
+    bool on_host() const override { return true; }
 
     Status make_pool(int64_t page_size, int64_t n_pages) override {
         if (kv_ && kv_->page_size() == page_size && kv_->n_pages() == n_pages) return {};

@@ -30,6 +30,9 @@ class DeviceLayers {
 public:
     virtual ~DeviceLayers() = default;
     virtual std::string name() const = 0;  // "cuda:0 (NVIDIA H100 80GB HBM3)"
+    // True when this device half computes on the CPU (cpu_device_layers.h): its matrices want the
+    // CPU's packed layouts too.
+    virtual bool on_host() const { return false; }
 
     // (Re)allocates the device KV cache for a pool of n_pages pages of page_size positions.
     virtual Status make_pool(int64_t page_size, int64_t n_pages) = 0;

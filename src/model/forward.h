@@ -139,7 +139,7 @@ private:
     };
 
     // scratch, grown on demand and reused across calls (no allocation in a decode step)
-    std::vector<float> x_, xout_, cur_, delta_, scores_, tmp_, q_, k_, v_, attn_, gate_, up_, ffn_out_, router_;
+    std::vector<float> x_, xout_, cur_, delta_, tmp_, q_, k_, v_, attn_, gate_, up_, ffn_out_, router_;
     std::vector<uint8_t> act_, act2_, act3_;  // activations converted to a weight's dot-product type
     std::vector<const void*> act_ptrs_;       // per token (or routed slot): its converted activations
     std::vector<int8_t> i8_x_;                // W8A8: int8 activation rows,

@@ -250,6 +250,17 @@ class Cli(TempDirTestCase):
             self.assertIn("--device", run([TANDEM, sub, "--help"]).stdout, sub)
         base = [TANDEM, "run", "-m", self.model, "--prompt-ids", PROMPT, "-n", 6, "--json", "--ignore-eos"]
         on_cpu = run_json(base + ["--device", "cpu"])["ids"]
+        # the hybrid path with the cpu as its device half: the cpu's output to the bit
+        top = ["--top", 3, "--prompt-top"]
+        split, cpu = run_json(base + ["--device", "cpu-split", *top]), run_json(base + ["--device", "cpu", *top])
+        split.pop("timings")
+        cpu.pop("timings")
+        self.assertEqual(split, cpu)
+        j = run_json([TANDEM, "bench", "-m", self.model, "--device", "cpu-split", "--prompt-lens", "8", "--gen", 2,
+                      "--no-bandwidth", "--json", "--project-layers", 94])
+        self.assertIn("cpu-split", j["device"])
+        self.assertGreater(j["decode_ms_per_layer"]["8"], 0)
+        self.assertGreater(j["projected"]["8"]["decode_tok_s"], 0)
         all_cpu = self.write_rules("all-cpu.yaml", "- match: {name: '.*'}\n  device: cpu\n")
         self.assertEqual(run_json(base + ["--rules", all_cpu])["ids"], on_cpu)
         p = run(base + ["--device", "cuda"], check=False)

@@ -222,6 +222,34 @@ class ServeTest(TempDirTestCase):
         for i in range(5):
             self.assert_same_greedy(alone[i], results[i], f"prompt {i} batched")
 
+    def test_hybrid_path_serves_the_same(self):
+        # --device cpu-split: the engine on the hybrid driver with the CPU as its device half
+        # (what a GPU does through the same calls): alone, the same logprobs to the bit; batched,
+        # the same tokens except at near-ties
+        srv = Server(self.model, "--device", "cpu-split", "--max-batch-size", 4, log_path=self.path("split.log"))
+        try:
+            body = lambda p: {"prompt": p, "max_tokens": 12, "temperature": 0, "logprobs": 2}
+            for p in PROMPTS[:2]:
+                status, r = srv.post("/v1/completions", body(p))
+                self.assertEqual(status, 200, r)
+                alone = self.greedy(p, n=12)
+                self.assertEqual(r["choices"][0]["text"], alone["choices"][0]["text"])
+                self.assertEqual(r["choices"][0]["logprobs"], alone["choices"][0]["logprobs"])
+            results = [None] * 3
+
+            def go(i):
+                results[i] = srv.post("/v1/completions", body(PROMPTS[i]))
+            threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for i in range(3):
+                self.assertEqual(results[i][0], 200, results[i][1])
+                self.assert_same_greedy(self.greedy(PROMPTS[i], n=12), results[i][1], f"cpu-split prompt {i}")
+        finally:
+            self.assertEqual(srv.close(), 0, srv.read_log())
+
     def test_prefix_reuse_cuts_time_to_first_token(self):
         rng = random.Random(5)
         prefix = [rng.randrange(1000, 100000) for _ in range(2048)]
