@@ -35,7 +35,7 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b, floa
     EXPECT_LE(err, tol * mx) << what << ": worst at " << at << ": " << a[at] << " vs " << b[at];
 }
 
-const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_K, DType::Q6_K};
+const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 // Quantized rows of a random (rows, n) matrix, and the reference dequantization of them.
 struct QMatrix {

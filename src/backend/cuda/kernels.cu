@@ -50,15 +50,8 @@ __device__ __forceinline__ float elem_q8_0(const uint8_t* row, int64_t e) {
     return half_bits(d) * (float)(int8_t)b[2 + e % 32];
 }
 
-// Q4_K: 144-byte super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) x 8, 128 qs.
-// Sub-block j (32 elements) is nibble j % 2 of qs[32 (j / 2) + l]; x = d sc_j q - dmin m_j.
-__device__ __forceinline__ float elem_q4_k(const uint8_t* row, int64_t e) {
-    const uint8_t* b = row + (e / 256) * 144;
-    const int i = (int)(e % 256), j = i / 32, l = i % 32;
-    const float d = half_bits((uint16_t)b[0] | ((uint16_t)b[1] << 8));
-    const float dmin = half_bits((uint16_t)b[2] | ((uint16_t)b[3] << 8));
-    const uint8_t* s = b + 4;
-    int sc, m;
+// The 6-bit (scale, min) of sub-block j from the 12 scale bytes of a Q4_K / Q5_K super-block.
+__device__ __forceinline__ void k_scale_min(const uint8_t* s, int j, int& sc, int& m) {
     if (j < 4) {
         sc = s[j] & 63;
         m = s[j + 4] & 63;
@@ -66,8 +59,33 @@ __device__ __forceinline__ float elem_q4_k(const uint8_t* row, int64_t e) {
         sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
         m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
     }
+}
+
+// Q4_K: 144-byte super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) x 8, 128 qs.
+// Sub-block j (32 elements) is nibble j % 2 of qs[32 (j / 2) + l]; x = d sc_j q - dmin m_j.
+__device__ __forceinline__ float elem_q4_k(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 256) * 144;
+    const int i = (int)(e % 256), j = i / 32, l = i % 32;
+    const float d = half_bits((uint16_t)b[0] | ((uint16_t)b[1] << 8));
+    const float dmin = half_bits((uint16_t)b[2] | ((uint16_t)b[3] << 8));
+    int sc, m;
+    k_scale_min(b + 4, j, sc, m);
     const int q = (b[16 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0f;
     return d * (float)sc * (float)q - dmin * (float)m;
+}
+
+// Q5_K: 176-byte super-blocks: Q4_K's d, dmin and scales, then qh[32], qs[128]; the fifth bit of
+// element 32 j + l is bit j of qh[l].
+__device__ __forceinline__ float elem_q5_k(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 256) * 176;
+    const int i = (int)(e % 256), j = i / 32, l = i % 32;
+    const float d = half_bits((uint16_t)b[0] | ((uint16_t)b[1] << 8));
+    const float dmin = half_bits((uint16_t)b[2] | ((uint16_t)b[3] << 8));
+    int sc, m;
+    k_scale_min(b + 4, j, sc, m);
+    const int lo = (b[48 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0f;
+    const int hi = (b[16 + l] >> j) & 1;
+    return d * (float)sc * (float)(lo | (hi << 4)) - dmin * (float)m;
 }
 
 // Q6_K: 210-byte super-blocks: ql[128], qh[64], int8 scales[16], f16 d. With h = i / 128,
@@ -89,6 +107,7 @@ __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
     else if constexpr (T == DType::BF16) return bf16_bits(reinterpret_cast<const uint16_t*>(row)[e]);
     else if constexpr (T == DType::Q8_0) return elem_q8_0(row, e);
     else if constexpr (T == DType::Q4_K) return elem_q4_k(row, e);
+    else if constexpr (T == DType::Q5_K) return elem_q5_k(row, e);
     else return elem_q6_k(row, e);
 }
 
@@ -101,6 +120,7 @@ KernelStatus dispatch(DType t, const char* what, F&& f) {
         case DType::BF16: f.template operator()<DType::BF16>(); break;
         case DType::Q8_0: f.template operator()<DType::Q8_0>(); break;
         case DType::Q4_K: f.template operator()<DType::Q4_K>(); break;
+        case DType::Q5_K: f.template operator()<DType::Q5_K>(); break;
         case DType::Q6_K: f.template operator()<DType::Q6_K>(); break;
         default: return err("cuda ", what, ": weight type ", (int64_t)t, " not supported");
     }
