@@ -99,6 +99,7 @@ Result<std::unique_ptr<DeviceLayers>> open_device(const Model& m, const DeviceOp
         index = 0;
         fallback = true;
     } else {
+        // the syntax only (any index): whether cuda:N exists is make_cuda_layers' error, with the reason
         TANDEM_ASSIGN(const placement::Device d, placement::parse_device(o.device, 1 << 14));
         if (d.kind == placement::Device::Kind::cuda) index = d.index;
     }

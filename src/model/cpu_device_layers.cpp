@@ -1,9 +1,7 @@
 #include "model/cpu_device_layers.h"
 
-#include <algorithm>
 #include <optional>
 
-#include "kernels/reference/ops.h"
 #include "model/forward.h"
 
 namespace tandem {
@@ -30,23 +28,14 @@ public:
         f_.tokens_ = tokens;
         f_.tok_pos_ = pos;
         f_.tok_pages_ = pages;
-        const int64_t hd = hp_.head_dim;
-        float* cs = grow(f_.rope_cs_, (size_t)(n_ * hd));
-        for (int64_t t = 0; t < n_; ++t) ref::rope_neox_table(hd, pos[(size_t)t], hp_.rope_base, cs + t * hd);
+        f_.rope_table(n_);
         f_.embed(tokens.data(), n_, grow(x_, (size_t)(n_ * hp_.n_embd)));
         return {};
     }
 
     Result<Routed> attention_and_route(int il) override {
-        const LayerWeights& l = m_.layer(il);
         const int64_t D = hp_.n_embd, K = hp_.n_expert_used;
-        float* x = x_.data();
-        float* cur = grow(cur_, (size_t)(n_ * D));
-        float* delta = grow(delta_, (size_t)(n_ * D));
-        f_.norm(x, l.attn_norm, n_, D, cur, &l.attn_norm_bias);
-        f_.attention(il, cur, n_, delta);
-        f_.add(x, delta, n_);
-        f_.norm(x, l.ffn_norm, n_, D, cur, &l.ffn_norm_bias);
+        const float* cur = f_.attention_block(il, x_.data(), n_);  // (f_'s scratch: valid until the next call)
         f_.route(il, cur, n_);
         int32_t* ids = grow(ids_, (size_t)(n_ * K));
         float* w = grow(w_, (size_t)(n_ * K));
@@ -68,10 +57,7 @@ public:
     }
 
     Status logits(const std::vector<int64_t>& rows, float* out) override {
-        const int64_t n_out = (int64_t)rows.size(), D = hp_.n_embd;
-        float* xo = grow(xo_, (size_t)(n_out * D));
-        for (int64_t i = 0; i < n_out; ++i) std::copy_n(x_.data() + rows[(size_t)i] * D, D, xo + i * D);
-        f_.lm_head(xo, n_out, out);
+        f_.logits_of_rows(x_.data(), rows, out);
         return {};
     }
 
@@ -81,7 +67,7 @@ private:
     Forward f_;
     std::optional<KvPool> kv_;
     int64_t n_ = 0;
-    std::vector<float> x_, cur_, delta_, out_, w_, xo_;
+    std::vector<float> x_, out_, w_;
     std::vector<int32_t> ids_;
 };
 

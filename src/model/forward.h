@@ -62,7 +62,6 @@ public:
     KvPool make_pool(int64_t page_size, int64_t n_pages) const;
 
     StageTimes& stage_times() { return times_; }
-    DeviceLayers* device() const { return device_; }
 
     // Called with the input rows of every dense linear layer (x: n rows of w.ne[0]); for
     // calibrating static W8A8 activation ranges. Unset: nothing is called.
@@ -111,6 +110,12 @@ private:
     void add(float* x, const float* y, int64_t n);  // x += y for n token rows (the residual)
 
     void layer(int il, float* x, int64_t n);  // the per-architecture block
+    // its first half: x += attention(norm(x)); cur_ then holds norm(x) of the FFN (its input)
+    float* attention_block(int il, float* x, int64_t n);
+    // the RoPE angles of every token of the batch (tok_pos_) into rope_cs_
+    void rope_table(int64_t n);
+    // logits (out_rows.size(), n_vocab) of the rows out_rows of x: gathered, final norm, LM head
+    void logits_of_rows(const float* x, const std::vector<int64_t>& out_rows, float* logits);
     // runs the layers over the current batch (batch_ below) and the LM head on rows out_rows
     Status run(const std::vector<int32_t>& tokens, const std::vector<int64_t>& out_rows, std::vector<float>& logits);
     // run() of the hybrid forward: the device's layers with the routed experts in between

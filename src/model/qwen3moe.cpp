@@ -18,19 +18,37 @@ double seconds_since(Clock::time_point& t) {  // and restarts t
 }
 }  // namespace
 
-void Forward::layer(int il, float* x, int64_t n) {
+float* Forward::attention_block(int il, float* x, int64_t n) {
     const LayerWeights& l = model_.layer(il);
     const int64_t nd = n * hp_.n_embd;
     float* cur = grow(cur_, (size_t)nd);
     float* delta = grow(delta_, (size_t)nd);
-
-    auto t = Clock::now();
     norm(x, l.attn_norm, n, hp_.n_embd, cur, &l.attn_norm_bias);  // RMSNorm (+ bias)
     attention(il, cur, n, delta);                   // self-attention (q/k norm, RoPE, GQA)
     add(x, delta, n);                               // residual
+    norm(x, l.ffn_norm, n, hp_.n_embd, cur, &l.ffn_norm_bias);    // RMSNorm (+ bias): the FFN's input
+    return cur;
+}
+
+void Forward::rope_table(int64_t n) {
+    const int64_t hd = hp_.head_dim;
+    float* cs = grow(rope_cs_, (size_t)(n * hd));
+    for_tokens(n, [&](int64_t i) { ref::rope_neox_table(hd, tok_pos_[(size_t)i], hp_.rope_base, cs + i * hd); });
+}
+
+void Forward::logits_of_rows(const float* x, const std::vector<int64_t>& out_rows, float* logits) {
+    const int64_t n_out = (int64_t)out_rows.size(), D = hp_.n_embd;
+    float* xo = grow(xout_, (size_t)(n_out * D));
+    for (int64_t i = 0; i < n_out; ++i) std::copy_n(x + out_rows[(size_t)i] * D, D, xo + i * D);
+    lm_head(xo, n_out, logits);
+}
+
+void Forward::layer(int il, float* x, int64_t n) {
+    auto t = Clock::now();
+    float* cur = attention_block(il, x, n);
+    float* delta = delta_.data();  // (attention_block grew it to n rows)
     times_.attention += seconds_since(t);
 
-    norm(x, l.ffn_norm, n, hp_.n_embd, cur, &l.ffn_norm_bias);    // RMSNorm (+ bias)
     if (hp_.is_moe()) moe(il, cur, n, delta);       // router + routed experts
     else dense_ffn(il, cur, n, delta);              // SwiGLU FFN
     add(x, delta, n);                               // residual
@@ -49,20 +67,15 @@ Status Forward::run(const std::vector<int32_t>& tokens, const std::vector<int64_
     auto t = Clock::now();
     float* x = grow(x_, (size_t)(n * hp_.n_embd));
     embed(tokens.data(), n, x);
-    const int64_t hd = hp_.head_dim;
-    float* cs = grow(rope_cs_, (size_t)(n * hd));
-    for_tokens(n, [&](int64_t i) { ref::rope_neox_table(hd, tok_pos_[(size_t)i], hp_.rope_base, cs + i * hd); });
+    rope_table(n);
     times_.other += seconds_since(t);
     for (int il = 0; il < (int)hp_.n_layer; ++il) layer(il, x, n);
 
     // the rows whose logits are wanted, gathered, then one pass over the LM head
-    const int64_t n_out = (int64_t)out_rows.size(), D = hp_.n_embd;
-    logits.resize((size_t)(n_out * hp_.n_vocab));
-    if (n_out == 0) return {};
+    logits.resize(out_rows.size() * (size_t)hp_.n_vocab);
+    if (out_rows.empty()) return {};
     t = Clock::now();
-    float* xo = grow(xout_, (size_t)(n_out * D));
-    for (int64_t i = 0; i < n_out; ++i) std::copy_n(x + out_rows[(size_t)i] * D, D, xo + i * D);
-    lm_head(xo, n_out, logits.data());
+    logits_of_rows(x, out_rows, logits.data());
     times_.lm_head += seconds_since(t);
     return {};
 }

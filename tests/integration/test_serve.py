@@ -208,17 +208,23 @@ class ServeTest(TempDirTestCase):
 
     # --- batching -----------------------------------------------------------------------------
 
-    def test_batched_greedy_equals_alone(self):
-        alone = [self.greedy(p, n=20) for p in PROMPTS[:5]]
-        results = [None] * 5
+    @staticmethod
+    def concurrently(n, fn):
+        """[fn(0), ..., fn(n - 1)], run on n threads at once."""
+        results = [None] * n
 
         def go(i):
-            results[i] = self.greedy(PROMPTS[i], n=20)
-        threads = [threading.Thread(target=go, args=(i,)) for i in range(5)]
+            results[i] = fn(i)
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        return results
+
+    def test_batched_greedy_equals_alone(self):
+        alone = [self.greedy(p, n=20) for p in PROMPTS[:5]]
+        results = self.concurrently(5, lambda i: self.greedy(PROMPTS[i], n=20))
         for i in range(5):
             self.assert_same_greedy(alone[i], results[i], f"prompt {i} batched")
 
@@ -235,15 +241,7 @@ class ServeTest(TempDirTestCase):
                 alone = self.greedy(p, n=12)
                 self.assertEqual(r["choices"][0]["text"], alone["choices"][0]["text"])
                 self.assertEqual(r["choices"][0]["logprobs"], alone["choices"][0]["logprobs"])
-            results = [None] * 3
-
-            def go(i):
-                results[i] = srv.post("/v1/completions", body(PROMPTS[i]))
-            threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            results = self.concurrently(3, lambda i: srv.post("/v1/completions", body(PROMPTS[i])))
             for i in range(3):
                 self.assertEqual(results[i][0], 200, results[i][1])
                 self.assert_same_greedy(self.greedy(PROMPTS[i], n=12), results[i][1], f"cpu-split prompt {i}")

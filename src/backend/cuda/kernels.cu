@@ -50,8 +50,16 @@ __device__ __forceinline__ float elem_q8_0(const uint8_t* row, int64_t e) {
     return half_bits(d) * (float)(int8_t)b[2 + e % 32];
 }
 
-// The 6-bit (scale, min) of sub-block j from the 12 scale bytes of a Q4_K / Q5_K super-block.
-__device__ __forceinline__ void k_scale_min(const uint8_t* s, int j, int& sc, int& m) {
+// Sub-block j of a Q4_K / Q5_K super-block b (f16 d, f16 dmin, then 12 bytes of 6-bit (scale,
+// min) x 8): its step d sc_j and offset dmin m_j, so that x = step q - offset.
+struct KSub {
+    float step, offset;
+};
+__device__ __forceinline__ KSub k_sub(const uint8_t* b, int j) {
+    const float d = half_bits((uint16_t)b[0] | ((uint16_t)b[1] << 8));
+    const float dmin = half_bits((uint16_t)b[2] | ((uint16_t)b[3] << 8));
+    const uint8_t* s = b + 4;
+    int sc, m;
     if (j < 4) {
         sc = s[j] & 63;
         m = s[j + 4] & 63;
@@ -59,33 +67,28 @@ __device__ __forceinline__ void k_scale_min(const uint8_t* s, int j, int& sc, in
         sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
         m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
     }
+    return {d * (float)sc, dmin * (float)m};
 }
 
-// Q4_K: 144-byte super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) x 8, 128 qs.
-// Sub-block j (32 elements) is nibble j % 2 of qs[32 (j / 2) + l]; x = d sc_j q - dmin m_j.
+// Q4_K: 144-byte super-blocks of 256: the header above, then 128 qs. Sub-block j (32 elements)
+// is nibble j % 2 of qs[32 (j / 2) + l].
 __device__ __forceinline__ float elem_q4_k(const uint8_t* row, int64_t e) {
     const uint8_t* b = row + (e / 256) * 144;
     const int i = (int)(e % 256), j = i / 32, l = i % 32;
-    const float d = half_bits((uint16_t)b[0] | ((uint16_t)b[1] << 8));
-    const float dmin = half_bits((uint16_t)b[2] | ((uint16_t)b[3] << 8));
-    int sc, m;
-    k_scale_min(b + 4, j, sc, m);
+    const KSub k = k_sub(b, j);
     const int q = (b[16 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0f;
-    return d * (float)sc * (float)q - dmin * (float)m;
+    return k.step * (float)q - k.offset;
 }
 
-// Q5_K: 176-byte super-blocks: Q4_K's d, dmin and scales, then qh[32], qs[128]; the fifth bit of
-// element 32 j + l is bit j of qh[l].
+// Q5_K: 176-byte super-blocks: the header, qh[32], qs[128]; the fifth bit of element 32 j + l is
+// bit j of qh[l].
 __device__ __forceinline__ float elem_q5_k(const uint8_t* row, int64_t e) {
     const uint8_t* b = row + (e / 256) * 176;
     const int i = (int)(e % 256), j = i / 32, l = i % 32;
-    const float d = half_bits((uint16_t)b[0] | ((uint16_t)b[1] << 8));
-    const float dmin = half_bits((uint16_t)b[2] | ((uint16_t)b[3] << 8));
-    int sc, m;
-    k_scale_min(b + 4, j, sc, m);
+    const KSub k = k_sub(b, j);
     const int lo = (b[48 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0f;
     const int hi = (b[16 + l] >> j) & 1;
-    return d * (float)sc * (float)(lo | (hi << 4)) - dmin * (float)m;
+    return k.step * (float)(lo | (hi << 4)) - k.offset;
 }
 
 // Q6_K: 210-byte super-blocks: ql[128], qh[64], int8 scales[16], f16 d. With h = i / 128,
