@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "core/regex.h"
 #include "model/arch.h"
 
 namespace tandem {
@@ -109,11 +109,13 @@ Result<HfQuant> read_msmodelslim(const std::string& path, const SafetensorsSet& 
 // A compressed-tensors `ignore` entry: a module name, or "re:" + a regex over module names.
 struct IgnoreList {
     std::vector<std::string> names;
-    std::vector<std::regex> patterns;
-    bool matches(const std::string& module) const {
+    std::vector<Regex> patterns;
+    Result<bool> matches(const std::string& module) const {
         if (std::find(names.begin(), names.end(), module) != names.end()) return true;
-        for (const auto& r : patterns)
-            if (std::regex_match(module, r)) return true;
+        for (const auto& r : patterns) {
+            TANDEM_ASSIGN(const bool hit, r.full_match(module));
+            if (hit) return true;
+        }
         return false;
     }
 };
@@ -172,17 +174,17 @@ Result<HfQuant> read_compressed_tensors(const std::string& path, const json& q, 
                 bad.push_back("ignore pattern longer than 256 characters");
                 continue;
             }
-            try {
-                ignore.patterns.emplace_back(re);
-            } catch (const std::regex_error&) {
-                bad.push_back("ignore pattern \"" + re + "\" is not a valid regex");
-            }
+            auto compiled = Regex::compile(re);
+            if (compiled) ignore.patterns.push_back(std::move(*compiled));
+            else bad.push_back("ignore pattern \"" + re + "\" is not a valid regex: " + compiled.error().message);
         }
     std::vector<std::string> ignored_int8, no_scale;
     for (const StTensor& t : st.tensors()) {
         if (t.dtype != StDType::I8 || !ends_with(t.name, ".weight")) continue;
         const std::string m = module_of(t.name);
-        if (ignore.matches(m)) ignored_int8.push_back(t.name);
+        auto ignored = ignore.matches(m);
+        if (!ignored) return make_error("{}: quantization_config.ignore: {}", path, ignored.error().message);
+        if (*ignored) ignored_int8.push_back(t.name);
         if (!st.tensor(m + "." + tn::kWeightScale)) no_scale.push_back(m + "." + tn::kWeightScale);
     }
     Problems pr;

@@ -39,14 +39,11 @@ Result<Rule> parse_rule(const YAML::Node& n, const std::string& source, int n_cu
         if (k != "name") return make_error("{}: unknown match key '{}' (only 'name')", where(source, kv.first), k);
     }
     r.pattern = match["name"].as<std::string>();
-    // std::regex compiles and matches recursively: a bound keeps hostile patterns off the stack
     if (r.pattern.size() > kMaxPattern)
         return make_error("{}: regex longer than {} characters", where(source, match["name"]), kMaxPattern);
-    try {
-        r.re = std::regex(r.pattern, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-        return make_error("{}: bad regex '{}': {}", where(source, match["name"]), r.pattern, e.what());
-    }
+    auto re = Regex::compile(r.pattern);
+    if (!re) return make_error("{}: bad regex '{}': {}", where(source, match["name"]), r.pattern, re.error().message);
+    r.re = std::move(*re);
     const YAML::Node dev = n["device"];
     if (!dev) return make_error("{}: rule without 'device'", at);
     if (!dev.IsScalar()) return make_error("{}: 'device' must be cpu or cuda:N", where(source, dev));
@@ -125,7 +122,7 @@ RuleSet default_rules(Arch arch, int n_cuda) {
     auto add = [&](const char* pattern, Device d) {
         Rule r;
         r.pattern = pattern;
-        r.re = std::regex(pattern, std::regex::ECMAScript);
+        r.re = *Regex::compile(pattern);  // built-in patterns compile
         r.device = d;
         set.rules.push_back(std::move(r));
     };
@@ -141,8 +138,12 @@ Result<Plan> place(const RuleSet& rules, const std::vector<TensorBytes>& tensors
     std::vector<int64_t> hits(rules.rules.size(), 0);
     for (const auto& t : tensors) {
         int which = -1;
-        for (size_t i = 0; i < rules.rules.size() && which < 0; ++i)
-            if (std::regex_search(t.name, rules.rules[i].re)) which = (int)i;
+        for (size_t i = 0; i < rules.rules.size() && which < 0; ++i) {
+            const Rule& r = rules.rules[i];
+            auto hit = r.re.search(t.name);
+            if (!hit) return make_error("{}:{}: {}", rules.source, r.line, hit.error().message);
+            if (*hit) which = (int)i;
+        }
         if (which < 0) return make_error("{}: no rule matches tensor '{}' (end the list with a '.*' rule)", rules.source, t.name);
         ++hits[(size_t)which];
         const Device d = rules.rules[(size_t)which].device;

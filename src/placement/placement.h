@@ -9,16 +9,17 @@
 //     device: cuda:0
 //     kernel: auto          # options: free-form strings kept for the executor (kernel, quant)
 //
-// The regex is ECMAScript (std::regex) and searched anywhere in the name: anchor it with ^ and $.
+// The regex is Perl-compatible (PCRE2, core/regex.h: bounded matching, so a catastrophic pattern is
+// an error and never a hang) and searched anywhere in the name: anchor it with ^ and $.
 // Pure logic, no GPU: the device count and memory come from the caller.
 #pragma once
 
 #include <cstdint>
 #include <map>
-#include <regex>
 #include <string>
 #include <vector>
 
+#include "core/regex.h"
 #include "core/status.h"
 #include "model/arch.h"
 
@@ -39,7 +40,7 @@ Result<Device> parse_device(const std::string& s, int n_cuda);
 
 struct Rule {
     std::string pattern;
-    std::regex re;
+    Regex re;
     Device device;
     std::map<std::string, std::string> options;  // kernel, quant
     int line = 0;                                 // 1-based line of the rule in its file; 0 built in

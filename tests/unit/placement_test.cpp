@@ -115,6 +115,10 @@ TEST(Placement, ErrorsNameTheFileLineAndCause) {
     EXPECT_NE(error_of("- 3\n").find("a rule must be a map"), std::string::npos);
     const std::string long_rule = "- match: {name: '" + std::string(300, '(') + "'}\n  device: cpu\n";
     EXPECT_NE(error_of(long_rule.c_str()).find("regex longer than 256 characters"), std::string::npos);
+    // a pattern that backtracks exponentially on a tensor name: an error naming the rule, not a hang
+    const std::string slow = error_of("- match: {name: '^(\\w|\\.|\\w\\.?|[a-z])*_$'}\n  device: cpu\n");
+    EXPECT_EQ(slow.rfind("r.yaml:1: regex '^(\\w|\\.|\\w\\.?|[a-z])*_$' needs too many backtracking steps on '", 0), 0u)
+        << slow;
 }
 
 TEST(Placement, FitCheckGivesNeededAndAvailable) {
