@@ -133,9 +133,12 @@ Runner add_inspect(CLI::App& app) {
         else
             std::printf("ffn           %lld\n", (long long)h.n_ff);
         std::printf("norm eps      %g    rope base %g\n", h.rms_eps, h.rope_base);
-        if (!h.rope_scaling.empty())
-            std::printf("rope scaling  %s, factor %g, original context %lld (not supported by the forward yet)\n",
-                        h.rope_scaling.c_str(), h.rope_scaling_factor, (long long)h.rope_scaling_orig_ctx);
+        if (!h.rope_scaling.empty()) {
+            const Status st = h.check_forward_support(o->model);
+            std::printf("rope scaling  %s, factor %g, original context %lld%s\n", h.rope_scaling.c_str(),
+                        h.rope_scaling_factor, (long long)h.rope_scaling_orig_ctx,
+                        st.ok() ? "" : " (not supported by the forward)");
+        }
         std::printf("tokenizer     %s/%s, %lld tokens, %lld merges, bos %lld eos %lld pad %lld, chat template: %s\n",
                     str_or(key::kTokModel).c_str(), str_or(key::kTokPre).c_str(), (long long)n_tokens,
                     (long long)n_merges, (long long)int_or(key::kTokBos), (long long)int_or(key::kTokEos),

@@ -47,6 +47,10 @@ Runner add_make_test_model(CLI::App& app, const std::string& exe_path) {
     app.add_option("--vocab", s->n_vocab, "Vocabulary rows (>= tokenizer size)");
     app.add_option("--context", s->n_ctx, "Trained context length");
     app.add_option("--rope-base", s->rope_base, "RoPE frequency base");
+    app.add_option("--rope-scaling", s->rope_scaling, "RoPE context extension in the metadata: yarn | linear");
+    app.add_option("--rope-factor", s->rope_factor, "Its factor (with --rope-scaling; default 4)");
+    app.add_option("--rope-orig-ctx", s->rope_orig_ctx,
+                   "Its original context (with --rope-scaling; default: none written, readers take --context)");
     app.add_option("--logit-scale", s->logit_scale, "Std of output logits (larger: more peaked)");
     app.add_option("--split", s->n_split,
                    "Write N split files NAME-0000i-of-0000N.gguf (hf: N safetensors shards, default 2; 1 writes "
@@ -74,6 +78,9 @@ Runner add_make_test_model(CLI::App& app, const std::string& exe_path) {
         take("--vocab", spec.n_vocab, cli.n_vocab);
         take("--context", spec.n_ctx, cli.n_ctx);
         take("--rope-base", spec.rope_base, cli.rope_base);
+        take("--rope-scaling", spec.rope_scaling, cli.rope_scaling);
+        take("--rope-factor", spec.rope_factor, cli.rope_factor);
+        take("--rope-orig-ctx", spec.rope_orig_ctx, cli.rope_orig_ctx);
         take("--logit-scale", spec.logit_scale, cli.logit_scale);
         take("--split", spec.n_split, cli.n_split);
         spec.moe = !o->dense;

@@ -19,7 +19,7 @@
 namespace tandem {
 
 Forward::Forward(const Model& model, ThreadPool& pool, DeviceLayers* device)
-    : model_(model), hp_(model.hparams()), pool_(pool), device_(device) {}
+    : model_(model), hp_(model.hparams()), rope_(hp_.rope_freqs()), pool_(pool), device_(device) {}
 
 KvCache Forward::make_cache(int64_t n_ctx) const {
     return KvCache(hp_.n_layer, n_ctx, hp_.n_head_kv, hp_.head_dim, /*with_storage=*/!device_);

@@ -124,6 +124,7 @@ private:
 
     const Model& model_;
     const HParams& hp_;
+    const ref::RopeFreqs rope_;  // the model's RoPE frequencies (plain, linear or YaRN)
     ThreadPool& pool_;
     DeviceLayers* device_ = nullptr;
     StageTimes times_;

@@ -1,5 +1,7 @@
 #include "model/hparams.h"
 
+#include <cmath>
+
 #include "formats/gguf.h"
 
 namespace tandem {
@@ -90,13 +92,25 @@ Result<HParams> HParams::from_gguf(const GgufFile& f) {
 }
 
 Status HParams::check_forward_support(const std::string& path) const {
-    if (!rope_scaling.empty())
-        return make_error("{}: RoPE scaling '{}' (factor {}, original context {}) is not supported by the forward yet "
-                          "(without rope_scaling in config.json the model runs unscaled)",
-                          path, rope_scaling, rope_scaling_factor, rope_scaling_orig_ctx);
+    if (!rope_scaling.empty()) {
+        if (rope_scaling != "yarn" && rope_scaling != "linear")
+            return make_error("{}: RoPE scaling '{}' is not supported (yarn and linear are; without rope_scaling in "
+                              "config.json the model runs unscaled)",
+                              path, rope_scaling);
+        if (!(rope_scaling_factor >= 1.0f) || !std::isfinite(rope_scaling_factor))
+            return make_error("{}: RoPE scaling factor {} (must be >= 1)", path, rope_scaling_factor);
+    }
     if (arch == Arch::qwen3moe && !expert_weights_norm)
         return make_error("{}: routers without top-k renormalisation (norm_topk_prob = false) are not supported yet", path);
     return {};
+}
+
+ref::RopeFreqs HParams::rope_freqs() const {
+    if (rope_scaling == "yarn")
+        return ref::RopeFreqs::yarn(head_dim, rope_base, rope_scaling_factor,
+                                    rope_scaling_orig_ctx > 0 ? rope_scaling_orig_ctx : n_ctx_train);
+    if (rope_scaling == "linear") return ref::RopeFreqs::linear(rope_base, rope_scaling_factor);
+    return ref::RopeFreqs::plain(rope_base);
 }
 
 }  // namespace tandem

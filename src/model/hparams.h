@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "kernels/reference/ops.h"
 #include "model/arch.h"
 
 namespace tandem {
@@ -32,6 +33,11 @@ struct HParams {
     std::string rope_scaling;
     float rope_scaling_factor = 1.0f;
     int64_t rope_scaling_orig_ctx = 0;
+
+    // The RoPE frequencies these parameters give (plain, linear or YaRN; the original context of
+    // YaRN defaults to the training context, as in llama.cpp). Only for what check_forward_support
+    // accepts.
+    ref::RopeFreqs rope_freqs() const;
 
     int64_t n_q() const { return n_head * head_dim; }    // width of q / attention output
     int64_t n_kv() const { return n_head_kv * head_dim; }  // width of k and v

@@ -33,7 +33,7 @@ float* Forward::attention_block(int il, float* x, int64_t n) {
 void Forward::rope_table(int64_t n) {
     const int64_t hd = hp_.head_dim;
     float* cs = grow(rope_cs_, (size_t)(n * hd));
-    for_tokens(n, [&](int64_t i) { ref::rope_neox_table(hd, tok_pos_[(size_t)i], hp_.rope_base, cs + i * hd); });
+    for_tokens(n, [&](int64_t i) { ref::rope_neox_table(hd, tok_pos_[(size_t)i], rope_, cs + i * hd); });
 }
 
 void Forward::logits_of_rows(const float* x, const std::vector<int64_t>& out_rows, float* logits) {

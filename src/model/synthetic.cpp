@@ -111,6 +111,7 @@ HfConfig hf_config_of(const SyntheticSpec& s) {
     c.max_position_embeddings = s.n_ctx;
     c.vocab_size = s.n_vocab;
     c.rope_theta = s.rope_base;
+    if (!s.rope_scaling.empty()) c.rope_scaling = {s.rope_scaling, s.rope_factor, s.rope_orig_ctx};
     c.rms_norm_eps = s.rms_eps;
     return c;
 }
@@ -206,6 +207,9 @@ Status SyntheticSpec::validate() const {
     if (moe && (n_expert < 1 || n_expert_used < 1 || n_expert_used > n_expert))
         return make_error("invalid shape: need 1 <= experts-used <= experts");
 
+    if (!rope_scaling.empty() && rope_scaling != "yarn" && rope_scaling != "linear")
+        return make_error("--rope-scaling '{}': choose yarn or linear", rope_scaling);
+    if (!rope_scaling.empty() && !(rope_factor >= 1.0f)) return make_error("--rope-factor must be >= 1");
     if (n_split < 1) return make_error("--split must be >= 1");
     if (format == ModelFormat::hf && quant != QuantMix::f32 && quant != QuantMix::f16 && quant != QuantMix::bf16)
         return make_error("--format hf writes float weights: choose --quant bf16, f16 or f32");

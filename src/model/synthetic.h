@@ -34,6 +34,11 @@ struct SyntheticSpec {
     int64_t n_ff = 512;          // dense only
     float rms_eps = 1e-6f;
     float rope_base = 1000000.0f;
+    // RoPE context extension written to the metadata (config.json rope_scaling / GGUF
+    // rope.scaling.*): "" none, "yarn" or "linear", with its factor and original context
+    std::string rope_scaling;
+    float rope_factor = 4.0f;
+    int64_t rope_orig_ctx = 0;
     float logit_scale = 16.0f;   // std of the output logits: large => clearly peaked
     uint64_t seed = 42;
     QuantMix quant = QuantMix::f16;

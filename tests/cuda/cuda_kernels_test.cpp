@@ -96,17 +96,28 @@ TEST(CudaKernels, RmsNormMatchesReference) {
     }
 }
 
-// NeoX RoPE at positions up to 32K, Qwen3's base: 2e-5 relative (cos/sin of up to ~3e4 rad).
+// NeoX RoPE at positions up to 128K, Qwen3's base, plain and with linear / YaRN scaling (Qwen3's
+// 4x over 32K): 2e-5 relative (cos/sin of up to ~1e5 rad).
 TEST(CudaKernels, RopeNeoxMatchesReference) {
     const int64_t H = 4, hd = 128;
-    const std::vector<int32_t> pos = {0, 1, 7, 100, 4095, 32767};
+    const std::vector<int32_t> pos = {0, 1, 7, 100, 4095, 32767, 131071};
     const auto x = randn(pos.size() * H * hd, 9);
-    std::vector<float> want = x;
-    for (size_t t = 0; t < pos.size(); ++t) ref::rope_neox(want.data() + t * H * hd, H, hd, pos[t], 1e6f);
+    const std::vector<std::pair<const char*, ref::RopeFreqs>> cases = {
+        {"plain", ref::RopeFreqs::plain(1e6f)},
+        {"linear", ref::RopeFreqs::linear(1e6f, 4.0f)},
+        {"yarn", ref::RopeFreqs::yarn(hd, 1e6f, 4.0f, 32768)}};
+    std::vector<std::vector<float>> want;
+    for (const auto& [name, f] : cases) {
+        want.push_back(x);
+        for (size_t t = 0; t < pos.size(); ++t) ref::rope_neox(want.back().data() + t * H * hd, H, hd, pos[t], f);
+    }
     TANDEM_GPU_OR_SKIP(gpu);
-    float* d = gpu->put(x);
-    ASSERT_EQ(cuda::rope_neox(d, gpu->put(pos), (int64_t)pos.size(), H, hd, 1e6f, nullptr), "");
-    expect_close(gpu->get(d, x.size()), want, 2e-5f, "rope");
+    const int32_t* d_pos = gpu->put(pos);
+    for (size_t c = 0; c < cases.size(); ++c) {
+        float* d = gpu->put(x);
+        ASSERT_EQ(cuda::rope_neox(d, d_pos, (int64_t)pos.size(), H, hd, cases[c].second, nullptr), "");
+        expect_close(gpu->get(d, x.size()), want[c], 2e-5f, std::string("rope ") + cases[c].first);
+    }
 }
 
 TEST(CudaKernels, SwigluMatchesReference) {

@@ -141,15 +141,22 @@ class HfFolders(TempDirTestCase):
             ({"num_hidden_layers": 1}, ["model.layers.1.", "num_hidden_layers = 1"]),
             ({"vocab_size": 1000}, ["vocab_size = 1000"]),
             ({"architectures": ["LlamaForCausalLM"]}, ["'LlamaForCausalLM' is not supported"]),
-            ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024}},
-             ["RoPE scaling 'yarn'", "not supported"]),
+            ({"rope_scaling": {"rope_type": "longrope", "factor": 4.0, "original_max_position_embeddings": 1024}},
+             ["RoPE scaling 'longrope'", "not supported"]),
         ):
             with open(cfg_path, "w") as f:
                 json.dump({**cfg, **change}, f)
             self.assert_error([TANDEM, "run", "-m", d, "--prompt-ids", "1"], *words)
-        # YaRN: inspect shows it
+        # inspect shows what the forward lacks; YaRN is shown and runs (its angles: test_llama_compare)
         out = run([TANDEM, "inspect", "--no-tensors", d]).stdout
-        self.assertIn("rope scaling  yarn, factor 4", out)
+        self.assertIn("rope scaling  longrope, factor 4, original context 1024 (not supported by the forward)", out)
+        with open(cfg_path, "w") as f:
+            json.dump({**cfg, "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                               "original_max_position_embeddings": 1024}}, f)
+        out = run([TANDEM, "inspect", "--no-tensors", d]).stdout
+        self.assertIn("rope scaling  yarn, factor 4, original context 1024\n", out)
+        j = run_json([TANDEM, "run", "-m", d, "--prompt-ids", "1,2,3", "-n", 2, "--json", "--ignore-eos"])
+        self.assertEqual(len(j["ids"]), 2)
 
     def test_truncated_shard_and_missing_config(self):
         d = self.copy_hf("cut")

@@ -125,6 +125,27 @@ class LlamaCompare(TempDirTestCase):
     def test_q4_k_m(self):
         self.compare(self.make_model("tiny-q4_k_m.gguf", "--quant", "q4_k_m"), "q4_k_m")
 
+    def test_rope_scaling_yarn_and_linear_f16(self):
+        """RoPE context extension (Qwen3's YaRN rope_scaling, and linear): Tandem's angles are
+        llama.cpp's. An original context of 256 puts most dimensions on YaRN's ramp and a
+        300-token prompt goes past it; the scaled model must differ clearly from the unscaled one
+        (the comparison would otherwise prove nothing)."""
+        plain = self.make_model("tiny-f16.gguf", "--quant", "f16")
+        long_prompt = [(i * 7919 + 13) % 151000 for i in range(300)]
+        for kind in ("yarn", "linear"):
+            model = self.make_model(f"tiny-f16-{kind}.gguf", "--quant", "f16", "--rope-scaling", kind,
+                                    "--rope-factor", "4", "--rope-orig-ctx", "256")
+            self.compare(model, "f16")
+            rel = self.last_logits_rel_diff(model, long_prompt)
+            print(f"{kind}: 300-token prompt, last logits rel diff to llama.cpp {rel:.2e}")
+            self.assertLess(rel, REL_TOL["f16"])
+            ours, unscaled = self.path(f"{kind}.f32"), self.path("plain.f32")
+            self.tandem(model, long_prompt, "-n", 1, "--logits-out", ours)
+            self.tandem(plain, long_prompt, "-n", 1, "--logits-out", unscaled)
+            a, b = read_f32(ours), read_f32(unscaled)
+            self.assertGreater(max(abs(x - y) for x, y in zip(a, b)) / max(abs(x) for x in a), 20 * REL_TOL["f16"],
+                               f"{kind}: scaling changed nothing")
+
     def test_converted_from_hf_folder(self):
         """`tandem convert` of a Hugging Face BF16 folder to Q4_K_M: llama.cpp loads it and agrees."""
         hf = self.make_model("tiny-hf", "--format", "hf")

@@ -235,16 +235,23 @@ TEST(HfCheckpoint, FolderAndConfigMismatchesAreClearErrors) {
     f = {};
     f.config.tie_word_embeddings = false;
     expect(f, {"missing tensor", "lm_head.weight"});
-    // YaRN: stored and shown, but the forward refuses it
+    // RoPE scaling: YaRN runs; kinds the forward lacks are stored and shown, and refused for running
     f = {};
-    f.config.rope_scaling = {"yarn", 4.0, 32768};
-    expect(f, {"RoPE scaling 'yarn'", "factor 4", "not supported"});
+    f.config.rope_scaling = {"dynamic", 2.0, 4096};
+    expect(f, {"RoPE scaling 'dynamic'", "not supported"});
     const std::string dir = tmp.path("m" + std::to_string(n - 1));
     auto m = Model::load(dir, LoadOptions::inspect());
     ASSERT_TRUE(m.ok()) << m.error().message;
-    EXPECT_EQ((*m)->hparams().rope_scaling, "yarn");
-    EXPECT_FLOAT_EQ((*m)->hparams().rope_scaling_factor, 4.0f);
-    EXPECT_EQ((*m)->hparams().rope_scaling_orig_ctx, 32768);
+    EXPECT_EQ((*m)->hparams().rope_scaling, "dynamic");
+    EXPECT_FLOAT_EQ((*m)->hparams().rope_scaling_factor, 2.0f);
+    EXPECT_EQ((*m)->hparams().rope_scaling_orig_ctx, 4096);
+    f = {};
+    f.config.rope_scaling = {"yarn", 4.0, 32768};
+    ASSERT_TRUE(f.write(tmp.path("yarn")).ok());
+    auto yarn = Model::load(tmp.path("yarn"));
+    ASSERT_TRUE(yarn.ok()) << yarn.error().message;
+    EXPECT_EQ((*yarn)->hparams().rope_freqs().freq_scale, 0.25f);
+    EXPECT_EQ((*yarn)->hparams().rope_freqs().ext_factor, 1.0f);
     f = {};
     f.config.norm_topk_prob = false;
     expect(f, {"norm_topk_prob = false"});

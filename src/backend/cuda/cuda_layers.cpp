@@ -53,7 +53,7 @@ bool gpu_type(DType t) {
 class CudaLayers final : public DeviceLayers {
 public:
     CudaLayers(const Model& m, std::unique_ptr<backend::Backend> be)
-        : m_(m), hp_(m.hparams()), be_(std::move(be)),
+        : m_(m), hp_(m.hparams()), rope_(hp_.rope_freqs()), be_(std::move(be)),
           name_(be_->name() + " (" + be_->device().name + ")") {}
 
     ~CudaLayers() override {
@@ -328,8 +328,8 @@ private:
         TANDEM_TRY(linear(l.wv, d_cur_, d_v_));
         TANDEM_CUDA_TRY(cuda::rms_norm(d_q_, l.q_norm, n_ * hp_.n_head, hd, hp_.rms_eps, d_q_, s()));
         TANDEM_CUDA_TRY(cuda::rms_norm(d_k_, l.k_norm, n_ * hp_.n_head_kv, hd, hp_.rms_eps, d_k_, s()));
-        TANDEM_CUDA_TRY(cuda::rope_neox(d_q_, d_pos_, n_, hp_.n_head, hd, hp_.rope_base, s()));
-        TANDEM_CUDA_TRY(cuda::rope_neox(d_k_, d_pos_, n_, hp_.n_head_kv, hd, hp_.rope_base, s()));
+        TANDEM_CUDA_TRY(cuda::rope_neox(d_q_, d_pos_, n_, hp_.n_head, hd, rope_, s()));
+        TANDEM_CUDA_TRY(cuda::rope_neox(d_k_, d_pos_, n_, hp_.n_head_kv, hd, rope_, s()));
         const cuda::KvLayer kv{kv_k_, kv_v_, hp_.n_layer, il, kv_page_size_, hp_.n_kv()};
         TANDEM_CUDA_TRY(cuda::kv_store(kv, d_k_, d_v_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, s()));
         TANDEM_CUDA_TRY(cuda::attention(kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, hp_.n_head,
@@ -405,6 +405,7 @@ private:
 
     const Model& m_;
     const HParams& hp_;
+    const ref::RopeFreqs rope_;
     std::unique_ptr<backend::Backend> be_;
     std::string name_;
     std::unique_ptr<backend::Stream> stream_;
@@ -439,8 +440,6 @@ Result<std::unique_ptr<DeviceLayers>> make_cuda_layers(const Model& model, int i
     if (hp.head_dim % 32 != 0 || hp.head_dim > 256 || (hp.head_dim & (hp.head_dim - 1)) != 0)
         return make_error("cuda:{}: head_dim {} is not one the attention kernel takes (32, 64, 128, 256)", index,
                           hp.head_dim);
-    if (!hp.rope_scaling.empty() && hp.rope_scaling != "none")
-        return make_error("cuda:{}: RoPE scaling '{}' is not on the CUDA path yet", index, hp.rope_scaling);
     TANDEM_ASSIGN(auto be, backend::make_cuda_backend(index));
     auto layers = std::make_unique<CudaLayers>(model, std::move(be));
     TANDEM_TRY(layers->init());

@@ -160,15 +160,23 @@ __global__ void k_rms_norm(const float* x, const float* w, int64_t width, float 
     for (int64_t i = threadIdx.x; i < width; i += blockDim.x) o[i] = xr[i] * scale * (w ? w[i] : 1.0f);
 }
 
-// ---- NeoX RoPE: theta_i = pos * theta_scale^i by repeated multiplication in float, like the reference.
+// ---- NeoX RoPE: theta_i = pos * theta_scale^i by repeated multiplication in float, then the
+// linear / YaRN scaling, like the reference (ref::rope_neox_table).
 
-__global__ void k_rope(float* x, const int32_t* pos, int64_t n_heads, int64_t head_dim, float theta_scale) {
+__global__ void k_rope(float* x, const int32_t* pos, int64_t n_heads, int64_t head_dim, float theta_scale,
+                       ref::RopeFreqs f) {
     const int64_t t = blockIdx.x, half = head_dim / 2;
     for (int64_t j = threadIdx.x; j < n_heads * half; j += blockDim.x) {
         const int64_t h = j / half, i = j % half;
         float theta = (float)pos[t];
         for (int64_t k = 0; k < i; ++k) theta *= theta_scale;
-        const float c = cosf(theta), s = sinf(theta);
+        float a = f.freq_scale * theta;
+        if (f.ext_factor != 0.0f) {
+            const float y = ((float)i - f.corr_low) / fmaxf(0.001f, f.corr_high - f.corr_low);
+            const float mix = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * f.ext_factor;
+            a = a * (1.0f - mix) + theta * mix;
+        }
+        const float c = cosf(a) * f.mscale, s = sinf(a) * f.mscale;
         float* v = x + (t * n_heads + h) * head_dim;
         const float x0 = v[i], x1 = v[i + half];
         v[i] = x0 * c - x1 * s;
@@ -468,11 +476,11 @@ KernelStatus rms_norm(const float* x, const float* w, int64_t n_rows, int64_t wi
     return launched("rms_norm");
 }
 
-KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim, float base,
-                 void* stream) {
+KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                       const ref::RopeFreqs& f, void* stream) {
     if (n_tok == 0) return {};
-    const float theta_scale = std::pow(base, -2.0f / (float)head_dim);  // the reference's, on the host
-    k_rope<<<(unsigned)n_tok, 256, 0, st(stream)>>>(x, pos, n_heads, head_dim, theta_scale);
+    const float theta_scale = std::pow(f.base, -2.0f / (float)head_dim);  // the reference's, on the host
+    k_rope<<<(unsigned)n_tok, 256, 0, st(stream)>>>(x, pos, n_heads, head_dim, theta_scale, f);
     return launched("rope_neox");
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "kernels/reference/ops.h"  // ref::RopeFreqs (a plain struct)
 
 namespace tandem::cuda {
 
@@ -31,9 +32,10 @@ KernelStatus embed_rows(DType type, const void* table, size_t row_bytes, const i
 // Per-head q/k norm: n_rows = tokens * heads, width = head_dim. out may alias x.
 KernelStatus rms_norm(const float* x, const float* w, int64_t n_rows, int64_t width, float eps, float* out, void* stream);
 
-// NeoX RoPE in place on x (n_tok, n_heads * head_dim); token t is at position pos[t].
-KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim, float base,
-                 void* stream);
+// NeoX RoPE in place on x (n_tok, n_heads * head_dim); token t is at position pos[t]; the
+// frequencies (plain, linear or YaRN) as ref::rope_neox_table computes them.
+KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                       const ref::RopeFreqs& f, void* stream);
 
 // x[i] += y[i], n values (the residual).
 KernelStatus add(float* x, const float* y, int64_t n, void* stream);

@@ -1,6 +1,8 @@
 #include "kernels/reference/ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numbers>
 #include <vector>
 #include <cstring>
 
@@ -15,13 +17,50 @@ void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) 
     for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * (w ? w[i] : 1.0f);
 }
 
-void rope_neox_table(int64_t head_dim, int64_t pos, float base, float* cs) {
+RopeFreqs RopeFreqs::plain(float base) {
+    RopeFreqs f;
+    f.base = base;
+    return f;
+}
+
+RopeFreqs RopeFreqs::linear(float base, float factor) {
+    RopeFreqs f = plain(base);
+    f.freq_scale = 1.0f / factor;
+    return f;
+}
+
+namespace {
+// The pair index i at which a dimension turns `turns` times over n_ctx positions:
+// n_ctx * base^(-2i/d) = 2 pi turns, i.e. i = d ln(n_ctx / (2 pi turns)) / (2 ln base).
+float yarn_pair_for_turns(int64_t head_dim, int64_t n_ctx, float turns, float base) {
+    return (float)head_dim * std::log((float)n_ctx / (turns * 2.0f * std::numbers::pi_v<float>)) / (2.0f * std::log(base));
+}
+}  // namespace
+
+RopeFreqs RopeFreqs::yarn(int64_t head_dim, float base, float factor, int64_t orig_ctx, float beta_fast,
+                          float beta_slow) {
+    RopeFreqs f = linear(base, factor);
+    f.ext_factor = 1.0f;
+    f.corr_low = std::max(0.0f, std::floor(yarn_pair_for_turns(head_dim, orig_ctx, beta_fast, base)));
+    f.corr_high = std::min((float)(head_dim - 1), std::ceil(yarn_pair_for_turns(head_dim, orig_ctx, beta_slow, base)));
+    f.mscale = 1.0f + 0.1f * std::log(1.0f / f.freq_scale);
+    return f;
+}
+
+void rope_neox_table(int64_t head_dim, int64_t pos, const RopeFreqs& f, float* cs) {
     const int64_t half = head_dim / 2;
-    const float theta_scale = std::pow(base, -2.0f / (float)head_dim);
-    float theta = (float)pos;
+    const float theta_scale = std::pow(f.base, -2.0f / (float)head_dim);
+    float theta = (float)pos;  // the original frequency's angle (extrapolated)
     for (int64_t i = 0; i < half; ++i) {
-        cs[i] = std::cos(theta);
-        cs[half + i] = std::sin(theta);
+        float t = f.freq_scale * theta;  // interpolated
+        if (f.ext_factor != 0.0f) {
+            // 1 below the ramp (original frequency), 0 above it (interpolated)
+            const float y = ((float)i - f.corr_low) / std::max(0.001f, f.corr_high - f.corr_low);
+            const float mix = (1.0f - std::min(1.0f, std::max(0.0f, y))) * f.ext_factor;
+            t = t * (1.0f - mix) + theta * mix;
+        }
+        cs[i] = std::cos(t) * f.mscale;
+        cs[half + i] = std::sin(t) * f.mscale;
         theta *= theta_scale;
     }
 }
@@ -39,10 +78,14 @@ void rope_neox_apply(float* x, int64_t n_heads, int64_t head_dim, const float* c
     }
 }
 
-void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float base) {
+void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeFreqs& f) {
     std::vector<float> cs((size_t)head_dim);
-    rope_neox_table(head_dim, pos, base, cs.data());
+    rope_neox_table(head_dim, pos, f, cs.data());
     rope_neox_apply(x, n_heads, head_dim, cs.data());
+}
+
+void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float base) {
+    rope_neox(x, n_heads, head_dim, pos, RopeFreqs::plain(base));
 }
 
 void softmax(float* x, int64_t n) {
