@@ -31,6 +31,24 @@ const Shape kShapes[] = {
     {"a22b.attn_kv", 512, 4096},        {"a22b.attn_out", 4096, 8192},    {"a22b.lm_head", 151936, 4096},
 };
 
+// 16 distinct rows (quantized normals; random blocks for the types without a quantizer),
+// repeated over the matrix
+void fill_rows(DType type, const Shape& shape, std::mt19937& rng, std::normal_distribution<float>& nd,
+               std::vector<float>& row, std::vector<uint8_t>& w, size_t rb) {
+    for (int64_t r = 0; r < shape.rows; ++r) {
+        if (r < 16) {
+            if (!ref::can_quantize(type)) {
+                ref::random_blocks(type, (uint64_t)r, w.data() + (size_t)r * rb, shape.cols);
+                continue;
+            }
+            for (auto& v : row) v = nd(rng);
+            ref::quantize_row(type, row.data(), w.data() + (size_t)r * rb, shape.cols);
+        } else {
+            std::copy_n(w.data() + (size_t)(r % 16) * rb, rb, w.data() + (size_t)r * rb);
+        }
+    }
+}
+
 void bench_gemv(benchmark::State& state, cpu::Isa isa, DType type, Shape shape) {
     if (!cpu::isa_supported(isa)) {
         state.SkipWithError("ISA not supported by this CPU");
@@ -44,14 +62,7 @@ void bench_gemv(benchmark::State& state, cpu::Isa isa, DType type, Shape shape) 
     std::normal_distribution<float> nd(0.0f, 0.02f);
     std::vector<float> row((size_t)shape.cols);
     // quantize a few distinct rows and repeat them: quantizing 150k rows would take minutes
-    for (int64_t r = 0; r < shape.rows; ++r) {
-        if (r < 16) {
-            for (auto& v : row) v = nd(rng);
-            ref::quantize_row(type, row.data(), w.data() + (size_t)r * rb, shape.cols);
-        } else {
-            std::copy_n(w.data() + (size_t)(r % 16) * rb, rb, w.data() + (size_t)r * rb);
-        }
-    }
+    fill_rows(type, shape, rng, nd, row, w, rb);
     for (auto& v : row) v = nd(rng) * 50;
     std::vector<uint8_t> act(row_bytes(at, shape.cols));
     std::vector<float> y((size_t)shape.rows);
@@ -75,14 +86,7 @@ void bench_gemm(benchmark::State& state, cpu::Isa isa, DType type, Shape shape, 
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0.0f, 0.02f);
     std::vector<float> row((size_t)shape.cols);
-    for (int64_t r = 0; r < shape.rows; ++r) {
-        if (r < 16) {
-            for (auto& v : row) v = nd(rng);
-            ref::quantize_row(type, row.data(), w.data() + (size_t)r * rb, shape.cols);
-        } else {
-            std::copy_n(w.data() + (size_t)(r % 16) * rb, rb, w.data() + (size_t)r * rb);
-        }
-    }
+    fill_rows(type, shape, rng, nd, row, w, rb);
     std::vector<const void*> ap;
     std::vector<float> y((size_t)(shape.rows * n_tok));
     std::vector<float*> yp;
@@ -218,7 +222,8 @@ int register_all() {
     }
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa)) continue;  // other architectures' ISAs
-        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16})
+        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16,
+                        DType::Q2_K, DType::Q3_K, DType::IQ4_XS, DType::IQ4_NL, DType::Q4_1, DType::Q5_1})
             for (const Shape& s : kShapes) {
                 if (isa == cpu::Isa::generic && s.rows > 8192) continue;  // minutes per run on the reference
                 const std::string name = std::string(cpu::isa_name(isa)) + "/" + std::string(dtype_name(t)) + "/" + s.name;

@@ -35,7 +35,9 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b, floa
     EXPECT_LE(err, tol * mx) << what << ": worst at " << at << ": " << a[at] << " vs " << b[at];
 }
 
-const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+const DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,   DType::Q4_K,  DType::Q5_K,
+                              DType::Q6_K, DType::Q4_1, DType::Q5_1, DType::IQ4_NL, DType::IQ4_XS, DType::Q2_K,
+                              DType::Q3_K};
 
 // Quantized rows of a random (rows, n) matrix, and the reference dequantization of them.
 struct QMatrix {
@@ -49,8 +51,10 @@ QMatrix make_matrix(DType t, int64_t rows, int64_t n, uint32_t seed) {
     m.bytes.resize(m.row_bytes * (size_t)rows);
     m.deq.resize((size_t)(rows * n));
     const std::vector<float> src = randn((size_t)(rows * n), seed, 0.5f);
+    // types without a quantizer (read by Tandem, made by llama.cpp): random blocks
+    if (!ref::can_quantize(t)) ref::random_blocks(t, seed, m.bytes.data(), rows * n);
     for (int64_t r = 0; r < rows; ++r) {
-        ref::quantize_row(t, src.data() + r * n, m.bytes.data() + r * m.row_bytes, n);
+        if (ref::can_quantize(t)) ref::quantize_row(t, src.data() + r * n, m.bytes.data() + r * m.row_bytes, n);
         ref::dequantize_row(t, m.bytes.data() + r * m.row_bytes, m.deq.data() + r * n, n);
     }
     return m;

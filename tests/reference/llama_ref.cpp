@@ -3,7 +3,8 @@
 //
 //   llama_ref eval -m MODEL --ids 1,2,3 [-n 32] [--threads 2] [--ctx 512] [--top 5]
 //                  [--logits-out FILE] [--flash-attn off|on|auto] [--kv-type f32|f16] [--repack]
-//   llama_ref quantize IN.gguf OUT.gguf TYPE [--threads 2]   (TYPE: q8_0 q4_k_m q4_0 q5_0 q6_k f16)
+//   llama_ref quantize IN.gguf OUT.gguf TYPE [--threads 2]
+//     (TYPE: q8_0 q4_k_m q4_0 q5_0 q6_k f16 q4_1 q5_1 q2_k q3_k_s q3_k_m iq4_nl iq4_xs)
 //   llama_ref info -m MODEL
 //
 // Every command accepts --verbose (otherwise llama.cpp's logging is silenced).
@@ -266,9 +267,13 @@ json run_eval(const EvalOptions& o) {
 void run_quantize(const std::string& in, const std::string& out, const std::string& type, int threads) {
   static const std::map<std::string, llama_ftype> types = {
       {"q8_0", LLAMA_FTYPE_MOSTLY_Q8_0}, {"q4_k_m", LLAMA_FTYPE_MOSTLY_Q4_K_M}, {"q4_0", LLAMA_FTYPE_MOSTLY_Q4_0},
-      {"q5_0", LLAMA_FTYPE_MOSTLY_Q5_0}, {"q6_k", LLAMA_FTYPE_MOSTLY_Q6_K},     {"f16", LLAMA_FTYPE_MOSTLY_F16}};
+      {"q5_0", LLAMA_FTYPE_MOSTLY_Q5_0}, {"q6_k", LLAMA_FTYPE_MOSTLY_Q6_K},     {"f16", LLAMA_FTYPE_MOSTLY_F16},
+      {"q4_1", LLAMA_FTYPE_MOSTLY_Q4_1}, {"q5_1", LLAMA_FTYPE_MOSTLY_Q5_1},     {"q2_k", LLAMA_FTYPE_MOSTLY_Q2_K},
+      {"q3_k_s", LLAMA_FTYPE_MOSTLY_Q3_K_S}, {"q3_k_m", LLAMA_FTYPE_MOSTLY_Q3_K_M},
+      {"iq4_nl", LLAMA_FTYPE_MOSTLY_IQ4_NL}, {"iq4_xs", LLAMA_FTYPE_MOSTLY_IQ4_XS}};
   auto it = types.find(type);
-  if (it == types.end()) throw Error("unknown quantization type '" + type + "' (q8_0 q4_k_m q4_0 q5_0 q6_k f16)");
+  if (it == types.end()) throw Error("unknown quantization type '" + type +
+                                      "' (q8_0 q4_k_m q4_0 q5_0 q6_k f16 q4_1 q5_1 q2_k q3_k_s q3_k_m iq4_nl iq4_xs)");
   require_readable(in);
   llama_model_quantize_params qp = llama_model_quantize_default_params();
   qp.ftype = it->second;

@@ -18,8 +18,23 @@
 namespace tandem::cpu {
 namespace {
 
-const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q5_0,
-                              DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+const DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0,   DType::Q5_0,
+                              DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K,   DType::Q4_1,
+                              DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::IQ4_NL, DType::IQ4_XS};
+
+// `rows` weight rows of n elements: quantized gaussians, or for the types Tandem reads but does
+// not write (no quantizer), random blocks (every level and scale pattern) with small f16 scales.
+std::vector<uint8_t> weight_rows(DType wt, int64_t n, int64_t rows, uint32_t seed) {
+    const size_t rb = row_bytes(wt, n);
+    std::vector<uint8_t> w(rb * (size_t)rows);
+    if (ref::can_quantize(wt)) {
+        const auto wf = gaussian((size_t)(n * rows), seed, 0.05f);
+        for (int64_t r = 0; r < rows; ++r) ref::quantize_row(wt, wf.data() + r * n, w.data() + r * rb, n);
+        return w;
+    }
+    ref::random_blocks(wt, seed, w.data(), n * rows);
+    return w;
+}
 
 class CpuKernels : public ::testing::TestWithParam<Isa> {};
 
@@ -78,9 +93,7 @@ TEST_P(CpuKernels, GemvMatchesReference) {
             const int64_t rows = 37;
             const DType at = ref::vec_dot_type(wt);
             const size_t rb = row_bytes(wt, n);
-            std::vector<uint8_t> w(rb * rows);
-            auto wf = gaussian((size_t)(n * rows), 10 + (uint32_t)n, 0.05f);
-            for (int64_t r = 0; r < rows; ++r) ref::quantize_row(wt, wf.data() + r * n, w.data() + r * rb, n);
+            const std::vector<uint8_t> w = weight_rows(wt, n, rows, 10 + (uint32_t)n);
             const auto x = gaussian((size_t)n, 99);
             std::vector<uint8_t> act(row_bytes(at, n));
             ref::convert_activation(at, x.data(), act.data(), n);  // same activation for both
@@ -108,9 +121,9 @@ TEST_P(CpuKernels, GemmEqualsGemvPerToken) {
         const int64_t n = 512, rows = 19, n_tok = 7;  // 7 tokens: one tile of 4 and a remainder
         const DType at = ref::vec_dot_type(wt);
         const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n);
-        std::vector<uint8_t> w(rb * rows), acts(ab * n_tok);
-        auto wf = gaussian((size_t)(n * rows), 21, 0.05f), xf = gaussian((size_t)(n * n_tok), 22);
-        for (int64_t r = 0; r < rows; ++r) ref::quantize_row(wt, wf.data() + r * n, w.data() + r * rb, n);
+        std::vector<uint8_t> acts(ab * n_tok);
+        const std::vector<uint8_t> w = weight_rows(wt, n, rows, 21);
+        const auto xf = gaussian((size_t)(n * n_tok), 22);
         std::vector<const void*> ap;
         std::vector<float*> yp;
         std::vector<float> got((size_t)(rows * n_tok)), want((size_t)rows);
@@ -139,9 +152,9 @@ TEST_P(CpuKernels, GemmManyTokensMatchesReference) {
             const int64_t rows = 37;
             const DType at = ref::vec_dot_type(wt);
             const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n);
-            std::vector<uint8_t> w(rb * rows), acts(ab * n_tok);
-            auto wf = gaussian((size_t)(n * rows), 31 + (uint32_t)n, 0.05f), xf = gaussian((size_t)(n * n_tok), 32);
-            for (int64_t r = 0; r < rows; ++r) ref::quantize_row(wt, wf.data() + r * n, w.data() + r * rb, n);
+            std::vector<uint8_t> acts(ab * n_tok);
+            const std::vector<uint8_t> w = weight_rows(wt, n, rows, 31 + (uint32_t)n);
+            const auto xf = gaussian((size_t)(n * n_tok), 32);
             std::vector<const void*> ap;
             std::vector<float*> yp;
             std::vector<float> got((size_t)(rows * n_tok), -1.0f), want((size_t)rows), wrow(n), arow(n);
@@ -222,8 +235,11 @@ TEST(CpuKernels, FastKernelsExistForTheHotTypes) {
         const KernelTable& k = kernels_for(isa);
         for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::F32})
             EXPECT_TRUE(k.fast[(int)t]) << isa_name(isa) << " " << dtype_name(t);
-        if (isa == Isa::avx512) {
+        if (isa == Isa::avx512 || isa == Isa::amx) {
             EXPECT_TRUE(k.fast[(int)DType::BF16]);  // no NEON BF16 kernel yet
+            // the low-bit GGUF types of llama.cpp's Q2_K / Q3_K / IQ4_XS mixes (no NEON kernels yet)
+            for (DType t : {DType::Q2_K, DType::Q3_K, DType::IQ4_XS, DType::IQ4_NL, DType::Q4_1, DType::Q5_1})
+                EXPECT_TRUE(k.fast[(int)t]) << isa_name(isa) << " " << dtype_name(t);
         }
         ++n_checked;
     }

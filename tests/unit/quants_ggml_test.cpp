@@ -32,6 +32,8 @@ struct GgmlLib {
     DequantizeRow dequantize_q4_0 = nullptr, dequantize_q5_0 = nullptr, dequantize_q8_0 = nullptr;
     DequantizeRow dequantize_q4_k = nullptr, dequantize_q5_k = nullptr, dequantize_q6_k = nullptr;
     DequantizeRow dequantize_q8_k = nullptr;
+    DequantizeRow dequantize_q4_1 = nullptr, dequantize_q5_1 = nullptr, dequantize_iq4_nl = nullptr;
+    DequantizeRow dequantize_q2_k = nullptr, dequantize_q3_k = nullptr, dequantize_iq4_xs = nullptr;
     DequantizeRow fp16_to_fp32_row = nullptr, bf16_to_fp32_row = nullptr;  // x: f16 / bf16 bits
     FloatToHalfRow fp32_to_fp16_row = nullptr, fp32_to_bf16_row_ref = nullptr;
     QuantizeRowRef quantize_row_q8_k_ref = nullptr;
@@ -53,6 +55,18 @@ struct GgmlLib {
                 return dequantize_q6_k;
             case DType::Q8_K:
                 return dequantize_q8_k;
+            case DType::Q4_1:
+                return dequantize_q4_1;
+            case DType::Q5_1:
+                return dequantize_q5_1;
+            case DType::IQ4_NL:
+                return dequantize_iq4_nl;
+            case DType::Q2_K:
+                return dequantize_q2_k;
+            case DType::Q3_K:
+                return dequantize_q3_k;
+            case DType::IQ4_XS:
+                return dequantize_iq4_xs;
             case DType::F16:
                 return fp16_to_fp32_row;
             case DType::BF16:
@@ -94,6 +108,12 @@ GgmlLib load_ggml(const char* path) {
     bind(lib.dequantize_q5_k, "dequantize_row_q5_K");
     bind(lib.dequantize_q6_k, "dequantize_row_q6_K");
     bind(lib.dequantize_q8_k, "dequantize_row_q8_K");
+    bind(lib.dequantize_q4_1, "dequantize_row_q4_1");
+    bind(lib.dequantize_q5_1, "dequantize_row_q5_1");
+    bind(lib.dequantize_iq4_nl, "dequantize_row_iq4_nl");
+    bind(lib.dequantize_q2_k, "dequantize_row_q2_K");
+    bind(lib.dequantize_q3_k, "dequantize_row_q3_K");
+    bind(lib.dequantize_iq4_xs, "dequantize_row_iq4_xs");
     bind(lib.fp16_to_fp32_row, "ggml_fp16_to_fp32_row");
     bind(lib.bf16_to_fp32_row, "ggml_bf16_to_fp32_row");
     bind(lib.fp32_to_fp16_row, "ggml_fp32_to_fp16_row");
@@ -188,7 +208,21 @@ std::vector<uint8_t> random_blocks(DType t, int64_t n, uint32_t seed) {
             case DType::Q4_0:
             case DType::Q5_0:
             case DType::Q8_0:
+            case DType::IQ4_NL:
+            case DType::IQ4_XS:
                 finite_f16(b);
+                break;
+            case DType::Q4_1:
+            case DType::Q5_1:
+                finite_f16(b);
+                finite_f16(b + 2);
+                break;
+            case DType::Q2_K:
+                finite_f16(b + offsetof(BlockQ2_K, d));
+                finite_f16(b + offsetof(BlockQ2_K, dmin));
+                break;
+            case DType::Q3_K:
+                finite_f16(b + offsetof(BlockQ3_K, d));
                 break;
             case DType::Q4_K:
             case DType::Q5_K:
@@ -293,6 +327,47 @@ TEST_P(QuantsGgmlTest, VecDotWithGgmlActivations) {
 INSTANTIATE_TEST_SUITE_P(QuantTypes, QuantsGgmlTest,
                          ::testing::Values(DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K,
                                            DType::Q6_K, DType::Q8_K),
+                         type_name);
+
+// The types Tandem reads but does not write (llama-quantize makes them): ggml's quantizer makes
+// the blocks; dequantization is bit-identical on them and on random bytes, and vec_dot equals
+// the dot of ggml's dequantized rows.
+class ReadOnlyQuantsGgmlTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(ReadOnlyQuantsGgmlTest, DequantizeBitExactAndDotAgrees) {
+    const GgmlLib& lib = ggml_lib();
+    ASSERT_TRUE(lib.error.empty()) << lib.error;
+    const DType t = GetParam();
+    EXPECT_FALSE(can_quantize(t));
+    const auto q = ggml_quant(lib, t, gaussian(Rows::n_total, 1), Rows::n_per_row);
+    EXPECT_TRUE(same_bits(our_dequant(t, q, Rows::n_total), ggml_dequant(lib, t, q, Rows::n_total)));
+    for (uint32_t seed = 0; seed < 4; ++seed) {
+        const auto r = random_blocks(t, Rows::n_total, 1000 + seed);
+        EXPECT_TRUE(same_bits(our_dequant(t, r, Rows::n_total), ggml_dequant(lib, t, r, Rows::n_total)))
+            << "seed " << seed;
+    }
+    const DType at = vec_dot_type(t);
+    const int64_t n = Rows::n_per_row;
+    for (uint32_t seed = 0; seed < 4; ++seed) {
+        // ggml-quantized weights with a mean (the affine types' m / dmin matter), random bytes too
+        auto x = gaussian(n, 10 + seed, 0.05f);
+        for (auto& v : x) v += 0.02f;
+        for (const auto& w : {ggml_quant(lib, t, x, n), random_blocks(t, n, 50 + seed)}) {
+            const auto a = ggml_quant(lib, at, gaussian(n, 20 + seed, 2.0f), n);
+            const auto wf = ggml_dequant(lib, t, w, n), af = ggml_dequant(lib, at, a, n);
+            double dot = 0, abs_sum = 0;
+            for (int64_t i = 0; i < n; ++i) {
+                dot += (double)wf[(size_t)i] * af[(size_t)i];
+                abs_sum += std::fabs((double)wf[(size_t)i] * af[(size_t)i]);
+            }
+            EXPECT_NEAR(vec_dot(t, w.data(), a.data(), n), dot, 1e-6 * abs_sum) << "seed " << seed;
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(ReadOnlyTypes, ReadOnlyQuantsGgmlTest,
+                         ::testing::Values(DType::Q4_1, DType::Q5_1, DType::IQ4_NL, DType::Q2_K, DType::Q3_K,
+                                           DType::IQ4_XS),
                          type_name);
 
 // The activation types are quantized exactly as llama.cpp does it, byte for byte.

@@ -43,7 +43,8 @@ struct DevLayer {
 bool gpu_type(DType t) {
     switch (t) {
         case DType::F32: case DType::F16: case DType::BF16: case DType::Q8_0: case DType::Q4_K: case DType::Q5_K:
-        case DType::Q6_K: case DType::I8:
+        case DType::Q6_K: case DType::I8: case DType::Q4_1: case DType::Q5_1: case DType::IQ4_NL: case DType::IQ4_XS:
+        case DType::Q2_K: case DType::Q3_K:
             return true;
         default:
             return false;
@@ -69,8 +70,8 @@ public:
         auto want = [&](const Tensor& t) -> Status {
             if (!t.data) return {};
             if (!gpu_type(t.type))
-                return make_error("{}: {} is {}: the CUDA kernels take f32, f16, bf16, q8_0, q4_k, q5_k, q6_k and int8 "
-                                  "(run with --device cpu)",
+                return make_error("{}: {} is {}: the CUDA kernels take f32, f16, bf16, q8_0, q4_k, q5_k, q6_k, q4_1, q5_1, "
+                                  "iq4_nl, iq4_xs, q2_k, q3_k and int8 (run with --device cpu)",
                                   name_, t.name, dtype_name(t.type));
             if (t.int8 && t.int8->static_act && !t.int8->zero.empty())
                 return make_error("{}: {}: static int8 activations with weight zero points", name_, t.name);

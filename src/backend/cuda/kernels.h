@@ -23,7 +23,8 @@ namespace tandem::cuda {
 
 using KernelStatus = std::string;  // empty: launched fine
 
-// out[t] = row tokens[t] of `table` (type F32/F16/BF16/Q8_0/Q4_K/Q5_K/Q6_K) dequantized to f32;
+// out[t] = row tokens[t] of `table` (type F32/F16/BF16/Q8_0/Q4_K/Q5_K/Q6_K, or the read-only
+// Q4_1/Q5_1/IQ4_NL/IQ4_XS/Q2_K/Q3_K) dequantized to f32;
 // out (n, dim)
 KernelStatus embed_rows(DType type, const void* table, size_t row_bytes, const int32_t* tokens, int64_t n, int64_t dim,
                   float* out, void* stream);
@@ -47,7 +48,8 @@ KernelStatus gather_rows(const float* src, const int32_t* rows, int64_t n, int64
 KernelStatus swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream);
 
 // y (n_tok, n_rows) = x (n_tok, in) times the weight rows [0, n_rows) of `in` elements, type
-// F32/F16/BF16/Q8_0/Q4_K/Q5_K/Q6_K dequantized on the fly (f32 accumulation).
+// F32/F16/BF16/Q8_0/Q4_K/Q5_K/Q6_K/Q4_1/Q5_1/IQ4_NL/IQ4_XS/Q2_K/Q3_K dequantized on the fly
+// (f32 accumulation).
 KernelStatus matmul(DType type, const void* w, size_t row_bytes, int64_t n_rows, int64_t in, const float* x, int64_t n_tok,
               float* y, void* stream);
 

@@ -72,6 +72,13 @@ KernelTable make_generic() {
     TANDEM_REF(Q6_K)
     TANDEM_REF(Q8_K)
 #undef TANDEM_REF
+    // read-only weight types (ref::can_quantize): never an activation type, no convert entry
+    t.gemv[(int)DType::Q4_1] = gemv_ref<DType::Q4_1>;
+    t.gemv[(int)DType::Q5_1] = gemv_ref<DType::Q5_1>;
+    t.gemv[(int)DType::IQ4_NL] = gemv_ref<DType::IQ4_NL>;
+    t.gemv[(int)DType::Q2_K] = gemv_ref<DType::Q2_K>;
+    t.gemv[(int)DType::Q3_K] = gemv_ref<DType::Q3_K>;
+    t.gemv[(int)DType::IQ4_XS] = gemv_ref<DType::IQ4_XS>;
     t.packed_gemm[(int)DType::Q4_K] = packed_gemm_ref<DType::Q4_K>;
     t.packed_gemm[(int)DType::Q5_K] = packed_gemm_ref<DType::Q5_K>;
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_ref<DType::Q6_K>;
@@ -96,6 +103,12 @@ void fill_gemm_by_gemv(KernelTable& t) {
     TANDEM_GEMM(Q4_K)
     TANDEM_GEMM(Q5_K)
     TANDEM_GEMM(Q6_K)
+    TANDEM_GEMM(Q4_1)
+    TANDEM_GEMM(Q5_1)
+    TANDEM_GEMM(IQ4_NL)
+    TANDEM_GEMM(Q2_K)
+    TANDEM_GEMM(Q3_K)
+    TANDEM_GEMM(IQ4_XS)
 #undef TANDEM_GEMM
 }
 
@@ -116,6 +129,7 @@ struct Tables {
             fill_avx512_packed(t[(int)Isa::avx512]);
             fill_avx512_attention(t[(int)Isa::avx512]);
             fill_avx512_ops(t[(int)Isa::avx512]);
+            fill_avx512_lowbit(t[(int)Isa::avx512]);
         }
         if (isa_supported(Isa::amx)) {
             fill_avx2(t[(int)Isa::amx]);
@@ -123,6 +137,7 @@ struct Tables {
             fill_avx512_packed(t[(int)Isa::amx]);
             fill_avx512_attention(t[(int)Isa::amx]);
             fill_avx512_ops(t[(int)Isa::amx]);
+            fill_avx512_lowbit(t[(int)Isa::amx]);
             fill_amx(t[(int)Isa::amx]);
         }
 #elif defined(__aarch64__)

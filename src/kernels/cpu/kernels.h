@@ -93,6 +93,7 @@ void fill_avx512(KernelTable& t);
 void fill_avx512_packed(KernelTable& t);     // packed-layout kernels (avx512_packed.cpp)
 void fill_avx512_attention(KernelTable& t);  // avx512_attention.cpp
 void fill_avx512_ops(KernelTable& t);        // avx512_ops.cpp
+void fill_avx512_lowbit(KernelTable& t);     // Q2_K, Q3_K, IQ4_XS, IQ4_NL, Q4_1, Q5_1 (avx512_lowbit.cpp)
 void fill_amx(KernelTable& t);  // over a filled avx512 table: AMX GEMM for Q4_K/Q6_K
 void fill_neon(KernelTable& t);
 void fill_neon_v8(KernelTable& t);

@@ -237,6 +237,24 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
         case DType::Q8_K:
             detail::dequantize_q8_k(src, dst, n);
             return;
+        case DType::Q4_1:
+            detail::dequantize_q4_1(src, dst, n);
+            return;
+        case DType::Q5_1:
+            detail::dequantize_q5_1(src, dst, n);
+            return;
+        case DType::IQ4_NL:
+            detail::dequantize_iq4_nl(src, dst, n);
+            return;
+        case DType::Q2_K:
+            detail::dequantize_q2_k(src, dst, n);
+            return;
+        case DType::Q3_K:
+            detail::dequantize_q3_k(src, dst, n);
+            return;
+        case DType::IQ4_XS:
+            detail::dequantize_iq4_xs(src, dst, n);
+            return;
         case DType::I8:  // the integers as they are (W8A8 weights: the scales are applied by the caller)
             for (int64_t i = 0; i < n; ++i) dst[i] = (float)static_cast<const int8_t*>(src)[i];
             return;
@@ -286,6 +304,13 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
         case DType::Q8_K:
             detail::quantize_q8_k(src, dst, n);
             return;
+        case DType::Q4_1:
+        case DType::Q5_1:
+        case DType::IQ4_NL:
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::IQ4_XS:
+            break;  // read-only types (can_quantize)
         case DType::I8:  // plain integers (rounded, clamped); W8A8 weights are made with their scales elsewhere
             for (int64_t i = 0; i < n; ++i)
                 static_cast<int8_t*>(dst)[i] = (int8_t)std::clamp(std::nearbyint(src[i]), -128.0f, 127.0f);
@@ -300,6 +325,20 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
     unsupported("quantize_row");
 }
 
+bool can_quantize(DType type) {
+    switch (type) {
+        case DType::Q4_1:
+        case DType::Q5_1:
+        case DType::IQ4_NL:
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::IQ4_XS:
+            return false;
+        default:
+            return true;
+    }
+}
+
 DType vec_dot_type(DType type) {
     switch (type) {
         case DType::F32:
@@ -309,7 +348,13 @@ DType vec_dot_type(DType type) {
         case DType::Q4_0:
         case DType::Q5_0:
         case DType::Q8_0:
+        case DType::Q4_1:
+        case DType::Q5_1:
+        case DType::IQ4_NL:
             return DType::Q8_0;
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::IQ4_XS:
         case DType::Q4_K:
         case DType::Q5_K:
         case DType::Q6_K:
@@ -321,7 +366,6 @@ DType vec_dot_type(DType type) {
             return type;
     }
     unsupported("vec_dot_type");
-    return DType::F32;
     return DType::F32;
 }
 
@@ -387,6 +431,18 @@ float vec_dot(DType type, const void* w, const void* a, int64_t n) {
             return (float)detail::dot_q6_k_q8_k(w, a, n);
         case DType::Q8_K:
             return (float)detail::dot_q8_k_q8_k(w, a, n);
+        case DType::Q4_1:
+            return (float)detail::dot_q4_1_q8_0(w, a, n);
+        case DType::Q5_1:
+            return (float)detail::dot_q5_1_q8_0(w, a, n);
+        case DType::IQ4_NL:
+            return (float)detail::dot_iq4_nl_q8_0(w, a, n);
+        case DType::Q2_K:
+            return (float)detail::dot_q2_k_q8_k(w, a, n);
+        case DType::Q3_K:
+            return (float)detail::dot_q3_k_q8_k(w, a, n);
+        case DType::IQ4_XS:
+            return (float)detail::dot_iq4_xs_q8_k(w, a, n);
         case DType::I8:  // the int8 path (kernels/reference/int8.h) dots these, with their scales
         case DType::I32:
         case DType::I64:

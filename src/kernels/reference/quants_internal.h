@@ -42,6 +42,27 @@ double dot_q5_k_q8_k(const void* w, const void* a, int64_t n);
 double dot_q6_k_q8_k(const void* w, const void* a, int64_t n);
 double dot_q8_k_q8_k(const void* w, const void* a, int64_t n);
 
+// Read-only types (quants_lowbit.cpp): Q4_1, Q5_1, IQ4_NL (dot with Q8_0), Q2_K, Q3_K, IQ4_XS
+// (dot with Q8_K).
+void dequantize_q4_1(const void* src, float* dst, int64_t n);
+void dequantize_q5_1(const void* src, float* dst, int64_t n);
+void dequantize_iq4_nl(const void* src, float* dst, int64_t n);
+void dequantize_q2_k(const void* src, float* dst, int64_t n);
+void dequantize_q3_k(const void* src, float* dst, int64_t n);
+void dequantize_iq4_xs(const void* src, float* dst, int64_t n);
+double dot_q4_1_q8_0(const void* w, const void* a, int64_t n);
+double dot_q5_1_q8_0(const void* w, const void* a, int64_t n);
+double dot_iq4_nl_q8_0(const void* w, const void* a, int64_t n);
+double dot_q2_k_q8_k(const void* w, const void* a, int64_t n);
+double dot_q3_k_q8_k(const void* w, const void* a, int64_t n);
+double dot_iq4_xs_q8_k(const void* w, const void* a, int64_t n);
+// Integer levels of one block (shared with the fast kernels' tests and the CUDA decoders):
+// Q2_K: q[256] in 0..3, sc/m[16] 4 bits. Q3_K: v[256] = q - 4 * !h in -4..3, sc[16] = 6-bit
+// scale - 32 in -32..31. IQ4_XS: ls[8] = 6-bit scale - 32.
+void q2_k_levels(const BlockQ2_K& b, uint8_t* q, uint8_t* sc, uint8_t* m);
+void q3_k_levels(const BlockQ3_K& b, int8_t* v, int8_t* sc);
+void iq4_xs_scales(const BlockIQ4_XS& b, int8_t* ls);
+
 // Levels of one block and back (bit-exact round trip; used by the packed layouts, packed.cpp).
 // Q4_K: element e = d * sc[e/32] * q[e] - dmin * m[e/32], q in 0..15, sc/m 6 bits; d/dmin are the
 // block's own fields (not touched here). Q6_K: element e = d * scales[e/16] * (q[e] - 32), q in 0..63.
