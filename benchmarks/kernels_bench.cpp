@@ -116,10 +116,7 @@ void bench_packed(benchmark::State& state, cpu::Isa isa, DType type, Shape shape
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0.0f, 0.02f);
     std::vector<float> row((size_t)shape.cols);
-    for (int64_t r = 0; r < ref::kPackRows; ++r) {
-        for (auto& v : row) v = nd(rng);
-        ref::quantize_row(type, row.data(), w.data() + (size_t)r * rb, shape.cols);
-    }
+    fill_rows(type, {shape.name, ref::kPackRows, shape.cols}, rng, nd, row, w, rb);
     ref::pack_group(type, w.data(), rb, shape.cols, packed.data());
     for (int64_t g = 1; g < groups; ++g) std::copy_n(packed.data(), gb, packed.data() + (size_t)g * gb);
     std::vector<const void*> ap;
@@ -201,7 +198,7 @@ int register_all() {
     }
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa) || isa == cpu::Isa::generic) continue;
-        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K})
+        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K})
             for (const Shape& s : kShapes)
                 for (int64_t n_tok : {1, 4, 8, 32, 128}) {
                     if (n_tok > 1 && s.rows > 8192) continue;  // the LM head runs for one token per sequence

@@ -16,10 +16,16 @@
 namespace tandem::cpu {
 namespace {
 
-const DType kPackedTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
+const DType kPackedTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K};
 
-// rows x n quantized weights with a few outlier rows/columns, so scales and mins vary a lot
+// rows x n quantized weights with a few outlier rows/columns, so scales and mins vary a lot (the
+// types without a quantizer: random blocks, every bit pattern)
 std::vector<uint8_t> make_rows(DType t, int64_t rows, int64_t n, uint32_t seed) {
+    if (!ref::can_quantize(t)) {
+        std::vector<uint8_t> w(row_bytes(t, n) * (size_t)rows);
+        ref::random_blocks(t, seed, w.data(), rows * n);
+        return w;
+    }
     auto f = gaussian((size_t)(rows * n), seed, 0.05f);
     for (int64_t r = 0; r < rows; r += 5) f[(size_t)(r * n + (r * 37) % n)] *= 40.0f;
     for (int64_t r = 3; r < rows; r += 7)
@@ -36,8 +42,10 @@ TEST(PackedLayout, PackThenUnpackGivesTheSameBytes) {
             const size_t rb = row_bytes(t, n);
             const auto w = make_rows(t, ref::kPackRows, n, 7 + (uint32_t)n);
             std::vector<uint8_t> packed(ref::packed_group_bytes(t, n)), back(w.size(), 0xAB);
-            // Q6_K keeps the size; Q4_K/Q5_K spread out their 12 packed scale bytes (+64 bytes per 16 rows x 256)
-            EXPECT_EQ(packed.size(), w.size() + (t == DType::Q6_K ? 0 : 64 * (size_t)(n / 256)));
+            // Q6_K keeps the size; Q4_K/Q5_K/Q3_K spread out their 12 packed scale bytes (+64 bytes per
+            // 16 rows x 256), Q2_K its 16 scale/min bytes (+256)
+            const size_t extra = t == DType::Q6_K ? 0 : t == DType::Q2_K ? 256 : 64;
+            EXPECT_EQ(packed.size(), w.size() + extra * (size_t)(n / 256));
             ref::pack_group(t, w.data(), rb, n, packed.data());
             ref::unpack_group(t, packed.data(), n, back.data(), rb);
             EXPECT_EQ(back, w) << dtype_name(t) << " n=" << n;
@@ -49,7 +57,9 @@ TEST(PackedLayout, OnlyTheKTypesHaveOne) {
     EXPECT_TRUE(ref::has_packed_layout(DType::Q4_K));
     EXPECT_TRUE(ref::has_packed_layout(DType::Q5_K));
     EXPECT_TRUE(ref::has_packed_layout(DType::Q6_K));
-    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q5_0})
+    EXPECT_TRUE(ref::has_packed_layout(DType::Q3_K));
+    EXPECT_TRUE(ref::has_packed_layout(DType::Q2_K));
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::IQ4_XS})
         EXPECT_FALSE(ref::has_packed_layout(t)) << dtype_name(t);
 }
 

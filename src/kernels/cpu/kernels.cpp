@@ -82,6 +82,8 @@ KernelTable make_generic() {
     t.packed_gemm[(int)DType::Q4_K] = packed_gemm_ref<DType::Q4_K>;
     t.packed_gemm[(int)DType::Q5_K] = packed_gemm_ref<DType::Q5_K>;
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_ref<DType::Q6_K>;
+    t.packed_gemm[(int)DType::Q3_K] = packed_gemm_ref<DType::Q3_K>;
+    t.packed_gemm[(int)DType::Q2_K] = packed_gemm_ref<DType::Q2_K>;
     t.rms_norm = ref::rms_norm;
     t.swiglu = ref::swiglu;
     t.axpy = axpy_ref;

@@ -122,9 +122,95 @@ void unpack_q6_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
     }
 }
 
+// Q3_K / Q2_K: unit s, byte 4r + b, bits 2k hold element 16s + 4k + b (Q3_K's high bit in mask k)
+inline int k16_elem(int s, int k, int b) { return 16 * s + 4 * k + b; }
+
+void pack_q3_k(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
+    int8_t v[kQK_K], sc[16];
+    for (int64_t ib = 0; ib < nb; ++ib, out += kPackedQ3KBlock) {
+        std::memset(out, 0, kPackedQ3KBlock);
+        for (int r = 0; r < kR; ++r) {
+            const auto& b = reinterpret_cast<const BlockQ3_K*>(rows + (size_t)r * stride)[ib];
+            detail::q3_k_levels(b, v, sc);
+            std::memcpy(out + packed_q3_k::d + 2 * r, &b.d, 2);
+            for (int j = 0; j < 16; ++j) out[packed_q3_k::sc + 32 * (j / 2) + 2 * r + j % 2] = (uint8_t)sc[j];
+            for (int s = 0; s < 16; ++s)
+                for (int k = 0; k < 4; ++k)
+                    for (int bb = 0; bb < 4; ++bb) {
+                        const int u = v[k16_elem(s, k, bb)] + 4;
+                        out[packed_q3_k::q2(s) + 4 * r + bb] |= (uint8_t)((u & 3) << (2 * k));
+                        if (u >> 2) out[packed_q3_k::hmask(s, k) + (4 * r + bb) / 8] |= (uint8_t)(1u << ((4 * r + bb) % 8));
+                    }
+        }
+    }
+}
+
+void unpack_q3_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
+    int8_t v[kQK_K], sc[16];
+    for (int64_t ib = 0; ib < nb; ++ib, in += kPackedQ3KBlock) {
+        for (int r = 0; r < kR; ++r) {
+            for (int j = 0; j < 16; ++j) sc[j] = (int8_t)in[packed_q3_k::sc + 32 * (j / 2) + 2 * r + j % 2];
+            for (int s = 0; s < 16; ++s)
+                for (int k = 0; k < 4; ++k)
+                    for (int bb = 0; bb < 4; ++bb) {
+                        const int q2 = (in[packed_q3_k::q2(s) + 4 * r + bb] >> (2 * k)) & 3;
+                        const int h = (in[packed_q3_k::hmask(s, k) + (4 * r + bb) / 8] >> ((4 * r + bb) % 8)) & 1;
+                        v[k16_elem(s, k, bb)] = (int8_t)(q2 + 4 * h - 4);
+                    }
+            auto& blk = reinterpret_cast<BlockQ3_K*>(rows + (size_t)r * stride)[ib];
+            detail::q3_k_from_levels(v, sc, blk);
+            std::memcpy(&blk.d, in + packed_q3_k::d + 2 * r, 2);
+        }
+    }
+}
+
+void pack_q2_k(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
+    uint8_t q[kQK_K], sc[16], m[16];
+    for (int64_t ib = 0; ib < nb; ++ib, out += kPackedQ2KBlock) {
+        std::memset(out, 0, kPackedQ2KBlock);
+        for (int r = 0; r < kR; ++r) {
+            const auto& b = reinterpret_cast<const BlockQ2_K*>(rows + (size_t)r * stride)[ib];
+            detail::q2_k_levels(b, q, sc, m);
+            std::memcpy(out + packed_q2_k::d + 2 * r, &b.d, 2);
+            std::memcpy(out + packed_q2_k::dmin + 2 * r, &b.dmin, 2);
+            for (int j = 0; j < 16; ++j) {
+                out[packed_q2_k::sc + 32 * (j / 2) + 2 * r + j % 2] = sc[j];
+                out[packed_q2_k::m + 32 * (j / 2) + 2 * r + j % 2] = m[j];
+            }
+            for (int s = 0; s < 16; ++s)
+                for (int k = 0; k < 4; ++k)
+                    for (int bb = 0; bb < 4; ++bb)
+                        out[packed_q2_k::q2(s) + 4 * r + bb] |= (uint8_t)(q[k16_elem(s, k, bb)] << (2 * k));
+        }
+    }
+}
+
+void unpack_q2_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
+    uint8_t q[kQK_K], sc[16], m[16];
+    for (int64_t ib = 0; ib < nb; ++ib, in += kPackedQ2KBlock) {
+        for (int r = 0; r < kR; ++r) {
+            for (int j = 0; j < 16; ++j) {
+                sc[j] = in[packed_q2_k::sc + 32 * (j / 2) + 2 * r + j % 2];
+                m[j] = in[packed_q2_k::m + 32 * (j / 2) + 2 * r + j % 2];
+            }
+            for (int s = 0; s < 16; ++s)
+                for (int k = 0; k < 4; ++k)
+                    for (int bb = 0; bb < 4; ++bb)
+                        q[k16_elem(s, k, bb)] = (uint8_t)((in[packed_q2_k::q2(s) + 4 * r + bb] >> (2 * k)) & 3);
+            auto& blk = reinterpret_cast<BlockQ2_K*>(rows + (size_t)r * stride)[ib];
+            detail::q2_k_from_levels(q, sc, m, blk);
+            std::memcpy(&blk.d, in + packed_q2_k::d + 2 * r, 2);
+            std::memcpy(&blk.dmin, in + packed_q2_k::dmin + 2 * r, 2);
+        }
+    }
+}
+
 }  // namespace
 
-bool has_packed_layout(DType type) { return type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K; }
+bool has_packed_layout(DType type) {
+    return type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K || type == DType::Q3_K ||
+           type == DType::Q2_K;
+}
 
 size_t packed_group_bytes(DType type, int64_t n) {
     const size_t nb = (size_t)(n / kQK_K);
@@ -132,6 +218,8 @@ size_t packed_group_bytes(DType type, int64_t n) {
         case DType::Q4_K: return nb * kPackedQ4KBlock;
         case DType::Q5_K: return nb * kPackedQ5KBlock;
         case DType::Q6_K: return nb * kPackedQ6KBlock;
+        case DType::Q3_K: return nb * kPackedQ3KBlock;
+        case DType::Q2_K: return nb * kPackedQ2KBlock;
         default: return 0;
     }
 }
@@ -140,12 +228,16 @@ void pack_group(DType type, const uint8_t* rows, size_t row_stride, int64_t n, u
     if (type == DType::Q4_K) pack_affine<BlockQ4_K, false>(rows, row_stride, n / kQK_K, out, kPackedQ4KBlock);
     else if (type == DType::Q5_K) pack_affine<BlockQ5_K, true>(rows, row_stride, n / kQK_K, out, kPackedQ5KBlock);
     else if (type == DType::Q6_K) pack_q6_k(rows, row_stride, n / kQK_K, out);
+    else if (type == DType::Q3_K) pack_q3_k(rows, row_stride, n / kQK_K, out);
+    else if (type == DType::Q2_K) pack_q2_k(rows, row_stride, n / kQK_K, out);
 }
 
 void unpack_group(DType type, const uint8_t* group, int64_t n, uint8_t* rows, size_t row_stride) {
     if (type == DType::Q4_K) unpack_affine<BlockQ4_K, false>(group, n / kQK_K, rows, row_stride, kPackedQ4KBlock);
     else if (type == DType::Q5_K) unpack_affine<BlockQ5_K, true>(group, n / kQK_K, rows, row_stride, kPackedQ5KBlock);
     else if (type == DType::Q6_K) unpack_q6_k(group, n / kQK_K, rows, row_stride);
+    else if (type == DType::Q3_K) unpack_q3_k(group, n / kQK_K, rows, row_stride);
+    else if (type == DType::Q2_K) unpack_q2_k(group, n / kQK_K, rows, row_stride);
 }
 
 void packed_gemm(DType type, const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok,

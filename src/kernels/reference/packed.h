@@ -25,6 +25,19 @@
 //     qh chunk [64]            byte 4r + b: the top 2 bits of the elements that ql chunk 0 (low,
 //                              high nibble) and ql chunk 1 (low, high) hold at 4r + b, at bits
 //                              0-1, 2-3, 4-5, 6-7
+// Q3_K x16 (1824 bytes = 16 x 110 + 64):
+//   uint16_t d[16]             f16
+//   int8_t   sc[8][16][2]      sub-block scales - 32 (16 elements each), as Q6_K x16's
+//   16 units of 96 bytes, unit s = sub-block s:
+//     q2 chunk [64]            byte 4r + b, bits 2k: the low 2 bits of element 16s + 4k + b of row r
+//     h masks [4] (uint64)     mask k, bit 4r + b: the high bit of that element (levels
+//                              q2 + 4h - 4 in -4..3; the kernels take q2 + 4h and the 4 back
+//                              through the Q8_K block sums)
+// Q2_K x16 (1600 bytes = 16 x 84 + 256):
+//   uint16_t d[16], dmin[16]   f16
+//   uint8_t  sc[8][16][2]      4-bit sub-block scales, [pair j][row][2j, 2j + 1]
+//   uint8_t  m[8][16][2]       4-bit sub-block mins, the same way
+//   16 units of 64 bytes, unit s: the q2 chunk as Q3_K x16's (levels 0..3, x = d sc q - dmin m)
 #pragma once
 
 #include <cstddef>
@@ -39,6 +52,8 @@ constexpr int64_t kPackRows = 16;
 constexpr size_t kPackedQ4KBlock = 2368;
 constexpr size_t kPackedQ5KBlock = 2880;
 constexpr size_t kPackedQ6KBlock = 3360;
+constexpr size_t kPackedQ3KBlock = 1824;
+constexpr size_t kPackedQ2KBlock = 1600;
 namespace packed_q4_k {
 constexpr size_t d = 0, dmin = 32, sc = 64, m = 192, qs = 320;
 }
@@ -51,7 +66,17 @@ constexpr size_t qh(int s) { return units + 192 * (size_t)s; }
 constexpr size_t ql(int s, int i) { return units + 192 * (size_t)s + 64 + 64 * (size_t)i; }
 }
 
-// Whether `type` has a packed layout (Q4_K, Q5_K, Q6_K).
+namespace packed_q3_k {  // scales as Q6_K x16's
+constexpr size_t d = 0, sc = 32, units = 288;
+constexpr size_t q2(int s) { return units + 96 * (size_t)s; }
+constexpr size_t hmask(int s, int k) { return units + 96 * (size_t)s + 64 + 8 * (size_t)k; }
+}
+namespace packed_q2_k {
+constexpr size_t d = 0, dmin = 32, sc = 64, m = 320, units = 576;
+constexpr size_t q2(int s) { return units + 64 * (size_t)s; }
+}
+
+// Whether `type` has a packed layout (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K).
 bool has_packed_layout(DType type);
 // Bytes of one group of 16 rows of n columns (n a multiple of the type's block size).
 size_t packed_group_bytes(DType type, int64_t n);

@@ -61,6 +61,9 @@ double dot_iq4_xs_q8_k(const void* w, const void* a, int64_t n);
 // scale - 32 in -32..31. IQ4_XS: ls[8] = 6-bit scale - 32.
 void q2_k_levels(const BlockQ2_K& b, uint8_t* q, uint8_t* sc, uint8_t* m);
 void q3_k_levels(const BlockQ3_K& b, int8_t* v, int8_t* sc);
+// and back (d / dmin untouched): the inverse of the above, bit for bit
+void q2_k_from_levels(const uint8_t* q, const uint8_t* sc, const uint8_t* m, BlockQ2_K& b);
+void q3_k_from_levels(const int8_t* v, const int8_t* sc, BlockQ3_K& b);
 void iq4_xs_scales(const BlockIQ4_XS& b, int8_t* ls);
 
 // Levels of one block and back (bit-exact round trip; used by the packed layouts, packed.cpp).

@@ -98,6 +98,36 @@ void q3_k_levels(const BlockQ3_K& b, int8_t* v, int8_t* sc) {
     q3_k_scales(b.scales, sc);
 }
 
+namespace {
+// 2-bit levels into qs: element e = 128 h + 32 j + l at bits 2j of qs[32 h + l]
+void put_q2(const uint8_t* q, uint8_t* qs) {
+    std::memset(qs, 0, kQK_K / 4);
+    for (int e = 0; e < kQK_K; ++e) qs[32 * (e / 128) + e % 32] |= (uint8_t)((q[e] & 3) << (2 * ((e % 128) / 32)));
+}
+}  // namespace
+
+void q2_k_from_levels(const uint8_t* q, const uint8_t* sc, const uint8_t* m, BlockQ2_K& b) {
+    put_q2(q, b.qs);
+    for (int i = 0; i < 16; ++i) b.scales[i] = (uint8_t)((sc[i] & 15) | (m[i] << 4));
+}
+
+void q3_k_from_levels(const int8_t* v, const int8_t* sc, BlockQ3_K& b) {
+    uint8_t q[kQK_K];
+    std::memset(b.hmask, 0, sizeof b.hmask);
+    for (int e = 0; e < kQK_K; ++e) {
+        const int u = v[e] + 4;  // 0..7: two low bits, and the high bit (clear: the level is 4 lower)
+        q[e] = (uint8_t)(u & 3);
+        b.hmask[e % 32] |= (uint8_t)((u >> 2) << (e / 32));
+    }
+    put_q2(q, b.qs);
+    std::memset(b.scales, 0, sizeof b.scales);
+    for (int i = 0; i < 16; ++i) {
+        const int s6 = sc[i] + 32;
+        b.scales[i % 8] |= (uint8_t)((s6 & 15) << (4 * (i / 8)));
+        b.scales[8 + i % 4] |= (uint8_t)((s6 >> 4) << (2 * (i / 4)));
+    }
+}
+
 void iq4_xs_scales(const BlockIQ4_XS& b, int8_t* ls) {
     for (int ib = 0; ib < 8; ++ib)
         ls[ib] = (int8_t)((((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32);

@@ -27,6 +27,8 @@ using ref::BlockQ8_K;
 using ref::kQK_K;
 namespace pq4 = ref::packed_q4_k;
 namespace pq6 = ref::packed_q6_k;
+namespace pq3 = ref::packed_q3_k;
+namespace pq2 = ref::packed_q2_k;
 
 // Software prefetch this far ahead in the group. Decode streams the weights from DRAM once (one
 // core on Zen 5: Q4_K 27 -> 36 GB/s, Q6_K 25 -> 33 GB/s; 1-4 KB ahead helped less, 12 KB hurt);
@@ -144,37 +146,98 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
         for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * ldy + 16 * h, acc[h][t]);
 }
 
-// G groups of 16 Q6_K rows (gb bytes apart) . T tokens. q = low 4 bits (ql) | top 2 bits (qh)
-// << 4 in 0..63, one sub-block of 16 per unit; the -32 of every level comes back as
-// 32 * sum_j sc[j] * bsums[j].
-template <int G, int T>
-void q6_k_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const* a, float* y, int64_t ldy) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+// The types with 16-element sub-blocks (Q6_K, Q3_K, Q2_K): a unit is one sub-block of 16 rows,
+// four 64-byte operand vectors (4 columns x 16 rows each) of unsigned levels, and one int32 scale
+// per row. What differs per type: how a unit's levels unpack, which activations each vector
+// meets, and how the block's sum is finished (the levels' offset through the Q8_K block sums).
+enum class K16 { q6, q3, q2 };
+
+template <K16 K>
+struct K16Traits;
+template <>
+struct K16Traits<K16::q6> {
+    static constexpr size_t kBlock = ref::kPackedQ6KBlock, kD = pq6::d, kSc = pq6::sc;
+    static constexpr bool kSignedSc = true;
+    static constexpr int kAct[4] = {0, 8, 4, 12};  // ql chunk 0 low/high nibbles, chunk 1 low/high
+    static constexpr int kOffsetShift = 5;          // levels q in 0..63 stand for q - 32
+    static constexpr size_t unit(int s) { return pq6::qh(s); }
+};
+template <>
+struct K16Traits<K16::q3> {
+    static constexpr size_t kBlock = ref::kPackedQ3KBlock, kD = pq3::d, kSc = pq3::sc;
+    static constexpr bool kSignedSc = true;
+    static constexpr int kAct[4] = {0, 4, 8, 12};
+    static constexpr int kOffsetShift = 2;  // q2 + 4h in 0..7 stand for q2 + 4h - 4
+    static constexpr size_t unit(int s) { return pq3::q2(s); }
+};
+template <>
+struct K16Traits<K16::q2> {
+    static constexpr size_t kBlock = ref::kPackedQ2KBlock, kD = pq2::d, kSc = pq2::sc;
+    static constexpr bool kSignedSc = false;
+    static constexpr int kAct[4] = {0, 4, 8, 12};
+    static constexpr size_t unit(int s) { return pq2::q2(s); }
+};
+
+// The four operand vectors of unit s (u: its bytes)
+template <K16 K>
+inline void k16_unit(const uint8_t* u, __m512i* w) {
+    if constexpr (K == K16::q6) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+        for (int l = 0; l < 3; ++l) _mm_prefetch((const char*)(u + kPrefetchBytes + 64 * l), _MM_HINT_T0);
+        const __m512i qh = load(u), l0 = load(u + 64), l1 = load(u + 128);
+        // (nibble & 0x0f) | (the matching 2 bits of qh moved to bits 4-5)
+        w[0] = _mm512_ternarylogic_epi32(_mm512_and_si512(l0, m4), _mm512_slli_epi16(qh, 4), m30, 0xF8);
+        w[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_slli_epi16(qh, 2), m30, 0xF8);
+        w[2] = _mm512_ternarylogic_epi32(_mm512_and_si512(l1, m4), qh, m30, 0xF8);
+        w[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4), _mm512_srli_epi16(qh, 2), m30, 0xF8);
+    } else {
+        const __m512i m3 = _mm512_set1_epi8(3);
+        _mm_prefetch((const char*)(u + kPrefetchBytes), _MM_HINT_T0);
+        if constexpr (K == K16::q3) _mm_prefetch((const char*)(u + kPrefetchBytes + 64), _MM_HINT_T0);
+        const __m512i q = load(u);
+        w[0] = _mm512_and_si512(q, m3);
+        w[1] = _mm512_and_si512(_mm512_srli_epi16(q, 2), m3);
+        w[2] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m3);
+        w[3] = _mm512_and_si512(_mm512_srli_epi16(q, 6), m3);
+        if constexpr (K == K16::q3) {  // + 4 where the high bit is set
+            const __m512i four = _mm512_set1_epi8(4);
+            for (int k = 0; k < 4; ++k) {
+                __mmask64 h;
+                std::memcpy(&h, u + 64 + 8 * k, 8);
+                w[k] = _mm512_mask_add_epi8(w[k], h, w[k], four);
+            }
+        }
+    }
+}
+
+// Sub-block pair j's scales of the 16 rows as int16 pairs (int8 or uint8 stored [row][2])
+template <bool kSigned>
+inline __m512i scale_pairs(const uint8_t* p) {
+    const __m256i v = _mm256_loadu_si256((const __m256i*)p);
+    return kSigned ? _mm512_cvtepi8_epi16(v) : _mm512_cvtepu8_epi16(v);
+}
+
+// G groups of 16 rows (gb bytes apart) . T tokens
+template <K16 K, int G, int T>
+void k16_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const* a, float* y, int64_t ldy) {
+    using Tr = K16Traits<K>;
     __m512 acc[G][T];
     for (int h = 0; h < G; ++h)
         for (int t = 0; t < T; ++t) acc[h][t] = _mm512_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ++ib, g += ref::kPackedQ6KBlock) {
+    for (int64_t ib = 0; ib < nb; ++ib, g += Tr::kBlock) {
         __m512i isum[G][T];
         for (int h = 0; h < G; ++h)
             for (int t = 0; t < T; ++t) isum[h][t] = _mm512_setzero_si512();
 #pragma GCC unroll 2
         for (int s = 0; s < 16; ++s) {
-            __m512i w[G][4];  // the unit's 64 elements per group as 0..63: 16s + {0, 8, 4, 12} + 0..3
-            for (int h = 0; h < G; ++h) {
-                const uint8_t* u = g + h * gb + pq6::qh(s);
-                for (int l = 0; l < 3; ++l) _mm_prefetch((const char*)(u + kPrefetchBytes + 64 * l), _MM_HINT_T0);
-                const __m512i qh = load(u), l0 = load(u + 64), l1 = load(u + 128);
-                // (nibble & 0x0f) | (the matching 2 bits of qh moved to bits 4-5)
-                w[h][0] = _mm512_ternarylogic_epi32(_mm512_and_si512(l0, m4), _mm512_slli_epi16(qh, 4), m30, 0xF8);
-                w[h][1] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_slli_epi16(qh, 2), m30, 0xF8);
-                w[h][2] = _mm512_ternarylogic_epi32(_mm512_and_si512(l1, m4), qh, m30, 0xF8);
-                w[h][3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4), _mm512_srli_epi16(qh, 2), m30, 0xF8);
-            }
+            __m512i w[G][4];
+            for (int h = 0; h < G; ++h) k16_unit<K>(g + h * gb + Tr::unit(s), w[h]);
             __m512i sacc[G][T];
 #pragma GCC unroll 8
             for (int t = 0; t < T; ++t) {
                 const int8_t* q = a[t][ib].qs + 16 * s;
-                const __m512i b0 = bcast4(q), b1 = bcast4(q + 8), b2 = bcast4(q + 4), b3 = bcast4(q + 12);
+                const __m512i b0 = bcast4(q + Tr::kAct[0]), b1 = bcast4(q + Tr::kAct[1]), b2 = bcast4(q + Tr::kAct[2]),
+                              b3 = bcast4(q + Tr::kAct[3]);
                 for (int h = 0; h < G; ++h) {
                     __m512i v = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[h][0], b0);
                     v = _mm512_dpbusd_epi32(v, w[h][1], b1);
@@ -183,21 +246,31 @@ void q6_k_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const
                 }
             }
             for (int h = 0; h < G; ++h) {
-                const __m512i pair = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)(g + h * gb + pq6::sc + 32 * (s / 2))));
+                const __m512i pair = scale_pairs<Tr::kSignedSc>(g + h * gb + Tr::kSc + 32 * (s / 2));
                 const __m512i sc = s % 2 == 0 ? _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16) : _mm512_srai_epi32(pair, 16);
                 for (int t = 0; t < T; ++t) isum[h][t] = _mm512_add_epi32(isum[h][t], _mm512_mullo_epi32(sacc[h][t], sc));
             }
         }
         for (int h = 0; h < G; ++h) {
             const uint8_t* gh = g + h * gb;
-            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + pq6::d)));
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + Tr::kD)));
             for (int t = 0; t < T; ++t) {
-                __m512i corr = _mm512_setzero_si512();
-                for (int j = 0; j < 8; ++j)
-                    corr = _mm512_dpwssd_epi32(corr, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)(gh + pq6::sc + 32 * j))),
-                                               bcast4((const int8_t*)(a[t][ib].bsums + 2 * j)));
-                const __m512i v = _mm512_sub_epi32(isum[h][t], _mm512_slli_epi32(corr, 5));
-                acc[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw, _mm512_set1_ps(a[t][ib].d)), acc[h][t]);
+                if constexpr (K == K16::q2) {  // d sc . q - dmin . sum_j m_j bsums_j
+                    __m512i mn = _mm512_setzero_si512();
+                    for (int j = 0; j < 8; ++j)
+                        mn = _mm512_dpwssd_epi32(mn, scale_pairs<false>(gh + pq2::m + 32 * j),
+                                                 bcast4((const int8_t*)(a[t][ib].bsums + 2 * j)));
+                    const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + pq2::dmin)));
+                    const __m512 v = _mm512_fmsub_ps(dw, _mm512_cvtepi32_ps(isum[h][t]), _mm512_mul_ps(dmw, _mm512_cvtepi32_ps(mn)));
+                    acc[h][t] = _mm512_fmadd_ps(v, _mm512_set1_ps(a[t][ib].d), acc[h][t]);
+                } else {  // the levels' offset: sum_j sc_j bsums_j << shift
+                    __m512i corr = _mm512_setzero_si512();
+                    for (int j = 0; j < 8; ++j)
+                        corr = _mm512_dpwssd_epi32(corr, scale_pairs<true>(gh + Tr::kSc + 32 * j),
+                                                   bcast4((const int8_t*)(a[t][ib].bsums + 2 * j)));
+                    const __m512i v = _mm512_sub_epi32(isum[h][t], _mm512_slli_epi32(corr, Tr::kOffsetShift));
+                    acc[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw, _mm512_set1_ps(a[t][ib].d)), acc[h][t]);
+                }
             }
         }
     }
@@ -221,11 +294,11 @@ void affine_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* act
     affine_groups<Q5, G, T>(g, gb, nb, a, ps, y, ldy);
 }
 
-template <int G, int T>
-void q6_k_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const int16_t*, float* y, int64_t ldy) {
+template <K16 K, int G, int T>
+void k16_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const int16_t*, float* y, int64_t ldy) {
     const BlockQ8_K* a[T];
     for (int t = 0; t < T; ++t) a[t] = static_cast<const BlockQ8_K*>(acts[t]);
-    q6_k_groups<G, T>(g, gb, nb, a, y, ldy);
+    k16_groups<K, G, T>(g, gb, nb, a, y, ldy);
 }
 
 template <template <int, int> class K, int G, int... I>
@@ -242,7 +315,15 @@ struct Q5K {
 };
 template <int G, int T>
 struct Q6K {
-    static constexpr TileFn fn = q6_k_tile<G, T>;
+    static constexpr TileFn fn = k16_tile<K16::q6, G, T>;
+};
+template <int G, int T>
+struct Q3K {
+    static constexpr TileFn fn = k16_tile<K16::q3, G, T>;
+};
+template <int G, int T>
+struct Q2K {
+    static constexpr TileFn fn = k16_tile<K16::q2, G, T>;
 };
 
 // A kernel's tiles: one group x up to n1 tokens, two groups x up to n2 tokens (n2 = 0: none).
@@ -290,6 +371,8 @@ constexpr auto kQ4KTwo = tiles<Q4K, 2>(std::make_integer_sequence<int, 6>{});
 constexpr auto kQ5KOne = tiles<Q5K, 1>(std::make_integer_sequence<int, 8>{});
 constexpr auto kQ5KTwo = tiles<Q5K, 2>(std::make_integer_sequence<int, 6>{});
 constexpr auto kQ6KOne = tiles<Q6K, 1>(std::make_integer_sequence<int, 8>{});
+constexpr auto kQ3KOne = tiles<Q3K, 1>(std::make_integer_sequence<int, 8>{});
+constexpr auto kQ2KOne = tiles<Q2K, 1>(std::make_integer_sequence<int, 8>{});
 
 template <DType kType>
 void packed_gemm_affine(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
@@ -302,10 +385,12 @@ void packed_gemm_affine(const uint8_t* w, int64_t n_groups, int64_t n, const voi
     run_tiles(ts, ref::packed_group_bytes(kType, n), w, n_groups, nb, acts, n_tok, psum.data(), y, ldy);
 }
 
-void packed_gemm_q6_k(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
-                      int64_t ldy) {
-    run_tiles({kQ6KOne.data(), 8, nullptr, 0}, ref::packed_group_bytes(DType::Q6_K, n), w, n_groups, n / kQK_K, acts,
-              n_tok, nullptr, y, ldy);
+template <DType kType>
+void packed_gemm_k16(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
+                     int64_t ldy) {
+    const TileFn* one = kType == DType::Q6_K ? kQ6KOne.data() : kType == DType::Q3_K ? kQ3KOne.data() : kQ2KOne.data();
+    run_tiles({one, 8, nullptr, 0}, ref::packed_group_bytes(kType, n), w, n_groups, n / kQK_K, acts, n_tok, nullptr, y,
+              ldy);
 }
 
 }  // namespace
@@ -313,7 +398,9 @@ void packed_gemm_q6_k(const uint8_t* w, int64_t n_groups, int64_t n, const void*
 void fill_avx512_packed(KernelTable& t) {
     t.packed_gemm[(int)DType::Q4_K] = packed_gemm_affine<DType::Q4_K>;
     t.packed_gemm[(int)DType::Q5_K] = packed_gemm_affine<DType::Q5_K>;
-    t.packed_gemm[(int)DType::Q6_K] = packed_gemm_q6_k;
+    t.packed_gemm[(int)DType::Q6_K] = packed_gemm_k16<DType::Q6_K>;
+    t.packed_gemm[(int)DType::Q3_K] = packed_gemm_k16<DType::Q3_K>;
+    t.packed_gemm[(int)DType::Q2_K] = packed_gemm_k16<DType::Q2_K>;
 }
 
 }  // namespace tandem::cpu
