@@ -244,6 +244,20 @@ std::vector<uint8_t> random_blocks(DType t, int64_t n, uint32_t seed) {
     return q;
 }
 
+// vec_dot of weight row w (type t) with activations quantized by ggml equals the dot of ggml's
+// dequantized rows (up to float rounding)
+void expect_dot_with_ggml_activations(const GgmlLib& lib, DType t, const std::vector<uint8_t>& w, int64_t n,
+                                      uint32_t seed) {
+    const auto a = ggml_quant(lib, vec_dot_type(t), gaussian(n, 20 + seed, 2.0f), n);
+    const auto wf = ggml_dequant(lib, t, w, n), af = ggml_dequant(lib, vec_dot_type(t), a, n);
+    double dot = 0, abs_sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        dot += (double)wf[(size_t)i] * af[(size_t)i];
+        abs_sum += std::fabs((double)wf[(size_t)i] * af[(size_t)i]);
+    }
+    EXPECT_NEAR(vec_dot(t, w.data(), a.data(), n), dot, 1e-6 * abs_sum) << dtype_name(t) << " seed " << seed;
+}
+
 class QuantsGgmlTest : public ::testing::TestWithParam<DType> {};
 
 std::string type_name(const ::testing::TestParamInfo<DType>& info) {
@@ -309,18 +323,10 @@ TEST_P(QuantsGgmlTest, VecDotWithGgmlActivations) {
     const GgmlLib& lib = ggml_lib();
     ASSERT_TRUE(lib.error.empty()) << lib.error;
     const DType t = GetParam();
-    const DType at = vec_dot_type(t);
     const int64_t n = Rows::n_per_row;
     for (uint32_t seed = 0; seed < 4; ++seed) {
         const auto w = ggml_quant(lib, t, gaussian(n, 10 + seed, 0.05f), n);
-        const auto a = ggml_quant(lib, at, gaussian(n, 20 + seed, 2.0f), n);
-        const auto wf = ggml_dequant(lib, t, w, n), af = ggml_dequant(lib, at, a, n);
-        double dot = 0, abs_sum = 0;
-        for (int64_t i = 0; i < n; ++i) {
-            dot += (double)wf[(size_t)i] * af[(size_t)i];
-            abs_sum += std::fabs((double)wf[(size_t)i] * af[(size_t)i]);
-        }
-        EXPECT_NEAR(vec_dot(t, w.data(), a.data(), n), dot, 1e-6 * abs_sum) << "seed " << seed;
+        expect_dot_with_ggml_activations(lib, t, w, n, seed);
     }
 }
 
@@ -346,22 +352,13 @@ TEST_P(ReadOnlyQuantsGgmlTest, DequantizeBitExactAndDotAgrees) {
         EXPECT_TRUE(same_bits(our_dequant(t, r, Rows::n_total), ggml_dequant(lib, t, r, Rows::n_total)))
             << "seed " << seed;
     }
-    const DType at = vec_dot_type(t);
     const int64_t n = Rows::n_per_row;
     for (uint32_t seed = 0; seed < 4; ++seed) {
         // ggml-quantized weights with a mean (the affine types' m / dmin matter), random bytes too
         auto x = gaussian(n, 10 + seed, 0.05f);
         for (auto& v : x) v += 0.02f;
-        for (const auto& w : {ggml_quant(lib, t, x, n), random_blocks(t, n, 50 + seed)}) {
-            const auto a = ggml_quant(lib, at, gaussian(n, 20 + seed, 2.0f), n);
-            const auto wf = ggml_dequant(lib, t, w, n), af = ggml_dequant(lib, at, a, n);
-            double dot = 0, abs_sum = 0;
-            for (int64_t i = 0; i < n; ++i) {
-                dot += (double)wf[(size_t)i] * af[(size_t)i];
-                abs_sum += std::fabs((double)wf[(size_t)i] * af[(size_t)i]);
-            }
-            EXPECT_NEAR(vec_dot(t, w.data(), a.data(), n), dot, 1e-6 * abs_sum) << "seed " << seed;
-        }
+        for (const auto& w : {ggml_quant(lib, t, x, n), random_blocks(t, n, 50 + seed)})
+            expect_dot_with_ggml_activations(lib, t, w, n, seed);
     }
 }
 

@@ -11,6 +11,7 @@
 
 #include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/x86/act_scratch.h"
 #include "kernels/cpu/x86/k_scales.h"
 #include "kernels/cpu/x86/q0_dots.h"
 #include "kernels/reference/quants.h"
@@ -159,13 +160,8 @@ void arrange_q4_k_acts(const BlockQ8_K* a, int64_t nb, int8_t* out) {
 void gemv_q4_k(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y) {
     const auto* a = static_cast<const BlockQ8_K*>(act);
     const int64_t nb = n / kQK_K;
-    alignas(64) int8_t local[16 * kQK_K];  // rows up to 4096 wide without allocating
-    std::vector<int8_t> heap;
-    int8_t* ap = local;
-    if (nb > 16) {
-        heap.resize((size_t)(nb * kQK_K));
-        ap = heap.data();
-    }
+    ActScratch<16> scratch(nb);  // rows up to 4096 wide without allocating
+    int8_t* ap = scratch.data();
     arrange_q4_k_acts(a, nb, ap);
     for (int64_t r = 0; r < n_rows; ++r)
         y[r] = dot_q4_k(reinterpret_cast<const BlockQ4_K*>(w + (size_t)r * row_stride), a, ap, nb);

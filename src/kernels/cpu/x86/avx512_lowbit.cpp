@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/x86/act_scratch.h"
 #include "kernels/cpu/x86/q0_dots.h"
 #include "kernels/reference/quants.h"
 
@@ -122,13 +123,8 @@ template <typename Block, float (*Dot)(const Block*, const BlockQ8_K*, const int
 void gemv_2bit(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y) {
     const auto* a = static_cast<const BlockQ8_K*>(act);
     const int64_t nb = n / kQK_K;
-    alignas(64) int8_t local[32 * kQK_K];  // rows up to 8192 wide without allocating
-    std::vector<int8_t> heap;
-    int8_t* ap = local;
-    if (nb > 32) {
-        heap.resize((size_t)(nb * kQK_K));
-        ap = heap.data();
-    }
+    ActScratch<32> scratch(nb);  // rows up to 8192 wide without allocating
+    int8_t* ap = scratch.data();
     arrange_2bit_acts(a, nb, ap);
     for (int64_t r = 0; r < n_rows; ++r) {
         if (r + 4 < n_rows) _mm_prefetch((const char*)(w + (size_t)(r + 4) * row_stride), _MM_HINT_T0);
