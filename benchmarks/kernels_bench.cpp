@@ -198,7 +198,7 @@ int register_all() {
     }
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa) || isa == cpu::Isa::generic) continue;
-        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K})
+        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K, DType::IQ4_XS})
             for (const Shape& s : kShapes)
                 for (int64_t n_tok : {1, 4, 8, 32, 128}) {
                     if (n_tok > 1 && s.rows > 8192) continue;  // the LM head runs for one token per sequence

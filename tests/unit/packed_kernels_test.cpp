@@ -16,7 +16,7 @@
 namespace tandem::cpu {
 namespace {
 
-const DType kPackedTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K};
+const DType kPackedTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K, DType::IQ4_XS};
 
 // rows x n quantized weights with a few outlier rows/columns, so scales and mins vary a lot (the
 // types without a quantizer: random blocks, every bit pattern)
@@ -43,8 +43,8 @@ TEST(PackedLayout, PackThenUnpackGivesTheSameBytes) {
             const auto w = make_rows(t, ref::kPackRows, n, 7 + (uint32_t)n);
             std::vector<uint8_t> packed(ref::packed_group_bytes(t, n)), back(w.size(), 0xAB);
             // Q6_K keeps the size; Q4_K/Q5_K/Q3_K spread out their 12 packed scale bytes (+64 bytes per
-            // 16 rows x 256), Q2_K its 16 scale/min bytes (+256)
-            const size_t extra = t == DType::Q6_K ? 0 : t == DType::Q2_K ? 256 : 64;
+            // 16 rows x 256), Q2_K its 16 scale/min bytes (+256), IQ4_XS holds its scales twice (+160)
+            const size_t extra = t == DType::Q6_K ? 0 : t == DType::Q2_K ? 256 : t == DType::IQ4_XS ? 160 : 64;
             EXPECT_EQ(packed.size(), w.size() + extra * (size_t)(n / 256));
             ref::pack_group(t, w.data(), rb, n, packed.data());
             ref::unpack_group(t, packed.data(), n, back.data(), rb);
@@ -59,7 +59,8 @@ TEST(PackedLayout, OnlyTheKTypesHaveOne) {
     EXPECT_TRUE(ref::has_packed_layout(DType::Q6_K));
     EXPECT_TRUE(ref::has_packed_layout(DType::Q3_K));
     EXPECT_TRUE(ref::has_packed_layout(DType::Q2_K));
-    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::IQ4_XS})
+    EXPECT_TRUE(ref::has_packed_layout(DType::IQ4_XS));
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::IQ4_NL})
         EXPECT_FALSE(ref::has_packed_layout(t)) << dtype_name(t);
 }
 

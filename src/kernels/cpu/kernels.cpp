@@ -84,6 +84,7 @@ KernelTable make_generic() {
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_ref<DType::Q6_K>;
     t.packed_gemm[(int)DType::Q3_K] = packed_gemm_ref<DType::Q3_K>;
     t.packed_gemm[(int)DType::Q2_K] = packed_gemm_ref<DType::Q2_K>;
+    t.packed_gemm[(int)DType::IQ4_XS] = packed_gemm_ref<DType::IQ4_XS>;
     t.rms_norm = ref::rms_norm;
     t.swiglu = ref::swiglu;
     t.axpy = axpy_ref;

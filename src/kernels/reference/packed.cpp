@@ -205,11 +205,49 @@ void unpack_q2_k(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
     }
 }
 
+void pack_iq4_xs(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
+    uint8_t q[kQK_K];
+    int8_t ls[8];
+    for (int64_t ib = 0; ib < nb; ++ib, out += kPackedIQ4XSBlock) {
+        for (int r = 0; r < kR; ++r) {
+            const auto& b = reinterpret_cast<const BlockIQ4_XS*>(rows + (size_t)r * stride)[ib];
+            detail::iq4_xs_levels(b, q, ls);
+            std::memcpy(out + packed_iq4_xs::d + 2 * r, &b.d, 2);
+            for (int j = 0; j < 8; ++j) {
+                out[packed_iq4_xs::sc + 16 * j + r] = (uint8_t)ls[j];
+                out[packed_iq4_xs::scp + 32 * (j / 2) + 2 * r + j % 2] = (uint8_t)ls[j];
+            }
+            for (int c = 0; c < 32; ++c)
+                for (int bb = 0; bb < 4; ++bb)
+                    out[packed_iq4_xs::qs + 64 * c + 4 * r + bb] = (uint8_t)(q[q4_lo_elem(c, bb)] | q[q4_hi_elem(c, bb)] << 4);
+        }
+    }
+}
+
+void unpack_iq4_xs(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
+    uint8_t q[kQK_K];
+    int8_t ls[8];
+    for (int64_t ib = 0; ib < nb; ++ib, in += kPackedIQ4XSBlock) {
+        for (int r = 0; r < kR; ++r) {
+            for (int j = 0; j < 8; ++j) ls[j] = (int8_t)in[packed_iq4_xs::sc + 16 * j + r];
+            for (int c = 0; c < 32; ++c)
+                for (int b = 0; b < 4; ++b) {
+                    const uint8_t v = in[packed_iq4_xs::qs + 64 * c + 4 * r + b];
+                    q[q4_lo_elem(c, b)] = v & 15;
+                    q[q4_hi_elem(c, b)] = v >> 4;
+                }
+            auto& blk = reinterpret_cast<BlockIQ4_XS*>(rows + (size_t)r * stride)[ib];
+            detail::iq4_xs_from_levels(q, ls, blk);
+            std::memcpy(&blk.d, in + packed_iq4_xs::d + 2 * r, 2);
+        }
+    }
+}
+
 }  // namespace
 
 bool has_packed_layout(DType type) {
     return type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K || type == DType::Q3_K ||
-           type == DType::Q2_K;
+           type == DType::Q2_K || type == DType::IQ4_XS;
 }
 
 size_t packed_group_bytes(DType type, int64_t n) {
@@ -220,6 +258,7 @@ size_t packed_group_bytes(DType type, int64_t n) {
         case DType::Q6_K: return nb * kPackedQ6KBlock;
         case DType::Q3_K: return nb * kPackedQ3KBlock;
         case DType::Q2_K: return nb * kPackedQ2KBlock;
+        case DType::IQ4_XS: return nb * kPackedIQ4XSBlock;
         default: return 0;
     }
 }
@@ -230,6 +269,7 @@ void pack_group(DType type, const uint8_t* rows, size_t row_stride, int64_t n, u
     else if (type == DType::Q6_K) pack_q6_k(rows, row_stride, n / kQK_K, out);
     else if (type == DType::Q3_K) pack_q3_k(rows, row_stride, n / kQK_K, out);
     else if (type == DType::Q2_K) pack_q2_k(rows, row_stride, n / kQK_K, out);
+    else if (type == DType::IQ4_XS) pack_iq4_xs(rows, row_stride, n / kQK_K, out);
 }
 
 void unpack_group(DType type, const uint8_t* group, int64_t n, uint8_t* rows, size_t row_stride) {
@@ -238,6 +278,7 @@ void unpack_group(DType type, const uint8_t* group, int64_t n, uint8_t* rows, si
     else if (type == DType::Q6_K) unpack_q6_k(group, n / kQK_K, rows, row_stride);
     else if (type == DType::Q3_K) unpack_q3_k(group, n / kQK_K, rows, row_stride);
     else if (type == DType::Q2_K) unpack_q2_k(group, n / kQK_K, rows, row_stride);
+    else if (type == DType::IQ4_XS) unpack_iq4_xs(group, n / kQK_K, rows, row_stride);
 }
 
 void packed_gemm(DType type, const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok,

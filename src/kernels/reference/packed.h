@@ -38,6 +38,13 @@
 //   uint8_t  sc[8][16][2]      4-bit sub-block scales, [pair j][row][2j, 2j + 1]
 //   uint8_t  m[8][16][2]       4-bit sub-block mins, the same way
 //   16 units of 64 bytes, unit s: the q2 chunk as Q3_K x16's (levels 0..3, x = d sc q - dmin m)
+// IQ4_XS x16 (2336 bytes = 16 x 136 + 160):
+//   uint16_t d[16]             f16
+//   int8_t   sc[8][16]         sub-block scales - 32 (32 elements each), [sub-block][row]
+//   int8_t   scp[4][16][2]     the same scales in pairs, [pair p][row][2p, 2p + 1] (the kernels
+//                              take the levels + 128 as unsigned bytes and the 128 back through
+//                              the Q8_K block sums, per scale)
+//   uint8_t  qs[32][64]        Q4_K x16's chunks of 4-bit indices into the 16 IQ4 levels
 #pragma once
 
 #include <cstddef>
@@ -54,6 +61,7 @@ constexpr size_t kPackedQ5KBlock = 2880;
 constexpr size_t kPackedQ6KBlock = 3360;
 constexpr size_t kPackedQ3KBlock = 1824;
 constexpr size_t kPackedQ2KBlock = 1600;
+constexpr size_t kPackedIQ4XSBlock = 2336;
 namespace packed_q4_k {
 constexpr size_t d = 0, dmin = 32, sc = 64, m = 192, qs = 320;
 }
@@ -76,7 +84,11 @@ constexpr size_t d = 0, dmin = 32, sc = 64, m = 320, units = 576;
 constexpr size_t q2(int s) { return units + 64 * (size_t)s; }
 }
 
-// Whether `type` has a packed layout (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K).
+namespace packed_iq4_xs {
+constexpr size_t d = 0, sc = 32, scp = 160, qs = 288;
+}
+
+// Whether `type` has a packed layout (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K, IQ4_XS).
 bool has_packed_layout(DType type);
 // Bytes of one group of 16 rows of n columns (n a multiple of the type's block size).
 size_t packed_group_bytes(DType type, int64_t n);

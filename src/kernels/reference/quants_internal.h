@@ -65,6 +65,9 @@ void q3_k_levels(const BlockQ3_K& b, int8_t* v, int8_t* sc);
 void q2_k_from_levels(const uint8_t* q, const uint8_t* sc, const uint8_t* m, BlockQ2_K& b);
 void q3_k_from_levels(const int8_t* v, const int8_t* sc, BlockQ3_K& b);
 void iq4_xs_scales(const BlockIQ4_XS& b, int8_t* ls);
+// IQ4_XS: q[256] = the 4-bit level indices in element order, ls[8] as above; and back
+void iq4_xs_levels(const BlockIQ4_XS& b, uint8_t* q, int8_t* ls);
+void iq4_xs_from_levels(const uint8_t* q, const int8_t* ls, BlockIQ4_XS& b);
 
 // Levels of one block and back (bit-exact round trip; used by the packed layouts, packed.cpp).
 // Q4_K: element e = d * sc[e/32] * q[e] - dmin * m[e/32], q in 0..15, sc/m 6 bits; d/dmin are the

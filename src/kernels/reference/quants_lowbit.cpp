@@ -133,6 +133,26 @@ void iq4_xs_scales(const BlockIQ4_XS& b, int8_t* ls) {
         ls[ib] = (int8_t)((((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32);
 }
 
+void iq4_xs_levels(const BlockIQ4_XS& b, uint8_t* q, int8_t* ls) {
+    iq4_xs_scales(b, ls);
+    for (int j = 0; j < 8; ++j)
+        for (int l = 0; l < 16; ++l) {
+            q[32 * j + l] = b.qs[16 * j + l] & 0x0f;
+            q[32 * j + 16 + l] = b.qs[16 * j + l] >> 4;
+        }
+}
+
+void iq4_xs_from_levels(const uint8_t* q, const int8_t* ls, BlockIQ4_XS& b) {
+    b.scales_h = 0;
+    std::memset(b.scales_l, 0, sizeof b.scales_l);
+    for (int j = 0; j < 8; ++j) {
+        const int s6 = ls[j] + 32;
+        b.scales_l[j / 2] |= (uint8_t)((s6 & 15) << (4 * (j % 2)));
+        b.scales_h |= (uint16_t)((s6 >> 4) << (2 * j));
+        for (int l = 0; l < 16; ++l) b.qs[16 * j + l] = (uint8_t)((q[32 * j + l] & 15) | (q[32 * j + 16 + l] << 4));
+    }
+}
+
 void dequantize_q4_1(const void* src, float* dst, int64_t n) { dequantize_affine32<BlockQ4_1>(src, dst, n); }
 void dequantize_q5_1(const void* src, float* dst, int64_t n) { dequantize_affine32<BlockQ5_1>(src, dst, n); }
 double dot_q4_1_q8_0(const void* w, const void* a, int64_t n) { return dot_affine32<BlockQ4_1>(w, a, n); }

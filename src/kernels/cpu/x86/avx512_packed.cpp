@@ -29,6 +29,7 @@ namespace pq4 = ref::packed_q4_k;
 namespace pq6 = ref::packed_q6_k;
 namespace pq3 = ref::packed_q3_k;
 namespace pq2 = ref::packed_q2_k;
+namespace piq4 = ref::packed_iq4_xs;
 
 // Software prefetch this far ahead in the group. Decode streams the weights from DRAM once (one
 // core on Zen 5: Q4_K 27 -> 36 GB/s, Q6_K 25 -> 33 GB/s; 1-4 KB ahead helped less, 12 KB hurt);
@@ -66,15 +67,39 @@ inline __m512i bit_to_4(__m512i v) {
     else return v;
 }
 
-// G groups of 16 Q4_K (Q5: Q5_K) rows, gb bytes apart, . T tokens: y[t * ldy + 16h + r]. With
-// one group the low and high nibbles accumulate in two chains per token (VPDPBUSD's latency);
-// with two, each broadcast activation feeds both groups and one chain per (group, token) is enough.
-template <bool Q5, int G, int T>
+// The types with 32-element sub-blocks whose packed chunks hold 4-bit values: Q4_K, Q5_K (+ a
+// fifth bit) and IQ4_XS (indices into its 16 levels, looked up with VPSHUFB as levels + 128).
+enum class K32 { q4, q5, iq4 };
+
+template <K32 K>
+struct K32Traits {  // Q4_K / Q5_K
+    static constexpr size_t kBlock = K == K32::q5 ? ref::kPackedQ5KBlock : ref::kPackedQ4KBlock;
+    static constexpr size_t kD = pq4::d, kSc = pq4::sc, kPairs = pq4::m, kQs = pq4::qs;
+};
+template <>
+struct K32Traits<K32::iq4> {
+    static constexpr size_t kBlock = ref::kPackedIQ4XSBlock;
+    static constexpr size_t kD = piq4::d, kSc = piq4::sc, kPairs = piq4::scp, kQs = piq4::qs;
+};
+
+// G groups of 16 rows (Q4_K, Q5_K or IQ4_XS), gb bytes apart, . T tokens: y[t * ldy + 16h + r].
+// With one group the low and high nibbles accumulate in two chains per token (VPDPBUSD's
+// latency); with two, each broadcast activation feeds both groups and one chain per (group,
+// token) is enough. Q4_K/Q5_K: d sc . q - dmin m . sums; IQ4_XS: d sc . (v + 128) - 128 d sc . sums.
+template <K32 K, int G, int T>
 void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const* a, const int16_t* const* ps,
                    float* y, int64_t ldy) {
-    constexpr size_t kBlock = Q5 ? ref::kPackedQ5KBlock : ref::kPackedQ4KBlock;
+    using Tr = K32Traits<K>;
+    constexpr bool Q5 = K == K32::q5;
+    constexpr size_t kBlock = Tr::kBlock;
     constexpr bool kTwoChains = G == 1;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
+    __m512i levels = _mm512_setzero_si512();  // IQ4_XS: its 16 levels + 128 in every 128-bit lane
+    if constexpr (K == K32::iq4) {
+        alignas(16) uint8_t u[16];
+        for (int i = 0; i < 16; ++i) u[i] = (uint8_t)(ref::kIq4nlValues[i] + 128);
+        levels = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i*)u));
+    }
     __m512 acc[G][T];
     for (int h = 0; h < G; ++h)
         for (int t = 0; t < T; ++t) acc[h][t] = _mm512_setzero_ps();
@@ -92,7 +117,7 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
             auto chunk = [&]<int i>() {
                 __m512i lo[G], hi[G];
                 for (int h = 0; h < G; ++h) {
-                    const uint8_t* c = g + h * gb + pq4::qs + 64 * (4 * j + i);
+                    const uint8_t* c = g + h * gb + Tr::kQs + 64 * (4 * j + i);
                     const __m512i x = load(c);
                     _mm_prefetch((const char*)(c + kPrefetchBytes), _MM_HINT_T0);
                     lo[h] = _mm512_and_si512(x, m4);
@@ -100,6 +125,10 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
                     if constexpr (Q5) {  // | the fifth bits: (A | (B & C)) = 0xF8
                         lo[h] = _mm512_ternarylogic_epi32(lo[h], bit_to_4<2 * i>(qh[h]), m10, 0xF8);
                         hi[h] = _mm512_ternarylogic_epi32(hi[h], bit_to_4<2 * i + 1>(qh[h]), m10, 0xF8);
+                    }
+                    if constexpr (K == K32::iq4) {
+                        lo[h] = _mm512_shuffle_epi8(levels, lo[h]);
+                        hi[h] = _mm512_shuffle_epi8(levels, hi[h]);
                     }
                 }
 #pragma GCC unroll 8
@@ -118,7 +147,8 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
             chunk.template operator()<2>();
             chunk.template operator()<3>();
             for (int h = 0; h < G; ++h) {
-                const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g + h * gb + pq4::sc + 16 * j)));
+                const __m128i sc8 = _mm_loadu_si128((const __m128i*)(g + h * gb + Tr::kSc + 16 * j));
+                const __m512i sc = K == K32::iq4 ? _mm512_cvtepi8_epi32(sc8) : _mm512_cvtepu8_epi32(sc8);
                 for (int t = 0; t < T; ++t) {
                     const __m512i sub = kTwoChains ? _mm512_add_epi32(lo_acc[h][t], hi_acc[h][t]) : lo_acc[h][t];
                     isum[h][t] = _mm512_add_epi32(isum[h][t], _mm512_mullo_epi32(sub, sc));
@@ -127,17 +157,23 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
         }
         for (int h = 0; h < G; ++h) {
             const uint8_t* gh = g + h * gb;
-            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + pq4::d)));
-            const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + pq4::dmin)));
-            __m512i mins[4];
-            for (int p = 0; p < 4; ++p)
-                mins[p] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i*)(gh + pq4::m + 32 * p)));
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + Tr::kD)));
+            __m512i pairs[4];  // Q4_K/Q5_K: the mins; IQ4_XS: the scales (signed)
+            for (int p = 0; p < 4; ++p) {
+                const __m256i v = _mm256_loadu_si256((const __m256i*)(gh + Tr::kPairs + 32 * p));
+                pairs[p] = K == K32::iq4 ? _mm512_cvtepi8_epi16(v) : _mm512_cvtepu8_epi16(v);
+            }
             for (int t = 0; t < T; ++t) {
                 const int16_t* s = ps[t] + 8 * ib;
                 __m512i mn = _mm512_setzero_si512();
-                for (int p = 0; p < 4; ++p) mn = _mm512_dpwssd_epi32(mn, mins[p], bcast4((const int8_t*)(s + 2 * p)));
-                const __m512 v =
-                    _mm512_fmsub_ps(dw, _mm512_cvtepi32_ps(isum[h][t]), _mm512_mul_ps(dmw, _mm512_cvtepi32_ps(mn)));
+                for (int p = 0; p < 4; ++p) mn = _mm512_dpwssd_epi32(mn, pairs[p], bcast4((const int8_t*)(s + 2 * p)));
+                __m512 v;
+                if constexpr (K == K32::iq4) {
+                    v = _mm512_mul_ps(dw, _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[h][t], _mm512_slli_epi32(mn, 7))));
+                } else {
+                    const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + pq4::dmin)));
+                    v = _mm512_fmsub_ps(dw, _mm512_cvtepi32_ps(isum[h][t]), _mm512_mul_ps(dmw, _mm512_cvtepi32_ps(mn)));
+                }
                 acc[h][t] = _mm512_fmadd_ps(v, _mm512_set1_ps(a[t][ib].d), acc[h][t]);
             }
         }
@@ -282,7 +318,7 @@ void k16_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const*
 using TileFn = void (*)(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const int16_t* psum, float* y,
                         int64_t ldy);
 
-template <bool Q5, int G, int T>
+template <K32 K, int G, int T>
 void affine_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const int16_t* psum, float* y,
                  int64_t ldy) {
     const BlockQ8_K* a[T];
@@ -291,7 +327,7 @@ void affine_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* act
         a[t] = static_cast<const BlockQ8_K*>(acts[t]);
         ps[t] = psum + t * nb * 8;
     }
-    affine_groups<Q5, G, T>(g, gb, nb, a, ps, y, ldy);
+    affine_groups<K, G, T>(g, gb, nb, a, ps, y, ldy);
 }
 
 template <K16 K, int G, int T>
@@ -307,11 +343,15 @@ constexpr std::array<TileFn, sizeof...(I)> tiles(std::integer_sequence<int, I...
 }
 template <int G, int T>
 struct Q4K {
-    static constexpr TileFn fn = affine_tile<false, G, T>;
+    static constexpr TileFn fn = affine_tile<K32::q4, G, T>;
 };
 template <int G, int T>
 struct Q5K {
-    static constexpr TileFn fn = affine_tile<true, G, T>;
+    static constexpr TileFn fn = affine_tile<K32::q5, G, T>;
+};
+template <int G, int T>
+struct IQ4XS {
+    static constexpr TileFn fn = affine_tile<K32::iq4, G, T>;
 };
 template <int G, int T>
 struct Q6K {
@@ -370,6 +410,8 @@ constexpr auto kQ4KOne = tiles<Q4K, 1>(std::make_integer_sequence<int, 8>{});
 constexpr auto kQ4KTwo = tiles<Q4K, 2>(std::make_integer_sequence<int, 6>{});
 constexpr auto kQ5KOne = tiles<Q5K, 1>(std::make_integer_sequence<int, 8>{});
 constexpr auto kQ5KTwo = tiles<Q5K, 2>(std::make_integer_sequence<int, 6>{});
+constexpr auto kIQ4XSOne = tiles<IQ4XS, 1>(std::make_integer_sequence<int, 8>{});
+constexpr auto kIQ4XSTwo = tiles<IQ4XS, 2>(std::make_integer_sequence<int, 6>{});
 constexpr auto kQ6KOne = tiles<Q6K, 1>(std::make_integer_sequence<int, 8>{});
 constexpr auto kQ3KOne = tiles<Q3K, 1>(std::make_integer_sequence<int, 8>{});
 constexpr auto kQ2KOne = tiles<Q2K, 1>(std::make_integer_sequence<int, 8>{});
@@ -380,8 +422,9 @@ void packed_gemm_affine(const uint8_t* w, int64_t n_groups, int64_t n, const voi
     const int64_t nb = n / kQK_K;
     thread_local std::vector<int16_t> psum;
     pair_sums(acts, n_tok, nb, psum);
-    const TileSet ts = kType == DType::Q5_K ? TileSet{kQ5KOne.data(), 8, kQ5KTwo.data(), 6}
-                                            : TileSet{kQ4KOne.data(), 8, kQ4KTwo.data(), 6};
+    const TileSet ts = kType == DType::Q5_K     ? TileSet{kQ5KOne.data(), 8, kQ5KTwo.data(), 6}
+                       : kType == DType::IQ4_XS ? TileSet{kIQ4XSOne.data(), 8, kIQ4XSTwo.data(), 6}
+                                                : TileSet{kQ4KOne.data(), 8, kQ4KTwo.data(), 6};
     run_tiles(ts, ref::packed_group_bytes(kType, n), w, n_groups, nb, acts, n_tok, psum.data(), y, ldy);
 }
 
@@ -398,6 +441,7 @@ void packed_gemm_k16(const uint8_t* w, int64_t n_groups, int64_t n, const void* 
 void fill_avx512_packed(KernelTable& t) {
     t.packed_gemm[(int)DType::Q4_K] = packed_gemm_affine<DType::Q4_K>;
     t.packed_gemm[(int)DType::Q5_K] = packed_gemm_affine<DType::Q5_K>;
+    t.packed_gemm[(int)DType::IQ4_XS] = packed_gemm_affine<DType::IQ4_XS>;
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_k16<DType::Q6_K>;
     t.packed_gemm[(int)DType::Q3_K] = packed_gemm_k16<DType::Q3_K>;
     t.packed_gemm[(int)DType::Q2_K] = packed_gemm_k16<DType::Q2_K>;
