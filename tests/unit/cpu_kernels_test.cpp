@@ -252,7 +252,8 @@ TEST(CpuKernels, NeonTablesHaveTheirOwnKernels) {
     for (Isa isa : {Isa::neon, Isa::neon_v8}) {
         if (!isa_supported(isa)) continue;
         const KernelTable& k = kernels_for(isa), &g = kernels_for(Isa::generic);
-        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::F16})
+        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::F16,
+                        DType::Q3_K, DType::Q2_K, DType::IQ4_XS, DType::IQ4_NL})
             EXPECT_NE((void*)k.gemv[(int)t], (void*)g.gemv[(int)t]) << isa_name(isa) << " " << dtype_name(t);
         for (DType t : {DType::Q8_K, DType::Q8_0, DType::F16})
             EXPECT_NE((void*)k.convert[(int)t], (void*)g.convert[(int)t]) << isa_name(isa) << " " << dtype_name(t);

@@ -268,6 +268,125 @@ struct KernQ6K {
     }
 };
 
+// Q3_K: element e = 128h + 32g + l has its 2 low bits at 2g of qs[32h + l] and its high bit at
+// bit 4h + g of hmask[l] (clear: the level is 4 lower); 16 sub-blocks of 16 with 6-bit scales - 32.
+// Levels in -4..3: per sub-block |sum| <= 16*4*128, times |scale| <= 32, 16 of them.
+struct KernQ3K {
+    using Act = BlockQ8_K;
+    template <int NT>
+    static void dot(const uint8_t* wp, const void* const* acts, int64_t n, float* out) {
+        const auto* w = reinterpret_cast<const ref::BlockQ3_K*>(wp);
+        const uint8x16_t m3 = vdupq_n_u8(3), four = vdupq_n_u8(4);
+        float sum[NT] = {};
+        for (int64_t ib = 0; ib < n / kQK_K; ++ib) {
+            // the 16 scales: low nibbles in bytes 0-7, top 2 bits in bytes 8-11 (word operations)
+            uint32_t aux[4];
+            std::memcpy(aux, w[ib].scales, 12);
+            const uint32_t tmp = aux[2];
+            aux[2] = ((aux[0] >> 4) & 0x0f0f0f0fu) | (((tmp >> 4) & 0x03030303u) << 4);
+            aux[3] = ((aux[1] >> 4) & 0x0f0f0f0fu) | (((tmp >> 6) & 0x03030303u) << 4);
+            aux[0] = (aux[0] & 0x0f0f0f0fu) | ((tmp & 0x03030303u) << 4);
+            aux[1] = (aux[1] & 0x0f0f0f0fu) | (((tmp >> 2) & 0x03030303u) << 4);
+            int8_t sc[16];
+            std::memcpy(sc, aux, 16);
+            int32x4_t isum[NT];
+            for (int t = 0; t < NT; ++t) isum[t] = vdupq_n_s32(0);
+            for (int k = 0; k < 2; ++k) {
+                const uint8x16_t hm = vld1q_u8(w[ib].hmask + 16 * k);
+                for (int h = 0; h < 2; ++h) {
+                    const uint8x16_t q2 = vld1q_u8(w[ib].qs + 32 * h + 16 * k);
+                    for (int g = 0; g < 4; ++g) {
+                        const uint8x16_t lv = vandq_u8(vshlq_u8(q2, vdupq_n_s8((int8_t)(-2 * g))), m3);
+                        const uint8x16_t hi = vandq_u8(vtstq_u8(hm, vdupq_n_u8((uint8_t)(1u << (4 * h + g)))), four);
+                        const int8x16_t v = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lv, hi)), vreinterpretq_s8_u8(four));
+                        const int s = 8 * h + 2 * g + k;  // sub-block of elements 128h + 32g + 16k ..
+                        for (int t = 0; t < NT; ++t) {
+                            const int8_t* x = static_cast<const Act*>(acts[t])[ib].qs + 16 * s;
+                            isum[t] = vmlaq_n_s32(isum[t], dot_s8(vdupq_n_s32(0), v, vld1q_s8(x)), sc[s] - 32);
+                        }
+                    }
+                }
+            }
+            const float wd = half_to_float(w[ib].d);
+            for (int t = 0; t < NT; ++t)
+                sum[t] += wd * static_cast<const Act*>(acts[t])[ib].d * (float)vaddvq_s32(isum[t]);
+        }
+        for (int t = 0; t < NT; ++t) out[t] = sum[t];
+    }
+};
+
+// Q2_K: Q3_K's 2-bit layout without the high bits; 4-bit scale (low nibble) and min (high) per
+// sub-block of 16: x = d sc q - dmin m, the mins through the Q8_K block sums.
+struct KernQ2K {
+    using Act = BlockQ8_K;
+    template <int NT>
+    static void dot(const uint8_t* wp, const void* const* acts, int64_t n, float* out) {
+        const auto* w = reinterpret_cast<const ref::BlockQ2_K*>(wp);
+        const uint8x16_t m3 = vdupq_n_u8(3);
+        float sum[NT] = {};
+        for (int64_t ib = 0; ib < n / kQK_K; ++ib) {
+            const uint8x16_t scm = vld1q_u8(w[ib].scales);
+            const uint8x16_t mn8 = vshrq_n_u8(scm, 4);
+            const int16x8_t mn_lo = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mn8)));
+            const int16x8_t mn_hi = vreinterpretq_s16_u16(vmovl_high_u8(mn8));
+            int32x4_t isum[NT];
+            for (int t = 0; t < NT; ++t) isum[t] = vdupq_n_s32(0);
+            for (int h = 0; h < 2; ++h)
+                for (int k = 0; k < 2; ++k) {
+                    const uint8x16_t q2 = vld1q_u8(w[ib].qs + 32 * h + 16 * k);
+                    for (int g = 0; g < 4; ++g) {
+                        const int8x16_t v = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(q2, vdupq_n_s8((int8_t)(-2 * g))), m3));
+                        const int s = 8 * h + 2 * g + k;
+                        for (int t = 0; t < NT; ++t) {
+                            const int8_t* x = static_cast<const Act*>(acts[t])[ib].qs + 16 * s;
+                            isum[t] = vmlaq_n_s32(isum[t], dot_s8(vdupq_n_s32(0), v, vld1q_s8(x)), w[ib].scales[s] & 15);
+                        }
+                    }
+                }
+            const float wd = half_to_float(w[ib].d), wdmin = half_to_float(w[ib].dmin);
+            for (int t = 0; t < NT; ++t) {
+                const Act& a = static_cast<const Act*>(acts[t])[ib];
+                const int32_t msum = vaddvq_s32(vmlal_high_s16(vmull_s16(vget_low_s16(vld1q_s16(a.bsums)), vget_low_s16(mn_lo)),
+                                                               vld1q_s16(a.bsums), mn_lo)) +
+                                     vaddvq_s32(vmlal_high_s16(vmull_s16(vget_low_s16(vld1q_s16(a.bsums + 8)), vget_low_s16(mn_hi)),
+                                                               vld1q_s16(a.bsums + 8), mn_hi));
+                sum[t] += a.d * (wd * (float)vaddvq_s32(isum[t]) - wdmin * (float)msum);
+            }
+        }
+        for (int t = 0; t < NT; ++t) out[t] = sum[t];
+    }
+};
+
+// IQ4_XS: 8 sub-blocks of 32, 4-bit indices (element l < 16 in the low nibble of qs[16j + l],
+// 16 + l in the high one) into the 16 IQ4 levels (TBL), 6-bit scales - 32.
+struct KernIQ4XS {
+    using Act = BlockQ8_K;
+    template <int NT>
+    static void dot(const uint8_t* wp, const void* const* acts, int64_t n, float* out) {
+        const auto* w = reinterpret_cast<const ref::BlockIQ4_XS*>(wp);
+        const int8x16_t levels = vld1q_s8(ref::kIq4nlValues);
+        const uint8x16_t m4 = vdupq_n_u8(0x0f);
+        float sum[NT] = {};
+        for (int64_t ib = 0; ib < n / kQK_K; ++ib) {
+            int32x4_t isum[NT];
+            for (int t = 0; t < NT; ++t) isum[t] = vdupq_n_s32(0);
+            for (int j = 0; j < 8; ++j) {
+                const int ls = (((w[ib].scales_l[j / 2] >> (4 * (j % 2))) & 0x0f) | (((w[ib].scales_h >> (2 * j)) & 3) << 4)) - 32;
+                const uint8x16_t q = vld1q_u8(w[ib].qs + 16 * j);
+                const int8x16_t lo = vqtbl1q_s8(levels, vandq_u8(q, m4)), hi = vqtbl1q_s8(levels, vshrq_n_u8(q, 4));
+                for (int t = 0; t < NT; ++t) {
+                    const int8_t* x = static_cast<const Act*>(acts[t])[ib].qs + 32 * j;
+                    isum[t] = vmlaq_n_s32(isum[t], dot_s8(lo, vld1q_s8(x), hi, vld1q_s8(x + 16)), ls);
+                }
+            }
+            const float wd = half_to_float(w[ib].d);
+            for (int t = 0; t < NT; ++t)
+                sum[t] += wd * static_cast<const Act*>(acts[t])[ib].d * (float)vaddvq_s32(isum[t]);
+        }
+        for (int t = 0; t < NT; ++t) out[t] = sum[t];
+    }
+};
+
 // The *_0 family against Q8_0 activations: per 32-block, the signed levels lo (elements 0..15)
 // and hi (16..31) dotted with the activations, times d_w * d_a, accumulated in float lanes.
 template <typename Decode>
@@ -327,6 +446,17 @@ struct DecodeQ5_0 {
         const uint8x16_t q = vld1q_u8(b.qs);
         lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q, vdupq_n_u8(0x0f)), h_lo)), vdupq_n_s8(16));
         hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(q, 4), h_hi)), vdupq_n_s8(16));
+    }
+};
+
+// IQ4_NL: Q4_0's nibbles as indices into the 16 IQ4 levels
+struct DecodeIQ4NL {
+    using Block = ref::BlockIQ4_NL;
+    static void levels(const Block& b, int8x16_t& lo, int8x16_t& hi) {
+        const int8x16_t levels = vld1q_s8(ref::kIq4nlValues);
+        const uint8x16_t q = vld1q_u8(b.qs);
+        lo = vqtbl1q_s8(levels, vandq_u8(q, vdupq_n_u8(0x0f)));
+        hi = vqtbl1q_s8(levels, vshrq_n_u8(q, 4));
     }
 };
 
@@ -473,6 +603,10 @@ void fill_neon_kernels(KernelTable& t) {
     TANDEM_NEON(Q8_0, KernQ0<DecodeQ8_0>)
     TANDEM_NEON(Q4_0, KernQ0<DecodeQ4_0>)
     TANDEM_NEON(Q5_0, KernQ0<DecodeQ5_0>)
+    TANDEM_NEON(IQ4_NL, KernQ0<DecodeIQ4NL>)
+    TANDEM_NEON(Q3_K, KernQ3K)
+    TANDEM_NEON(Q2_K, KernQ2K)
+    TANDEM_NEON(IQ4_XS, KernIQ4XS)
     TANDEM_NEON(F16, KernF16)
     TANDEM_NEON(F32, KernF32)
 #undef TANDEM_NEON
