@@ -10,10 +10,12 @@
 #   scripts/gpu-check.sh run [OUT]    there (also here, where the GPU parts skip): runs every CUDA
 #                                     test, makes a synthetic model with the packed binary, shows
 #                                     the placement on the detected GPU and a short CPU bench;
-#                                     with a GPU also: hybrid vs cpu greedy ids on the tiny model,
+#                                     with a GPU also: hybrid vs cpu greedy ids on the tiny model
+#                                     (and with --use-cuda-graph),
 #                                     and the bench-shaped Q4_K_M model (8 layers of Qwen3-30B-A3B)
 #                                     benched on the cpu and hybrid at prompts 512 and 4096 with
-#                                     the 94-layer projection; writes logs and summary.txt to OUT
+#                                     the 94-layer projection (and cuda with graphs at 512);
+#                                     writes logs and summary.txt to OUT
 #                                     (default $OUT, else gpu-check-out/). Under 8 minutes; exit 1
 #                                     if a test failed.
 #
@@ -95,13 +97,17 @@ run() {
         return $status
     fi
     echo "=== hybrid forward: greedy ids, cpu vs cuda (tiny q4_k_m)" | tee -a "$summary"
-    local t="$dir/bin/tandem" ids_cpu ids_gpu
+    local t="$dir/bin/tandem" ids_cpu ids_gpu ids_graph
     ids_cpu=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cpu 2>"$out/run_cpu.log" | grep -o '"ids":\[[0-9,]*\]' || true)
     ids_gpu=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cuda 2>"$out/run_gpu.log" | grep -o '"ids":\[[0-9,]*\]' || true)
+    ids_graph=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cuda --use-cuda-graph 2>"$out/run_graph.log" | grep -o '"ids":\[[0-9,]*\]' || true)
     echo "cpu  $ids_cpu" >> "$summary"
     echo "cuda $ids_gpu" >> "$summary"
+    echo "cuda+graphs $ids_graph" >> "$summary"
     if [ -n "$ids_gpu" ] && [ "$ids_cpu" = "$ids_gpu" ]; then echo "hybrid ids: SAME" >> "$summary";
     else echo "hybrid ids: DIFFER or failed (see run_gpu.log; tests/cuda compares logits with a tolerance)" >> "$summary"; fi
+    if [ -n "$ids_graph" ] && [ "$ids_gpu" = "$ids_graph" ]; then echo "graph ids: SAME as cuda" >> "$summary";
+    else echo "graph ids: DIFFER or failed (see run_graph.log)" >> "$summary"; fi
 
     echo "=== bench-shaped Q4_K_M (8 layers of Qwen3-30B-A3B): cpu vs hybrid" | tee -a "$summary"
     local big=/tmp/gpu-check-bench.gguf threads
@@ -116,6 +122,14 @@ run() {
                 [ $d = cuda ] && status=1
             fi
         done
+        # decode with the layers' device work as CUDA graphs
+        if timeout 90 "$t" bench -m "$big" --device cuda --use-cuda-graph --prompt-lens 512 --gen 64 --project-layers 94 \
+               --threads "$threads" > "$out/bench_cuda_graph.txt" 2>&1; then
+            { echo "--- cuda + graphs"; grep -vE '^\s*$|^bench:' "$out/bench_cuda_graph.txt"; } >> "$summary"
+        else
+            echo "bench cuda + graphs: FAIL or timeout (see bench_cuda_graph.txt)" >> "$summary"
+            status=1
+        fi
     else
         echo "bench model: FAIL (see bench_model.log)" >> "$summary"
     fi

@@ -23,7 +23,7 @@ Result<void*> upload_tensor(Backend& be, Arena& arena, const std::string& name, 
 
 #ifndef TANDEM_HAVE_CUDA
 namespace tandem {
-Result<std::unique_ptr<DeviceLayers>> make_cuda_layers(const Model&, int) {
+Result<std::unique_ptr<DeviceLayers>> make_cuda_layers(const Model&, int, const CudaLayerOptions&) {
     return make_error("no CUDA backend: built without CUDA");
 }
 }  // namespace tandem

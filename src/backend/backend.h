@@ -34,12 +34,25 @@ struct Probe {
 // CUDA devices visible to this process; never fails (no driver / no device: empty + reason).
 Probe probe_cuda();
 
+// A recorded sequence of device work (a CUDA graph), replayed with one launch: the same kernels,
+// arguments and copies as when it was recorded (device pointers included), so it is only valid
+// while the buffers it touches stay where they were.
+class Graph {
+public:
+    virtual ~Graph() = default;
+};
+
 // An in-order queue of device work (cudaStream_t on CUDA). `handle()` is what kernel launchers take.
 class Stream {
 public:
     virtual ~Stream() = default;
     virtual void* handle() = 0;
     virtual Status synchronize() = 0;
+    // Records instead of running what is queued on this stream until end_capture() (no
+    // synchronous call may happen in between); then launch() queues the recording.
+    virtual Status begin_capture() = 0;
+    virtual Result<std::unique_ptr<Graph>> end_capture() = 0;
+    virtual Status launch(const Graph& g) = 0;
 };
 
 // One device allocation handed out front to back (weights, KV pages, scratch): no per-tensor

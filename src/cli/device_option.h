@@ -21,6 +21,7 @@ namespace tandem::cli {
 struct DeviceOpts {
     std::string device = "auto";
     std::string rules;
+    bool cuda_graph = false;  // --use-cuda-graph: decode steps replay recorded CUDA graphs
 };
 void add_device_options(CLI::App& app, DeviceOpts& o);
 

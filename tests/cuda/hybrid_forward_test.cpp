@@ -111,27 +111,34 @@ TEST_P(HybridForward, MatchesTheCpuForward) {
     std::vector<float> batch_cpu;
     ASSERT_TRUE(batch(cpu, pool_cpu, batch_cpu).ok());
 
-    // hybrid side
-    auto dev = make_cuda_layers(*model, 0);
-    if (!dev) GTEST_SKIP() << dev.error().message << " (hybrid part skipped; the CPU side ran)";
-    Forward hyb(*model, pool, dev->get());
-    KvCache kv_hyb = hyb.make_cache(256);
-    EXPECT_FALSE(kv_hyb.pool.has_storage());  // the pages live on the device
-    std::vector<float> prefill_hyb;
-    ASSERT_TRUE(hyb.eval(kv_hyb, prompt.data(), (int64_t)prompt.size(), prefill_hyb, true).ok());
-    expect_same_logits(prefill_hyb, prefill_cpu, h.n_vocab, "prefill");
-    for (int i = 0; i < 6; ++i) {  // fed the CPU's tokens, so both read the same history
-        ASSERT_TRUE(hyb.eval(kv_hyb, &steps[(size_t)i], 1, logits).ok());
-        expect_same_logits(logits, decode_cpu[(size_t)i], h.n_vocab, "decode step " + std::to_string(i));
-    }
-    KvPool pool_hyb = hyb.make_pool(16, 8);
-    std::vector<float> batch_hyb;
-    ASSERT_TRUE(batch(hyb, pool_hyb, batch_hyb).ok());
-    expect_same_logits(batch_hyb, batch_cpu, h.n_vocab, "batch");
-    const StageTimes& t = hyb.stage_times();
-    EXPECT_GT(t.attention, 0.0);
-    if (h.is_moe()) {
-        EXPECT_GT(t.experts, 0.0);
+    // hybrid side: kernel by kernel, then with decode steps as recorded CUDA graphs (recorded on
+    // the first step of each batch size, replayed after; the batch's pool reallocates the pages,
+    // so its graphs are recorded anew)
+    for (const bool graphs : {false, true}) {
+        const std::string how = graphs ? " (CUDA graphs)" : "";
+        CudaLayerOptions opt;
+        opt.graphs = graphs;
+        auto dev = make_cuda_layers(*model, 0, opt);
+        if (!dev) GTEST_SKIP() << dev.error().message << " (hybrid part skipped; the CPU side ran)";
+        Forward hyb(*model, pool, dev->get());
+        KvCache kv_hyb = hyb.make_cache(256);
+        EXPECT_FALSE(kv_hyb.pool.has_storage());  // the pages live on the device
+        std::vector<float> prefill_hyb;
+        ASSERT_TRUE(hyb.eval(kv_hyb, prompt.data(), (int64_t)prompt.size(), prefill_hyb, true).ok());
+        expect_same_logits(prefill_hyb, prefill_cpu, h.n_vocab, "prefill" + how);
+        for (int i = 0; i < 6; ++i) {  // fed the CPU's tokens, so both read the same history
+            ASSERT_TRUE(hyb.eval(kv_hyb, &steps[(size_t)i], 1, logits).ok());
+            expect_same_logits(logits, decode_cpu[(size_t)i], h.n_vocab, "decode step " + std::to_string(i) + how);
+        }
+        KvPool pool_hyb = hyb.make_pool(16, 8);
+        std::vector<float> batch_hyb;
+        ASSERT_TRUE(batch(hyb, pool_hyb, batch_hyb).ok());
+        expect_same_logits(batch_hyb, batch_cpu, h.n_vocab, "batch" + how);
+        const StageTimes& t = hyb.stage_times();
+        EXPECT_GT(t.attention, 0.0);
+        if (h.is_moe()) {
+            EXPECT_GT(t.experts, 0.0);
+        }
     }
 }
 

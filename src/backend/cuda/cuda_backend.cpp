@@ -11,6 +11,16 @@ std::string cuda_err(const char* what, cudaError_t e) {
     return fmt::format("{}: {} ({})", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
+class CudaGraph final : public Graph {
+public:
+    explicit CudaGraph(cudaGraphExec_t exec) : exec_(exec) {}
+    ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
+    cudaGraphExec_t exec() const { return exec_; }
+
+private:
+    cudaGraphExec_t exec_;
+};
+
 class CudaStream final : public Stream {
 public:
     explicit CudaStream(cudaStream_t s) : s_(s) {}
@@ -19,6 +29,31 @@ public:
     Status synchronize() override {
         const cudaError_t e = cudaStreamSynchronize(s_);
         if (e != cudaSuccess) return Error{cuda_err("cudaStreamSynchronize", e)};
+        return ok_status();
+    }
+    Status begin_capture() override {
+        // thread-local: another thread's unrelated CUDA calls do not break this capture
+        const cudaError_t e = cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal);
+        if (e != cudaSuccess) return Error{cuda_err("cudaStreamBeginCapture", e)};
+        return ok_status();
+    }
+    Result<std::unique_ptr<Graph>> end_capture() override {
+        cudaGraph_t graph = nullptr;
+        cudaError_t e = cudaStreamEndCapture(s_, &graph);
+        if (e != cudaSuccess) {
+            if (graph) cudaGraphDestroy(graph);
+            cudaGetLastError();  // a failed capture leaves its error behind: do not let it hit the next launch
+            return Error{cuda_err("cudaStreamEndCapture", e)};
+        }
+        cudaGraphExec_t exec = nullptr;
+        e = cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphDestroy(graph);
+        if (e != cudaSuccess) return Error{cuda_err("cudaGraphInstantiate", e)};
+        return std::unique_ptr<Graph>(new CudaGraph(exec));
+    }
+    Status launch(const Graph& g) override {
+        const cudaError_t e = cudaGraphLaunch(static_cast<const CudaGraph&>(g).exec(), s_);
+        if (e != cudaSuccess) return Error{cuda_err("cudaGraphLaunch", e)};
         return ok_status();
     }
 
@@ -88,7 +123,9 @@ public:
     }
 
 private:
-    Status select() {
+    Status select() {  // (no call when current: copies may be recorded into a graph)
+        int cur = -1;
+        if (cudaGetDevice(&cur) == cudaSuccess && cur == info_.index) return ok_status();
         const cudaError_t e = cudaSetDevice(info_.index);
         if (e != cudaSuccess) return make_error("{}: {}", name(), cuda_err("cudaSetDevice", e));
         return ok_status();

@@ -4,6 +4,8 @@
 // compiled into tandem_lib only when the CUDA backend is built.
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <tuple>
 
 #include "backend/backend.h"
 #include "backend/cuda/kernels.h"
@@ -53,9 +55,9 @@ bool gpu_type(DType t) {
 
 class CudaLayers final : public DeviceLayers {
 public:
-    CudaLayers(const Model& m, std::unique_ptr<backend::Backend> be)
+    CudaLayers(const Model& m, std::unique_ptr<backend::Backend> be, const CudaLayerOptions& opt)
         : m_(m), hp_(m.hparams()), rope_(hp_.rope_freqs()), be_(std::move(be)),
-          name_(be_->name() + " (" + be_->device().name + ")") {}
+          name_(be_->name() + " (" + be_->device().name + ")"), opt_(opt) {}
 
     ~CudaLayers() override {
         if (stream_) (void)stream_->synchronize();
@@ -141,6 +143,7 @@ public:
 
     Status make_pool(int64_t page_size, int64_t n_pages) override {
         if (kv_ && page_size == kv_page_size_ && n_pages == kv_n_pages_) return {};
+        graphs_.clear();  // they address the old pages
         kv_.reset();
         const int64_t n_kv = hp_.n_kv();
         const size_t half = (size_t)(n_pages * hp_.n_layer * page_size * n_kv) * sizeof(uint16_t);
@@ -177,9 +180,11 @@ public:
             tok_seq[(size_t)t] = (int32_t)seq_pages.size() - 1;
             seq_need.back() = std::max(seq_need.back(), pos[(size_t)t] / kv_page_size_ + 1);
         }
-        max_pages_ = *std::max_element(seq_need.begin(), seq_need.end());
+        // the block tables' stride: a recorded graph keeps it, so graphed batches use the pool's size
+        max_pages_ = graphed() ? kv_n_pages_ : *std::max_element(seq_need.begin(), seq_need.end());
         const int64_t n_seq = (int64_t)seq_pages.size();
         TANDEM_TRY(reserve(n_, n_seq * max_pages_));
+        pending_add_ = false;  // the previous batch's last residual: nobody reads it any more
         // one upload of the batch's integers: tokens, positions, sequence of each token, tables
         int32_t* meta = h_meta_;
         for (int64_t t = 0; t < n_; ++t) {
@@ -205,27 +210,38 @@ public:
     }
 
     Result<Routed> attention_and_route(int il) override {
-        TANDEM_TRY(attention_block(il));
-        const DevLayer& l = layers_[(size_t)il];
-        const int64_t D = hp_.n_embd, E = hp_.n_expert, K = hp_.n_expert_used;
-        TANDEM_CUDA_TRY(cuda::rms_norm(d_x_, l.ffn_norm, n_, D, hp_.rms_eps, d_cur_, s()));
-        TANDEM_TRY(linear(l.gate_inp, d_cur_, d_ffn_));
-        TANDEM_CUDA_TRY(cuda::router_topk(d_ffn_, n_, E, K, d_ids_, d_w_, s()));
-        TANDEM_TRY(be_->download(h_cur_, d_cur_, (size_t)(n_ * D) * sizeof(float), stream_.get()));
-        TANDEM_TRY(be_->download(h_ids_, d_ids_, (size_t)(n_ * K) * sizeof(int32_t), stream_.get()));
-        TANDEM_TRY(be_->download(h_w_, d_w_, (size_t)(n_ * K) * sizeof(float), stream_.get()));
+        const bool with_add = pending_add_;
+        pending_add_ = false;
+        if (graphed()) {
+            const GraphKey key{il, n_, with_add};
+            auto it = graphs_.find(key);
+            if (it == graphs_.end()) {
+                TANDEM_TRY(stream_->begin_capture());
+                const Status st = enqueue_attention_and_route(il, with_add);
+                auto g = stream_->end_capture();  // ended even when recording failed
+                TANDEM_TRY(st);
+                if (!g) return make_error("{}: layer {}: recording a CUDA graph: {}", name_, il, g.error().message);
+                it = graphs_.emplace(key, std::move(*g)).first;
+            }
+            TANDEM_TRY(stream_->launch(*it->second));
+        } else {
+            TANDEM_TRY(enqueue_attention_and_route(il, with_add));
+        }
         TANDEM_TRY(stream_->synchronize());
         return Routed{h_cur_, h_ids_, h_w_, h_out_};
     }
 
     Status add_ffn() override {
-        const int64_t nd = n_ * hp_.n_embd;
-        TANDEM_TRY(be_->upload(d_delta_, h_out_, (size_t)nd * sizeof(float), stream_.get()));
-        TANDEM_CUDA_TRY(cuda::add(d_x_, d_delta_, nd, s()));
-        return {};
+        // graphed: the next layer's graph starts with it (one launch per layer)
+        if (graphed()) {
+            pending_add_ = true;
+            return {};
+        }
+        return enqueue_add_ffn();
     }
 
     Status dense_layer(int il) override {
+        TANDEM_TRY(flush_add());
         TANDEM_TRY(attention_block(il));
         const DevLayer& l = layers_[(size_t)il];
         const int64_t D = hp_.n_embd, F = hp_.n_ff;
@@ -243,6 +259,7 @@ public:
     Status logits(const std::vector<int64_t>& rows, float* out) override {
         const int64_t n_out = (int64_t)rows.size(), D = hp_.n_embd, V = hp_.n_vocab;
         if (n_out == 0) return {};
+        TANDEM_TRY(flush_add());
         TANDEM_TRY(reserve_logits(n_out));
         for (int64_t i = 0; i < n_out; ++i) h_rows_[i] = (int32_t)rows[(size_t)i];
         TANDEM_TRY(be_->upload(d_rows_, h_rows_, (size_t)n_out * sizeof(int32_t), stream_.get()));
@@ -261,6 +278,38 @@ public:
 
 private:
     void* s() { return stream_->handle(); }
+
+    // whether this batch's layers replay recorded graphs (decode-sized batches, when asked for)
+    bool graphed() const { return opt_.graphs && n_ <= CudaLayerOptions::kMaxGraphTokens; }
+
+    // The work of attention_and_route, queued (or recorded) on the stream: the previous layer's
+    // expert output into the residual first when with_add, the downloads last.
+    Status enqueue_attention_and_route(int il, bool with_add) {
+        if (with_add) TANDEM_TRY(enqueue_add_ffn());
+        TANDEM_TRY(attention_block(il));
+        const DevLayer& l = layers_[(size_t)il];
+        const int64_t D = hp_.n_embd, E = hp_.n_expert, K = hp_.n_expert_used;
+        TANDEM_CUDA_TRY(cuda::rms_norm(d_x_, l.ffn_norm, n_, D, hp_.rms_eps, d_cur_, s()));
+        TANDEM_TRY(linear(l.gate_inp, d_cur_, d_ffn_));
+        TANDEM_CUDA_TRY(cuda::router_topk(d_ffn_, n_, E, K, d_ids_, d_w_, s()));
+        TANDEM_TRY(be_->download(h_cur_, d_cur_, (size_t)(n_ * D) * sizeof(float), stream_.get()));
+        TANDEM_TRY(be_->download(h_ids_, d_ids_, (size_t)(n_ * K) * sizeof(int32_t), stream_.get()));
+        TANDEM_TRY(be_->download(h_w_, d_w_, (size_t)(n_ * K) * sizeof(float), stream_.get()));
+        return {};
+    }
+
+    Status enqueue_add_ffn() {
+        const int64_t nd = n_ * hp_.n_embd;
+        TANDEM_TRY(be_->upload(d_delta_, h_out_, (size_t)nd * sizeof(float), stream_.get()));
+        TANDEM_CUDA_TRY(cuda::add(d_x_, d_delta_, nd, s()));
+        return {};
+    }
+
+    Status flush_add() {
+        if (!pending_add_) return {};
+        pending_add_ = false;
+        return enqueue_add_ffn();
+    }
 
     Result<const float*> put_vec(const std::vector<float>& v, const char* what) {
         if (v.empty()) return (const float*)nullptr;
@@ -345,6 +394,7 @@ private:
     Status reserve(int64_t n, int64_t table) {
         if (n <= cap_tok_ && table <= cap_table_) return {};
         TANDEM_TRY(stream_->synchronize());
+        graphs_.clear();  // they address the old scratch
         cap_tok_ = std::max({n, cap_tok_ * 2, (int64_t)64});
         cap_table_ = std::max({table, cap_table_ * 2, (int64_t)256});
         const int64_t T = cap_tok_, D = hp_.n_embd, K = std::max<int64_t>(hp_.n_expert_used, 1);
@@ -409,6 +459,11 @@ private:
     const ref::RopeFreqs rope_;
     std::unique_ptr<backend::Backend> be_;
     std::string name_;
+    CudaLayerOptions opt_;
+    // recorded attention_and_route per (layer, tokens, with the previous layer's add first)
+    using GraphKey = std::tuple<int, int64_t, bool>;
+    std::map<GraphKey, std::unique_ptr<backend::Graph>> graphs_;
+    bool pending_add_ = false;  // graphed: add_ffn's work waits for the next layer's graph
     std::unique_ptr<backend::Stream> stream_;
     std::unique_ptr<backend::Arena> weights_, kv_, scratch_, logits_arena_;
     std::vector<DevLayer> layers_;
@@ -436,13 +491,13 @@ private:
 
 }  // namespace
 
-Result<std::unique_ptr<DeviceLayers>> make_cuda_layers(const Model& model, int index) {
+Result<std::unique_ptr<DeviceLayers>> make_cuda_layers(const Model& model, int index, const CudaLayerOptions& opt) {
     const HParams& hp = model.hparams();
     if (hp.head_dim % 32 != 0 || hp.head_dim > 256 || (hp.head_dim & (hp.head_dim - 1)) != 0)
         return make_error("cuda:{}: head_dim {} is not one the attention kernel takes (32, 64, 128, 256)", index,
                           hp.head_dim);
     TANDEM_ASSIGN(auto be, backend::make_cuda_backend(index));
-    auto layers = std::make_unique<CudaLayers>(model, std::move(be));
+    auto layers = std::make_unique<CudaLayers>(model, std::move(be), opt);
     TANDEM_TRY(layers->init());
     return std::unique_ptr<DeviceLayers>(std::move(layers));
 }
