@@ -86,6 +86,8 @@ public:
     virtual Status upload(void* dst_dev, const void* src_host, size_t bytes, Stream* stream = nullptr) = 0;
     virtual Status download(void* dst_host, const void* src_dev, size_t bytes, Stream* stream = nullptr) = 0;
     virtual Status memset(void* dst_dev, int value, size_t bytes) = 0;
+    // Device memory free now (DeviceInfo::free_bytes is the probe's figure).
+    virtual Result<uint64_t> free_memory() = 0;
 };
 
 // A backend on CUDA device `index`; an error (with the reason) when there is none or the build

@@ -135,11 +135,8 @@ Runner add_bench(CLI::App& app) {
             }
 
         ThreadPool pool(o->threads);
-        auto device = open_device(model, o->dev, pool);
+        auto device = open_device_for(model, o->dev, pool, o->no_repack, (int64_t)*std::max_element(lens.begin(), lens.end()) + o->gen);
         if (!device) return fail(device.error().message);
-        if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device && !(*device)->on_host()); !st)
-                return fail(st.error().message);
         double bw = 0;
         if (!o->no_bandwidth) {
             std::fprintf(stderr, "bench: measuring memory bandwidth (%d threads)...\n", o->threads);

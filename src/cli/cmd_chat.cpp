@@ -182,11 +182,8 @@ Runner add_chat(CLI::App& app) {
         config.sampler = o->sp;
 
         ThreadPool pool(o->threads);
-        auto device = open_device(model, o->dev, pool);
+        auto device = open_device_for(model, o->dev, pool, o->no_repack, config.n_ctx);
         if (!device) return fail(device.error().message);
-        if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device && !(*device)->on_host()); !st)
-                return fail(st.error().message);
         Forward fwd(model, pool, device->get());
         ChatSession chat(fwd, *tok, config);
 

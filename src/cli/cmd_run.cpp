@@ -124,11 +124,8 @@ Runner add_run(CLI::App& app) {
         if (const GgufValue* v = model.file().find(key::kTokEos); v && v->is_integer()) eos = v->as_int();
 
         ThreadPool pool(o->threads);
-        auto device = open_device(model, o->dev, pool);
+        auto device = open_device_for(model, o->dev, pool, o->no_repack, ctx);
         if (!device) return fail(device.error().message);
-        if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device && !(*device)->on_host()); !st)
-                return fail(st.error().message);
         Forward fwd(model, pool, device->get());
         KvCache kv = fwd.make_cache(ctx);
         Sampler sampler(o->sp);

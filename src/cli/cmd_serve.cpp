@@ -126,11 +126,8 @@ Runner add_serve(CLI::App& app) {
         pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
         ThreadPool pool(o->threads);
-        auto device = open_device(model, o->dev, pool);
+        auto device = open_device_for(model, o->dev, pool, o->no_repack, o->cache_lens);
         if (!device) return fail(device.error().message);
-        if (!o->no_repack)
-            if (Status st = model.pack_for_cpu(pool, /*experts_only=*/*device && !(*device)->on_host()); !st)
-                return fail(st.error().message);
         ec.device = device->get();
         Engine engine(model, *tok, pool, ec);
         ApiServer server(engine, *tok, has_chat ? &chat : nullptr, sc);

@@ -7,7 +7,9 @@
 #include "backend/backend.h"
 #include "core/log.h"
 #include "model/cpu_device_layers.h"
+#include "model/forward.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tandem::cli {
 
@@ -21,6 +23,10 @@ void add_device_options(CLI::App& app, DeviceOpts& o) {
                                  "Placement rules (YAML; see `tandem inspect --rules`): experts on the cpu and the "
                                  "rest on one device, or all on the cpu");
     rules->excludes(dev);
+    app.add_option("--gpu-experts", o.gpu_experts,
+                   "With a CUDA device: N (or auto: as many as fit) of each layer's routed experts on the GPU as "
+                   "well, the most routed ones over a calibration prompt; their share of the routing runs there, "
+                   "the rest on the CPU at the same time");
     app.add_flag("--use-cuda-graph", o.cuda_graph,
                  "With a CUDA device: decode steps (up to 16 tokens) replay each layer's device work as one "
                  "recorded CUDA graph instead of launching its ~20 kernels and copies one by one");
@@ -118,6 +124,113 @@ Result<std::unique_ptr<DeviceLayers>> open_device(const Model& m, const DeviceOp
     log::info("hybrid forward: routed experts on the cpu, the rest on {}{}", (*layers)->name(),
               copt.graphs ? " (decode steps as CUDA graphs)" : "");
     return std::move(*layers);
+}
+
+namespace {
+
+// What --gpu-experts counts routing over: prose, code, numbers and a little Chinese, as a
+// model's traffic might hold them (written for this purpose).
+constexpr const char* kCalibrationText = R"(The committee met on a rainy Tuesday to review the budget for the coming year. Most of the
+discussion turned on two questions: whether the new library wing could open before the autumn
+term, and how much the city would have to borrow to pay for it. Several members pointed out that
+interest rates had risen twice since March.
+def merge_intervals(intervals):
+    intervals.sort(key=lambda iv: iv[0])
+    out = []
+    for start, end in intervals:
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return out
+SELECT region, SUM(amount) AS total FROM orders WHERE year = 2024 GROUP BY region ORDER BY total DESC;
+In 1969 the first message sent over the network was "lo": the system crashed after two letters.
+The train left at 07:45 and covered 312 km in 2 h 51 min, an average of about 109 km/h.
+今天的天气很好，我们去公园散步吧。机器学习模型需要大量的数据来训练。
+Question: what is the derivative of x^3 * sin(x)? Answer: 3x^2 sin(x) + x^3 cos(x), by the product rule.
+She opened the letter slowly, read the first line twice, and then set it down on the table without a word.)";
+
+// the calibration prompt's tokens: the text through the model's tokenizer (token ids spread over
+// the vocabulary when the model has none)
+std::vector<int32_t> calibration_tokens(const Model& m) {
+    std::vector<int32_t> ids;
+    if (auto tok = Tokenizer::from_gguf(m.file()))
+        if (auto e = tok->encode(kCalibrationText, false)) ids = std::move(*e);
+    if (ids.empty())
+        for (int i = 0; i < 256; ++i) ids.push_back((int32_t)(((int64_t)i * 7919 + 13) % m.hparams().n_vocab));
+    const int64_t max_len = std::min<int64_t>(m.hparams().n_ctx_train, 1024);
+    if ((int64_t)ids.size() > max_len) ids.resize((size_t)max_len);
+    return ids;
+}
+
+Status place_gpu_experts(const Model& m, DeviceLayers& dev, ThreadPool& pool, const std::string& arg, int64_t kv_tokens) {
+    const HParams& h = m.hparams();
+    if (!h.is_moe()) return make_error("--gpu-experts: {} has no routed experts", arch_name(h.arch));
+    const uint64_t per_expert = dev.expert_bytes();
+    if (per_expert == 0) return make_error("--gpu-experts: {} holds no routed experts", dev.name());
+    int64_t n = 0;
+    if (arg == "auto") {
+        const uint64_t kv = (uint64_t)(h.n_layer * 2 * h.n_kv() * std::max<int64_t>(kv_tokens, 0)) * 2;
+        const uint64_t free_b = dev.free_bytes();
+        n = free_b > kv ? (int64_t)((free_b - kv) / (per_expert * (uint64_t)h.n_layer)) : 0;
+    } else {
+        try {
+            size_t used = 0;
+            n = std::stoll(arg, &used);
+            if (used != arg.size() || n < 0) throw std::invalid_argument(arg);
+        } catch (const std::exception&) {
+            return make_error("--gpu-experts '{}': a number of experts per layer, or auto", arg);
+        }
+    }
+    n = std::min(n, h.n_expert);
+    if (n == 0) {
+        std::fprintf(stderr, "tandem: note: --gpu-experts %s: no room for routed experts on %s\n", arg.c_str(),
+                     dev.name().c_str());
+        return {};
+    }
+    // routing counts over the calibration prompt, through the hybrid forward itself
+    const std::vector<int32_t> ids = calibration_tokens(m);
+    Forward f(m, pool, &dev);
+    f.count_experts(true);
+    KvCache kv = f.make_cache((int64_t)ids.size());
+    std::vector<float> logits;
+    TANDEM_TRY(f.eval(kv, ids.data(), (int64_t)ids.size(), logits));
+    const std::vector<int64_t>& c = f.expert_counts();
+    std::vector<std::vector<int32_t>> chosen((size_t)h.n_layer);
+    int64_t covered = 0, total = 0;
+    for (int64_t il = 0; il < h.n_layer; ++il) {
+        std::vector<int32_t> order((size_t)h.n_expert);
+        for (int32_t e = 0; e < h.n_expert; ++e) order[(size_t)e] = e;
+        const int64_t* ci = c.data() + il * h.n_expert;
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return ci[a] > ci[b]; });
+        order.resize((size_t)n);
+        std::sort(order.begin(), order.end());
+        for (int32_t e : order) covered += ci[e];
+        for (int64_t e = 0; e < h.n_expert; ++e) total += ci[e];
+        chosen[(size_t)il] = std::move(order);
+    }
+    TANDEM_TRY(dev.place_experts(chosen));
+    const double mib = (double)per_expert * (double)(n * h.n_layer) / (1 << 20);
+    const std::string size = mib >= 1024 ? fmt::format("{:.2f} GiB", mib / 1024) : fmt::format("{:.1f} MiB", mib);
+    std::fprintf(stderr,
+                 "tandem: note: --gpu-experts: %lld of %lld routed experts per layer on %s (%s), the most routed over a "
+                 "%zu-token calibration prompt: %.0f%% of its routed pairs\n",
+                 (long long)n, (long long)h.n_expert, dev.name().c_str(), size.c_str(), ids.size(),
+                 total ? 100.0 * (double)covered / (double)total : 0.0);
+    return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<DeviceLayers>> open_device_for(Model& m, const DeviceOpts& o, ThreadPool& pool, bool no_repack,
+                                                      int64_t kv_tokens) {
+    TANDEM_ASSIGN(std::unique_ptr<DeviceLayers> dev, open_device(m, o, pool));
+    if (!no_repack) TANDEM_TRY(m.pack_for_cpu(pool, /*experts_only=*/dev && !dev->on_host()));
+    if (!o.gpu_experts.empty()) {
+        if (!dev) return make_error("--gpu-experts {}: no device holds the layers (--device cpu)", o.gpu_experts);
+        TANDEM_TRY(place_gpu_experts(m, *dev, pool, o.gpu_experts, kv_tokens));
+    }
+    return dev;
 }
 
 }  // namespace tandem::cli

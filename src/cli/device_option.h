@@ -22,6 +22,7 @@ struct DeviceOpts {
     std::string device = "auto";
     std::string rules;
     bool cuda_graph = false;  // --use-cuda-graph: decode steps replay recorded CUDA graphs
+    std::string gpu_experts;  // --gpu-experts N|auto: the most routed experts of each layer on the GPU
 };
 void add_device_options(CLI::App& app, DeviceOpts& o);
 
@@ -33,6 +34,14 @@ void add_device_options(CLI::App& app, DeviceOpts& o);
 // `cpu-split` runs the hybrid path with the CPU as its device half (cpu_device_layers.h): the
 // same output as `cpu`, for testing the hybrid plumbing where there is no GPU. `pool`: its threads.
 Result<std::unique_ptr<DeviceLayers>> open_device(const Model& m, const DeviceOpts& o, ThreadPool& pool);
+
+// open_device, then the CPU's packed weights (unless no_repack; only the experts when a GPU
+// holds the rest), then --gpu-experts: the N (auto: as many as fit next to a KV cache of
+// kv_tokens positions) most routed experts of every layer, counted over a built-in calibration
+// prompt run through the hybrid forward, are copied to the GPU; a note says how many and what
+// share of the calibration's routed pairs they took.
+Result<std::unique_ptr<DeviceLayers>> open_device_for(Model& m, const DeviceOpts& o, ThreadPool& pool, bool no_repack,
+                                                      int64_t kv_tokens);
 
 struct PlacementOut {
     placement::RuleSet rules;

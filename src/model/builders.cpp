@@ -339,6 +339,8 @@ void Forward::route(int il, const float* x, int64_t n) {
 void Forward::moe(int il, const float* x, int64_t n, float* out) {
     const auto t_router = std::chrono::steady_clock::now();
     route(il, x, n);
+    if (count_experts_)
+        for (const Slot& sl : moe_slots_) ++expert_counts_[(size_t)(il * hp_.n_expert + sl.expert)];
     // (router time is reported apart from the experts': it is subtracted from the layer's FFN time)
     const double router_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_router).count();
     times_.router += router_s;
@@ -359,6 +361,10 @@ void Forward::moe_experts(int il, const float* x, int64_t n, float* out) {
         if (s == 0 || slots[s].expert != slots[s - 1].expert) groups.emplace_back((int64_t)s, (int64_t)s + 1);
         else groups.back().second = (int64_t)s + 1;
     const int64_t n_slots = (int64_t)slots.size(), n_groups = (int64_t)groups.size();
+    if (n_slots == 0) {  // (hybrid: the device runs every pair of this batch)
+        std::fill(out, out + n * D, 0.0f);
+        return;
+    }
 
     // activations per slot, in the form each expert matrix takes: converted once per matrix type
     // (x for gate/up, h for down), or int8 rows with their scales (W8A8, dynamic per token)
@@ -438,8 +444,9 @@ void Forward::moe_experts(int il, const float* x, int64_t n, float* out) {
             expert_rows(wd, slots[(size_t)s0].expert * D + r0, nr, F, ah, s0, s1, d + r0, D);
         }
     });
-    // weighted sum of the experts of each token, in routing order (the slots were sorted by expert)
-    int64_t* tok_slots = grow(moe_tok_slots_, (size_t)n_slots);  // token t's slots at [t * K, t * K + K)
+    // weighted sum of the experts of each token, in expert order (the slots were sorted by
+    // expert); a token has K slots, or fewer when the hybrid forward's device runs the others
+    int64_t* tok_slots = grow(moe_tok_slots_, (size_t)(n * K));  // token t's slots at [t * K, t * K + fill[t])
     std::vector<int64_t>& fill = moe_idx_;
     fill.assign((size_t)n, 0);
     for (int64_t s = 0; s < n_slots; ++s) {
@@ -449,7 +456,7 @@ void Forward::moe_experts(int il, const float* x, int64_t n, float* out) {
     for_tokens(n, [&](int64_t t) {
         float* o = out + t * D;
         std::fill(o, o + D, 0.0f);
-        for (int64_t j = 0; j < K; ++j) {
+        for (int64_t j = 0; j < fill[(size_t)t]; ++j) {
             const int64_t s = tok_slots[t * K + j];
             k.axpy(slots[(size_t)s].weight, d + s * D, o, D);
         }

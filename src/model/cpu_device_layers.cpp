@@ -36,6 +36,8 @@ public:
     Result<Routed> attention_and_route(int il) override {
         const int64_t D = hp_.n_embd, K = hp_.n_expert_used;
         const float* cur = f_.attention_block(il, x_.data(), n_);  // (f_'s scratch: valid until the next call)
+        il_ = il;
+        cur_ = cur;
         f_.route(il, cur, n_);
         int32_t* ids = grow(ids_, (size_t)(n_ * K));
         float* w = grow(w_, (size_t)(n_ * K));
@@ -48,6 +50,38 @@ public:
 
     Status add_ffn() override {
         f_.add(x_.data(), out_.data(), n_);
+        return {};
+    }
+
+    Status place_experts(const std::vector<std::vector<int32_t>>& experts) override {
+        on_device_.assign((size_t)hp_.n_layer, {});
+        for (size_t il = 0; il < experts.size() && il < (size_t)hp_.n_layer; ++il) {
+            if (experts[il].empty()) continue;
+            on_device_[il].assign((size_t)hp_.n_expert, 0);
+            for (int32_t e : experts[il]) {
+                if (e < 0 || e >= hp_.n_expert) return make_error("{}: layer {}: no expert {}", name(), il, e);
+                on_device_[il][(size_t)e] = 1;
+            }
+        }
+        return {};
+    }
+    uint64_t expert_bytes() const override {
+        const LayerWeights& l = m_.layer(0);
+        uint64_t b = 0;
+        for (const Tensor* t : {&l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps})
+            if (t->data) b += (uint64_t)t->ne[1] * t->row_bytes;
+        return b;
+    }
+    const std::vector<uint8_t>* experts_on_device(int il) const override {
+        return (size_t)il < on_device_.size() && !on_device_[(size_t)il].empty() ? &on_device_[(size_t)il] : nullptr;
+    }
+    // the "device's" share with the CPU forward's expert code, into the residual at once
+    Status run_device_experts(const std::vector<ExpertPair>& pairs) override {
+        f_.moe_slots_.clear();
+        for (const ExpertPair& p : pairs) f_.moe_slots_.push_back({p.expert, p.token, p.weight});
+        float* out = grow(dev_out_, (size_t)(n_ * hp_.n_embd));
+        f_.moe_experts(il_, cur_, n_, out);
+        f_.add(x_.data(), out, n_);
         return {};
     }
 
@@ -67,7 +101,10 @@ private:
     Forward f_;
     std::optional<KvPool> kv_;
     int64_t n_ = 0;
-    std::vector<float> x_, out_, w_;
+    int il_ = 0;                 // the layer attention_and_route ran last,
+    const float* cur_ = nullptr;  // and its FFN input
+    std::vector<std::vector<uint8_t>> on_device_;  // place_experts: per layer, per expert
+    std::vector<float> x_, out_, w_, dev_out_;
     std::vector<int32_t> ids_;
 };
 

@@ -52,6 +52,32 @@ public:
     // Adds Routed::out to the residual of the layer attention_and_route() ran.
     virtual Status add_ffn() = 0;
     virtual Status dense_layer(int il) = 0;
+
+    // Routed experts on the device (--gpu-experts): copies of some experts of some layers live on
+    // the device, and the routed pairs whose expert is there run there, concurrently with the
+    // CPU's share. Uploads experts[il] of every layer il (their gate/up/down rows as stored),
+    // replacing what was placed before; an error naming the bytes when they do not fit.
+    virtual Status place_experts(const std::vector<std::vector<int32_t>>& experts) {
+        return make_error("{}: routed experts cannot live on this device", name());
+    }
+    // Per expert of layer il, whether the device holds it; null when it holds none of the layer.
+    virtual const std::vector<uint8_t>* experts_on_device(int il) const { return nullptr; }
+    struct ExpertPair {  // one routed (token, expert) pair of the batch
+        int32_t token;
+        int32_t expert;
+        float weight;
+    };
+    // The pairs (whose experts the device holds) of the layer attention_and_route() ran last:
+    // their weighted sum goes into the residual, queued before add_ffn()'s CPU share, so the CPU
+    // computes its experts meanwhile. Pairs in token order.
+    virtual Status run_device_experts(const std::vector<ExpertPair>& pairs) {
+        return make_error("{}: routed experts cannot run on this device", name());
+    }
+    // Bytes of device memory one expert of one layer takes (gate + up + down), for sizing
+    // --gpu-experts; 0 when experts cannot live there.
+    virtual uint64_t expert_bytes() const { return 0; }
+    // Device memory left for experts after the weights, the KV pages and the working memory.
+    virtual uint64_t free_bytes() const { return 0; }
     // Logits (rows.size(), n_vocab) of the batch rows `rows`, to host memory.
     virtual Status logits(const std::vector<int64_t>& rows, float* out) = 0;
 };

@@ -63,6 +63,14 @@ public:
 
     StageTimes& stage_times() { return times_; }
 
+    // Routing statistics: when on, every routed (token, expert) pair is counted per layer
+    // (counts[il * n_expert + e]); --gpu-experts picks the most used experts from them.
+    void count_experts(bool on) {
+        count_experts_ = on;
+        if (on) expert_counts_.assign((size_t)(hp_.n_layer * hp_.n_expert), 0);
+    }
+    const std::vector<int64_t>& expert_counts() const { return expert_counts_; }
+
     // Called with the input rows of every dense linear layer (x: n rows of w.ne[0]); for
     // calibrating static W8A8 activation ranges. Unset: nothing is called.
     using InputObserver = std::function<void(const Tensor& w, const float* x, int64_t n)>;
@@ -164,6 +172,9 @@ private:
     };
     std::vector<AttnMerge> attn_merges_;
     std::vector<Slot> moe_slots_;
+    std::vector<DeviceLayers::ExpertPair> dev_pairs_;  // hybrid: this layer's pairs the device runs
+    bool count_experts_ = false;
+    std::vector<int64_t> expert_counts_;
     std::vector<std::pair<int64_t, int64_t>> moe_groups_;
     std::vector<int64_t> moe_idx_;
     std::vector<int64_t> moe_tok_slots_;

@@ -97,13 +97,19 @@ Status Forward::run_hybrid(const std::vector<int32_t>& tokens, const std::vector
         // attention block, FFN norm and router on the device (timed as attention, with the wait)
         TANDEM_ASSIGN(const DeviceLayers::Routed r, dev.attention_and_route(il));
         times_.attention += seconds_since(t);
+        // the routed pairs: the device's share (--gpu-experts) there, queued, the rest here
         std::vector<Slot>& slots = moe_slots_;
         slots.clear();
+        dev_pairs_.clear();
+        const std::vector<uint8_t>* on_dev = dev.experts_on_device(il);
         for (int64_t i = 0; i < n * K; ++i) {
             const int32_t e = r.ids[i];
             if (e < 0 || e >= E) return make_error("{}: layer {}: router chose expert {} of {}", dev.name(), il, e, E);
-            slots.push_back({e, i / K, r.weights[i]});
+            if (count_experts_) ++expert_counts_[(size_t)(il * E + e)];
+            if (on_dev && (*on_dev)[(size_t)e]) dev_pairs_.push_back({(int32_t)(i / K), e, r.weights[i]});
+            else slots.push_back({e, i / K, r.weights[i]});
         }
+        if (!dev_pairs_.empty()) TANDEM_TRY(dev.run_device_experts(dev_pairs_));
         moe_experts(il, r.x, n, r.out);  // the routed experts, here
         times_.experts += seconds_since(t);
         TANDEM_TRY(dev.add_ffn());

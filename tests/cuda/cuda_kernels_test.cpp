@@ -180,6 +180,41 @@ TEST(CudaKernels, MatmulMatchesDequantizedReference) {
     EXPECT_NE(cuda::matmul(DType::Q5_0, nullptr, 0, 1, 32, nullptr, 1, nullptr, nullptr), "");
 }
 
+// Routed experts on the device: each pair's expert matrix (a stack of 3 experts) times its input
+// row, then the weighted sum per token in pair order into the residual; against double dots of
+// the dequantized weights (1e-5 of the largest output).
+TEST(CudaKernels, ExpertMatmulAndSumMatchTheReference) {
+    const int64_t n_exp = 3, rows = 40, in = 512, n_tok = 3;
+    const std::vector<int32_t> x_row = {0, 0, 2, 1, 2}, expert = {2, 0, 1, 2, 0};
+    const std::vector<float> weight = {0.6f, 0.4f, 0.7f, 1.0f, 0.3f};
+    const int64_t np = (int64_t)x_row.size();
+    const auto x = randn((size_t)(n_tok * in), 51);
+    const auto res = randn((size_t)(n_tok * rows), 52);
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q3_K, DType::F16}) {
+        const QMatrix w = make_matrix(t, n_exp * rows, in, 60 + (uint32_t)t);
+        const size_t eb = w.row_bytes * (size_t)rows;
+        std::vector<float> want_y((size_t)(np * rows)), want_out = res;
+        for (int64_t p = 0; p < np; ++p)
+            for (int64_t r = 0; r < rows; ++r) {
+                double s = 0;
+                for (int64_t i = 0; i < in; ++i) s += (double)w.deq[(expert[p] * rows + r) * in + i] * x[x_row[p] * in + i];
+                want_y[p * rows + r] = (float)s;
+            }
+        for (int64_t p = 0; p < np; ++p)
+            for (int64_t r = 0; r < rows; ++r) want_out[x_row[p] * rows + r] += weight[p] * want_y[p * rows + r];
+        std::string why;
+        auto gpu = cuda_test::open_gpu(why);
+        if (!gpu) GTEST_SKIP() << why << " (GPU part skipped)";
+        float* y = gpu->zeros<float>(want_y.size());
+        float* out = gpu->put(res);
+        ASSERT_EQ(cuda::expert_matmul(t, gpu->put(w.bytes), eb, w.row_bytes, rows, in, gpu->put(x), gpu->put(x_row),
+                                      gpu->put(expert), np, y, nullptr), "");
+        expect_close(gpu->get(y, want_y.size()), want_y, 1e-5f, std::string("expert_matmul ") + std::string(dtype_name(t)));
+        ASSERT_EQ(cuda::expert_sum(y, gpu->put(x_row), gpu->put(weight), np, n_tok, rows, out, nullptr), "");
+        expect_close(gpu->get(out, want_out.size()), want_out, 1e-5f, std::string("expert_sum ") + std::string(dtype_name(t)));
+    }
+}
+
 // Router as Forward::moe does it: softmax, top k (ties to the lower index), renormalised.
 TEST(CudaKernels, RouterTopkMatchesForward) {
     for (auto [E, K] : {std::pair<int64_t, int64_t>{128, 8}, {60, 4}, {8, 2}}) {

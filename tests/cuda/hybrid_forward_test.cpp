@@ -114,12 +114,22 @@ TEST_P(HybridForward, MatchesTheCpuForward) {
     // hybrid side: kernel by kernel, then with decode steps as recorded CUDA graphs (recorded on
     // the first step of each batch size, replayed after; the batch's pool reallocates the pages,
     // so its graphs are recorded anew)
-    for (const bool graphs : {false, true}) {
-        const std::string how = graphs ? " (CUDA graphs)" : "";
+    // then graphed with half the routed experts of every layer on the device as well (their pairs
+    // run there, the rest on the CPU meanwhile)
+    for (const int mode : {0, 1, 2}) {
+        const bool graphs = mode >= 1, experts = mode == 2;
+        const std::string how = experts ? " (CUDA graphs, experts on the device)" : graphs ? " (CUDA graphs)" : "";
         CudaLayerOptions opt;
         opt.graphs = graphs;
         auto dev = make_cuda_layers(*model, 0, opt);
         if (!dev) GTEST_SKIP() << dev.error().message << " (hybrid part skipped; the CPU side ran)";
+        if (experts && h.is_moe() && GetParam().format == ModelFormat::gguf) {  // (W8A8 experts stay on the CPU)
+            std::vector<std::vector<int32_t>> half((size_t)h.n_layer);
+            for (int64_t il = 0; il < h.n_layer; ++il)
+                for (int32_t e = (int32_t)(il % 2); e < h.n_expert; e += 2) half[(size_t)il].push_back(e);
+            ASSERT_TRUE((*dev)->place_experts(half).ok());
+            ASSERT_NE((*dev)->experts_on_device(0), nullptr);
+        }
         Forward hyb(*model, pool, dev->get());
         KvCache kv_hyb = hyb.make_cache(256);
         EXPECT_FALSE(kv_hyb.pool.has_storage());  // the pages live on the device

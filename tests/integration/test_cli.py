@@ -261,6 +261,15 @@ class Cli(TempDirTestCase):
         self.assertIn("cpu-split", j["device"])
         self.assertGreater(j["decode_ms_per_layer"]["8"], 0)
         self.assertGreater(j["projected"]["8"]["decode_tok_s"], 0)
+        # --gpu-experts on the cpu's device half: calibrated, placed, its pairs run "there"; greedy
+        # ids as the cpu's (the synthetic logits have clear margins; the split sums in another order)
+        p = run(base + ["--device", "cpu-split", "--gpu-experts", 3], check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["ids"], on_cpu)
+        self.assertRegex(p.stderr, r"--gpu-experts: 3 of 8 routed experts per layer on cpu-split .* calibration prompt: "
+                                   r"\d+% of its routed pairs")
+        self.assert_error(base + ["--device", "cpu", "--gpu-experts", 3], "--gpu-experts 3", "no device")
+        self.assert_error(base + ["--device", "cpu-split", "--gpu-experts", "many"], "--gpu-experts 'many'")
         all_cpu = self.write_rules("all-cpu.yaml", "- match: {name: '.*'}\n  device: cpu\n")
         self.assertEqual(run_json(base + ["--rules", all_cpu])["ids"], on_cpu)
         p = run(base + ["--device", "cuda"], check=False)

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -87,6 +88,51 @@ void expect_bitwise_same(bool moe, QuantMix quant) {
 
 TEST(HybridDriver, MoeMatchesTheCpuForwardBitForBit) { expect_bitwise_same(true, QuantMix::q4_k_m); }
 TEST(HybridDriver, DenseMatchesTheCpuForwardBitForBit) { expect_bitwise_same(false, QuantMix::q8_0); }
+
+// --gpu-experts on the CPU's device half: the routed pairs of the experts placed there run
+// there (into the residual), the rest on the CPU, summed in another order than the CPU forward
+// does: the same logits up to float rounding (an F32 model: no activation quantization to amplify
+// it), whatever the split, and the routing counts add up.
+TEST(HybridDriver, DeviceExpertsShareTheWorkAndAgree) {
+    TempDir dir;
+    auto model = make_model(true, QuantMix::f32, dir);
+    ASSERT_TRUE(model);
+    const HParams& h = model->hparams();
+    ThreadPool pool(2);
+    Forward cpu(*model, pool);
+    const auto want = script(cpu, h.n_vocab);
+    std::vector<std::vector<int32_t>> all(h.n_layer);
+    for (auto& l : all)
+        for (int32_t e = 0; e < h.n_expert; ++e) l.push_back(e);
+    for (const auto& placed : std::vector<std::vector<std::vector<int32_t>>>{{{0, 2, 5}, {1, 7}}, {{}, {3}}, all}) {
+        auto dev = make_cpu_device_layers(*model, pool);
+        ASSERT_TRUE(dev->place_experts(placed).ok());
+        EXPECT_EQ(dev->experts_on_device(0) != nullptr, !placed[0].empty());
+        Forward hybrid(*model, pool, dev.get());
+        hybrid.count_experts(true);
+        const auto got = script(hybrid, h.n_vocab);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < want.size(); ++i) {
+            ASSERT_EQ(got[i].size(), want[i].size());
+            float worst = 0, mx = 0;
+            for (size_t j = 0; j < want[i].size(); ++j) {
+                worst = std::max(worst, std::fabs(got[i][j] - want[i][j]));
+                mx = std::max(mx, std::fabs(want[i][j]));
+            }
+            EXPECT_LE(worst, 1e-4f * mx) << "call " << i << " with " << placed[0].size() << "+" << placed[1].size()
+                                         << " experts on the device";
+        }
+        // 23 + 4 + 37 + 2 tokens went through each layer, K pairs each
+        const auto& c = hybrid.expert_counts();
+        for (int64_t il = 0; il < h.n_layer; ++il) {
+            int64_t sum = 0;
+            for (int64_t e = 0; e < h.n_expert; ++e) sum += c[(size_t)(il * h.n_expert + e)];
+            EXPECT_EQ(sum, (23 + 4 + 37 + 2) * h.n_expert_used) << "layer " << il;
+        }
+    }
+    auto dev = make_cpu_device_layers(*model, pool);
+    EXPECT_FALSE(dev->place_experts({{0, 99}}).ok());
+}
 
 TEST(HybridDriver, ExpertIdsOutOfRangeAreAnError) {
     // a device half that routes to an expert that does not exist: one clear error, no crash

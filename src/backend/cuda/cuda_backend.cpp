@@ -122,6 +122,14 @@ public:
         return ok_status();
     }
 
+    Result<uint64_t> free_memory() override {
+        TANDEM_TRY(select());
+        size_t free_b = 0, total_b = 0;
+        const cudaError_t e = cudaMemGetInfo(&free_b, &total_b);
+        if (e != cudaSuccess) return make_error("{}: {}", name(), cuda_err("cudaMemGetInfo", e));
+        return (uint64_t)free_b;
+    }
+
 private:
     Status select() {  // (no call when current: copies may be recorded into a graph)
         int cur = -1;

@@ -62,6 +62,7 @@ public:
     ~CudaLayers() override {
         if (stream_) (void)stream_->synchronize();
         if (pinned_) be_->free_pinned(pinned_);
+        if (h_pairs_) be_->free_pinned(h_pairs_);
     }
 
     std::string name() const override { return name_; }
@@ -210,6 +211,7 @@ public:
     }
 
     Result<Routed> attention_and_route(int il) override {
+        route_layer_ = il;
         const bool with_add = pending_add_;
         pending_add_ = false;
         if (graphed()) {
@@ -276,8 +278,142 @@ public:
         return {};
     }
 
+    Status place_experts(const std::vector<std::vector<int32_t>>& experts) override {
+        TANDEM_TRY(stream_->synchronize());
+        dev_experts_.assign((size_t)hp_.n_layer, {});
+        experts_arena_.reset();
+        uint64_t bytes = 0;
+        for (size_t il = 0; il < experts.size() && il < (size_t)hp_.n_layer; ++il) {
+            const LayerWeights& l = m_.layer((int)il);
+            for (const Tensor* t : {&l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps}) {
+                if (experts[il].empty()) break;
+                if (!t->data || t->int8 || !gpu_type(t->type) || t->type == DType::I8)
+                    return make_error("{}: {} is {}: routed experts of this type cannot run on the device", name_,
+                                      t->name, t->int8 ? "int8 (W8A8)" : std::string(dtype_name(t->type)));
+            }
+            for (int32_t e : experts[il])
+                if (e < 0 || e >= hp_.n_expert) return make_error("{}: layer {}: no expert {}", name_, il, e);
+            bytes += (uint64_t)experts[il].size() * expert_bytes_of((int)il) + 3 * 256;
+        }
+        if (bytes == 0) return {};
+        auto arena = be_->make_arena(bytes);
+        if (!arena)
+            return make_error("{}: {:.2f} GiB of routed experts do not fit: {}", name_, (double)bytes / (1ull << 30),
+                              arena.error().message);
+        experts_arena_ = std::move(*arena);
+        for (size_t il = 0; il < experts.size() && il < (size_t)hp_.n_layer; ++il) {
+            if (experts[il].empty()) continue;
+            const LayerWeights& l = m_.layer((int)il);
+            DevExperts& d = dev_experts_[il];
+            d.on.assign((size_t)hp_.n_expert, 0);
+            d.slot.assign((size_t)hp_.n_expert, -1);
+            const Tensor* ts[3] = {&l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps};
+            for (int m = 0; m < 3; ++m) {
+                const Tensor& t = *ts[m];
+                const size_t eb = (size_t)t.ne[1] * t.row_bytes;  // one expert's matrix
+                TANDEM_ASSIGN(void* base, experts_arena_->alloc(eb * experts[il].size(), t.name + " (device experts)"));
+                for (size_t i = 0; i < experts[il].size(); ++i)
+                    TANDEM_TRY(be_->upload((uint8_t*)base + i * eb, t.row((int64_t)experts[il][i] * t.ne[1]), eb,
+                                           stream_.get()));
+                d.mat[m] = {t.type, base, eb, t.row_bytes};
+            }
+            for (size_t i = 0; i < experts[il].size(); ++i) {
+                d.on[(size_t)experts[il][i]] = 1;
+                d.slot[(size_t)experts[il][i]] = (int32_t)i;
+            }
+        }
+        TANDEM_TRY(stream_->synchronize());
+        return {};
+    }
+
+    const std::vector<uint8_t>* experts_on_device(int il) const override {
+        return (size_t)il < dev_experts_.size() && !dev_experts_[(size_t)il].on.empty() ? &dev_experts_[(size_t)il].on
+                                                                                        : nullptr;
+    }
+
+    Status run_device_experts(const std::vector<ExpertPair>& pairs) override {
+        const int64_t np = (int64_t)pairs.size(), D = hp_.n_embd, F = hp_.n_ff_exp;
+        if (np == 0) return {};
+        if (route_layer_ < 0 || (size_t)route_layer_ >= dev_experts_.size() || dev_experts_[(size_t)route_layer_].on.empty())
+            return make_error("{}: layer {} holds no experts on the device", name_, route_layer_);
+        const DevExperts& d = dev_experts_[(size_t)route_layer_];
+        TANDEM_TRY(reserve_pairs(np));
+        // staging: token, stack slot, pair index (the down projection's input row), weight
+        int32_t* tok = (int32_t*)h_pairs_;
+        int32_t* slot = tok + np;
+        int32_t* self = slot + np;
+        float* w = (float*)(self + np);
+        for (int64_t p = 0; p < np; ++p) {
+            const ExpertPair& e = pairs[(size_t)p];
+            if (e.token < 0 || e.token >= n_ || d.slot[(size_t)e.expert] < 0)
+                return make_error("{}: pair {} (token {}, expert {}) is not the device's", name_, p, e.token, e.expert);
+            tok[p] = e.token;
+            slot[p] = d.slot[(size_t)e.expert];
+            self[p] = (int32_t)p;
+            w[p] = e.weight;
+        }
+        TANDEM_TRY(be_->upload(d_pairs_, h_pairs_, (size_t)(4 * np) * 4, stream_.get()));
+        const int32_t* d_tok = d_pairs_;
+        const int32_t* d_slot = d_pairs_ + np;
+        const int32_t* d_self = d_pairs_ + 2 * np;
+        const float* d_w = (const float*)(d_pairs_ + 3 * np);
+        float* g = d_pair_f_;
+        float* u = g + np * F;
+        float* y = u + np * F;
+        const DevExperts::Mat &mg = d.mat[0], &mu = d.mat[1], &md = d.mat[2];
+        TANDEM_CUDA_TRY(cuda::expert_matmul(mg.type, mg.base, mg.expert_bytes, mg.row_bytes, F, D, d_cur_, d_tok, d_slot,
+                                            np, g, s()));
+        TANDEM_CUDA_TRY(cuda::expert_matmul(mu.type, mu.base, mu.expert_bytes, mu.row_bytes, F, D, d_cur_, d_tok, d_slot,
+                                            np, u, s()));
+        TANDEM_CUDA_TRY(cuda::swiglu(g, u, g, np * F, s()));
+        TANDEM_CUDA_TRY(cuda::expert_matmul(md.type, md.base, md.expert_bytes, md.row_bytes, D, F, g, d_self, d_slot,
+                                            np, y, s()));
+        TANDEM_CUDA_TRY(cuda::expert_sum(y, d_tok, d_w, np, n_, D, d_x_, s()));
+        return {};
+    }
+
+    uint64_t expert_bytes() const override {
+        uint64_t b = 0;
+        for (int il = 0; il < (int)hp_.n_layer; ++il) b = std::max<uint64_t>(b, expert_bytes_of(il));
+        return b;
+    }
+
+    uint64_t free_bytes() const override {
+        auto f = be_->free_memory();
+        constexpr uint64_t kReserve = 1ull << 30;  // scratch that grows with the batch, the CUDA context's own
+        return f && *f > kReserve ? *f - kReserve : 0;
+    }
+
 private:
     void* s() { return stream_->handle(); }
+
+    // gate + up + down of one expert of layer il, as stored
+    uint64_t expert_bytes_of(int il) const {
+        const LayerWeights& l = m_.layer(il);
+        uint64_t b = 0;
+        for (const Tensor* t : {&l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps})
+            if (t->data) b += (uint64_t)t->ne[1] * t->row_bytes;  // one expert: ne[1] rows
+        return b;
+    }
+
+    // device and pinned room for np routed pairs (run_device_experts)
+    Status reserve_pairs(int64_t np) {
+        if (np <= cap_pairs_) return {};
+        TANDEM_TRY(stream_->synchronize());
+        cap_pairs_ = std::max({np, cap_pairs_ * 2, (int64_t)64});
+        const int64_t D = hp_.n_embd, F = hp_.n_ff_exp;
+        pairs_arena_.reset();
+        const size_t ints = (size_t)(4 * cap_pairs_) * 4, floats = (size_t)(cap_pairs_ * (2 * F + D)) * sizeof(float);
+        TANDEM_ASSIGN(pairs_arena_, be_->make_arena(ints + floats + 512));
+        TANDEM_ASSIGN(void* pi, pairs_arena_->alloc(ints, "expert pairs"));
+        TANDEM_ASSIGN(void* pf, pairs_arena_->alloc(floats, "expert pair activations"));
+        d_pairs_ = (int32_t*)pi;
+        d_pair_f_ = (float*)pf;
+        if (h_pairs_) be_->free_pinned(h_pairs_);
+        h_pairs_ = nullptr;
+        TANDEM_ASSIGN(h_pairs_, be_->alloc_pinned(ints));
+        return {};
+    }
 
     // whether this batch's layers replay recorded graphs (decode-sized batches, when asked for)
     bool graphed() const { return opt_.graphs && n_ <= CudaLayerOptions::kMaxGraphTokens; }
@@ -464,6 +600,24 @@ private:
     using GraphKey = std::tuple<int, int64_t, bool>;
     std::map<GraphKey, std::unique_ptr<backend::Graph>> graphs_;
     bool pending_add_ = false;  // graphed: add_ffn's work waits for the next layer's graph
+
+    // routed experts on the device (place_experts): per layer, the held experts' stacks
+    struct DevExperts {
+        std::vector<uint8_t> on;     // per expert: held
+        std::vector<int32_t> slot;   // per expert: its index in the stacks, -1
+        struct Mat {
+            DType type = DType::F32;
+            const void* base = nullptr;  // the held experts' matrices back to back
+            size_t expert_bytes = 0, row_bytes = 0;
+        } mat[3];                     // gate, up, down
+    };
+    std::vector<DevExperts> dev_experts_;
+    std::unique_ptr<backend::Arena> experts_arena_, pairs_arena_;
+    int route_layer_ = -1;  // the layer attention_and_route ran last
+    int64_t cap_pairs_ = 0;
+    int32_t* d_pairs_ = nullptr;
+    float* d_pair_f_ = nullptr;
+    void* h_pairs_ = nullptr;
     std::unique_ptr<backend::Stream> stream_;
     std::unique_ptr<backend::Arena> weights_, kv_, scratch_, logits_arena_;
     std::vector<DevLayer> layers_;

@@ -300,6 +300,33 @@ __global__ void k_matmul(const uint8_t* w, size_t row_bytes, int64_t n_rows, int
     }
 }
 
+// ---- Routed experts on the device: one warp per (weight row, pair); the pair's expert picks the
+// matrix, its x_row the input row. The sum over a token's pairs in pair order (deterministic).
+
+template <DType T>
+__global__ void k_expert_matmul(const uint8_t* w, size_t expert_bytes, size_t row_bytes, int64_t n_rows, int64_t in,
+                                const float* x, const int32_t* x_row, const int32_t* expert, float* y) {
+    const int64_t r = (int64_t)blockIdx.x * kMatWarps + threadIdx.x / kWarp, p = blockIdx.y;
+    const int lane = threadIdx.x % kWarp;
+    if (r >= n_rows) return;
+    const uint8_t* row = w + (size_t)expert[p] * expert_bytes + (size_t)r * row_bytes;
+    const float* xr = x + (int64_t)x_row[p] * in;
+    float acc = 0.0f;
+    for (int64_t e = lane; e < in; e += kWarp) acc += elem<T>(row, e) * xr[e];
+    acc = warp_sum(acc);
+    if (lane == 0) y[p * n_rows + r] = acc;
+}
+
+__global__ void k_expert_sum(const float* y, const int32_t* tok, const float* weight, int64_t n_pairs, int64_t width,
+                             float* out) {
+    const int64_t t = blockIdx.y, i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= width) return;
+    float s = 0.0f;
+    for (int64_t p = 0; p < n_pairs; ++p)
+        if (tok[p] == t) s += weight[p] * y[p * width + i];
+    out[t * width + i] += s;
+}
+
 // ---- Router: one warp per token; probabilities in shared memory, k rounds of a warp argmax.
 
 __global__ void k_router(const float* logits, int64_t n_expert, int64_t k, int32_t* ids, float* weights) {
@@ -581,6 +608,27 @@ KernelStatus matmul(DType type, const void* w, size_t row_bytes, int64_t n_rows,
     return dispatch(type, "matmul", [&]<DType T>() {
         k_matmul<T><<<grid, kMatWarps * kWarp, 0, st(stream)>>>((const uint8_t*)w, row_bytes, n_rows, in, x, n_tok, y);
     });
+}
+
+KernelStatus expert_matmul(DType type, const void* w, size_t expert_bytes, size_t row_bytes, int64_t n_rows, int64_t in,
+                           const float* x, const int32_t* x_row, const int32_t* expert, int64_t n_pairs, float* y,
+                           void* stream) {
+    if (n_rows == 0 || n_pairs == 0) return {};
+    if (n_pairs > 65535) return err("cuda expert_matmul: ", n_pairs, " pairs in one call (at most 65535)");
+    const dim3 grid((unsigned)((n_rows + kMatWarps - 1) / kMatWarps), (unsigned)n_pairs);
+    return dispatch(type, "expert_matmul", [&]<DType T>() {
+        k_expert_matmul<T><<<grid, kMatWarps * kWarp, 0, st(stream)>>>((const uint8_t*)w, expert_bytes, row_bytes,
+                                                                        n_rows, in, x, x_row, expert, y);
+    });
+}
+
+KernelStatus expert_sum(const float* y, const int32_t* tok, const float* weight, int64_t n_pairs, int64_t n_tok,
+                        int64_t width, float* out, void* stream) {
+    if (n_pairs == 0 || n_tok == 0) return {};
+    if (n_tok > 65535) return err("cuda expert_sum: ", n_tok, " tokens in one call (at most 65535)");
+    const dim3 grid((unsigned)((width + 255) / 256), (unsigned)n_tok);
+    k_expert_sum<<<grid, 256, 0, st(stream)>>>(y, tok, weight, n_pairs, width, out);
+    return launched("expert_sum");
 }
 
 KernelStatus router_topk(const float* logits, int64_t n_tok, int64_t n_expert, int64_t k, int32_t* ids, float* weights,

@@ -38,6 +38,17 @@ KernelStatus rms_norm(const float* x, const float* w, int64_t n_rows, int64_t wi
 KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim,
                        const ref::RopeFreqs& f, void* stream);
 
+// Routed experts on the device: y[p] (n_rows values) = W_e . x[x_row[p]] for pairs p < n_pairs,
+// where W_e, the matrix of expert e = expert[p], starts at w + e * expert_bytes (rows row_bytes
+// apart, `in` wide, type as matmul's). y is (n_pairs, n_rows).
+KernelStatus expert_matmul(DType type, const void* w, size_t expert_bytes, size_t row_bytes, int64_t n_rows, int64_t in,
+                           const float* x, const int32_t* x_row, const int32_t* expert, int64_t n_pairs, float* y,
+                           void* stream);
+// out[t] += sum over the pairs p with tok[p] == t, in pair order, of weight[p] * y[p] (rows of
+// `width`), for t < n_tok.
+KernelStatus expert_sum(const float* y, const int32_t* tok, const float* weight, int64_t n_pairs, int64_t n_tok,
+                        int64_t width, float* out, void* stream);
+
 // x[i] += y[i], n values (the residual).
 KernelStatus add(float* x, const float* y, int64_t n, void* stream);
 
