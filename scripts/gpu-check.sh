@@ -14,7 +14,8 @@
 #                                     (and with --use-cuda-graph),
 #                                     and the bench-shaped Q4_K_M model (8 layers of Qwen3-30B-A3B)
 #                                     benched on the cpu and hybrid at prompts 512 and 4096 with
-#                                     the 94-layer projection (and cuda with graphs at 512);
+#                                     the 94-layer projection (and cuda with graphs, then with
+#                                     64 experts per layer on the GPU too, at 512);
 #                                     writes logs and summary.txt to OUT
 #                                     (default $OUT, else gpu-check-out/). Under 8 minutes; exit 1
 #                                     if a test failed.
@@ -97,10 +98,11 @@ run() {
         return $status
     fi
     echo "=== hybrid forward: greedy ids, cpu vs cuda (tiny q4_k_m)" | tee -a "$summary"
-    local t="$dir/bin/tandem" ids_cpu ids_gpu ids_graph
+    local t="$dir/bin/tandem" ids_cpu ids_gpu ids_graph ids_exp
     ids_cpu=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cpu 2>"$out/run_cpu.log" | grep -o '"ids":\[[0-9,]*\]' || true)
     ids_gpu=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cuda 2>"$out/run_gpu.log" | grep -o '"ids":\[[0-9,]*\]' || true)
     ids_graph=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cuda --use-cuda-graph 2>"$out/run_graph.log" | grep -o '"ids":\[[0-9,]*\]' || true)
+    ids_exp=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cuda --use-cuda-graph --gpu-experts 4 2>"$out/run_experts.log" | grep -o '"ids":\[[0-9,]*\]' || true)
     echo "cpu  $ids_cpu" >> "$summary"
     echo "cuda $ids_gpu" >> "$summary"
     echo "cuda+graphs $ids_graph" >> "$summary"
@@ -108,6 +110,9 @@ run() {
     else echo "hybrid ids: DIFFER or failed (see run_gpu.log; tests/cuda compares logits with a tolerance)" >> "$summary"; fi
     if [ -n "$ids_graph" ] && [ "$ids_gpu" = "$ids_graph" ]; then echo "graph ids: SAME as cuda" >> "$summary";
     else echo "graph ids: DIFFER or failed (see run_graph.log)" >> "$summary"; fi
+    echo "cuda+graphs+4 gpu experts $ids_exp" >> "$summary"
+    if [ -n "$ids_exp" ] && [ "$ids_cpu" = "$ids_exp" ]; then echo "gpu-experts ids: SAME as cpu" >> "$summary";
+    else echo "gpu-experts ids: DIFFER or failed (see run_experts.log)" >> "$summary"; fi
 
     echo "=== bench-shaped Q4_K_M (8 layers of Qwen3-30B-A3B): cpu vs hybrid" | tee -a "$summary"
     local big=/tmp/gpu-check-bench.gguf threads
@@ -128,6 +133,14 @@ run() {
             { echo "--- cuda + graphs"; grep -vE '^\s*$|^bench:' "$out/bench_cuda_graph.txt"; } >> "$summary"
         else
             echo "bench cuda + graphs: FAIL or timeout (see bench_cuda_graph.txt)" >> "$summary"
+            status=1
+        fi
+        # and with half of every layer's routed experts on the GPU too
+        if timeout 90 "$t" bench -m "$big" --device cuda --use-cuda-graph --gpu-experts 64 --prompt-lens 512 --gen 64 \
+               --project-layers 94 --threads "$threads" > "$out/bench_cuda_experts.txt" 2>&1; then
+            { echo "--- cuda + graphs + 64 experts per layer on the GPU"; grep -vE '^\s*$|^bench:' "$out/bench_cuda_experts.txt"; } >> "$summary"
+        else
+            echo "bench cuda + gpu experts: FAIL or timeout (see bench_cuda_experts.txt)" >> "$summary"
             status=1
         fi
     else
