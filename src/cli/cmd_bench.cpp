@@ -118,8 +118,8 @@ Runner add_bench(CLI::App& app) {
         Model& model = **loaded;
         const HParams& h = model.hparams();
         const int64_t max_len = *std::max_element(lens.begin(), lens.end());
-        if (max_len + o->gen > h.n_ctx_train)
-            return fail(fmt::format("prompt {} + gen {} exceeds the model's context {}", max_len, o->gen, h.n_ctx_train));
+        if (max_len + o->gen > h.max_context())
+            return fail(fmt::format("prompt {} + gen {} exceeds the model's context {}", max_len, o->gen, h.max_context()));
         const ModelStats stats = model_stats(model);
         const cpu::KernelTable& k = cpu::kernels();
         const cpu::KernelTable& generic = cpu::kernels_for(cpu::Isa::generic);

@@ -174,7 +174,7 @@ Runner add_chat(CLI::App& app) {
 
         ChatConfig config;
         if (Status st = chat_config_from_model(model.file(), *tok, config); !st) return fail(st.error().message);
-        const int64_t n_train = model.hparams().n_ctx_train;
+        const int64_t n_train = model.hparams().max_context();
         config.n_ctx = o->ctx > 0 ? std::min(o->ctx, n_train) : std::min<int64_t>(n_train, 4096);
         config.max_tokens = o->n;
         config.system = o->system;

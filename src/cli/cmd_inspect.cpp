@@ -137,7 +137,8 @@ Runner add_inspect(CLI::App& app) {
             const Status st = h.check_forward_support(o->model);
             std::printf("rope scaling  %s, factor %g, original context %lld%s\n", h.rope_scaling.c_str(),
                         h.rope_scaling_factor, (long long)h.rope_scaling_orig_ctx,
-                        st.ok() ? "" : " (not supported by the forward)");
+                        st.ok() ? fmt::format(": contexts up to {}", h.max_context()).c_str()
+                                : " (not supported by the forward)");
         }
         std::printf("tokenizer     %s/%s, %lld tokens, %lld merges, bos %lld eos %lld pad %lld, chat template: %s\n",
                     str_or(key::kTokModel).c_str(), str_or(key::kTokPre).c_str(), (long long)n_tokens,

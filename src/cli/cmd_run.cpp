@@ -115,10 +115,10 @@ Runner add_run(CLI::App& app) {
             if (id >= h.n_vocab)
                 return fail(fmt::format("prompt token id {} is out of the vocabulary (0..{})", id, h.n_vocab - 1));
         const int64_t need = (int64_t)prompt.size() + o->n;
-        int64_t ctx = o->ctx > 0 ? o->ctx : std::max<int64_t>(std::min<int64_t>(h.n_ctx_train, 4096), need);
-        if (need > ctx || need > h.n_ctx_train)
+        int64_t ctx = o->ctx > 0 ? o->ctx : std::max<int64_t>(std::min<int64_t>(h.max_context(), 4096), need);
+        if (need > ctx || need > h.max_context())
             return fail(fmt::format("prompt ({} tokens) + n ({}) = {} exceeds the context size {}", prompt.size(), o->n,
-                                    need, std::min(ctx, h.n_ctx_train)));
+                                    need, std::min(ctx, h.max_context())));
 
         int64_t eos = -1;
         if (const GgufValue* v = model.file().find(key::kTokEos); v && v->is_integer()) eos = v->as_int();

@@ -102,7 +102,7 @@ Runner add_serve(CLI::App& app) {
         ec.sched.max_batch_size = o->max_batch;
         ec.sched.chunk_size = o->chunk_size;
         ec.sched.step_tokens = o->step_tokens > 0 ? o->step_tokens : o->chunk_size + o->max_batch;
-        ec.sched.max_seq_len = o->ctx > 0 ? std::min(o->ctx, h.n_ctx_train) : std::min(h.n_ctx_train, o->cache_lens);
+        ec.sched.max_seq_len = o->ctx > 0 ? std::min(o->ctx, h.max_context()) : std::min(h.max_context(), o->cache_lens);
         ec.sched.max_queue = o->max_queue;
 
         ServerConfig sc;

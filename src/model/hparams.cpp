@@ -1,5 +1,6 @@
 #include "model/hparams.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "formats/gguf.h"
@@ -103,6 +104,12 @@ Status HParams::check_forward_support(const std::string& path) const {
     if (arch == Arch::qwen3moe && !expert_weights_norm)
         return make_error("{}: routers without top-k renormalisation (norm_topk_prob = false) are not supported yet", path);
     return {};
+}
+
+int64_t HParams::max_context() const {
+    if (rope_scaling != "yarn" && rope_scaling != "linear") return n_ctx_train;
+    const int64_t orig = rope_scaling_orig_ctx > 0 ? rope_scaling_orig_ctx : n_ctx_train;
+    return std::max(n_ctx_train, (int64_t)((double)rope_scaling_factor * (double)orig));
 }
 
 ref::RopeFreqs HParams::rope_freqs() const {

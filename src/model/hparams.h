@@ -38,6 +38,9 @@ struct HParams {
     // YaRN defaults to the training context, as in llama.cpp). Only for what check_forward_support
     // accepts.
     ref::RopeFreqs rope_freqs() const;
+    // The longest context the model takes: the trained one, or with YaRN / linear scaling the
+    // factor times the original context (Qwen3: 4 x 32768 = 131072 over a trained 40960).
+    int64_t max_context() const;
 
     int64_t n_q() const { return n_head * head_dim; }    // width of q / attention output
     int64_t n_kv() const { return n_head_kv * head_dim; }  // width of k and v

@@ -154,7 +154,7 @@ class HfFolders(TempDirTestCase):
             json.dump({**cfg, "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
                                                "original_max_position_embeddings": 1024}}, f)
         out = run([TANDEM, "inspect", "--no-tensors", d]).stdout
-        self.assertIn("rope scaling  yarn, factor 4, original context 1024\n", out)
+        self.assertIn("rope scaling  yarn, factor 4, original context 1024: contexts up to 4096\n", out)
         j = run_json([TANDEM, "run", "-m", d, "--prompt-ids", "1,2,3", "-n", 2, "--json", "--ignore-eos"])
         self.assertEqual(len(j["ids"]), 2)
 

@@ -98,10 +98,12 @@ TEST(Rope, HParamsChooseTheScaling) {
     EXPECT_EQ(h.rope_freqs().freq_scale, 1.0f);
     EXPECT_EQ(h.rope_freqs().ext_factor, 0.0f);
     EXPECT_TRUE(h.check_forward_support("m").ok());
+    EXPECT_EQ(h.max_context(), 40960);
     h.rope_scaling = "yarn";
     h.rope_scaling_factor = 4.0f;
     h.rope_scaling_orig_ctx = 32768;
     EXPECT_TRUE(h.check_forward_support("m").ok());
+    EXPECT_EQ(h.max_context(), 131072);  // Qwen3: 4 x 32768, past the trained 40960
     const ref::RopeFreqs y = h.rope_freqs(), want = ref::RopeFreqs::yarn(128, 1e6f, 4.0f, 32768);
     EXPECT_EQ(y.freq_scale, 0.25f);
     EXPECT_EQ(y.corr_low, want.corr_low);
