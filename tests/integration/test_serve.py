@@ -247,6 +247,19 @@ class ServeTest(TempDirTestCase):
                 self.assert_same_greedy(self.greedy(PROMPTS[i], n=12), results[i][1], f"cpu-split prompt {i}")
         finally:
             self.assertEqual(srv.close(), 0, srv.read_log())
+        # and with 3 of every layer's 8 experts on the "device": the routed pairs split between the
+        # two halves in every step (batched too); the same tokens except at near-ties
+        srv = Server(self.model, "--device", "cpu-split", "--gpu-experts", 3, "--max-batch-size", 4,
+                     log_path=self.path("split-experts.log"))
+        try:
+            results = self.concurrently(3, lambda i: srv.post("/v1/completions", {"prompt": PROMPTS[i], "max_tokens": 12,
+                                                                                  "temperature": 0, "logprobs": 2}))
+            for i in range(3):
+                self.assertEqual(results[i][0], 200, results[i][1])
+                self.assert_same_greedy(self.greedy(PROMPTS[i], n=12), results[i][1], f"cpu-split + experts prompt {i}")
+        finally:
+            self.assertEqual(srv.close(), 0, srv.read_log())
+        self.assertIn("--gpu-experts: 3 of 8 routed experts per layer", open(self.path("split-experts.log")).read())
 
     def test_prefix_reuse_cuts_time_to_first_token(self):
         rng = random.Random(5)
