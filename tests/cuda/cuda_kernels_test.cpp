@@ -251,7 +251,7 @@ TEST(CudaKernels, RouterTopkMatchesForward) {
 // sequences on shuffled pages, then a causal prefill of a whole sequence. K/V bytes bit-equal;
 // outputs 1e-5 relative.
 TEST(CudaKernels, PagedAttentionMatchesForward) {
-    for (int64_t hd : {64, 128}) {
+    for (int64_t hd : {64, 128, 256}) {
         const int64_t n_layer = 2, il = 1, ps = 16, H = 8, Hkv = 2, n_kv = Hkv * hd, n_pages = 8, max_pages = 4;
         // sequence 0 owns pages {5, 2, 7}, sequence 1 pages {0, 3}
         const std::vector<int32_t> tables = {5, 2, 7, -1, 0, 3, -1, -1};
@@ -293,6 +293,10 @@ TEST(CudaKernels, PagedAttentionMatchesForward) {
                     for (int64_t i = 0; i < hd; ++i)
                         want[(t * H + h) * hd + i] += sc[p] * fp16_to_fp32(v_pool[slot(qseq[t], p) + hk * hd + i]);
             }
+        // tiles of the tiled prefill kernel: single-token tiles (the two decode tokens), then
+        // sequence 1's run cut into tiles of 64 / group tokens (host code: checked everywhere)
+        const std::vector<int32_t> tiles = cuda::attention_tiles(qpos.data(), qseq.data(), n_q, H / Hkv);
+        EXPECT_EQ(tiles, (std::vector<int32_t>{0, 1, 1, 1, 2, 16, 18, 4}));
         std::string why;
         auto gpu = cuda_test::open_gpu(why);
         if (!gpu) GTEST_SKIP() << why << " (GPU part skipped)";
@@ -306,6 +310,12 @@ TEST(CudaKernels, PagedAttentionMatchesForward) {
         ASSERT_EQ(cuda::attention(kv, gpu->put(q), gpu->put(qpos), gpu->put(qseq), d_tables, max_pages, n_q, H, Hkv, hd,
                                   out, nullptr), "");
         expect_close(gpu->get(out, want.size()), want, 1e-5f, "attention head_dim " + std::to_string(hd));
+        // the tiled prefill kernel on the same queries
+        float* out_t = gpu->zeros<float>(want.size());
+        ASSERT_EQ(cuda::attention_tiled(kv, gpu->put(q), gpu->put(qpos), gpu->put(qseq), d_tables, max_pages, gpu->put(tiles),
+                                        (int64_t)tiles.size() / 2, H, Hkv, hd, out_t, nullptr),
+                  "");
+        expect_close(gpu->get(out_t, want.size()), want, 1e-5f, "tiled attention head_dim " + std::to_string(hd));
     }
 }
 

@@ -200,12 +200,21 @@ public:
                 if (p < 0 || p >= kv_n_pages_) return make_error("{}: page {} out of the pool", name_, p);
                 tables[s * max_pages_ + i] = p;
             }
-        const size_t meta_n = (size_t)(3 * n_ + n_seq * max_pages_);
+        // prefill-sized batches: the tiles of the tiled attention kernel (runs of one sequence's tokens)
+        n_tiles_ = 0;
+        if (n_ > kTiledAttentionFrom && hp_.n_head / hp_.n_head_kv <= 64) {
+            const std::vector<int32_t> tiles =
+                cuda::attention_tiles(meta + n_, meta + 2 * n_, n_, hp_.n_head / hp_.n_head_kv);
+            n_tiles_ = (int64_t)tiles.size() / 2;
+            std::copy(tiles.begin(), tiles.end(), tables + n_seq * max_pages_);
+        }
+        const size_t meta_n = (size_t)(3 * n_ + n_seq * max_pages_ + 2 * n_tiles_);
         TANDEM_TRY(be_->upload(d_meta_, meta, meta_n * sizeof(int32_t), stream_.get()));
         d_tokens_ = d_meta_;
         d_pos_ = d_meta_ + n_;
         d_tok_seq_ = d_meta_ + 2 * n_;
         d_tables_ = d_meta_ + 3 * n_;
+        d_tiles_ = d_tables_ + n_seq * max_pages_;
         TANDEM_CUDA_TRY(cuda::embed_rows(embd_.type, embd_.w, embd_.row_bytes, d_tokens_, n_, hp_.n_embd, d_x_, s()));
         return {};
     }
@@ -518,8 +527,12 @@ private:
         TANDEM_CUDA_TRY(cuda::rope_neox(d_k_, d_pos_, n_, hp_.n_head_kv, hd, rope_, s()));
         const cuda::KvLayer kv{kv_k_, kv_v_, hp_.n_layer, il, kv_page_size_, hp_.n_kv()};
         TANDEM_CUDA_TRY(cuda::kv_store(kv, d_k_, d_v_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, s()));
-        TANDEM_CUDA_TRY(cuda::attention(kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, hp_.n_head,
-                                        hp_.n_head_kv, hd, d_attn_, s()));
+        if (n_tiles_ > 0)
+            TANDEM_CUDA_TRY(cuda::attention_tiled(kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, d_tiles_, n_tiles_,
+                                                  hp_.n_head, hp_.n_head_kv, hd, d_attn_, s()));
+        else
+            TANDEM_CUDA_TRY(cuda::attention(kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, hp_.n_head,
+                                            hp_.n_head_kv, hd, d_attn_, s()));
         TANDEM_TRY(linear(l.wo, d_attn_, d_delta_));
         TANDEM_CUDA_TRY(cuda::add(d_x_, d_delta_, n_ * D, s()));
         return {};
@@ -539,7 +552,7 @@ private:
         const size_t f = sizeof(float);
         const size_t bytes = (size_t)T * f * (3 * D + 2 * hp_.n_q() + 2 * hp_.n_kv() + ffn + K) +
                              (size_t)T * (sizeof(int32_t) * (K + 4) + (size_t)max_in_ + 8) +
-                             (size_t)(3 * T + cap_table_) * sizeof(int32_t) + 16 * 256;
+                             (size_t)(5 * T + cap_table_) * sizeof(int32_t) + 16 * 256;
         TANDEM_ASSIGN(scratch_, be_->make_arena(bytes));
         auto take = [&](size_t b, const char* what) -> Result<void*> { return scratch_->alloc(std::max<size_t>(b, 4), what); };
         TANDEM_ASSIGN(void* x, take((size_t)(T * D) * f, "x"));
@@ -555,7 +568,7 @@ private:
         TANDEM_ASSIGN(void* xq, take((size_t)(T * max_in_), "int8 activations"));
         TANDEM_ASSIGN(void* xs, take((size_t)T * f, "int8 scales"));
         TANDEM_ASSIGN(void* xsum, take((size_t)T * sizeof(int32_t), "int8 sums"));
-        TANDEM_ASSIGN(void* meta, take((size_t)(3 * T + cap_table_) * sizeof(int32_t), "batch"));
+        TANDEM_ASSIGN(void* meta, take((size_t)(5 * T + cap_table_) * sizeof(int32_t), "batch"));
         d_x_ = (float*)x, d_cur_ = (float*)cur, d_delta_ = (float*)delta, d_q_ = (float*)q, d_attn_ = (float*)attn;
         d_k_ = (float*)k, d_v_ = (float*)v, d_ffn_ = (float*)fb, d_w_ = (float*)w, d_ids_ = (int32_t*)ids;
         d_xq_ = (int8_t*)xq, d_xs_ = (float*)xs, d_xsum_ = (int32_t*)xsum, d_meta_ = (int32_t*)meta;
@@ -563,7 +576,7 @@ private:
         if (pinned_) be_->free_pinned(pinned_);
         pinned_ = nullptr;
         const size_t pb = (size_t)(2 * T * D) * f + (size_t)(T * K) * (f + sizeof(int32_t)) +
-                          (size_t)(3 * T + cap_table_) * sizeof(int32_t) + 64;
+                          (size_t)(5 * T + cap_table_) * sizeof(int32_t) + 64;
         TANDEM_ASSIGN(pinned_, be_->alloc_pinned(pb));
         uint8_t* p = static_cast<uint8_t*>(pinned_);
         h_cur_ = (float*)p, p += (size_t)(T * D) * f;
@@ -631,6 +644,11 @@ private:
     // the batch
     int64_t n_ = 0, max_pages_ = 0;
     const int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr, *d_tok_seq_ = nullptr, *d_tables_ = nullptr;
+    const int32_t* d_tiles_ = nullptr;
+    int64_t n_tiles_ = 0;  // > 0: this batch's attention runs tiled (prefill)
+    // batches above this many tokens run the tiled attention (at or below: decode-sized, and
+    // what CUDA graphs record)
+    static constexpr int64_t kTiledAttentionFrom = CudaLayerOptions::kMaxGraphTokens;
     int64_t cap_tok_ = 0, cap_table_ = 0, cap_logits_ = 0;
     float *d_x_ = nullptr, *d_cur_ = nullptr, *d_delta_ = nullptr, *d_q_ = nullptr, *d_attn_ = nullptr;
     float *d_k_ = nullptr, *d_v_ = nullptr, *d_ffn_ = nullptr, *d_w_ = nullptr, *d_xs_ = nullptr;

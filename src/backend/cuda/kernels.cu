@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
+#include <algorithm>
 
 #include "backend/cuda/kernels.h"
 
@@ -438,6 +440,93 @@ __global__ void k_attention(KvLayer kv, const float* q, const int32_t* pos, cons
     }
 }
 
+// Tiled attention for prefill: one block per (tile of up to kTileRows / group consecutive tokens
+// of one sequence, KV head), its rows = the tile's tokens x the GQA heads reading that KV head.
+// Keys and values go through shared memory kTilePos positions at a time and serve every row;
+// a warp takes kTileRows / kTileWarps rows, each lane one position for the scores and a slice of
+// the head dimensions for the values, with an online softmax per row. fp32 arithmetic.
+constexpr int kTileRows = 64;
+constexpr int kTilePos = 32;
+constexpr int kTileWarps = 8;
+
+template <int NE>
+size_t tiled_smem_bytes() {
+    constexpr int HD = NE * kWarp;
+    return (size_t)kTileRows * HD * sizeof(float) + 2 * (size_t)kTilePos * HD * sizeof(__half);
+}
+
+template <int NE>
+__global__ void k_attention_tiled(KvLayer kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
+                                  const int32_t* tables, int64_t max_pages, const int32_t* tiles, int64_t n_head,
+                                  int64_t group, float scale, float* out) {
+    constexpr int HD = NE * kWarp, RW = kTileRows / kTileWarps;
+    extern __shared__ float smem[];
+    float* s_q = smem;                                        // [rows][HD], pre-scaled
+    __half* s_k = reinterpret_cast<__half*>(s_q + kTileRows * HD);  // [HD][kTilePos] (transposed)
+    __half* s_v = s_k + HD * kTilePos;                        // [kTilePos][HD]
+    const int64_t t0 = tiles[2 * blockIdx.x], nt = tiles[2 * blockIdx.x + 1], hk = blockIdx.y;
+    const int64_t R = nt * group;  // row r: token t0 + r / group, head hk * group + r % group
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    for (int64_t i = threadIdx.x; i < R * HD; i += blockDim.x) {
+        const int64_t r = i / HD, d = i % HD;
+        s_q[i] = q[((t0 + r / group) * n_head + hk * group + r % group) * HD + d] * scale;
+    }
+    float m[RW], l[RW], acc[RW][NE];
+    int64_t last[RW];  // the last position row j sees (-1: no row)
+#pragma unroll
+    for (int j = 0; j < RW; ++j) {
+        const int64_t r = warp * RW + j;
+        m[j] = -INFINITY, l[j] = 0.0f, last[j] = r < R ? pos[t0 + r / group] : -1;
+#pragma unroll
+        for (int e = 0; e < NE; ++e) acc[j][e] = 0.0f;
+    }
+    const int32_t* table = tables + tok_seq[t0] * max_pages;
+    const int64_t n_pos = (int64_t)pos[t0 + nt - 1] + 1;  // (positions increase along the tile)
+    __syncthreads();
+    for (int64_t p0 = 0; p0 < n_pos; p0 += kTilePos) {
+        for (int64_t i = threadIdx.x; i < kTilePos * HD; i += blockDim.x) {
+            const int64_t pp = i / HD, d = i % HD, p = p0 + pp;
+            uint16_t kb = 0, vb = 0;
+            if (p < n_pos) {
+                const size_t off = kv_offset(kv, table[p / kv.page_size], p % kv.page_size) + hk * HD + d;
+                kb = kv.k[off], vb = kv.v[off];
+            }
+            s_k[d * kTilePos + pp] = __ushort_as_half(kb);
+            s_v[pp * HD + d] = __ushort_as_half(vb);
+        }
+        __syncthreads();
+        const int64_t p = p0 + lane;
+#pragma unroll
+        for (int j = 0; j < RW; ++j) {
+            if (p0 > last[j]) continue;  // (the same for the whole warp)
+            const float* qr = s_q + (warp * RW + j) * HD;
+            float sc = 0.0f;
+            for (int d = 0; d < HD; ++d) sc += qr[d] * __half2float(s_k[d * kTilePos + lane]);
+            if (p > last[j]) sc = -INFINITY;
+            const float m_new = fmaxf(m[j], warp_max(sc));
+            const float corr = expf(m[j] - m_new), w = expf(sc - m_new);
+            l[j] = l[j] * corr + warp_sum(w);
+#pragma unroll
+            for (int e = 0; e < NE; ++e) acc[j][e] *= corr;
+            for (int pp = 0; pp < kTilePos; ++pp) {
+                const float wp = __shfl_sync(0xffffffffu, w, pp);
+#pragma unroll
+                for (int e = 0; e < NE; ++e) acc[j][e] += wp * __half2float(s_v[pp * HD + lane + kWarp * e]);
+            }
+            m[j] = m_new;
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < RW; ++j) {
+        const int64_t r = warp * RW + j;
+        if (r >= R) continue;
+        float* o = out + ((t0 + r / group) * n_head + hk * group + r % group) * HD;
+#pragma unroll
+        for (int e = 0; e < NE; ++e) o[lane + kWarp * e] = acc[j][e] / l[j];
+    }
+}
+
 // ---- Argmax: one block per row; ties go to the lower index.
 
 __global__ void k_argmax(const float* logits, int64_t n_vocab, int32_t* ids) {
@@ -664,6 +753,46 @@ KernelStatus attention(const KvLayer& kv, const float* q, const int32_t* pos, co
         default: return err("cuda attention: head_dim ", head_dim, " not supported (32, 64, 128, 256)");
     }
     return launched("attention");
+}
+
+std::vector<int32_t> attention_tiles(const int32_t* pos, const int32_t* tok_seq, int64_t n_tok, int64_t group) {
+    std::vector<int32_t> tiles;
+    const int64_t per_tile = std::max<int64_t>(1, kTileRows / std::max<int64_t>(group, 1));
+    for (int64_t t = 0; t < n_tok;) {
+        int64_t e = t + 1;
+        while (e < n_tok && e - t < per_tile && tok_seq[e] == tok_seq[t] && pos[e] == pos[e - 1] + 1) ++e;
+        tiles.push_back((int32_t)t);
+        tiles.push_back((int32_t)(e - t));
+        t = e;
+    }
+    return tiles;
+}
+
+KernelStatus attention_tiled(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
+                             const int32_t* tables, int64_t max_pages, const int32_t* tiles, int64_t n_tiles, int64_t n_head,
+                             int64_t n_head_kv, int64_t head_dim, float* out, void* stream) {
+    if (n_head_kv <= 0 || n_head % n_head_kv != 0)
+        return err("cuda attention_tiled: ", n_head, " heads not a multiple of ", n_head_kv, " kv heads");
+    const int64_t group = n_head / n_head_kv;
+    if (group > kTileRows) return err("cuda attention_tiled: ", group, " query heads per KV head (at most 64)");
+    if (n_tiles == 0) return {};
+    const dim3 grid((unsigned)n_tiles, (unsigned)n_head_kv);
+    const float scale = 1.0f / std::sqrt((float)head_dim);
+    auto launch = [&]<int NE>() {
+        const size_t smem = tiled_smem_bytes<NE>();
+        if (smem > 48 * 1024)  // (above the default: asked for once per kernel)
+            cudaFuncSetAttribute(k_attention_tiled<NE>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        k_attention_tiled<NE><<<grid, kTileWarps * kWarp, smem, st(stream)>>>(kv, q, pos, tok_seq, tables, max_pages,
+                                                                              tiles, n_head, group, scale, out);
+    };
+    switch (head_dim) {
+        case 32: launch.template operator()<1>(); break;
+        case 64: launch.template operator()<2>(); break;
+        case 128: launch.template operator()<4>(); break;
+        case 256: launch.template operator()<8>(); break;
+        default: return err("cuda attention_tiled: head_dim ", head_dim, " not supported (32, 64, 128, 256)");
+    }
+    return launched("attention_tiled");
 }
 
 KernelStatus argmax(const float* logits, int64_t n_tok, int64_t n_vocab, int32_t* ids, void* stream) {

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
 #include "kernels/reference/ops.h"  // ref::RopeFreqs (a plain struct)
@@ -88,6 +89,14 @@ KernelStatus kv_store(const KvLayer& kv, const float* k, const float* v, const i
 KernelStatus attention(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
                  const int32_t* tables, int64_t max_pages, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
                  int64_t head_dim, float* out, void* stream);
+
+// The same for prefill, tiled: tiles = (first token, count) pairs of runs of consecutive tokens
+// of one sequence (attention_tiles makes them, at most 64 / (n_head / n_head_kv) tokens each);
+// every tile's rows share each key/value block read. n_head / n_head_kv at most 64.
+std::vector<int32_t> attention_tiles(const int32_t* pos, const int32_t* tok_seq, int64_t n_tok, int64_t group);
+KernelStatus attention_tiled(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
+                             const int32_t* tables, int64_t max_pages, const int32_t* tiles, int64_t n_tiles, int64_t n_head,
+                             int64_t n_head_kv, int64_t head_dim, float* out, void* stream);
 
 // W8A8 (kernels/reference/int8.h, model.h Int8Linear). Activations of n_tok tokens (n_tok, in) to
 // int8: dynamic (x_scale[t] = max|x| / 127) or static (input_scale, input_offset; x_scale = 1);
