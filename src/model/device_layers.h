@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <climits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,6 +63,10 @@ public:
     }
     // Per expert of layer il, whether the device holds it; null when it holds none of the layer.
     virtual const std::vector<uint8_t>* experts_on_device(int il) const { return nullptr; }
+    // Batches of more tokens than this run every routed pair on the CPU (a device kernel that
+    // reads each expert's weights once per pair does not pay off against the CPU's multi-token
+    // tiles for prefill).
+    virtual int64_t max_expert_tokens() const { return INT64_MAX; }
     struct ExpertPair {  // one routed (token, expert) pair of the batch
         int32_t token;
         int32_t expert;

@@ -101,7 +101,7 @@ Status Forward::run_hybrid(const std::vector<int32_t>& tokens, const std::vector
         std::vector<Slot>& slots = moe_slots_;
         slots.clear();
         dev_pairs_.clear();
-        const std::vector<uint8_t>* on_dev = dev.experts_on_device(il);
+        const std::vector<uint8_t>* on_dev = n <= dev.max_expert_tokens() ? dev.experts_on_device(il) : nullptr;
         for (int64_t i = 0; i < n * K; ++i) {
             const int32_t e = r.ids[i];
             if (e < 0 || e >= E) return make_error("{}: layer {}: router chose expert {} of {}", dev.name(), il, e, E);

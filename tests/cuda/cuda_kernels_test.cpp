@@ -185,8 +185,10 @@ TEST(CudaKernels, MatmulMatchesDequantizedReference) {
 // the dequantized weights (1e-5 of the largest output).
 TEST(CudaKernels, ExpertMatmulAndSumMatchTheReference) {
     const int64_t n_exp = 3, rows = 40, in = 512, n_tok = 3;
-    const std::vector<int32_t> x_row = {0, 0, 2, 1, 2}, expert = {2, 0, 1, 2, 0};
-    const std::vector<float> weight = {0.6f, 0.4f, 0.7f, 1.0f, 0.3f};
+    // pairs in token order; runs: (token, first pair, pairs)
+    const std::vector<int32_t> x_row = {0, 0, 1, 2, 2}, expert = {2, 0, 2, 1, 0};
+    const std::vector<int32_t> runs = {0, 0, 2, 1, 2, 1, 2, 3, 2};
+    const std::vector<float> weight = {0.6f, 0.4f, 1.0f, 0.7f, 0.3f};
     const int64_t np = (int64_t)x_row.size();
     const auto x = randn((size_t)(n_tok * in), 51);
     const auto res = randn((size_t)(n_tok * rows), 52);
@@ -210,7 +212,7 @@ TEST(CudaKernels, ExpertMatmulAndSumMatchTheReference) {
         ASSERT_EQ(cuda::expert_matmul(t, gpu->put(w.bytes), eb, w.row_bytes, rows, in, gpu->put(x), gpu->put(x_row),
                                       gpu->put(expert), np, y, nullptr), "");
         expect_close(gpu->get(y, want_y.size()), want_y, 1e-5f, std::string("expert_matmul ") + std::string(dtype_name(t)));
-        ASSERT_EQ(cuda::expert_sum(y, gpu->put(x_row), gpu->put(weight), np, n_tok, rows, out, nullptr), "");
+        ASSERT_EQ(cuda::expert_sum(y, gpu->put(runs), (int64_t)runs.size() / 3, gpu->put(weight), rows, out, nullptr), "");
         expect_close(gpu->get(out, want_out.size()), want_out, 1e-5f, std::string("expert_sum ") + std::string(dtype_name(t)));
     }
 }

@@ -347,39 +347,61 @@ public:
             return make_error("{}: layer {} holds no experts on the device", name_, route_layer_);
         const DevExperts& d = dev_experts_[(size_t)route_layer_];
         TANDEM_TRY(reserve_pairs(np));
-        // staging: token, stack slot, pair index (the down projection's input row), weight
+        // staging, all pairs: token, stack slot, index in its chunk (the down projection's input
+        // row), weight; then per chunk the runs of one token's pairs (token, first, count)
         int32_t* tok = (int32_t*)h_pairs_;
         int32_t* slot = tok + np;
         int32_t* self = slot + np;
         float* w = (float*)(self + np);
+        int32_t* runs = (int32_t*)(w + np);
+        int64_t n_runs = 0;
         for (int64_t p = 0; p < np; ++p) {
             const ExpertPair& e = pairs[(size_t)p];
-            if (e.token < 0 || e.token >= n_ || d.slot[(size_t)e.expert] < 0)
-                return make_error("{}: pair {} (token {}, expert {}) is not the device's", name_, p, e.token, e.expert);
+            if (e.token < 0 || e.token >= n_ || d.slot[(size_t)e.expert] < 0 || (p > 0 && e.token < pairs[(size_t)p - 1].token))
+                return make_error("{}: pair {} (token {}, expert {}) is not the device's, or out of token order", name_, p,
+                                  e.token, e.expert);
             tok[p] = e.token;
             slot[p] = d.slot[(size_t)e.expert];
-            self[p] = (int32_t)p;
+            self[p] = (int32_t)(p % kPairChunk);
             w[p] = e.weight;
+            if (p % kPairChunk == 0 || e.token != pairs[(size_t)p - 1].token) {  // a run starts (chunk-relative first)
+                runs[3 * n_runs] = e.token;
+                runs[3 * n_runs + 1] = (int32_t)(p % kPairChunk);
+                runs[3 * n_runs + 2] = 0;
+                ++n_runs;
+            }
+            ++runs[3 * n_runs - 1];
         }
-        TANDEM_TRY(be_->upload(d_pairs_, h_pairs_, (size_t)(4 * np) * 4, stream_.get()));
-        const int32_t* d_tok = d_pairs_;
-        const int32_t* d_slot = d_pairs_ + np;
-        const int32_t* d_self = d_pairs_ + 2 * np;
-        const float* d_w = (const float*)(d_pairs_ + 3 * np);
-        float* g = d_pair_f_;
-        float* u = g + np * F;
-        float* y = u + np * F;
+        TANDEM_TRY(be_->upload(d_pairs_, h_pairs_, (size_t)(4 * np + 3 * n_runs) * 4, stream_.get()));
         const DevExperts::Mat &mg = d.mat[0], &mu = d.mat[1], &md = d.mat[2];
-        TANDEM_CUDA_TRY(cuda::expert_matmul(mg.type, mg.base, mg.expert_bytes, mg.row_bytes, F, D, d_cur_, d_tok, d_slot,
-                                            np, g, s()));
-        TANDEM_CUDA_TRY(cuda::expert_matmul(mu.type, mu.base, mu.expert_bytes, mu.row_bytes, F, D, d_cur_, d_tok, d_slot,
-                                            np, u, s()));
-        TANDEM_CUDA_TRY(cuda::swiglu(g, u, g, np * F, s()));
-        TANDEM_CUDA_TRY(cuda::expert_matmul(md.type, md.base, md.expert_bytes, md.row_bytes, D, F, g, d_self, d_slot,
-                                            np, y, s()));
-        TANDEM_CUDA_TRY(cuda::expert_sum(y, d_tok, d_w, np, n_, D, d_x_, s()));
+        const int32_t* d_runs = d_pairs_ + 4 * np;
+        float* g = d_pair_f_;
+        float* u = g + kPairChunk * F;
+        float* y = u + kPairChunk * F;
+        int64_t run = 0;
+        for (int64_t p0 = 0; p0 < np; p0 += kPairChunk) {  // (grids and scratch stay bounded)
+            const int64_t nc = std::min(kPairChunk, np - p0);
+            const int32_t* d_tok = d_pairs_ + p0;
+            const int32_t* d_slot = d_pairs_ + np + p0;
+            const int32_t* d_self = d_pairs_ + 2 * np + p0;
+            const float* d_w = (const float*)(d_pairs_ + 3 * np) + p0;
+            int64_t run_end = run;
+            while (run_end < n_runs && (run_end == run || runs[3 * run_end + 1] != 0)) ++run_end;  // this chunk's runs
+            TANDEM_CUDA_TRY(cuda::expert_matmul(mg.type, mg.base, mg.expert_bytes, mg.row_bytes, F, D, d_cur_, d_tok,
+                                                d_slot, nc, g, s()));
+            TANDEM_CUDA_TRY(cuda::expert_matmul(mu.type, mu.base, mu.expert_bytes, mu.row_bytes, F, D, d_cur_, d_tok,
+                                                d_slot, nc, u, s()));
+            TANDEM_CUDA_TRY(cuda::swiglu(g, u, g, nc * F, s()));
+            TANDEM_CUDA_TRY(cuda::expert_matmul(md.type, md.base, md.expert_bytes, md.row_bytes, D, F, g, d_self, d_slot,
+                                                nc, y, s()));
+            TANDEM_CUDA_TRY(cuda::expert_sum(y, d_runs + 3 * run, run_end - run, d_w, D, d_x_, s()));
+            run = run_end;
+        }
         return {};
     }
+
+    // the device expert kernels read a pair's weights per pair: worth it for decode-sized batches
+    int64_t max_expert_tokens() const override { return 32; }
 
     uint64_t expert_bytes() const override {
         uint64_t b = 0;
@@ -405,14 +427,15 @@ private:
         return b;
     }
 
-    // device and pinned room for np routed pairs (run_device_experts)
+    // device and pinned room for np routed pairs (run_device_experts): their integers and runs,
+    // and the activations of one chunk of kPairChunk pairs
     Status reserve_pairs(int64_t np) {
         if (np <= cap_pairs_) return {};
         TANDEM_TRY(stream_->synchronize());
         cap_pairs_ = std::max({np, cap_pairs_ * 2, (int64_t)64});
-        const int64_t D = hp_.n_embd, F = hp_.n_ff_exp;
+        const int64_t D = hp_.n_embd, F = hp_.n_ff_exp, chunk = std::min(cap_pairs_, kPairChunk);
         pairs_arena_.reset();
-        const size_t ints = (size_t)(4 * cap_pairs_) * 4, floats = (size_t)(cap_pairs_ * (2 * F + D)) * sizeof(float);
+        const size_t ints = (size_t)(7 * cap_pairs_) * 4, floats = (size_t)(chunk * (2 * F + D)) * sizeof(float);
         TANDEM_ASSIGN(pairs_arena_, be_->make_arena(ints + floats + 512));
         TANDEM_ASSIGN(void* pi, pairs_arena_->alloc(ints, "expert pairs"));
         TANDEM_ASSIGN(void* pf, pairs_arena_->alloc(floats, "expert pair activations"));
@@ -628,6 +651,7 @@ private:
     std::unique_ptr<backend::Arena> experts_arena_, pairs_arena_;
     int route_layer_ = -1;  // the layer attention_and_route ran last
     int64_t cap_pairs_ = 0;
+    static constexpr int64_t kPairChunk = 4096;  // pairs per pass of the device expert kernels
     int32_t* d_pairs_ = nullptr;
     float* d_pair_f_ = nullptr;
     void* h_pairs_ = nullptr;

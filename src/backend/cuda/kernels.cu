@@ -319,13 +319,14 @@ __global__ void k_expert_matmul(const uint8_t* w, size_t expert_bytes, size_t ro
     if (lane == 0) y[p * n_rows + r] = acc;
 }
 
-__global__ void k_expert_sum(const float* y, const int32_t* tok, const float* weight, int64_t n_pairs, int64_t width,
+// runs: (token, first pair, pairs) triples; grid (width blocks) x runs, flattened into x
+__global__ void k_expert_sum(const float* y, const int32_t* runs, const float* weight, int64_t width, int64_t nbx,
                              float* out) {
-    const int64_t t = blockIdx.y, i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t u = blockIdx.x / nbx, i = (int64_t)(blockIdx.x % nbx) * blockDim.x + threadIdx.x;
     if (i >= width) return;
+    const int64_t t = runs[3 * u], p0 = runs[3 * u + 1], np = runs[3 * u + 2];
     float s = 0.0f;
-    for (int64_t p = 0; p < n_pairs; ++p)
-        if (tok[p] == t) s += weight[p] * y[p * width + i];
+    for (int64_t p = p0; p < p0 + np; ++p) s += weight[p] * y[p * width + i];
     out[t * width + i] += s;
 }
 
@@ -711,12 +712,11 @@ KernelStatus expert_matmul(DType type, const void* w, size_t expert_bytes, size_
     });
 }
 
-KernelStatus expert_sum(const float* y, const int32_t* tok, const float* weight, int64_t n_pairs, int64_t n_tok,
-                        int64_t width, float* out, void* stream) {
-    if (n_pairs == 0 || n_tok == 0) return {};
-    if (n_tok > 65535) return err("cuda expert_sum: ", n_tok, " tokens in one call (at most 65535)");
-    const dim3 grid((unsigned)((width + 255) / 256), (unsigned)n_tok);
-    k_expert_sum<<<grid, 256, 0, st(stream)>>>(y, tok, weight, n_pairs, width, out);
+KernelStatus expert_sum(const float* y, const int32_t* runs, int64_t n_runs, const float* weight, int64_t width,
+                        float* out, void* stream) {
+    if (n_runs == 0 || width == 0) return {};
+    const int64_t nbx = (width + 255) / 256;
+    k_expert_sum<<<(unsigned)(nbx * n_runs), 256, 0, st(stream)>>>(y, runs, weight, width, nbx, out);
     return launched("expert_sum");
 }
 

@@ -44,11 +44,12 @@ KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_he
 // apart, `in` wide, type as matmul's). y is (n_pairs, n_rows).
 KernelStatus expert_matmul(DType type, const void* w, size_t expert_bytes, size_t row_bytes, int64_t n_rows, int64_t in,
                            const float* x, const int32_t* x_row, const int32_t* expert, int64_t n_pairs, float* y,
-                           void* stream);
-// out[t] += sum over the pairs p with tok[p] == t, in pair order, of weight[p] * y[p] (rows of
-// `width`), for t < n_tok.
-KernelStatus expert_sum(const float* y, const int32_t* tok, const float* weight, int64_t n_pairs, int64_t n_tok,
-                        int64_t width, float* out, void* stream);
+                           void* stream);  // n_pairs <= 65535 per call
+// For each run u of pairs (runs[3u] = token t, runs[3u + 1] = first pair, runs[3u + 2] = pairs):
+// out[t] += sum over its pairs p, in order, of weight[p] * y[p] (rows of `width`). One run per
+// token (the pairs of a token next to each other).
+KernelStatus expert_sum(const float* y, const int32_t* runs, int64_t n_runs, const float* weight, int64_t width,
+                        float* out, void* stream);
 
 // x[i] += y[i], n values (the residual).
 KernelStatus add(float* x, const float* y, int64_t n, void* stream);
