@@ -98,11 +98,12 @@ run() {
         return $status
     fi
     echo "=== hybrid forward: greedy ids, cpu vs cuda (tiny q4_k_m)" | tee -a "$summary"
-    local t="$dir/bin/tandem" ids_cpu ids_gpu ids_graph ids_exp
+    local t="$dir/bin/tandem" ids_cpu ids_gpu ids_graph ids_exp ids_pre
     ids_cpu=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cpu 2>"$out/run_cpu.log" | grep -o '"ids":\[[0-9,]*\]' || true)
     ids_gpu=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cuda 2>"$out/run_gpu.log" | grep -o '"ids":\[[0-9,]*\]' || true)
     ids_graph=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cuda --use-cuda-graph 2>"$out/run_graph.log" | grep -o '"ids":\[[0-9,]*\]' || true)
     ids_exp=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cuda --use-cuda-graph --gpu-experts 4 2>"$out/run_experts.log" | grep -o '"ids":\[[0-9,]*\]' || true)
+    ids_pre=$(timeout 60 "$t" run -m "$model" --prompt-ids 785,6722,315,9625,374 -n 24 --ignore-eos --json --device cuda --gpu-prefill 2 2>"$out/run_prefill.log" | grep -o '"ids":\[[0-9,]*\]' || true)
     echo "cpu  $ids_cpu" >> "$summary"
     echo "cuda $ids_gpu" >> "$summary"
     echo "cuda+graphs $ids_graph" >> "$summary"
@@ -113,6 +114,9 @@ run() {
     echo "cuda+graphs+4 gpu experts $ids_exp" >> "$summary"
     if [ -n "$ids_exp" ] && [ "$ids_cpu" = "$ids_exp" ]; then echo "gpu-experts ids: SAME as cpu" >> "$summary";
     else echo "gpu-experts ids: DIFFER or failed (see run_experts.log)" >> "$summary"; fi
+    echo "cuda --gpu-prefill 2 $ids_pre" >> "$summary"
+    if [ -n "$ids_pre" ] && [ "$ids_cpu" = "$ids_pre" ]; then echo "gpu-prefill ids: SAME as cpu" >> "$summary";
+    else echo "gpu-prefill ids: DIFFER or failed (see run_prefill.log)" >> "$summary"; fi
 
     echo "=== bench-shaped Q4_K_M (8 layers of Qwen3-30B-A3B): cpu vs hybrid" | tee -a "$summary"
     local big=/tmp/gpu-check-bench.gguf threads
@@ -141,6 +145,14 @@ run() {
             { echo "--- cuda + graphs + 64 experts per layer on the GPU"; grep -vE '^\s*$|^bench:' "$out/bench_cuda_experts.txt"; } >> "$summary"
         else
             echo "bench cuda + gpu experts: FAIL or timeout (see bench_cuda_experts.txt)" >> "$summary"
+            status=1
+        fi
+        # long prompts with every routed expert on the GPU (each layer's experts uploaded per batch)
+        if timeout 90 "$t" bench -m "$big" --device cuda --gpu-prefill 256 --prompt-lens 512,4096 --gen 16 \
+               --project-layers 94 --threads "$threads" > "$out/bench_cuda_prefill.txt" 2>&1; then
+            { echo "--- cuda + --gpu-prefill 256"; grep -vE '^\s*$|^bench:' "$out/bench_cuda_prefill.txt"; } >> "$summary"
+        else
+            echo "bench cuda + gpu prefill: FAIL or timeout (see bench_cuda_prefill.txt)" >> "$summary"
             status=1
         fi
     else

@@ -42,6 +42,13 @@ public:
     virtual ~Graph() = default;
 };
 
+// A point in a stream's queue (cudaEvent_t on CUDA): recorded on one stream, waited for by
+// another, so two streams (compute, copies) order their work without the host waiting.
+class Event {
+public:
+    virtual ~Event() = default;
+};
+
 // An in-order queue of device work (cudaStream_t on CUDA). `handle()` is what kernel launchers take.
 class Stream {
 public:
@@ -53,6 +60,10 @@ public:
     virtual Status begin_capture() = 0;
     virtual Result<std::unique_ptr<Graph>> end_capture() = 0;
     virtual Status launch(const Graph& g) = 0;
+    // Marks the work queued so far; wait() makes the work queued after it wait for the last
+    // record() of `e` (on any stream of the same device; an event never recorded is no wait).
+    virtual Status record(Event& e) = 0;
+    virtual Status wait(Event& e) = 0;
 };
 
 // One device allocation handed out front to back (weights, KV pages, scratch): no per-tensor
@@ -75,11 +86,17 @@ public:
 
     virtual Result<std::unique_ptr<Arena>> make_arena(size_t bytes) = 0;
     virtual Result<std::unique_ptr<Stream>> make_stream() = 0;
+    virtual Result<std::unique_ptr<Event>> make_event() = 0;
 
     // Page-locked host memory (the staging area of hidden states between CPU experts and the
     // device); free with free_pinned.
     virtual Result<void*> alloc_pinned(size_t bytes) = 0;
     virtual void free_pinned(void* p) = 0;
+    // Page-locks existing host memory (e.g. weights mapped from a file, read only) so copies from
+    // it are asynchronous and run at the bus's speed; undo with unregister_host. An error where the
+    // system refuses (locked-memory limits): the memory then stays usable as pageable memory.
+    virtual Status register_host(const void* p, size_t bytes) = 0;
+    virtual void unregister_host(const void* p) = 0;
 
     // Copies; asynchronous on `stream` when given (host memory must then be pinned or stay alive
     // until the stream is synchronized), synchronous otherwise.

@@ -27,6 +27,16 @@ void add_device_options(CLI::App& app, DeviceOpts& o) {
                    "With a CUDA device: N (or auto: as many as fit) of each layer's routed experts on the GPU as "
                    "well, the most routed ones over a calibration prompt; their share of the routing runs there, "
                    "the rest on the CPU at the same time");
+    app.add_option("--gpu-prefill", o.gpu_prefill,
+                   "With a CUDA device: batches (prefill chunks) of at least N tokens run every routed expert on "
+                   "the GPU, each layer's experts uploaded as the batch reaches it while the GPU computes the layer "
+                   "before (two layers of device memory). Pays when the upload (the experts' bytes over the bus) "
+                   "takes less than the CPU would for those tokens: long prompts, a large --chunk-size. 0: never")
+        ->check(CLI::Validator(
+            [](std::string& v) {
+                return !v.empty() && v[0] == '-' ? std::string("a number of tokens >= 0 (0: never)") : std::string();
+            },
+            "N>=0"));
     app.add_flag("--use-cuda-graph", o.cuda_graph,
                  "With a CUDA device: decode steps (up to 16 tokens) replay each layer's device work as one "
                  "recorded CUDA graph instead of launching its ~20 kernels and copies one by one");
@@ -226,6 +236,11 @@ Result<std::unique_ptr<DeviceLayers>> open_device_for(Model& m, const DeviceOpts
                                                       int64_t kv_tokens) {
     TANDEM_ASSIGN(std::unique_ptr<DeviceLayers> dev, open_device(m, o, pool));
     if (!no_repack) TANDEM_TRY(m.pack_for_cpu(pool, /*experts_only=*/dev && !dev->on_host()));
+    if (o.gpu_prefill > 0) {
+        if (!dev) return make_error("--gpu-prefill {}: no device holds the layers (--device cpu)", o.gpu_prefill);
+        if (!m.hparams().is_moe()) return make_error("--gpu-prefill: {} has no routed experts", arch_name(m.hparams().arch));
+        TANDEM_TRY(dev->enable_expert_streaming(o.gpu_prefill));
+    }
     if (!o.gpu_experts.empty()) {
         if (!dev) return make_error("--gpu-experts {}: no device holds the layers (--device cpu)", o.gpu_experts);
         TANDEM_TRY(place_gpu_experts(m, *dev, pool, o.gpu_experts, kv_tokens));

@@ -23,6 +23,7 @@ struct DeviceOpts {
     std::string rules;
     bool cuda_graph = false;  // --use-cuda-graph: decode steps replay recorded CUDA graphs
     std::string gpu_experts;  // --gpu-experts N|auto: the most routed experts of each layer on the GPU
+    int64_t gpu_prefill = 0;  // --gpu-prefill N: batches of N+ tokens run every routed expert on the GPU
 };
 void add_device_options(CLI::App& app, DeviceOpts& o);
 
@@ -39,7 +40,8 @@ Result<std::unique_ptr<DeviceLayers>> open_device(const Model& m, const DeviceOp
 // holds the rest), then --gpu-experts: the N (auto: as many as fit next to a KV cache of
 // kv_tokens positions) most routed experts of every layer, counted over a built-in calibration
 // prompt run through the hybrid forward, are copied to the GPU; a note says how many and what
-// share of the calibration's routed pairs they took.
+// share of the calibration's routed pairs they took. --gpu-prefill N (before --gpu-experts, whose
+// auto sizing counts its two layers of staging memory) enables expert streaming on the device.
 Result<std::unique_ptr<DeviceLayers>> open_device_for(Model& m, const DeviceOpts& o, ThreadPool& pool, bool no_repack,
                                                       int64_t kv_tokens);
 

@@ -1,5 +1,6 @@
 #include "model/cpu_device_layers.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "model/forward.h"
@@ -35,6 +36,7 @@ public:
 
     Result<Routed> attention_and_route(int il) override {
         const int64_t D = hp_.n_embd, K = hp_.n_expert_used;
+        streamed_ = -1;
         const float* cur = f_.attention_block(il, x_.data(), n_);  // (f_'s scratch: valid until the next call)
         il_ = il;
         cur_ = cur;
@@ -72,12 +74,26 @@ public:
             if (t->data) b += (uint64_t)t->ne[1] * t->row_bytes;
         return b;
     }
+    Status enable_expert_streaming(int64_t min_tokens) override {
+        stream_from_ = std::max<int64_t>(min_tokens, 0);
+        return {};
+    }
+    int64_t stream_experts_from() const override { return stream_from_; }
+    Status stream_experts(int il) override {
+        if (il != il_) return make_error("{}: stream_experts({}) after attention_and_route({})", name(), il, il_);
+        streamed_ = il;  // (this "device" computes any expert: nothing to upload)
+        return {};
+    }
     const std::vector<uint8_t>* experts_on_device(int il) const override {
         return (size_t)il < on_device_.size() && !on_device_[(size_t)il].empty() ? &on_device_[(size_t)il] : nullptr;
     }
     // the "device's" share with the CPU forward's expert code, into the residual at once
     Status run_device_experts(const std::vector<ExpertPair>& pairs) override {
+        const std::vector<uint8_t>* held = streamed_ == il_ ? nullptr : experts_on_device(il_);
         f_.moe_slots_.clear();
+        for (const ExpertPair& p : pairs)
+            if (streamed_ != il_ && (!held || !(*held)[(size_t)p.expert]))
+                return make_error("{}: layer {}: expert {} is not on the device", name(), il_, p.expert);
         for (const ExpertPair& p : pairs) f_.moe_slots_.push_back({p.expert, p.token, p.weight});
         float* out = grow(dev_out_, (size_t)(n_ * hp_.n_embd));
         f_.moe_experts(il_, cur_, n_, out);
@@ -104,6 +120,8 @@ private:
     int il_ = 0;                 // the layer attention_and_route ran last,
     const float* cur_ = nullptr;  // and its FFN input
     std::vector<std::vector<uint8_t>> on_device_;  // place_experts: per layer, per expert
+    int64_t stream_from_ = 0;  // enable_expert_streaming
+    int streamed_ = -1;        // the layer stream_experts() made whole
     std::vector<float> x_, out_, w_, dev_out_;
     std::vector<int32_t> ids_;
 };

@@ -63,16 +63,31 @@ public:
     }
     // Per expert of layer il, whether the device holds it; null when it holds none of the layer.
     virtual const std::vector<uint8_t>* experts_on_device(int il) const { return nullptr; }
-    // Batches of more tokens than this run every routed pair on the CPU (a device kernel that
-    // reads each expert's weights once per pair does not pay off against the CPU's multi-token
-    // tiles for prefill).
+    // Batches of more tokens than this run every routed pair on the CPU.
     virtual int64_t max_expert_tokens() const { return INT64_MAX; }
+
+    // Long prefill batches with every routed expert on the device (--gpu-prefill N): batches of
+    // at least `min_tokens` tokens (0: never) run each MoE layer's experts there, the layer's whole
+    // expert stacks uploaded as stored when the batch reaches it (the next layer's upload
+    // overlapping this layer's work); the CPU computes no expert of such a batch. An error when the
+    // device cannot (no room for two layers of experts, a type its kernels lack).
+    virtual Status enable_expert_streaming(int64_t min_tokens) {
+        if (min_tokens <= 0) return {};
+        return make_error("{}: routed experts cannot run on this device", name());
+    }
+    virtual int64_t stream_experts_from() const { return 0; }
+    // Makes every expert of layer il (the layer attention_and_route() ran last) available to
+    // run_device_experts() for this batch.
+    virtual Status stream_experts(int il) {
+        return make_error("{}: routed experts cannot run on this device", name());
+    }
     struct ExpertPair {  // one routed (token, expert) pair of the batch
         int32_t token;
         int32_t expert;
         float weight;
     };
-    // The pairs (whose experts the device holds) of the layer attention_and_route() ran last:
+    // The pairs (whose experts the device holds, or all when streamed) of the layer
+    // attention_and_route() ran last:
     // their weighted sum goes into the residual, queued before add_ffn()'s CPU share, so the CPU
     // computes its experts meanwhile. Pairs in token order.
     virtual Status run_device_experts(const std::vector<ExpertPair>& pairs) {

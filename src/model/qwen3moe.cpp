@@ -101,12 +101,16 @@ Status Forward::run_hybrid(const std::vector<int32_t>& tokens, const std::vector
         std::vector<Slot>& slots = moe_slots_;
         slots.clear();
         dev_pairs_.clear();
-        const std::vector<uint8_t>* on_dev = n <= dev.max_expert_tokens() ? dev.experts_on_device(il) : nullptr;
+        // (a long prefill batch with --gpu-prefill: all of them there, the layer's experts uploaded)
+        const bool streamed = dev.stream_experts_from() > 0 && n >= dev.stream_experts_from();
+        if (streamed) TANDEM_TRY(dev.stream_experts(il));
+        const std::vector<uint8_t>* on_dev =
+            !streamed && n <= dev.max_expert_tokens() ? dev.experts_on_device(il) : nullptr;
         for (int64_t i = 0; i < n * K; ++i) {
             const int32_t e = r.ids[i];
             if (e < 0 || e >= E) return make_error("{}: layer {}: router chose expert {} of {}", dev.name(), il, e, E);
             if (count_experts_) ++expert_counts_[(size_t)(il * E + e)];
-            if (on_dev && (*on_dev)[(size_t)e]) dev_pairs_.push_back({(int32_t)(i / K), e, r.weights[i]});
+            if (streamed || (on_dev && (*on_dev)[(size_t)e])) dev_pairs_.push_back({(int32_t)(i / K), e, r.weights[i]});
             else slots.push_back({e, i / K, r.weights[i]});
         }
         if (!dev_pairs_.empty()) TANDEM_TRY(dev.run_device_experts(dev_pairs_));

@@ -181,15 +181,44 @@ TEST(CudaKernels, MatmulMatchesDequantizedReference) {
 }
 
 // Routed experts on the device: each pair's expert matrix (a stack of 3 experts) times its input
-// row, then the weighted sum per token in pair order into the residual; against double dots of
-// the dequantized weights (1e-5 of the largest output).
+// row, the pairs of one expert in tiles (cuda::expert_tiles: sorted by expert, at most 8 a tile;
+// expert 0 has 20 pairs: tiles of 8, 8 and 4), then the weighted sum per token in pair order
+// into the residual; against double dots of the dequantized weights (1e-5 of the largest output).
 TEST(CudaKernels, ExpertMatmulAndSumMatchTheReference) {
-    const int64_t n_exp = 3, rows = 40, in = 512, n_tok = 3;
-    // pairs in token order; runs: (token, first pair, pairs)
-    const std::vector<int32_t> x_row = {0, 0, 1, 2, 2}, expert = {2, 0, 2, 1, 0};
-    const std::vector<int32_t> runs = {0, 0, 2, 1, 2, 1, 2, 3, 2};
-    const std::vector<float> weight = {0.6f, 0.4f, 1.0f, 0.7f, 0.3f};
+    const int64_t n_exp = 3, rows = 40, in = 512, n_tok = 20;
+    // pairs in token order, two per token: expert 0 and one of 1, 2; runs: (token, first pair, pairs)
+    std::vector<int32_t> x_row, expert, runs;
+    std::vector<float> weight;
+    std::mt19937 rng(7);
+    for (int32_t t = 0; t < (int32_t)n_tok; ++t) {
+        const float w0 = std::uniform_real_distribution<float>(0.2f, 0.8f)(rng);
+        x_row.insert(x_row.end(), {t, t});
+        expert.insert(expert.end(), {0, 1 + (int32_t)(rng() % 2)});
+        weight.insert(weight.end(), {w0, 1.0f - w0});
+        runs.insert(runs.end(), {t, 2 * t, 2});
+    }
     const int64_t np = (int64_t)x_row.size();
+    std::vector<int32_t> order((size_t)np), tiles((size_t)(2 * np));
+    const int64_t n_tiles = cuda::expert_tiles(expert.data(), np, order.data(), tiles.data());
+    // the tiles: every pair once, one expert per tile, at most 8, in expert order, pairs ascending
+    std::vector<int> seen((size_t)np, 0);
+    for (int64_t i = 0; i < n_tiles; ++i) {
+        const int32_t first = tiles[(size_t)(2 * i)], cnt = tiles[(size_t)(2 * i + 1)];
+        ASSERT_GE(cnt, 1);
+        ASSERT_LE(cnt, cuda::kExpertTileTokens);
+        for (int32_t j = first; j < first + cnt; ++j) {
+            ++seen[(size_t)order[(size_t)j]];
+            EXPECT_EQ(expert[(size_t)order[(size_t)j]], expert[(size_t)order[(size_t)first]]);
+            if (j > 0) {
+                EXPECT_TRUE(expert[(size_t)order[(size_t)j - 1]] < expert[(size_t)order[(size_t)j]] ||
+                            order[(size_t)j - 1] < order[(size_t)j]);
+            }
+        }
+    }
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), np);
+    EXPECT_EQ(tiles[1], 8);  // expert 0: 8, 8, 4
+    EXPECT_EQ(tiles[3], 8);
+    EXPECT_EQ(tiles[5], 4);
     const auto x = randn((size_t)(n_tok * in), 51);
     const auto res = randn((size_t)(n_tok * rows), 52);
     for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q3_K, DType::F16}) {
@@ -210,7 +239,8 @@ TEST(CudaKernels, ExpertMatmulAndSumMatchTheReference) {
         float* y = gpu->zeros<float>(want_y.size());
         float* out = gpu->put(res);
         ASSERT_EQ(cuda::expert_matmul(t, gpu->put(w.bytes), eb, w.row_bytes, rows, in, gpu->put(x), gpu->put(x_row),
-                                      gpu->put(expert), np, y, nullptr), "");
+                                      gpu->put(expert), gpu->put(order), gpu->put(tiles), n_tiles, y, nullptr),
+                  "");
         expect_close(gpu->get(y, want_y.size()), want_y, 1e-5f, std::string("expert_matmul ") + std::string(dtype_name(t)));
         ASSERT_EQ(cuda::expert_sum(y, gpu->put(runs), (int64_t)runs.size() / 3, gpu->put(weight), rows, out, nullptr), "");
         expect_close(gpu->get(out, want_out.size()), want_out, 1e-5f, std::string("expert_sum ") + std::string(dtype_name(t)));

@@ -116,9 +116,13 @@ TEST_P(HybridForward, MatchesTheCpuForward) {
     // so its graphs are recorded anew)
     // then graphed with half the routed experts of every layer on the device as well (their pairs
     // run there, the rest on the CPU meanwhile)
-    for (const int mode : {0, 1, 2}) {
-        const bool graphs = mode >= 1, experts = mode == 2;
-        const std::string how = experts ? " (CUDA graphs, experts on the device)" : graphs ? " (CUDA graphs)" : "";
+    // and last with --gpu-prefill 20: the 37-token prompt and the 50-token batch run every routed
+    // expert on the device, each layer's experts uploaded as the batch reaches it
+    for (const int mode : {0, 1, 2, 3}) {
+        const bool graphs = mode == 1 || mode == 2, experts = mode == 2, streamed = mode == 3;
+        if (streamed && !(h.is_moe() && GetParam().format == ModelFormat::gguf)) continue;
+        const std::string how = experts ? " (CUDA graphs, experts on the device)" : graphs ? " (CUDA graphs)"
+                                : streamed ? " (prefill experts streamed to the device)" : "";
         CudaLayerOptions opt;
         opt.graphs = graphs;
         auto dev = make_cuda_layers(*model, 0, opt);
@@ -129,6 +133,10 @@ TEST_P(HybridForward, MatchesTheCpuForward) {
                 for (int32_t e = (int32_t)(il % 2); e < h.n_expert; e += 2) half[(size_t)il].push_back(e);
             ASSERT_TRUE((*dev)->place_experts(half).ok());
             ASSERT_NE((*dev)->experts_on_device(0), nullptr);
+        }
+        if (streamed) {
+            ASSERT_TRUE((*dev)->enable_expert_streaming(20).ok());
+            ASSERT_EQ((*dev)->stream_experts_from(), 20);
         }
         Forward hyb(*model, pool, dev->get());
         KvCache kv_hyb = hyb.make_cache(256);

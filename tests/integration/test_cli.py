@@ -269,6 +269,14 @@ class Cli(TempDirTestCase):
         self.assertRegex(p.stderr, r"--gpu-experts: 3 of 8 routed experts per layer on cpu-split .* calibration prompt: "
                                    r"\d+% of its routed pairs")
         self.assert_error(base + ["--device", "cpu", "--gpu-experts", 3], "--gpu-experts 3", "no device")
+        # --gpu-prefill on the cpu's device half: the prompt's batch runs every routed expert "there"
+        p = run(base + ["--device", "cpu-split", "--gpu-prefill", 2], check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["ids"], on_cpu)
+        self.assert_error(base + ["--device", "cpu", "--gpu-prefill", 64], "--gpu-prefill 64", "no device")
+        p = run(base + ["--device", "cpu-split", "--gpu-prefill", -1], check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)  # a usage error
+        self.assertIn("--gpu-prefill: a number of tokens >= 0", p.stderr)
         self.assert_error(base + ["--device", "cpu-split", "--gpu-experts", "many"], "--gpu-experts 'many'")
         all_cpu = self.write_rules("all-cpu.yaml", "- match: {name: '.*'}\n  device: cpu\n")
         self.assertEqual(run_json(base + ["--rules", all_cpu])["ids"], on_cpu)

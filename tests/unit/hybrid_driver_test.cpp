@@ -134,6 +134,85 @@ TEST(HybridDriver, DeviceExpertsShareTheWorkAndAgree) {
     EXPECT_FALSE(dev->place_experts({{0, 99}}).ok());
 }
 
+// --gpu-prefill on the CPU's device half: batches of 20+ tokens (the 23-token prompt, the
+// 17 + 20-token paged batch) run every routed pair on the "device" after stream_experts(), the
+// CPU none of them; smaller ones (decode steps) route as before, here with experts 0, 2, 5 of
+// layer 0 placed too. Same logits as the CPU forward up to float rounding.
+TEST(HybridDriver, StreamedPrefillRunsEveryExpertOnTheDevice) {
+    struct Counting final : DeviceLayers {
+        std::unique_ptr<DeviceLayers> in;
+        int64_t streamed = 0, device_pairs = 0, n = 0;
+        std::string name() const override { return "counting"; }
+        bool on_host() const override { return true; }
+        Status make_pool(int64_t a, int64_t b) override { return in->make_pool(a, b); }
+        Status begin(const std::vector<int32_t>& t, const std::vector<int64_t>& p,
+                     const std::vector<const int32_t*>& pg) override {
+            n = (int64_t)t.size();
+            return in->begin(t, p, pg);
+        }
+        Result<Routed> attention_and_route(int il) override { return in->attention_and_route(il); }
+        Status add_ffn() override { return in->add_ffn(); }
+        Status dense_layer(int il) override { return in->dense_layer(il); }
+        Status place_experts(const std::vector<std::vector<int32_t>>& e) override { return in->place_experts(e); }
+        const std::vector<uint8_t>* experts_on_device(int il) const override { return in->experts_on_device(il); }
+        Status enable_expert_streaming(int64_t m) override { return in->enable_expert_streaming(m); }
+        int64_t stream_experts_from() const override { return in->stream_experts_from(); }
+        Status stream_experts(int il) override {
+            EXPECT_GE(n, 20);
+            ++streamed;
+            return in->stream_experts(il);
+        }
+        Status run_device_experts(const std::vector<ExpertPair>& pairs) override {
+            device_pairs += (int64_t)pairs.size();
+            return in->run_device_experts(pairs);
+        }
+        Status logits(const std::vector<int64_t>& rows, float* out) override { return in->logits(rows, out); }
+    };
+    TempDir dir;
+    auto model = make_model(true, QuantMix::f32, dir);
+    ASSERT_TRUE(model);
+    const HParams& h = model->hparams();
+    ThreadPool pool(2);
+    Forward cpu(*model, pool);
+    const auto want = script(cpu, h.n_vocab);
+    Counting dev;
+    dev.in = make_cpu_device_layers(*model, pool);
+    ASSERT_TRUE(dev.place_experts({{0, 2, 5}}).ok());
+    ASSERT_TRUE(dev.enable_expert_streaming(20).ok());
+    EXPECT_EQ(dev.stream_experts_from(), 20);
+    Forward hybrid(*model, pool, &dev);
+    const auto got = script(hybrid, h.n_vocab);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        ASSERT_EQ(got[i].size(), want[i].size());
+        float worst = 0, mx = 0;
+        for (size_t j = 0; j < want[i].size(); ++j) {
+            worst = std::max(worst, std::fabs(got[i][j] - want[i][j]));
+            mx = std::max(mx, std::fabs(want[i][j]));
+        }
+        EXPECT_LE(worst, 1e-4f * mx) << "call " << i;
+    }
+    // two streamed batches (23 and 37 tokens) x every layer; all their pairs on the device, plus
+    // the decode steps' pairs of experts 0, 2, 5 of layer 0
+    EXPECT_EQ(dev.streamed, 2 * h.n_layer);
+    EXPECT_GE(dev.device_pairs, (23 + 37) * h.n_expert_used * h.n_layer);
+    EXPECT_LT(dev.device_pairs, (23 + 37 + 6) * h.n_expert_used * h.n_layer);
+    // a device that cannot: a clear error (the base class), and 0 turns it off
+    struct NoExperts final : DeviceLayers {
+        std::string name() const override { return "plain"; }
+        Status make_pool(int64_t, int64_t) override { return {}; }
+        Status begin(const std::vector<int32_t>&, const std::vector<int64_t>&, const std::vector<const int32_t*>&) override {
+            return {};
+        }
+        Result<Routed> attention_and_route(int) override { return make_error("no"); }
+        Status add_ffn() override { return {}; }
+        Status dense_layer(int) override { return {}; }
+        Status logits(const std::vector<int64_t>&, float*) override { return {}; }
+    } plain;
+    EXPECT_FALSE(plain.enable_expert_streaming(64).ok());
+    EXPECT_TRUE(plain.enable_expert_streaming(0).ok());
+}
+
 TEST(HybridDriver, ExpertIdsOutOfRangeAreAnError) {
     // a device half that routes to an expert that does not exist: one clear error, no crash
     struct Bad final : DeviceLayers {

@@ -21,6 +21,16 @@ private:
     cudaGraphExec_t exec_;
 };
 
+class CudaEvent final : public Event {
+public:
+    explicit CudaEvent(cudaEvent_t e) : e_(e) {}
+    ~CudaEvent() override { cudaEventDestroy(e_); }
+    cudaEvent_t get() const { return e_; }
+
+private:
+    cudaEvent_t e_;
+};
+
 class CudaStream final : public Stream {
 public:
     explicit CudaStream(cudaStream_t s) : s_(s) {}
@@ -54,6 +64,16 @@ public:
     Status launch(const Graph& g) override {
         const cudaError_t e = cudaGraphLaunch(static_cast<const CudaGraph&>(g).exec(), s_);
         if (e != cudaSuccess) return Error{cuda_err("cudaGraphLaunch", e)};
+        return ok_status();
+    }
+    Status record(Event& ev) override {
+        const cudaError_t e = cudaEventRecord(static_cast<CudaEvent&>(ev).get(), s_);
+        if (e != cudaSuccess) return Error{cuda_err("cudaEventRecord", e)};
+        return ok_status();
+    }
+    Status wait(Event& ev) override {
+        const cudaError_t e = cudaStreamWaitEvent(s_, static_cast<CudaEvent&>(ev).get(), 0);
+        if (e != cudaSuccess) return Error{cuda_err("cudaStreamWaitEvent", e)};
         return ok_status();
     }
 
@@ -102,6 +122,24 @@ public:
         if (e != cudaSuccess) return make_error("{}: {}", name(), cuda_err("cudaStreamCreate", e));
         return std::unique_ptr<Stream>(new CudaStream(s));
     }
+    Result<std::unique_ptr<Event>> make_event() override {
+        TANDEM_TRY(select());
+        cudaEvent_t ev = nullptr;
+        const cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+        if (e != cudaSuccess) return make_error("{}: {}", name(), cuda_err("cudaEventCreate", e));
+        return std::unique_ptr<Event>(new CudaEvent(ev));
+    }
+    Status register_host(const void* p, size_t bytes) override {
+        TANDEM_TRY(select());
+        const cudaError_t e = cudaHostRegister(const_cast<void*>(p), bytes,
+                                               cudaHostRegisterPortable | cudaHostRegisterReadOnly);
+        if (e != cudaSuccess) {
+            cudaGetLastError();  // (not sticky: clear it)
+            return make_error("{}: page-locking {} bytes: {}", name(), bytes, cuda_err("cudaHostRegister", e));
+        }
+        return ok_status();
+    }
+    void unregister_host(const void* p) override { cudaHostUnregister(const_cast<void*>(p)); }
     Result<void*> alloc_pinned(size_t bytes) override {
         void* p = nullptr;
         const cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocPortable);

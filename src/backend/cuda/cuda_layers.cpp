@@ -3,6 +3,7 @@
 // order of the CPU forward (model/qwen3moe.cpp, builders.cpp). Plain C++: no CUDA header here;
 // compiled into tandem_lib only when the CUDA backend is built.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 #include <tuple>
@@ -61,6 +62,8 @@ public:
 
     ~CudaLayers() override {
         if (stream_) (void)stream_->synchronize();
+        if (copy_) (void)copy_->synchronize();
+        for (const void* p : registered_) be_->unregister_host(p);
         if (pinned_) be_->free_pinned(pinned_);
         if (h_pairs_) be_->free_pinned(h_pairs_);
     }
@@ -221,6 +224,7 @@ public:
 
     Result<Routed> attention_and_route(int il) override {
         route_layer_ = il;
+        streamed_ = -1;
         const bool with_add = pending_add_;
         pending_add_ = false;
         if (graphed()) {
@@ -293,13 +297,7 @@ public:
         experts_arena_.reset();
         uint64_t bytes = 0;
         for (size_t il = 0; il < experts.size() && il < (size_t)hp_.n_layer; ++il) {
-            const LayerWeights& l = m_.layer((int)il);
-            for (const Tensor* t : {&l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps}) {
-                if (experts[il].empty()) break;
-                if (!t->data || t->int8 || !gpu_type(t->type) || t->type == DType::I8)
-                    return make_error("{}: {} is {}: routed experts of this type cannot run on the device", name_,
-                                      t->name, t->int8 ? "int8 (W8A8)" : std::string(dtype_name(t->type)));
-            }
+            if (!experts[il].empty()) TANDEM_TRY(check_expert_types((int)il));
             for (int32_t e : experts[il])
                 if (e < 0 || e >= hp_.n_expert) return make_error("{}: layer {}: no expert {}", name_, il, e);
             bytes += (uint64_t)experts[il].size() * expert_bytes_of((int)il) + 3 * 256;
@@ -343,12 +341,15 @@ public:
     Status run_device_experts(const std::vector<ExpertPair>& pairs) override {
         const int64_t np = (int64_t)pairs.size(), D = hp_.n_embd, F = hp_.n_ff_exp;
         if (np == 0) return {};
-        if (route_layer_ < 0 || (size_t)route_layer_ >= dev_experts_.size() || dev_experts_[(size_t)route_layer_].on.empty())
+        const Staged* staged = streamed_ >= 0 && streamed_ == route_layer_ ? &staged_[streamed_buf_] : nullptr;
+        if (!staged && (route_layer_ < 0 || (size_t)route_layer_ >= dev_experts_.size() ||
+                        dev_experts_[(size_t)route_layer_].on.empty()))
             return make_error("{}: layer {} holds no experts on the device", name_, route_layer_);
-        const DevExperts& d = dev_experts_[(size_t)route_layer_];
+        const DevExperts& d = staged ? staged->d : dev_experts_[(size_t)route_layer_];
         TANDEM_TRY(reserve_pairs(np));
         // staging, all pairs: token, stack slot, index in its chunk (the down projection's input
-        // row), weight; then per chunk the runs of one token's pairs (token, first, count)
+        // row), weight; then the runs of one token's pairs (token, first, count) of every chunk;
+        // then per chunk its pairs sorted by expert and cut into tiles (cuda::expert_tiles)
         int32_t* tok = (int32_t*)h_pairs_;
         int32_t* slot = tok + np;
         int32_t* self = slot + np;
@@ -372,9 +373,19 @@ public:
             }
             ++runs[3 * n_runs - 1];
         }
-        TANDEM_TRY(be_->upload(d_pairs_, h_pairs_, (size_t)(4 * np + 3 * n_runs) * 4, stream_.get()));
+        int32_t* order = runs + 3 * n_runs;  // (the runs take at most np triples; packed after them)
+        int32_t* tiles = order + np;
+        std::vector<int64_t>& chunk_tiles = chunk_tiles_;
+        chunk_tiles.clear();
+        for (int64_t p0 = 0; p0 < np; p0 += kPairChunk)
+            chunk_tiles.push_back(
+                cuda::expert_tiles(slot + p0, std::min(kPairChunk, np - p0), order + p0, tiles + 2 * p0));
+        const int64_t n_ints = 4 * np + 3 * n_runs + np + 2 * np;
+        TANDEM_TRY(be_->upload(d_pairs_, h_pairs_, (size_t)n_ints * 4, stream_.get()));
         const DevExperts::Mat &mg = d.mat[0], &mu = d.mat[1], &md = d.mat[2];
         const int32_t* d_runs = d_pairs_ + 4 * np;
+        const int32_t* d_order = d_runs + 3 * n_runs;
+        const int32_t* d_tiles = d_order + np;
         float* g = d_pair_f_;
         float* u = g + kPairChunk * F;
         float* y = u + kPairChunk * F;
@@ -387,21 +398,108 @@ public:
             const float* d_w = (const float*)(d_pairs_ + 3 * np) + p0;
             int64_t run_end = run;
             while (run_end < n_runs && (run_end == run || runs[3 * run_end + 1] != 0)) ++run_end;  // this chunk's runs
+            const int32_t* d_ord = d_order + p0;
+            const int32_t* d_til = d_tiles + 2 * p0;
+            const int64_t nt = chunk_tiles[(size_t)(p0 / kPairChunk)];
             TANDEM_CUDA_TRY(cuda::expert_matmul(mg.type, mg.base, mg.expert_bytes, mg.row_bytes, F, D, d_cur_, d_tok,
-                                                d_slot, nc, g, s()));
+                                                d_slot, d_ord, d_til, nt, g, s()));
             TANDEM_CUDA_TRY(cuda::expert_matmul(mu.type, mu.base, mu.expert_bytes, mu.row_bytes, F, D, d_cur_, d_tok,
-                                                d_slot, nc, u, s()));
+                                                d_slot, d_ord, d_til, nt, u, s()));
             TANDEM_CUDA_TRY(cuda::swiglu(g, u, g, nc * F, s()));
             TANDEM_CUDA_TRY(cuda::expert_matmul(md.type, md.base, md.expert_bytes, md.row_bytes, D, F, g, d_self, d_slot,
-                                                nc, y, s()));
+                                                d_ord, d_til, nt, y, s()));
             TANDEM_CUDA_TRY(cuda::expert_sum(y, d_runs + 3 * run, run_end - run, d_w, D, d_x_, s()));
             run = run_end;
+        }
+        if (staged) {  // the staging buffer is free once these kernels ran; the next layer goes up meanwhile
+            TANDEM_TRY(stream_->record(*released_[(size_t)streamed_buf_]));
+            TANDEM_TRY(prefetch_layer(next_moe_layer(streamed_)));
         }
         return {};
     }
 
-    // the device expert kernels read a pair's weights per pair: worth it for decode-sized batches
-    int64_t max_expert_tokens() const override { return 32; }
+    Status enable_expert_streaming(int64_t min_tokens) override {
+        stream_from_ = 0;
+        if (min_tokens <= 0) return {};
+        uint64_t layer_max = 0, pinned_ok = 0, host_bytes = 0;
+        bool any_packed = false;
+        for (int il = 0; il < (int)hp_.n_layer; ++il) {
+            if (!m_.layer(il).ffn_gate_exps.data) continue;
+            TANDEM_TRY(check_expert_types(il));
+            uint64_t b = 0;
+            for (const Tensor* t : expert_mats(il)) {
+                b += t->n_bytes() + 256;
+                any_packed = any_packed || t->packed;
+            }
+            layer_max = std::max(layer_max, b);
+            host_bytes += b;
+        }
+        if (layer_max == 0) return make_error("{}: --gpu-prefill: the model has no routed experts", name_);
+        TANDEM_TRY(stream_->synchronize());
+        if (!stage_arena_) {
+            auto arena = be_->make_arena(2 * (layer_max + 256));  // (layer_max: each matrix rounded up to 256)
+            if (!arena)
+                return make_error("{}: --gpu-prefill needs room for two layers of routed experts ({:.2f} GiB): {}", name_,
+                                  2.0 * (double)layer_max / (1ull << 30), arena.error().message);
+            stage_arena_ = std::move(*arena);
+            for (int b = 0; b < 2; ++b) {
+                TANDEM_ASSIGN(stage_base_[b], stage_arena_->alloc(layer_max, "streamed experts"));
+                TANDEM_ASSIGN(uploaded_[b], be_->make_event());
+                TANDEM_ASSIGN(released_[b], be_->make_event());
+            }
+            TANDEM_ASSIGN(copy_, be_->make_stream());
+        }
+        // Page-locked host memory makes the uploads asynchronous and as fast as the bus; only where
+        // the CPU reads these very pages (no repacked copy): page-locking the file's pages beside
+        // the CPU's repacked copy would keep the experts in RAM twice.
+        if (!any_packed && registered_.empty()) {
+            std::vector<std::pair<uintptr_t, uintptr_t>> ranges;  // page-aligned [begin, end), merged
+            for (int il = 0; il < (int)hp_.n_layer; ++il)
+                if (m_.layer(il).ffn_gate_exps.data)
+                    for (const Tensor* t : expert_mats(il)) {
+                        const uintptr_t b = (uintptr_t)t->data & ~(uintptr_t)4095;
+                        const uintptr_t e = ((uintptr_t)t->data + t->n_bytes() + 4095) & ~(uintptr_t)4095;
+                        ranges.emplace_back(b, e);
+                    }
+            std::sort(ranges.begin(), ranges.end());
+            std::vector<std::pair<uintptr_t, uintptr_t>> merged;
+            for (const auto& r : ranges)
+                if (!merged.empty() && r.first <= merged.back().second) merged.back().second = std::max(merged.back().second, r.second);
+                else merged.push_back(r);
+            for (const auto& r : merged) {
+                const Status st = be_->register_host((const void*)r.first, r.second - r.first);
+                if (!st) {
+                    log::warn("{}: the routed experts go up from pageable memory: {}", name_, st.error().message);
+                    break;
+                }
+                registered_.push_back((const void*)r.first);
+                pinned_ok += r.second - r.first;
+            }
+        }
+        stream_from_ = min_tokens;
+        log::info("{}: batches of {}+ tokens run every routed expert here ({:.2f} GiB of experts go up per such batch{})",
+                  name_, min_tokens, (double)host_bytes / (1ull << 30),
+                  pinned_ok ? fmt::format(", from {:.2f} GiB page-locked", (double)pinned_ok / (1ull << 30)) : "");
+        return {};
+    }
+    int64_t stream_experts_from() const override { return stream_from_; }
+
+    Status stream_experts(int il) override {
+        if (!stage_arena_ || stream_from_ <= 0) return make_error("{}: expert streaming is not enabled", name_);
+        if (il != route_layer_) return make_error("{}: stream_experts({}) after attention_and_route({})", name_, il, route_layer_);
+        if (!m_.layer(il).ffn_gate_exps.data) return make_error("{}: layer {} has no routed experts", name_, il);
+        int b = staged_[0].layer == il ? 0 : staged_[1].layer == il ? 1 : -1;
+        if (b < 0) {  // not prefetched (the batch's first layer)
+            TANDEM_TRY(prefetch_layer(il));
+            b = staged_[0].layer == il ? 0 : 1;
+        }
+        TANDEM_TRY(stream_->wait(*uploaded_[(size_t)b]));  // the compute stream waits for the copy
+        streamed_ = il;
+        streamed_buf_ = b;
+        return {};
+    }
+
+    int64_t max_expert_tokens() const override { return INT64_MAX; }
 
     uint64_t expert_bytes() const override {
         uint64_t b = 0;
@@ -417,6 +515,51 @@ public:
 
 private:
     void* s() { return stream_->handle(); }
+
+    std::array<const Tensor*, 3> expert_mats(int il) const {
+        const LayerWeights& l = m_.layer(il);
+        return {&l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps};
+    }
+    Status check_expert_types(int il) const {
+        for (const Tensor* t : expert_mats(il))
+            if (!t->data || t->int8 || !gpu_type(t->type) || t->type == DType::I8)
+                return make_error("{}: {} is {}: routed experts of this type cannot run on the device", name_, t->name,
+                                  t->int8 ? "int8 (W8A8)" : std::string(dtype_name(t->type)));
+        return {};
+    }
+    int next_moe_layer(int il) const {  // (wrapping round: the next batch's first layer)
+        for (int i = 1; i <= (int)hp_.n_layer; ++i) {
+            const int j = (il + i) % (int)hp_.n_layer;
+            if (m_.layer(j).ffn_gate_exps.data) return j;
+        }
+        return il;
+    }
+    // Queues the upload of layer il's whole expert stacks on the copy stream, into the staging
+    // buffer the layer before last used (once its kernels ran); a no-op when it is up already.
+    Status prefetch_layer(int il) {
+        if (staged_[0].layer == il || staged_[1].layer == il) return {};
+        // not the buffer of the layer running now, nor (at a batch's first layer) the one that
+        // may hold the next layer already
+        const int b = streamed_ >= 0 ? 1 - streamed_buf_ : staged_[0].layer == next_moe_layer(il) ? 1 : 0;
+        Staged& st = staged_[(size_t)b];
+        st.layer = -1;
+        TANDEM_TRY(copy_->wait(*released_[(size_t)b]));
+        uint8_t* at = (uint8_t*)stage_base_[b];
+        int m = 0;
+        for (const Tensor* t : expert_mats(il)) {
+            TANDEM_TRY(be_->upload(at, t->data, t->n_bytes(), copy_.get()));
+            st.d.mat[m++] = {t->type, at, (size_t)t->ne[1] * t->row_bytes, t->row_bytes};
+            at += (t->n_bytes() + 255) / 256 * 256;
+        }
+        TANDEM_TRY(copy_->record(*uploaded_[(size_t)b]));
+        if (st.d.slot.size() != (size_t)hp_.n_expert) {
+            st.d.on.assign((size_t)hp_.n_expert, 1);
+            st.d.slot.resize((size_t)hp_.n_expert);
+            for (int32_t e = 0; e < (int32_t)hp_.n_expert; ++e) st.d.slot[(size_t)e] = e;
+        }
+        st.layer = il;
+        return {};
+    }
 
     // gate + up + down of one expert of layer il, as stored
     uint64_t expert_bytes_of(int il) const {
@@ -435,7 +578,7 @@ private:
         cap_pairs_ = std::max({np, cap_pairs_ * 2, (int64_t)64});
         const int64_t D = hp_.n_embd, F = hp_.n_ff_exp, chunk = std::min(cap_pairs_, kPairChunk);
         pairs_arena_.reset();
-        const size_t ints = (size_t)(7 * cap_pairs_) * 4, floats = (size_t)(chunk * (2 * F + D)) * sizeof(float);
+        const size_t ints = (size_t)(10 * cap_pairs_) * 4, floats = (size_t)(chunk * (2 * F + D)) * sizeof(float);
         TANDEM_ASSIGN(pairs_arena_, be_->make_arena(ints + floats + 512));
         TANDEM_ASSIGN(void* pi, pairs_arena_->alloc(ints, "expert pairs"));
         TANDEM_ASSIGN(void* pf, pairs_arena_->alloc(floats, "expert pair activations"));
@@ -649,6 +792,20 @@ private:
     };
     std::vector<DevExperts> dev_experts_;
     std::unique_ptr<backend::Arena> experts_arena_, pairs_arena_;
+    // --gpu-prefill: two staging buffers of a whole layer's experts, filled on a copy stream
+    struct Staged {
+        int layer = -1;  // what the buffer holds (or is being filled with)
+        DevExperts d;    // every expert, slot e = e
+    };
+    Staged staged_[2];
+    void* stage_base_[2] = {};
+    std::unique_ptr<backend::Arena> stage_arena_;
+    std::unique_ptr<backend::Stream> copy_;
+    std::unique_ptr<backend::Event> uploaded_[2], released_[2];
+    std::vector<const void*> registered_;  // page-locked host ranges
+    int64_t stream_from_ = 0;
+    int streamed_ = -1, streamed_buf_ = 0;  // the layer stream_experts() made whole, and its buffer
+    std::vector<int64_t> chunk_tiles_;
     int route_layer_ = -1;  // the layer attention_and_route ran last
     int64_t cap_pairs_ = 0;
     static constexpr int64_t kPairChunk = 4096;  // pairs per pass of the device expert kernels

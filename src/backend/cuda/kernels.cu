@@ -5,10 +5,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
-#include <algorithm>
 
 #include "backend/cuda/kernels.h"
 
@@ -307,16 +307,29 @@ __global__ void k_matmul(const uint8_t* w, size_t row_bytes, int64_t n_rows, int
 
 template <DType T>
 __global__ void k_expert_matmul(const uint8_t* w, size_t expert_bytes, size_t row_bytes, int64_t n_rows, int64_t in,
-                                const float* x, const int32_t* x_row, const int32_t* expert, float* y) {
-    const int64_t r = (int64_t)blockIdx.x * kMatWarps + threadIdx.x / kWarp, p = blockIdx.y;
+                                const float* x, const int32_t* x_row, const int32_t* expert, const int32_t* order,
+                                const int32_t* tiles, float* y) {
+    const int64_t r = (int64_t)blockIdx.x * kMatWarps + threadIdx.x / kWarp;
     const int lane = threadIdx.x % kWarp;
     if (r >= n_rows) return;
-    const uint8_t* row = w + (size_t)expert[p] * expert_bytes + (size_t)r * row_bytes;
-    const float* xr = x + (int64_t)x_row[p] * in;
-    float acc = 0.0f;
-    for (int64_t e = lane; e < in; e += kWarp) acc += elem<T>(row, e) * xr[e];
-    acc = warp_sum(acc);
-    if (lane == 0) y[p * n_rows + r] = acc;
+    const int32_t* ord = order + tiles[2 * blockIdx.y];
+    const int nt = tiles[2 * blockIdx.y + 1];
+    const uint8_t* row = w + (size_t)expert[ord[0]] * expert_bytes + (size_t)r * row_bytes;
+    const float* xr[kExpertTileTokens];
+#pragma unroll
+    for (int t = 0; t < kExpertTileTokens; ++t) xr[t] = x + (int64_t)x_row[ord[t < nt ? t : 0]] * in;
+    float acc[kExpertTileTokens] = {};
+    for (int64_t e = lane; e < in; e += kWarp) {
+        const float wv = elem<T>(row, e);
+#pragma unroll
+        for (int t = 0; t < kExpertTileTokens; ++t)
+            if (t < nt) acc[t] += wv * xr[t][e];
+    }
+#pragma unroll
+    for (int t = 0; t < kExpertTileTokens; ++t) {
+        const float v = warp_sum(acc[t]);
+        if (lane == 0 && t < nt) y[(int64_t)ord[t] * n_rows + r] = v;
+    }
 }
 
 // runs: (token, first pair, pairs) triples; grid (width blocks) x runs, flattened into x
@@ -701,15 +714,31 @@ KernelStatus matmul(DType type, const void* w, size_t row_bytes, int64_t n_rows,
 }
 
 KernelStatus expert_matmul(DType type, const void* w, size_t expert_bytes, size_t row_bytes, int64_t n_rows, int64_t in,
-                           const float* x, const int32_t* x_row, const int32_t* expert, int64_t n_pairs, float* y,
-                           void* stream) {
-    if (n_rows == 0 || n_pairs == 0) return {};
-    if (n_pairs > 65535) return err("cuda expert_matmul: ", n_pairs, " pairs in one call (at most 65535)");
-    const dim3 grid((unsigned)((n_rows + kMatWarps - 1) / kMatWarps), (unsigned)n_pairs);
+                           const float* x, const int32_t* x_row, const int32_t* expert, const int32_t* order,
+                           const int32_t* tiles, int64_t n_tiles, float* y, void* stream) {
+    if (n_rows == 0 || n_tiles == 0) return {};
+    if (n_tiles > 65535) return err("cuda expert_matmul: ", n_tiles, " tiles in one call (at most 65535)");
+    const dim3 grid((unsigned)((n_rows + kMatWarps - 1) / kMatWarps), (unsigned)n_tiles);
     return dispatch(type, "expert_matmul", [&]<DType T>() {
         k_expert_matmul<T><<<grid, kMatWarps * kWarp, 0, st(stream)>>>((const uint8_t*)w, expert_bytes, row_bytes,
-                                                                        n_rows, in, x, x_row, expert, y);
+                                                                        n_rows, in, x, x_row, expert, order, tiles, y);
     });
+}
+
+int64_t expert_tiles(const int32_t* expert, int64_t n, int32_t* order, int32_t* tiles) {
+    // pairs sorted by expert (stable), then cut into runs of at most kExpertTileTokens
+    for (int64_t i = 0; i < n; ++i) order[i] = (int32_t)i;
+    std::stable_sort(order, order + n, [&](int32_t a, int32_t b) { return expert[a] < expert[b]; });
+    int64_t n_tiles = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        if (i == 0 || expert[order[i]] != expert[order[i - 1]] || tiles[2 * n_tiles - 1] == kExpertTileTokens) {
+            tiles[2 * n_tiles] = (int32_t)i;
+            tiles[2 * n_tiles + 1] = 0;
+            ++n_tiles;
+        }
+        ++tiles[2 * n_tiles - 1];
+    }
+    return n_tiles;
 }
 
 KernelStatus expert_sum(const float* y, const int32_t* runs, int64_t n_runs, const float* weight, int64_t width,

@@ -39,12 +39,18 @@ KernelStatus rms_norm(const float* x, const float* w, int64_t n_rows, int64_t wi
 KernelStatus rope_neox(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim,
                        const ref::RopeFreqs& f, void* stream);
 
-// Routed experts on the device: y[p] (n_rows values) = W_e . x[x_row[p]] for pairs p < n_pairs,
-// where W_e, the matrix of expert e = expert[p], starts at w + e * expert_bytes (rows row_bytes
-// apart, `in` wide, type as matmul's). y is (n_pairs, n_rows).
+// Routed experts on the device: y[p] (n_rows values) = W_e . x[x_row[p]] for the pairs p of the
+// tiles, where W_e, the matrix of expert e = expert[p], starts at w + e * expert_bytes (rows
+// row_bytes apart, `in` wide, type as matmul's). y is (pairs, n_rows). Tile i is the pairs
+// order[tiles[2i]] .. order[tiles[2i] + tiles[2i + 1] - 1]: at most kExpertTileTokens pairs of
+// one expert, which share each weight read (pairs sorted by expert make the tiles).
+constexpr int kExpertTileTokens = 8;
 KernelStatus expert_matmul(DType type, const void* w, size_t expert_bytes, size_t row_bytes, int64_t n_rows, int64_t in,
-                           const float* x, const int32_t* x_row, const int32_t* expert, int64_t n_pairs, float* y,
-                           void* stream);  // n_pairs <= 65535 per call
+                           const float* x, const int32_t* x_row, const int32_t* expert, const int32_t* order,
+                           const int32_t* tiles, int64_t n_tiles, float* y, void* stream);  // n_tiles <= 65535
+// The tiles of expert_matmul for n pairs whose experts are expert[0..n): order (n) and tiles (2 x
+// the returned count, at most n) written by the host.
+int64_t expert_tiles(const int32_t* expert, int64_t n, int32_t* order, int32_t* tiles);
 // For each run u of pairs (runs[3u] = token t, runs[3u + 1] = first pair, runs[3u + 2] = pairs):
 // out[t] += sum over its pairs p, in order, of weight[p] * y[p] (rows of `width`). One run per
 // token (the pairs of a token next to each other).
