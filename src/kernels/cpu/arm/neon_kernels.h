@@ -15,9 +15,11 @@
 
 #include <arm_neon.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
 
 namespace tandem::cpu {
@@ -588,8 +590,13 @@ void gemv_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t n, cons
     }
 }
 
+#include "kernels/cpu/arm/neon_packed.h"
+
 void fill_neon_kernels(KernelTable& t) {
     t.gemv_i8 = gemv_i8;
+    // Q4_K and Q6_K matrices repacked at load into 16-row groups (neon_packed.h)
+    t.packed_gemm[(int)DType::Q4_K] = packed_gemm_neon<DType::Q4_K>;
+    t.packed_gemm[(int)DType::Q6_K] = packed_gemm_neon<DType::Q6_K>;
     t.convert[(int)DType::Q8_K] = convert_q8_k;
     t.convert[(int)DType::Q8_0] = convert_q8_0;
     t.convert[(int)DType::F16] = convert_f16;

@@ -1,0 +1,199 @@
+// NEON kernels over the packed 16-row layouts of kernels/reference/packed.h (Q4_K x16, Q6_K x16),
+// included by neon_kernels.h inside its anonymous namespace (compiled once per NEON table).
+//
+// The layout made for VPDPBUSD suits SDOT by lane as it is: a 64-byte chunk holds 4 columns of
+// 16 rows, i.e. four 16-byte vectors of 4 rows x 4 columns, and `vdotq_laneq_s32(acc, w, a, i)`
+// multiplies each row's 4 bytes by the 4 activations in lane i of a: 4 row sums per instruction,
+// no horizontal adds, the 16 rows' scales already spread out for whole-vector multiplies. Weight
+// levels stay unsigned (Q4_K 0..15, Q6_K 0..63: non-negative s8 for SDOT); the Q4_K mins and the
+// Q6_K offset of 32 come back through the Q8_K block sums, as on x86. Integer sums are exact, so
+// the result equals the reference up to float summation order. Tiles of up to 4 tokens share each
+// unpacked chunk.
+// (No #include here: this file is read inside neon_kernels.h's namespaces; that file includes
+// <algorithm> and kernels/reference/packed.h.)
+#pragma once
+
+namespace pq4n = ref::packed_q4_k;
+namespace pq6n = ref::packed_q6_k;
+
+constexpr int kPackedTile = 4;  // tokens per pass over a group
+
+// acc[r] += sum_b w[4r + b] * a[4L + b], r = 0..3: one lane of a against four rows
+template <int L>
+inline int32x4_t dot_lane(int32x4_t acc, int8x16_t w, int8x16_t a) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_laneq_s32(acc, w, a, L);
+#else  // widening products of the lane's 4 bytes, repeated, then per-row sums of 4
+    const int8x16_t b = vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(a), L));
+    const int32x4_t lo = vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(b)));
+    const int32x4_t hi = vpaddlq_s16(vmull_high_s8(w, b));
+    return vaddq_s32(acc, vpaddq_s32(lo, hi));
+#endif
+}
+
+// 16 bytes (one per row) as four int32x4 (rows 4k .. 4k + 3)
+inline void widen_u8(uint8x16_t v, int32x4_t* out) {
+    const uint16x8_t lo = vmovl_u8(vget_low_u8(v)), hi = vmovl_u8(vget_high_u8(v));
+    out[0] = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(lo)));
+    out[1] = vreinterpretq_s32_u32(vmovl_u16(vget_high_u16(lo)));
+    out[2] = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(hi)));
+    out[3] = vreinterpretq_s32_u32(vmovl_u16(vget_high_u16(hi)));
+}
+inline void widen_s8(int8x16_t v, int32x4_t* out) {
+    const int16x8_t lo = vmovl_s8(vget_low_s8(v)), hi = vmovl_s8(vget_high_s8(v));
+    out[0] = vmovl_s16(vget_low_s16(lo));
+    out[1] = vmovl_s16(vget_high_s16(lo));
+    out[2] = vmovl_s16(vget_low_s16(hi));
+    out[3] = vmovl_s16(vget_high_s16(hi));
+}
+
+// y[t * ldy + 4k + l] += a.d * (d . isum - dmin . mn) for one block's 16 rows (f16 d/dmin[16])
+inline void add_block(float* y, const uint8_t* d16, const uint8_t* dmin16, float ad, const int32x4_t* isum,
+                      const int32x4_t* mn) {
+    for (int k = 0; k < 4; ++k) {
+        const float32x4_t d = vcvt_f32_f16(vld1_f16(reinterpret_cast<const float16_t*>(d16) + 4 * k));
+        float32x4_t v = vmulq_f32(d, vcvtq_f32_s32(isum[k]));
+        if (dmin16) {
+            const float32x4_t dm = vcvt_f32_f16(vld1_f16(reinterpret_cast<const float16_t*>(dmin16) + 4 * k));
+            v = vmlsq_f32(v, dm, vcvtq_f32_s32(mn[k]));
+        }
+        vst1q_f32(y + 4 * k, vmlaq_n_f32(vld1q_f32(y + 4 * k), v, ad));
+    }
+}
+
+// One Q4_K x16 group x T tokens: y[t * ldy + r] (zeroed here)
+template <int T>
+void q4k_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, int64_t ldy) {
+    for (int t = 0; t < T; ++t)
+        for (int k = 0; k < 4; ++k) vst1q_f32(y + t * ldy + 4 * k, vdupq_n_f32(0));
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
+    for (int64_t ib = 0; ib < nb; ++ib, g += ref::kPackedQ4KBlock) {
+        int32x4_t isum[T][4];
+        for (int t = 0; t < T; ++t)
+            for (int k = 0; k < 4; ++k) isum[t][k] = vdupq_n_s32(0);
+        for (int j = 0; j < 8; ++j) {  // sub-block j: chunks 4j .. 4j + 3
+            int32x4_t s[T][4];
+            int8x16_t alo[T], ahi[T];
+            for (int t = 0; t < T; ++t) {
+                alo[t] = vld1q_s8(a[t][ib].qs + 32 * j);  // lane i: the low nibbles' columns of chunk 4j + i
+                ahi[t] = vld1q_s8(a[t][ib].qs + 32 * j + 16);
+                for (int k = 0; k < 4; ++k) s[t][k] = vdupq_n_s32(0);
+            }
+            auto chunk = [&]<int I>() {
+                const uint8_t* c = g + pq4n::qs + 64 * (4 * j + I);
+                for (int k = 0; k < 4; ++k) {
+                    const uint8x16_t w = vld1q_u8(c + 16 * k);
+                    const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(w, m4)), hi = vreinterpretq_s8_u8(vshrq_n_u8(w, 4));
+                    for (int t = 0; t < T; ++t) s[t][k] = dot_lane<I>(dot_lane<I>(s[t][k], lo, alo[t]), hi, ahi[t]);
+                }
+            };
+            chunk.template operator()<0>();
+            chunk.template operator()<1>();
+            chunk.template operator()<2>();
+            chunk.template operator()<3>();
+            int32x4_t sc[4];
+            widen_u8(vld1q_u8(g + pq4n::sc + 16 * j), sc);
+            for (int t = 0; t < T; ++t)
+                for (int k = 0; k < 4; ++k) isum[t][k] = vmlaq_s32(isum[t][k], s[t][k], sc[k]);
+        }
+        // the mins: m[pair p][row][2p, 2p + 1] against the Q8_K sums of sub-blocks 2p, 2p + 1
+        int32x4_t mw[8][4];
+        for (int p = 0; p < 4; ++p) {
+            const uint8x16x2_t mm = vld2q_u8(g + pq4n::m + 32 * p);
+            widen_u8(mm.val[0], mw[2 * p]);
+            widen_u8(mm.val[1], mw[2 * p + 1]);
+        }
+        for (int t = 0; t < T; ++t) {
+            const int16_t* bs = a[t][ib].bsums;
+            int32x4_t mn[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+            for (int sb = 0; sb < 8; ++sb) {
+                const int32_t ps = (int32_t)bs[2 * sb] + bs[2 * sb + 1];
+                for (int k = 0; k < 4; ++k) mn[k] = vmlaq_n_s32(mn[k], mw[sb][k], ps);
+            }
+            add_block(y + t * ldy, g + pq4n::d, g + pq4n::dmin, a[t][ib].d, isum[t], mn);
+        }
+    }
+}
+
+// One Q6_K x16 group x T tokens: unit s (sub-block of 16) = qh chunk, ql chunks 0 and 1; the four
+// operand chunks meet the activations 16s + {0, 8, 4, 12} (lanes 0, 2, 1, 3 of a.qs + 16s)
+template <int T>
+void q6k_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, int64_t ldy) {
+    for (int t = 0; t < T; ++t)
+        for (int k = 0; k < 4; ++k) vst1q_f32(y + t * ldy + 4 * k, vdupq_n_f32(0));
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), m3 = vdupq_n_u8(0x03);
+    for (int64_t ib = 0; ib < nb; ++ib, g += ref::kPackedQ6KBlock) {
+        int32x4_t isum[T][4], corr[T][4];
+        for (int t = 0; t < T; ++t)
+            for (int k = 0; k < 4; ++k) isum[t][k] = corr[t][k] = vdupq_n_s32(0);
+        for (int p = 0; p < 8; ++p) {  // units 2p, 2p + 1 share a load of their scales
+            const int8x16x2_t scp = vld2q_s8(reinterpret_cast<const int8_t*>(g + pq6n::sc + 32 * p));
+            for (int e = 0; e < 2; ++e) {
+                const int s = 2 * p + e;
+                int32x4_t sc[4];
+                widen_s8(scp.val[e], sc);
+                const uint8_t* u = g + pq6n::qh(s);
+                int32x4_t acc[T][4];
+                int8x16_t av[T];
+                for (int t = 0; t < T; ++t) {
+                    av[t] = vld1q_s8(a[t][ib].qs + 16 * s);
+                    for (int k = 0; k < 4; ++k) acc[t][k] = vdupq_n_s32(0);
+                }
+                for (int k = 0; k < 4; ++k) {  // rows 4k .. 4k + 3
+                    const uint8x16_t qh = vld1q_u8(u + 16 * k), l0 = vld1q_u8(u + 64 + 16 * k),
+                                     l1 = vld1q_u8(u + 128 + 16 * k);
+                    const int8x16_t w0 = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(qh, m3), 4)));
+                    const int8x16_t w1 =
+                        vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l0, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 2), m3), 4)));
+                    const int8x16_t w2 =
+                        vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 4), m3), 4)));
+                    const int8x16_t w3 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l1, 4), vshlq_n_u8(vshrq_n_u8(qh, 6), 4)));
+                    for (int t = 0; t < T; ++t)
+                        acc[t][k] = dot_lane<3>(dot_lane<1>(dot_lane<2>(dot_lane<0>(acc[t][k], w0, av[t]), w1, av[t]), w2, av[t]),
+                                                w3, av[t]);
+                }
+                for (int t = 0; t < T; ++t) {
+                    const int32_t bsum = a[t][ib].bsums[s];
+                    for (int k = 0; k < 4; ++k) {
+                        isum[t][k] = vmlaq_s32(isum[t][k], acc[t][k], sc[k]);
+                        corr[t][k] = vmlaq_n_s32(corr[t][k], sc[k], bsum);
+                    }
+                }
+            }
+        }
+        for (int t = 0; t < T; ++t) {
+            int32x4_t v[4];
+            for (int k = 0; k < 4; ++k) v[k] = vsubq_s32(isum[t][k], vshlq_n_s32(corr[t][k], 5));  // levels q - 32
+            add_block(y + t * ldy, g + pq6n::d, nullptr, a[t][ib].d, v, nullptr);
+        }
+    }
+}
+
+using PackedGroupFn = void (*)(const uint8_t*, int64_t, const BlockQ8_K* const*, float*, int64_t);
+
+template <template <int> class K>
+constexpr PackedGroupFn kPackedFns[kPackedTile] = {K<1>::fn, K<2>::fn, K<3>::fn, K<4>::fn};
+template <int T>
+struct Q4KX16 {
+    static constexpr PackedGroupFn fn = q4k_x16<T>;
+};
+template <int T>
+struct Q6KX16 {
+    static constexpr PackedGroupFn fn = q6k_x16<T>;
+};
+
+// The packed_gemm entry: every group, the tokens in tiles of up to kPackedTile
+template <DType kType>
+void packed_gemm_neon(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
+                      int64_t ldy) {
+    const PackedGroupFn* fns = kType == DType::Q6_K ? kPackedFns<Q6KX16> : kPackedFns<Q4KX16>;
+    const size_t gb = ref::packed_group_bytes(kType, n);
+    const int64_t nb = n / kQK_K;
+    for (int64_t g = 0; g < n_groups; ++g)
+        for (int64_t t0 = 0; t0 < n_tok; t0 += kPackedTile) {
+            const int64_t nt = std::min<int64_t>(kPackedTile, n_tok - t0);
+            const BlockQ8_K* a[kPackedTile];
+            for (int64_t t = 0; t < nt; ++t) a[t] = static_cast<const BlockQ8_K*>(acts[t0 + t]);
+            fns[nt - 1](w + (size_t)g * gb, nb, a, y + t0 * ldy + g * ref::kPackRows, ldy);
+        }
+}
