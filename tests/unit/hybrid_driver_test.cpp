@@ -62,6 +62,22 @@ std::vector<std::vector<float>> script(Forward& f, int64_t n_vocab) {
     return out;
 }
 
+// Every call's logits within 1e-4 of the largest |logit| of the reference's (the split sums the
+// experts in another order)
+void expect_close_calls(const std::vector<std::vector<float>>& got, const std::vector<std::vector<float>>& want,
+                        const std::string& what) {
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (size_t i = 0; i < want.size(); ++i) {
+        ASSERT_EQ(got[i].size(), want[i].size()) << what;
+        float worst = 0, mx = 0;
+        for (size_t j = 0; j < want[i].size(); ++j) {
+            worst = std::max(worst, std::fabs(got[i][j] - want[i][j]));
+            mx = std::max(mx, std::fabs(want[i][j]));
+        }
+        EXPECT_LE(worst, 1e-4f * mx) << "call " << i << ", " << what;
+    }
+}
+
 void expect_bitwise_same(bool moe, QuantMix quant) {
     TempDir dir;
     auto model = make_model(moe, quant, dir);
@@ -110,18 +126,9 @@ TEST(HybridDriver, DeviceExpertsShareTheWorkAndAgree) {
         EXPECT_EQ(dev->experts_on_device(0) != nullptr, !placed[0].empty());
         Forward hybrid(*model, pool, dev.get());
         hybrid.count_experts(true);
-        const auto got = script(hybrid, h.n_vocab);
-        ASSERT_EQ(got.size(), want.size());
-        for (size_t i = 0; i < want.size(); ++i) {
-            ASSERT_EQ(got[i].size(), want[i].size());
-            float worst = 0, mx = 0;
-            for (size_t j = 0; j < want[i].size(); ++j) {
-                worst = std::max(worst, std::fabs(got[i][j] - want[i][j]));
-                mx = std::max(mx, std::fabs(want[i][j]));
-            }
-            EXPECT_LE(worst, 1e-4f * mx) << "call " << i << " with " << placed[0].size() << "+" << placed[1].size()
-                                         << " experts on the device";
-        }
+        expect_close_calls(script(hybrid, h.n_vocab), want,
+                           std::to_string(placed[0].size()) + "+" + std::to_string(placed[1].size()) +
+                               " experts on the device");
         // 23 + 4 + 37 + 2 tokens went through each layer, K pairs each
         const auto& c = hybrid.expert_counts();
         for (int64_t il = 0; il < h.n_layer; ++il) {
@@ -181,17 +188,7 @@ TEST(HybridDriver, StreamedPrefillRunsEveryExpertOnTheDevice) {
     ASSERT_TRUE(dev.enable_expert_streaming(20).ok());
     EXPECT_EQ(dev.stream_experts_from(), 20);
     Forward hybrid(*model, pool, &dev);
-    const auto got = script(hybrid, h.n_vocab);
-    ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i) {
-        ASSERT_EQ(got[i].size(), want[i].size());
-        float worst = 0, mx = 0;
-        for (size_t j = 0; j < want[i].size(); ++j) {
-            worst = std::max(worst, std::fabs(got[i][j] - want[i][j]));
-            mx = std::max(mx, std::fabs(want[i][j]));
-        }
-        EXPECT_LE(worst, 1e-4f * mx) << "call " << i;
-    }
+    expect_close_calls(script(hybrid, h.n_vocab), want, "streamed prefill");
     // two streamed batches (23 and 37 tokens) x every layer; all their pairs on the device, plus
     // the decode steps' pairs of experts 0, 2, 5 of layer 0
     EXPECT_EQ(dev.streamed, 2 * h.n_layer);
