@@ -50,8 +50,8 @@ public:
         return Routed{cur, ids, w, grow(out_, (size_t)(n_ * D))};
     }
 
-    Status add_ffn() override {
-        f_.add(x_.data(), out_.data(), n_);
+    Status add_ffn(bool with_cpu_share) override {
+        if (with_cpu_share) f_.add(x_.data(), out_.data(), n_);
         return {};
     }
 

@@ -44,14 +44,17 @@ public:
                          const std::vector<const int32_t*>& pages) = 0;
 
     struct Routed {  // host memory (pinned), valid until the next call
-        const float* x = nullptr;        // (n, D) the FFN's input (normed hidden states)
+        const float* x = nullptr;        // (n, D) the FFN's input (normed hidden states); not
+                                         // filled for a batch that streams its experts
         const int32_t* ids = nullptr;    // (n, k) experts per token, best first
         const float* weights = nullptr;  // (n, k) their weights, summing to 1 per token
         float* out = nullptr;            // (n, D) where the experts' output goes, for add_ffn()
     };
     virtual Result<Routed> attention_and_route(int il) = 0;
-    // Adds Routed::out to the residual of the layer attention_and_route() ran.
-    virtual Status add_ffn() = 0;
+    // Adds Routed::out to the residual of the layer attention_and_route() ran; with_cpu_share
+    // false: the CPU computed nothing for the layer (a streamed batch: every pair ran on the
+    // device), so there is nothing to add.
+    virtual Status add_ffn(bool with_cpu_share = true) = 0;
     virtual Status dense_layer(int il) = 0;
 
     // Routed experts on the device (--gpu-experts): copies of some experts of some layers live on

@@ -114,9 +114,9 @@ Status Forward::run_hybrid(const std::vector<int32_t>& tokens, const std::vector
             else slots.push_back({e, i / K, r.weights[i]});
         }
         if (!dev_pairs_.empty()) TANDEM_TRY(dev.run_device_experts(dev_pairs_));
-        moe_experts(il, r.x, n, r.out);  // the routed experts, here
+        if (!streamed) moe_experts(il, r.x, n, r.out);  // the routed experts, here
         times_.experts += seconds_since(t);
-        TANDEM_TRY(dev.add_ffn());
+        TANDEM_TRY(dev.add_ffn(/*with_cpu_share=*/!streamed));
         times_.other += seconds_since(t);
     }
     logits.resize(out_rows.size() * (size_t)hp_.n_vocab);

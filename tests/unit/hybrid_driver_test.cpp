@@ -158,7 +158,7 @@ TEST(HybridDriver, StreamedPrefillRunsEveryExpertOnTheDevice) {
             return in->begin(t, p, pg);
         }
         Result<Routed> attention_and_route(int il) override { return in->attention_and_route(il); }
-        Status add_ffn() override { return in->add_ffn(); }
+        Status add_ffn(bool c) override { return in->add_ffn(c); }
         Status dense_layer(int il) override { return in->dense_layer(il); }
         Status place_experts(const std::vector<std::vector<int32_t>>& e) override { return in->place_experts(e); }
         const std::vector<uint8_t>* experts_on_device(int il) const override { return in->experts_on_device(il); }
@@ -202,7 +202,7 @@ TEST(HybridDriver, StreamedPrefillRunsEveryExpertOnTheDevice) {
             return {};
         }
         Result<Routed> attention_and_route(int) override { return make_error("no"); }
-        Status add_ffn() override { return {}; }
+        Status add_ffn(bool) override { return {}; }
         Status dense_layer(int) override { return {}; }
         Status logits(const std::vector<int64_t>&, float*) override { return {}; }
     } plain;
@@ -228,7 +228,7 @@ TEST(HybridDriver, ExpertIdsOutOfRangeAreAnError) {
             r.ids = ids.data();
             return r;
         }
-        Status add_ffn() override { return inner->add_ffn(); }
+        Status add_ffn(bool c) override { return inner->add_ffn(c); }
         Status dense_layer(int il) override { return inner->dense_layer(il); }
         Status logits(const std::vector<int64_t>& rows, float* out) override { return inner->logits(rows, out); }
     };

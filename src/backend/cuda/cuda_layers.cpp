@@ -246,7 +246,8 @@ public:
         return Routed{h_cur_, h_ids_, h_w_, h_out_};
     }
 
-    Status add_ffn() override {
+    Status add_ffn(bool with_cpu_share) override {
+        if (!with_cpu_share) return {};  // (a streamed batch: the device's experts added theirs)
         // graphed: the next layer's graph starts with it (one launch per layer)
         if (graphed()) {
             pending_add_ = true;
@@ -603,7 +604,8 @@ private:
         TANDEM_CUDA_TRY(cuda::rms_norm(d_x_, l.ffn_norm, n_, D, hp_.rms_eps, d_cur_, s()));
         TANDEM_TRY(linear(l.gate_inp, d_cur_, d_ffn_));
         TANDEM_CUDA_TRY(cuda::router_topk(d_ffn_, n_, E, K, d_ids_, d_w_, s()));
-        TANDEM_TRY(be_->download(h_cur_, d_cur_, (size_t)(n_ * D) * sizeof(float), stream_.get()));
+        if (!(stream_from_ > 0 && n_ >= stream_from_))  // (a streamed batch: the CPU computes no expert)
+            TANDEM_TRY(be_->download(h_cur_, d_cur_, (size_t)(n_ * D) * sizeof(float), stream_.get()));
         TANDEM_TRY(be_->download(h_ids_, d_ids_, (size_t)(n_ * K) * sizeof(int32_t), stream_.get()));
         TANDEM_TRY(be_->download(h_w_, d_w_, (size_t)(n_ * K) * sizeof(float), stream_.get()));
         return {};
