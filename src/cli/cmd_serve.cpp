@@ -104,6 +104,10 @@ Runner add_serve(CLI::App& app) {
         ec.sched.step_tokens = o->step_tokens > 0 ? o->step_tokens : o->chunk_size + o->max_batch;
         ec.sched.max_seq_len = o->ctx > 0 ? std::min(o->ctx, h.max_context()) : std::min(h.max_context(), o->cache_lens);
         ec.sched.max_queue = o->max_queue;
+        if (o->dev.gpu_prefill > ec.sched.step_tokens)
+            log::warn("--gpu-prefill {} is more than a step ever carries ({} tokens: --chunk-size + --max-batch-size, "
+                      "or --step-tokens): it never applies; raise --chunk-size",
+                      o->dev.gpu_prefill, ec.sched.step_tokens);
 
         ServerConfig sc;
         sc.host = o->host;
