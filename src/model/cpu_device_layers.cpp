@@ -91,10 +91,11 @@ public:
     Status run_device_experts(const std::vector<ExpertPair>& pairs) override {
         const std::vector<uint8_t>* held = streamed_ == il_ ? nullptr : experts_on_device(il_);
         f_.moe_slots_.clear();
-        for (const ExpertPair& p : pairs)
+        for (const ExpertPair& p : pairs) {
             if (streamed_ != il_ && (!held || !(*held)[(size_t)p.expert]))
                 return make_error("{}: layer {}: expert {} is not on the device", name(), il_, p.expert);
-        for (const ExpertPair& p : pairs) f_.moe_slots_.push_back({p.expert, p.token, p.weight});
+            f_.moe_slots_.push_back({p.expert, p.token, p.weight});
+        }
         float* out = grow(dev_out_, (size_t)(n_ * hp_.n_embd));
         f_.moe_experts(il_, cur_, n_, out);
         f_.add(x_.data(), out, n_);

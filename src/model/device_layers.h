@@ -16,7 +16,6 @@
 #pragma once
 
 #include <cstdint>
-#include <climits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,9 +65,6 @@ public:
     }
     // Per expert of layer il, whether the device holds it; null when it holds none of the layer.
     virtual const std::vector<uint8_t>* experts_on_device(int il) const { return nullptr; }
-    // Batches of more tokens than this run every routed pair on the CPU.
-    virtual int64_t max_expert_tokens() const { return INT64_MAX; }
-
     // Long prefill batches with every routed expert on the device (--gpu-prefill N): batches of
     // at least `min_tokens` tokens (0: never) run each MoE layer's experts there, the layer's whole
     // expert stacks uploaded as stored when the batch reaches it (the next layer's upload

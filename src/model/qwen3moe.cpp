@@ -104,8 +104,7 @@ Status Forward::run_hybrid(const std::vector<int32_t>& tokens, const std::vector
         // (a long prefill batch with --gpu-prefill: all of them there, the layer's experts uploaded)
         const bool streamed = dev.stream_experts_from() > 0 && n >= dev.stream_experts_from();
         if (streamed) TANDEM_TRY(dev.stream_experts(il));
-        const std::vector<uint8_t>* on_dev =
-            !streamed && n <= dev.max_expert_tokens() ? dev.experts_on_device(il) : nullptr;
+        const std::vector<uint8_t>* on_dev = streamed ? nullptr : dev.experts_on_device(il);
         for (int64_t i = 0; i < n * K; ++i) {
             const int32_t e = r.ids[i];
             if (e < 0 || e >= E) return make_error("{}: layer {}: router chose expert {} of {}", dev.name(), il, e, E);

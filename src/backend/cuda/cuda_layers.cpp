@@ -500,8 +500,6 @@ public:
         return {};
     }
 
-    int64_t max_expert_tokens() const override { return INT64_MAX; }
-
     uint64_t expert_bytes() const override {
         uint64_t b = 0;
         for (int il = 0; il < (int)hp_.n_layer; ++il) b = std::max<uint64_t>(b, expert_bytes_of(il));
