@@ -153,31 +153,61 @@ TEST(CudaKernels, AddAndGatherRowsAreExact) {
     EXPECT_EQ(gpu->get(d_out, picked.size()), picked);
 }
 
+float bf16_round(float v) { return bf16_to_fp32(fp32_to_bf16(v)); }
+
+// y (n_tok, rows) = x . w^T in double, with both operands rounded to bf16 first when `bf16` (the
+// tensor-core kernels' inputs)
+std::vector<float> matmul_ref(const std::vector<float>& deq, int64_t rows, int64_t in, const std::vector<float>& x,
+                              int64_t n_tok, bool bf16) {
+    auto rd = [&](float v) { return bf16 ? bf16_round(v) : v; };
+    std::vector<float> want((size_t)(n_tok * rows));
+    for (int64_t tk = 0; tk < n_tok; ++tk)
+        for (int64_t r = 0; r < rows; ++r) {
+            double s = 0;
+            for (int64_t i = 0; i < in; ++i) s += (double)rd(deq[r * in + i]) * rd(x[tk * in + i]);
+            want[tk * rows + r] = (float)s;
+        }
+    return want;
+}
+
 // GEMV (1 token) and GEMM (3, 11 tokens: a partial tile) against the dequantized weights dotted
-// in double: 1e-5 of the largest output (f32 accumulation over 768 products).
+// in double: 1e-5 of the largest output (f32 accumulation over 768 products). From
+// kMmaMinTokens on (17, 100: a partial tile of tokens and one of rows) matmul runs the tensor-core
+// kernel, compared with the bf16-rounded operands: 1e-3 (an element's f32 decode can round to the
+// neighbouring bf16 where the reference's does not); matmul_mma is also called directly at 3
+// tokens, and at an input width that is not a multiple of its 32-input steps (F16, 300).
 TEST(CudaKernels, MatmulMatchesDequantizedReference) {
     const int64_t rows = 70, in = 768;
+    static_assert(cuda::kMmaMinTokens > 11 && cuda::kMmaMinTokens <= 17);
+    TANDEM_GPU_OR_SKIP(gpu);
     for (DType t : kWeightTypes) {
         const QMatrix w = make_matrix(t, rows, in, 20 + (uint32_t)t);
-        for (int64_t n_tok : {1, 3, 11}) {
+        for (int64_t n_tok : {1, 3, 11, 17, 100}) {
+            const bool mma = n_tok >= cuda::kMmaMinTokens;
             const auto x = randn((size_t)(n_tok * in), 30 + (uint32_t)n_tok);
-            std::vector<float> want((size_t)(n_tok * rows));
-            for (int64_t tk = 0; tk < n_tok; ++tk)
-                for (int64_t r = 0; r < rows; ++r) {
-                    double s = 0;
-                    for (int64_t i = 0; i < in; ++i) s += (double)w.deq[r * in + i] * x[tk * in + i];
-                    want[tk * rows + r] = (float)s;
-                }
-            std::string why;
-            auto gpu = cuda_test::open_gpu(why);
-            if (!gpu) GTEST_SKIP() << why << " (GPU part skipped)";
+            const std::vector<float> want = matmul_ref(w.deq, rows, in, x, n_tok, mma);
             float* y = gpu->zeros<float>(want.size());
             ASSERT_EQ(cuda::matmul(t, gpu->put(w.bytes), w.row_bytes, rows, in, gpu->put(x), n_tok, y, nullptr), "");
-            expect_close(gpu->get(y, want.size()), want, 1e-5f,
+            expect_close(gpu->get(y, want.size()), want, mma ? 1e-3f : 1e-5f,
                          std::string("matmul ") + std::string(dtype_name(t)) + " x" + std::to_string(n_tok));
         }
+        const auto x = randn((size_t)(3 * in), 33);
+        float* y = gpu->zeros<float>((size_t)(3 * rows));
+        ASSERT_EQ(cuda::matmul_mma(t, gpu->put(w.bytes), w.row_bytes, rows, in, gpu->put(x), 3, y, nullptr), "");
+        expect_close(gpu->get(y, (size_t)(3 * rows)), matmul_ref(w.deq, rows, in, x, 3, true), 1e-3f,
+                     std::string("matmul_mma ") + std::string(dtype_name(t)) + " x3");
+    }
+    {
+        const int64_t odd_in = 300, n_tok = 40;
+        const QMatrix w = make_matrix(DType::F16, rows, odd_in, 25);
+        const auto x = randn((size_t)(n_tok * odd_in), 35);
+        float* y = gpu->zeros<float>((size_t)(n_tok * rows));
+        ASSERT_EQ(cuda::matmul(DType::F16, gpu->put(w.bytes), w.row_bytes, rows, odd_in, gpu->put(x), n_tok, y, nullptr), "");
+        expect_close(gpu->get(y, (size_t)(n_tok * rows)), matmul_ref(w.deq, rows, odd_in, x, n_tok, true), 1e-3f,
+                     "matmul F16, 300 inputs x40");
     }
     EXPECT_NE(cuda::matmul(DType::Q5_0, nullptr, 0, 1, 32, nullptr, 1, nullptr, nullptr), "");
+    EXPECT_NE(cuda::matmul(DType::Q5_0, nullptr, 0, 1, 32, nullptr, 20, nullptr, nullptr), "");
 }
 
 // Routed experts on the device: each pair's expert matrix (a stack of 3 experts) times its input
@@ -219,6 +249,31 @@ TEST(CudaKernels, ExpertMatmulAndSumMatchTheReference) {
     EXPECT_EQ(tiles[1], 8);  // expert 0: 8, 8, 4
     EXPECT_EQ(tiles[3], 8);
     EXPECT_EQ(tiles[5], 4);
+    // the tensor-core kernel's tiles: up to 64 pairs (expert 0's 20 in one); 40 pairs over 3
+    // experts average under kMmaMinTokens a tile, so expert_tiles_for keeps the narrow ones
+    std::vector<int32_t> wide_order((size_t)np), wide_tiles((size_t)(2 * np));
+    const int64_t n_wide = cuda::expert_tiles(expert.data(), np, wide_order.data(), wide_tiles.data(), cuda::kMmaTileTokens);
+    ASSERT_EQ(n_wide, 3);
+    EXPECT_EQ(wide_tiles[1], 20);
+    EXPECT_EQ(wide_tiles[3] + wide_tiles[5], 20);
+    bool mma = true;
+    std::vector<int32_t> o2((size_t)np), t2((size_t)(2 * np));
+    EXPECT_EQ(cuda::expert_tiles_for(expert.data(), np, o2.data(), t2.data(), mma), n_tiles);
+    EXPECT_FALSE(mma);
+    EXPECT_EQ(t2, tiles);
+    {  // prefill-like: 150, 100 and 50 pairs -> tiles 64 64 22 | 64 36 | 50, for the mma kernel
+        std::vector<int32_t> many;
+        for (int i = 0; i < 300; ++i) many.push_back(i % 6 < 3 ? 0 : (i % 6 < 5 ? 1 : 2));
+        std::vector<int32_t> mo(many.size()), mt(2 * many.size());
+        const int64_t nm = cuda::expert_tiles_for(many.data(), (int64_t)many.size(), mo.data(), mt.data(), mma);
+        EXPECT_TRUE(mma);
+        ASSERT_EQ(nm, 6);
+        const std::vector<int32_t> sizes = {mt[1], mt[3], mt[5], mt[7], mt[9], mt[11]};
+        EXPECT_EQ(sizes, (std::vector<int32_t>{64, 64, 22, 64, 36, 50}));
+        for (int64_t i = 0; i < nm; ++i)
+            for (int32_t j = mt[(size_t)(2 * i)]; j < mt[(size_t)(2 * i)] + mt[(size_t)(2 * i + 1)]; ++j)
+                EXPECT_EQ(many[(size_t)mo[(size_t)j]], many[(size_t)mo[(size_t)mt[(size_t)(2 * i)]]]);
+    }
     const auto x = randn((size_t)(n_tok * in), 51);
     const auto res = randn((size_t)(n_tok * rows), 52);
     for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q3_K, DType::F16}) {
@@ -244,6 +299,22 @@ TEST(CudaKernels, ExpertMatmulAndSumMatchTheReference) {
         expect_close(gpu->get(y, want_y.size()), want_y, 1e-5f, std::string("expert_matmul ") + std::string(dtype_name(t)));
         ASSERT_EQ(cuda::expert_sum(y, gpu->put(runs), (int64_t)runs.size() / 3, gpu->put(weight), rows, out, nullptr), "");
         expect_close(gpu->get(out, want_out.size()), want_out, 1e-5f, std::string("expert_sum ") + std::string(dtype_name(t)));
+        // the tensor-core kernel over the wide tiles, against the bf16-rounded operands
+        std::vector<float> want_mma((size_t)(np * rows));
+        for (int64_t p = 0; p < np; ++p)
+            for (int64_t r = 0; r < rows; ++r) {
+                double s = 0;
+                for (int64_t i = 0; i < in; ++i)
+                    s += (double)bf16_round(w.deq[(expert[p] * rows + r) * in + i]) * bf16_round(x[x_row[p] * in + i]);
+                want_mma[p * rows + r] = (float)s;
+            }
+        float* y2 = gpu->zeros<float>(want_mma.size());
+        ASSERT_EQ(cuda::expert_matmul_mma(t, gpu->put(w.bytes), eb, w.row_bytes, rows, in, gpu->put(x), gpu->put(x_row),
+                                          gpu->put(expert), gpu->put(wide_order), gpu->put(wide_tiles), n_wide, y2,
+                                          nullptr),
+                  "");
+        expect_close(gpu->get(y2, want_mma.size()), want_mma, 1e-3f,
+                     std::string("expert_matmul_mma ") + std::string(dtype_name(t)));
     }
 }
 

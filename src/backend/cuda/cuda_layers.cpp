@@ -376,11 +376,14 @@ public:
         }
         int32_t* order = runs + 3 * n_runs;  // (the runs take at most np triples; packed after them)
         int32_t* tiles = order + np;
-        std::vector<int64_t>& chunk_tiles = chunk_tiles_;
+        // (prefill-sized chunks, many pairs per expert: wide tiles for the tensor-core kernel)
+        std::vector<std::pair<int64_t, bool>>& chunk_tiles = chunk_tiles_;
         chunk_tiles.clear();
-        for (int64_t p0 = 0; p0 < np; p0 += kPairChunk)
-            chunk_tiles.push_back(
-                cuda::expert_tiles(slot + p0, std::min(kPairChunk, np - p0), order + p0, tiles + 2 * p0));
+        for (int64_t p0 = 0; p0 < np; p0 += kPairChunk) {
+            bool mma = false;
+            const int64_t nt = cuda::expert_tiles_for(slot + p0, std::min(kPairChunk, np - p0), order + p0, tiles + 2 * p0, mma);
+            chunk_tiles.emplace_back(nt, mma);
+        }
         const int64_t n_ints = 4 * np + 3 * n_runs + np + 2 * np;
         TANDEM_TRY(be_->upload(d_pairs_, h_pairs_, (size_t)n_ints * 4, stream_.get()));
         const DevExperts::Mat &mg = d.mat[0], &mu = d.mat[1], &md = d.mat[2];
@@ -401,14 +404,15 @@ public:
             while (run_end < n_runs && (run_end == run || runs[3 * run_end + 1] != 0)) ++run_end;  // this chunk's runs
             const int32_t* d_ord = d_order + p0;
             const int32_t* d_til = d_tiles + 2 * p0;
-            const int64_t nt = chunk_tiles[(size_t)(p0 / kPairChunk)];
-            TANDEM_CUDA_TRY(cuda::expert_matmul(mg.type, mg.base, mg.expert_bytes, mg.row_bytes, F, D, d_cur_, d_tok,
-                                                d_slot, d_ord, d_til, nt, g, s()));
-            TANDEM_CUDA_TRY(cuda::expert_matmul(mu.type, mu.base, mu.expert_bytes, mu.row_bytes, F, D, d_cur_, d_tok,
-                                                d_slot, d_ord, d_til, nt, u, s()));
+            const auto [nt, mma] = chunk_tiles[(size_t)(p0 / kPairChunk)];
+            const auto em = mma ? cuda::expert_matmul_mma : cuda::expert_matmul;
+            TANDEM_CUDA_TRY(em(mg.type, mg.base, mg.expert_bytes, mg.row_bytes, F, D, d_cur_, d_tok, d_slot, d_ord, d_til,
+                               nt, g, s()));
+            TANDEM_CUDA_TRY(em(mu.type, mu.base, mu.expert_bytes, mu.row_bytes, F, D, d_cur_, d_tok, d_slot, d_ord, d_til,
+                               nt, u, s()));
             TANDEM_CUDA_TRY(cuda::swiglu(g, u, g, nc * F, s()));
-            TANDEM_CUDA_TRY(cuda::expert_matmul(md.type, md.base, md.expert_bytes, md.row_bytes, D, F, g, d_self, d_slot,
-                                                d_ord, d_til, nt, y, s()));
+            TANDEM_CUDA_TRY(em(md.type, md.base, md.expert_bytes, md.row_bytes, D, F, g, d_self, d_slot, d_ord, d_til, nt,
+                               y, s()));
             TANDEM_CUDA_TRY(cuda::expert_sum(y, d_runs + 3 * run, run_end - run, d_w, D, d_x_, s()));
             run = run_end;
         }
@@ -805,7 +809,7 @@ private:
     std::vector<const void*> registered_;  // page-locked host ranges
     int64_t stream_from_ = 0;
     int streamed_ = -1, streamed_buf_ = 0;  // the layer stream_experts() made whole, and its buffer
-    std::vector<int64_t> chunk_tiles_;
+    std::vector<std::pair<int64_t, bool>> chunk_tiles_;  // per chunk of pairs: tiles, for the mma kernel
     int route_layer_ = -1;  // the layer attention_and_route ran last
     int64_t cap_pairs_ = 0;
     static constexpr int64_t kPairChunk = 4096;  // pairs per pass of the device expert kernels

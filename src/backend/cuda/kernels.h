@@ -49,8 +49,28 @@ KernelStatus expert_matmul(DType type, const void* w, size_t expert_bytes, size_
                            const float* x, const int32_t* x_row, const int32_t* expert, const int32_t* order,
                            const int32_t* tiles, int64_t n_tiles, float* y, void* stream);  // n_tiles <= 65535
 // The tiles of expert_matmul for n pairs whose experts are expert[0..n): order (n) and tiles (2 x
-// the returned count, at most n) written by the host.
-int64_t expert_tiles(const int32_t* expert, int64_t n, int32_t* order, int32_t* tiles);
+// the returned count, at most n) written by the host; at most max_tile pairs a tile.
+int64_t expert_tiles(const int32_t* expert, int64_t n, int32_t* order, int32_t* tiles,
+                     int max_tile = kExpertTileTokens);
+
+// Tensor-core GEMM (mma.cu) for prefill-sized batches: the products of matmul / expert_matmul,
+// 64 weight rows x 64 tokens per block; per step of 32 inputs the block decodes its weights and
+// rounds them and the activations to bf16 in shared memory, then bf16 tensor cores multiply them
+// (WMMA 16x16x16, f32 accumulation). Each weight element is decoded once per 64 tokens instead
+// of once per 8, and the multiply-adds leave the CUDA cores. Products differ from matmul's by
+// the bf16 rounding of both operands (relative 2^-9 per element). sm_80 or newer.
+constexpr int kMmaTileTokens = 64;
+constexpr int64_t kMmaMinTokens = 16;  // matmul takes matmul_mma from this many tokens on
+KernelStatus matmul_mma(DType type, const void* w, size_t row_bytes, int64_t n_rows, int64_t in, const float* x,
+                        int64_t n_tok, float* y, void* stream);
+// expert_matmul over tiles of at most kMmaTileTokens pairs (expert_tiles_for says when)
+KernelStatus expert_matmul_mma(DType type, const void* w, size_t expert_bytes, size_t row_bytes, int64_t n_rows,
+                               int64_t in, const float* x, const int32_t* x_row, const int32_t* expert,
+                               const int32_t* order, const int32_t* tiles, int64_t n_tiles, float* y, void* stream);
+// The tiles for n pairs and the kernel they are for: when the pairs average at least
+// kMmaMinTokens per expert (prefill), tiles of up to kMmaTileTokens for expert_matmul_mma (mma =
+// true); otherwise tiles of up to kExpertTileTokens for expert_matmul.
+int64_t expert_tiles_for(const int32_t* expert, int64_t n, int32_t* order, int32_t* tiles, bool& mma);
 // For each run u of pairs (runs[3u] = token t, runs[3u + 1] = first pair, runs[3u + 2] = pairs):
 // out[t] += sum over its pairs p, in order, of weight[p] * y[p] (rows of `width`). One run per
 // token (the pairs of a token next to each other).
@@ -68,7 +88,7 @@ KernelStatus swiglu(const float* gate, const float* up, float* out, int64_t n, v
 
 // y (n_tok, n_rows) = x (n_tok, in) times the weight rows [0, n_rows) of `in` elements, type
 // F32/F16/BF16/Q8_0/Q4_K/Q5_K/Q6_K/Q4_1/Q5_1/IQ4_NL/IQ4_XS/Q2_K/Q3_K dequantized on the fly
-// (f32 accumulation).
+// (f32 accumulation): one warp per row below kMmaMinTokens tokens, matmul_mma from there on.
 KernelStatus matmul(DType type, const void* w, size_t row_bytes, int64_t n_rows, int64_t in, const float* x, int64_t n_tok,
               float* y, void* stream);
 
