@@ -419,6 +419,16 @@ TEST(CudaKernels, PagedAttentionMatchesForward) {
                                         (int64_t)tiles.size() / 2, H, Hkv, hd, out_t, nullptr),
                   "");
         expect_close(gpu->get(out_t, want.size()), want, 1e-5f, "tiled attention head_dim " + std::to_string(hd));
+        // on tensor cores (Q and P rounded to f16): 4e-3 of the largest output; head_dim 256 refused
+        float* out_m = gpu->zeros<float>(want.size());
+        const std::string ks = cuda::attention_mma(kv, gpu->put(q), gpu->put(qpos), gpu->put(qseq), d_tables, max_pages,
+                                                   gpu->put(tiles), (int64_t)tiles.size() / 2, H, Hkv, hd, out_m, nullptr);
+        if (!cuda::attention_mma_fits(hd)) {
+            EXPECT_NE(ks, "") << "head_dim " << hd;
+            continue;
+        }
+        ASSERT_EQ(ks, "");
+        expect_close(gpu->get(out_m, want.size()), want, 4e-3f, "attention_mma head_dim " + std::to_string(hd));
     }
 }
 

@@ -1,6 +1,7 @@
 // What the CUDA kernel files share (included by each .cu; everything here is internal to the
-// file that includes it): error strings, warp reductions, and the weight decoders, element e of
-// a row decoded from its GGUF block, with a dispatch over the weight types they know.
+// file that includes it): error strings, warp reductions, the weight decoders (element e of a
+// row decoded from its GGUF block, with a dispatch over the weight types they know) and the
+// paged KV pool's offsets.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -178,6 +179,11 @@ __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
     else if constexpr (T == DType::Q2_K) return elem_q2_k(row, e);
     else if constexpr (T == DType::Q3_K) return elem_q3_k(row, e);
     else return elem_q6_k(row, e);
+}
+
+// Element offset of (page, slot) of layer kv.il in the paged KV pool (all heads of a position together)
+__device__ __forceinline__ size_t kv_offset(const KvLayer& kv, int32_t page, int64_t slot) {
+    return ((size_t)((int64_t)page * kv.n_layer + kv.il) * kv.page_size + slot) * kv.n_kv;
 }
 
 // Calls f.template operator()<T>() for the weight types the kernels know.

@@ -697,9 +697,10 @@ private:
         TANDEM_CUDA_TRY(cuda::rope_neox(d_k_, d_pos_, n_, hp_.n_head_kv, hd, rope_, s()));
         const cuda::KvLayer kv{kv_k_, kv_v_, hp_.n_layer, il, kv_page_size_, hp_.n_kv()};
         TANDEM_CUDA_TRY(cuda::kv_store(kv, d_k_, d_v_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, s()));
-        if (n_tiles_ > 0)
-            TANDEM_CUDA_TRY(cuda::attention_tiled(kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, d_tiles_, n_tiles_,
-                                                  hp_.n_head, hp_.n_head_kv, hd, d_attn_, s()));
+        if (n_tiles_ > 0)  // (prefill: on tensor cores where the head size allows)
+            TANDEM_CUDA_TRY((cuda::attention_mma_fits(hd) ? cuda::attention_mma : cuda::attention_tiled)(
+                kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, d_tiles_, n_tiles_, hp_.n_head, hp_.n_head_kv, hd,
+                d_attn_, s()));
         else
             TANDEM_CUDA_TRY(cuda::attention(kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, hp_.n_head,
                                             hp_.n_head_kv, hd, d_attn_, s()));

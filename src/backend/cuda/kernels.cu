@@ -190,11 +190,7 @@ __global__ void k_router(const float* logits, int64_t n_expert, int64_t k, int32
     for (int64_t j = lane; j < k; j += kWarp) weights[t * k + j] /= sum_sel;
 }
 
-// ---- Paged KV cache
-
-__device__ __forceinline__ size_t kv_offset(const KvLayer& kv, int32_t page, int64_t slot) {
-    return ((size_t)((int64_t)page * kv.n_layer + kv.il) * kv.page_size + slot) * kv.n_kv;
-}
+// ---- Paged KV cache (kv_offset: common.cuh)
 
 __global__ void k_kv_store(KvLayer kv, const float* k, const float* v, const int32_t* pos, const int32_t* tok_seq,
                            const int32_t* tables, int64_t max_pages) {

@@ -125,6 +125,14 @@ KernelStatus attention_tiled(const KvLayer& kv, const float* q, const int32_t* p
                              const int32_t* tables, int64_t max_pages, const int32_t* tiles, int64_t n_tiles, int64_t n_head,
                              int64_t n_head_kv, int64_t head_dim, float* out, void* stream);
 
+// attention_tiled's work on tensor cores (mma.cu): per 32 positions S = Q K^T and O += P V by
+// WMMA (Q and P rounded to f16, f32 accumulation; O rescaled in shared memory by the online
+// softmax). head_dim 64 or 128 (attention_mma_fits), the same tiles.
+constexpr bool attention_mma_fits(int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
+KernelStatus attention_mma(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
+                           const int32_t* tables, int64_t max_pages, const int32_t* tiles, int64_t n_tiles, int64_t n_head,
+                           int64_t n_head_kv, int64_t head_dim, float* out, void* stream);
+
 // W8A8 (kernels/reference/int8.h, model.h Int8Linear). Activations of n_tok tokens (n_tok, in) to
 // int8: dynamic (x_scale[t] = max|x| / 127) or static (input_scale, input_offset; x_scale = 1);
 // x_sum[t] = sum of the token's x_q.

@@ -1,10 +1,14 @@
-// Tensor-core GEMM for prefill-sized batches (declared in kernels.h): matmul_mma and
-// expert_matmul_mma. A block of 4 warps computes 64 weight rows x 64 tokens. Per step of 32
+// Tensor-core kernels for prefill-sized batches (declared in kernels.h): matmul_mma,
+// expert_matmul_mma and attention_mma.
+//
+// GEMM: a block of 4 warps computes 64 weight rows x 64 tokens. Per step of 32
 // inputs every thread decodes 16 weight elements of one row and rounds 16 activations of one
 // token to bf16 into shared memory; then each warp multiplies its 16 rows by the 64 tokens with
 // WMMA 16x16x16 bf16 fragments into four f32 accumulators. The result goes out through shared
 // memory, so any row count, token count and input width works (partial tiles are zero-padded).
 #include <mma.h>
+
+#include <cmath>
 
 #include "backend/cuda/common.cuh"
 
@@ -112,6 +116,134 @@ __global__ void __launch_bounds__(kThreads)
                 in);
 }
 
+// ---- Attention (prefill): one block per (tile of up to 64 rows = tokens x GQA heads, KV head), 4
+// warps of 16 rows. Per block of 32 positions: K and V (f16, as cached) into shared memory; each
+// warp's scores S = Q K^T by WMMA (Q pre-scaled, f16; f32 accumulation) into shared memory; an
+// online softmax per row (lane = position) writes P (f16) and the row's rescale factor; the
+// warp's output rows, kept in shared memory in f32, are rescaled and accumulate P V by WMMA.
+
+constexpr int kAttRows = 64, kAttPos = 32, kAttWarps = 4, kAttWarpRows = kAttRows / kAttWarps;
+static_assert(kAttPos == kWarp, "a lane per position in the softmax");
+static_assert(kAttWarpRows == kFrag, "a warp per 16 rows");
+
+template <int HD>
+struct AttnLayout {  // strides (elements) and the shared-memory carve, all pieces 32-byte aligned
+    static constexpr int ldq = HD + 8, ldk = HD + 8, ldv = HD + 8, lds = kAttPos + 8, ldp = kAttPos + 8, ldo = HD + 4;
+    static constexpr size_t o = 0, s = o + sizeof(float) * kAttRows * ldo, q = s + sizeof(float) * kAttRows * lds,
+                            k = q + 2 * kAttRows * ldq, v = k + 2 * kAttPos * ldk, p = v + 2 * kAttPos * ldv,
+                            corr = p + 2 * kAttRows * ldp, bytes = corr + sizeof(float) * kAttRows;
+    static_assert(s % 32 == 0 && q % 32 == 0 && k % 32 == 0 && v % 32 == 0 && p % 32 == 0 && corr % 32 == 0);
+};
+
+template <int HD>
+__global__ void __launch_bounds__(kAttWarps * kWarp)
+    k_attention_mma(KvLayer kv, const float* q, const int32_t* pos, const int32_t* tok_seq, const int32_t* tables,
+                    int64_t max_pages, const int32_t* tiles, int64_t n_head, int64_t group, float scale, float* out) {
+    using L = AttnLayout<HD>;
+    extern __shared__ __align__(128) unsigned char smem[];
+    float* s_o = reinterpret_cast<float*>(smem + L::o);    // [row][d] f32
+    float* s_s = reinterpret_cast<float*>(smem + L::s);    // [row][position] scores
+    __half* s_q = reinterpret_cast<__half*>(smem + L::q);  // [row][d], pre-scaled
+    __half* s_k = reinterpret_cast<__half*>(smem + L::k);  // [position][d]
+    __half* s_v = reinterpret_cast<__half*>(smem + L::v);  // [position][d]
+    __half* s_p = reinterpret_cast<__half*>(smem + L::p);  // [row][position] probabilities
+    float* s_corr = reinterpret_cast<float*>(smem + L::corr);
+    const int64_t t0 = tiles[2 * blockIdx.x], nt = tiles[2 * blockIdx.x + 1], hk = blockIdx.y;
+    const int64_t R = nt * group;  // row r: token t0 + r / group, head hk * group + r % group
+    const int tid = (int)threadIdx.x, warp = tid / kWarp, lane = tid % kWarp, w0 = warp * kAttWarpRows;
+    for (int i = tid; i < kAttRows * HD; i += blockDim.x) {
+        const int r = i / HD, d = i % HD;
+        const float v = r < R ? q[((t0 + r / group) * n_head + hk * group + r % group) * HD + d] * scale : 0.0f;
+        s_q[r * L::ldq + d] = __float2half_rn(v);
+        s_o[r * L::ldo + d] = 0.0f;
+    }
+    float m[kAttWarpRows], l[kAttWarpRows];
+    int last[kAttWarpRows];  // the last position row w0 + j sees (-1: a padding row)
+#pragma unroll
+    for (int j = 0; j < kAttWarpRows; ++j) {
+        const int64_t r = w0 + j;
+        m[j] = -INFINITY, l[j] = 0.0f, last[j] = r < R ? pos[t0 + r / group] : -1;
+    }
+    const int32_t* table = tables + (int64_t)tok_seq[t0] * max_pages;
+    const int64_t n_pos = (int64_t)pos[t0 + nt - 1] + 1;  // (positions increase along the tile)
+    __syncthreads();
+    for (int64_t p0 = 0; p0 < n_pos; p0 += kAttPos) {
+        // K and V of 32 positions, 8 halves (16 bytes) a load; zeros past the end
+        for (int i = tid; i < kAttPos * (HD / 8); i += blockDim.x) {
+            const int pp = i / (HD / 8), c = (i % (HD / 8)) * 8;
+            const int64_t p = p0 + pp;
+            uint4 kb = make_uint4(0, 0, 0, 0), vb = kb;
+            if (p < n_pos) {
+                const size_t off = kv_offset(kv, table[p / kv.page_size], p % kv.page_size) + hk * HD + c;
+                kb = *reinterpret_cast<const uint4*>(kv.k + off);
+                vb = *reinterpret_cast<const uint4*>(kv.v + off);
+            }
+            *reinterpret_cast<uint4*>(s_k + pp * L::ldk + c) = kb;
+            *reinterpret_cast<uint4*>(s_v + pp * L::ldv + c) = vb;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int nb = 0; nb < kAttPos / kFrag; ++nb) {  // S (16 rows x 32 positions) = Q K^T
+            wmma::fragment<wmma::accumulator, kFrag, kFrag, kFrag, float> sc;
+            wmma::fill_fragment(sc, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < HD; kk += kFrag) {
+                wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, __half, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, __half, wmma::col_major> b;  // (d, p) at k[p][d]
+                wmma::load_matrix_sync(a, s_q + w0 * L::ldq + kk, L::ldq);
+                wmma::load_matrix_sync(b, s_k + nb * kFrag * L::ldk + kk, L::ldk);
+                wmma::mma_sync(sc, a, b, sc);
+            }
+            wmma::store_matrix_sync(s_s + w0 * L::lds + nb * kFrag, sc, L::lds, wmma::mem_row_major);
+        }
+        __syncwarp();
+        const int64_t p = p0 + lane;
+#pragma unroll
+        for (int j = 0; j < kAttWarpRows; ++j) {  // online softmax; rows past their last position keep O
+            const int r = w0 + j;
+            float w = 0.0f, corr = 1.0f;
+            if (p0 <= last[j]) {  // (the same for the whole warp; position p0 is visible, so m_new is finite)
+                const float sc = p <= last[j] ? s_s[r * L::lds + lane] : -INFINITY;
+                const float m_new = fmaxf(m[j], warp_max(sc));
+                corr = expf(m[j] - m_new);
+                w = expf(sc - m_new);
+                l[j] = l[j] * corr + warp_sum(w);
+                m[j] = m_new;
+            }
+            s_p[r * L::ldp + lane] = __float2half_rn(w);
+            if (lane == 0) s_corr[r] = corr;
+        }
+        __syncwarp();
+        for (int i = lane; i < kAttWarpRows * HD; i += kWarp) {
+            const int r = w0 + i / HD;
+            s_o[r * L::ldo + i % HD] *= s_corr[r];
+        }
+        __syncwarp();
+#pragma unroll
+        for (int nb = 0; nb < HD / kFrag; ++nb) {  // O (16 rows x HD) += P V
+            wmma::fragment<wmma::accumulator, kFrag, kFrag, kFrag, float> o;
+            wmma::load_matrix_sync(o, s_o + w0 * L::ldo + nb * kFrag, L::ldo, wmma::mem_row_major);
+#pragma unroll
+            for (int kk = 0; kk < kAttPos; kk += kFrag) {
+                wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, __half, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, __half, wmma::row_major> b;  // (p, d) at v[p][d]
+                wmma::load_matrix_sync(a, s_p + w0 * L::ldp + kk, L::ldp);
+                wmma::load_matrix_sync(b, s_v + kk * L::ldv + nb * kFrag, L::ldv);
+                wmma::mma_sync(o, a, b, o);
+            }
+            wmma::store_matrix_sync(s_o + w0 * L::ldo + nb * kFrag, o, L::ldo, wmma::mem_row_major);
+        }
+        __syncthreads();  // (before the next positions overwrite K and V)
+    }
+#pragma unroll
+    for (int j = 0; j < kAttWarpRows; ++j) {
+        const int64_t r = w0 + j;
+        if (r >= R) continue;
+        float* o = out + ((t0 + r / group) * n_head + hk * group + r % group) * HD;
+        for (int d = lane; d < HD; d += kWarp) o[d] = s_o[r * L::ldo + d] / l[j];
+    }
+}
+
 unsigned row_blocks(int64_t n_rows) { return (unsigned)((n_rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 
 }  // namespace
@@ -137,6 +269,29 @@ KernelStatus expert_matmul_mma(DType type, const void* w, size_t expert_bytes, s
         k_expert_matmul_mma<T><<<grid, kThreads, 0, st(stream)>>>((const uint8_t*)w, expert_bytes, row_bytes, n_rows,
                                                                   in, x, x_row, expert, order, tiles, y);
     });
+}
+
+KernelStatus attention_mma(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
+                           const int32_t* tables, int64_t max_pages, const int32_t* tiles, int64_t n_tiles, int64_t n_head,
+                           int64_t n_head_kv, int64_t head_dim, float* out, void* stream) {
+    if (n_head_kv <= 0 || n_head % n_head_kv != 0)
+        return err("cuda attention_mma: ", n_head, " heads not a multiple of ", n_head_kv, " kv heads");
+    const int64_t group = n_head / n_head_kv;
+    if (group > kAttRows) return err("cuda attention_mma: ", group, " query heads per KV head (at most 64)");
+    if (!attention_mma_fits(head_dim)) return err("cuda attention_mma: head_dim ", head_dim, " (64 or 128)");
+    if (n_tiles == 0) return {};
+    const dim3 grid((unsigned)n_tiles, (unsigned)n_head_kv);
+    const float scale = 1.0f / std::sqrt((float)head_dim);
+    auto launch = [&]<int HD>() -> KernelStatus {
+        constexpr size_t smem = AttnLayout<HD>::bytes;  // above the 48 KB default: asked for
+        const cudaError_t e =
+            cudaFuncSetAttribute(k_attention_mma<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return err("cuda attention_mma: ", (int64_t)smem, " bytes of shared memory: ", cudaGetErrorString(e));
+        k_attention_mma<HD><<<grid, kAttWarps * kWarp, smem, st(stream)>>>(kv, q, pos, tok_seq, tables, max_pages,
+                                                                          tiles, n_head, group, scale, out);
+        return launched("attention_mma");
+    };
+    return head_dim == 64 ? launch.template operator()<64>() : launch.template operator()<128>();
 }
 
 }  // namespace tandem::cuda
