@@ -1,12 +1,14 @@
-// NEON kernels over the packed 16-row layouts of kernels/reference/packed.h (Q4_K x16, Q6_K x16),
-// included by neon_kernels.h inside its anonymous namespace (compiled once per NEON table).
+// NEON kernels over the packed 16-row layouts of kernels/reference/packed.h (Q4_K x16, Q5_K x16,
+// IQ4_XS x16, Q6_K x16), included by neon_kernels.h inside its anonymous namespace (compiled once per NEON
+// table).
 //
 // The layout made for VPDPBUSD suits SDOT by lane as it is: a 64-byte chunk holds 4 columns of
 // 16 rows, i.e. four 16-byte vectors of 4 rows x 4 columns, and `vdotq_laneq_s32(acc, w, a, i)`
 // multiplies each row's 4 bytes by the 4 activations in lane i of a: 4 row sums per instruction,
 // no horizontal adds, the 16 rows' scales already spread out for whole-vector multiplies. Weight
-// levels stay unsigned (Q4_K 0..15, Q6_K 0..63: non-negative s8 for SDOT); the Q4_K mins and the
-// Q6_K offset of 32 come back through the Q8_K block sums, as on x86. Integer sums are exact, so
+// levels stay unsigned (Q4_K 0..15, Q5_K 0..31 with its fifth bits or'ed in, Q6_K 0..63:
+// non-negative s8 for SDOT); the Q4_K/Q5_K mins and the Q6_K offset of 32 come back through the
+// Q8_K block sums, as on x86. Integer sums are exact, so
 // the result equals the reference up to float summation order. Tiles of up to 4 tokens share each
 // unpacked chunk.
 // (No #include here: this file is read inside neon_kernels.h's namespaces; that file includes
@@ -15,6 +17,7 @@
 
 namespace pq4n = ref::packed_q4_k;
 namespace pq6n = ref::packed_q6_k;
+namespace piq4n = ref::packed_iq4_xs;
 
 constexpr int kPackedTile = 4;  // tokens per pass over a group
 
@@ -61,13 +64,31 @@ inline void add_block(float* y, const uint8_t* d16, const uint8_t* dmin16, float
     }
 }
 
-// One Q4_K x16 group x T tokens: y[t * ldy + r] (zeroed here)
-template <int T>
-void q4k_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, int64_t ldy) {
+// Bit B of every byte of qh moved to bit 4 (the fifth bit of a Q5_K level), the rest cleared
+template <int B>
+inline uint8x16_t fifth_bit(uint8x16_t qh) {
+    const uint8x16_t m10 = vdupq_n_u8(0x10);
+    if constexpr (B < 4) return vandq_u8(vshlq_n_u8(qh, 4 - B), m10);
+    else if constexpr (B > 4) return vandq_u8(vshrq_n_u8(qh, B - 4), m10);
+    else return vandq_u8(qh, m10);
+}
+
+// The layouts with 32-element sub-blocks of 4-bit chunks: Q4_K x16, Q5_K x16 (levels 0..31 with
+// the fifth bits), IQ4_XS x16 (indices into its 16 signed levels, looked up with TBL; signed
+// scales, no mins)
+enum class K32n { q4, q5, iq4 };
+
+// One such group x T tokens: y[t * ldy + r] (zeroed here)
+template <K32n K, int T>
+void k32_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, int64_t ldy) {
     for (int t = 0; t < T; ++t)
         for (int k = 0; k < 4; ++k) vst1q_f32(y + t * ldy + 4 * k, vdupq_n_f32(0));
     const uint8x16_t m4 = vdupq_n_u8(0x0f);
-    for (int64_t ib = 0; ib < nb; ++ib, g += ref::kPackedQ4KBlock) {
+    constexpr bool Q5 = K == K32n::q5, IQ4 = K == K32n::iq4;
+    constexpr size_t kBlock = Q5 ? ref::kPackedQ5KBlock : IQ4 ? ref::kPackedIQ4XSBlock : ref::kPackedQ4KBlock;
+    constexpr size_t kSc = IQ4 ? piq4n::sc : pq4n::sc, kQs = IQ4 ? piq4n::qs : pq4n::qs;
+    const int8x16_t levels = vld1q_s8(ref::kIq4nlValues);
+    for (int64_t ib = 0; ib < nb; ++ib, g += kBlock) {
         int32x4_t isum[T][4];
         for (int t = 0; t < T; ++t)
             for (int k = 0; k < 4; ++k) isum[t][k] = vdupq_n_s32(0);
@@ -79,12 +100,24 @@ void q4k_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, 
                 ahi[t] = vld1q_s8(a[t][ib].qs + 32 * j + 16);
                 for (int k = 0; k < 4; ++k) s[t][k] = vdupq_n_s32(0);
             }
+            uint8x16_t qh[4];  // Q5_K: the fifth bits of sub-block j, 16 bytes per 4 rows as the chunks
+            if constexpr (Q5)
+                for (int k = 0; k < 4; ++k) qh[k] = vld1q_u8(g + ref::packed_q5_k::qh + 64 * j + 16 * k);
             auto chunk = [&]<int I>() {
-                const uint8_t* c = g + pq4n::qs + 64 * (4 * j + I);
+                const uint8_t* c = g + kQs + 64 * (4 * j + I);
                 for (int k = 0; k < 4; ++k) {
                     const uint8x16_t w = vld1q_u8(c + 16 * k);
-                    const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(w, m4)), hi = vreinterpretq_s8_u8(vshrq_n_u8(w, 4));
-                    for (int t = 0; t < T; ++t) s[t][k] = dot_lane<I>(dot_lane<I>(s[t][k], lo, alo[t]), hi, ahi[t]);
+                    uint8x16_t lo = vandq_u8(w, m4), hi = vshrq_n_u8(w, 4);
+                    if constexpr (Q5) {  // bits 2I (low nibble) and 2I + 1 (high) of qh
+                        lo = vorrq_u8(lo, fifth_bit<2 * I>(qh[k]));
+                        hi = vorrq_u8(hi, fifth_bit<2 * I + 1>(qh[k]));
+                    }
+                    int8x16_t wl = vreinterpretq_s8_u8(lo), wh = vreinterpretq_s8_u8(hi);
+                    if constexpr (IQ4) {
+                        wl = vqtbl1q_s8(levels, lo);
+                        wh = vqtbl1q_s8(levels, hi);
+                    }
+                    for (int t = 0; t < T; ++t) s[t][k] = dot_lane<I>(dot_lane<I>(s[t][k], wl, alo[t]), wh, ahi[t]);
                 }
             };
             chunk.template operator()<0>();
@@ -92,9 +125,14 @@ void q4k_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, 
             chunk.template operator()<2>();
             chunk.template operator()<3>();
             int32x4_t sc[4];
-            widen_u8(vld1q_u8(g + pq4n::sc + 16 * j), sc);
+            if constexpr (IQ4) widen_s8(vld1q_s8(reinterpret_cast<const int8_t*>(g + kSc + 16 * j)), sc);
+            else widen_u8(vld1q_u8(g + kSc + 16 * j), sc);
             for (int t = 0; t < T; ++t)
                 for (int k = 0; k < 4; ++k) isum[t][k] = vmlaq_s32(isum[t][k], s[t][k], sc[k]);
+        }
+        if constexpr (IQ4) {  // x = d sc level: no mins
+            for (int t = 0; t < T; ++t) add_block(y + t * ldy, g + piq4n::d, nullptr, a[t][ib].d, isum[t], nullptr);
+            continue;
         }
         // the mins: m[pair p][row][2p, 2p + 1] against the Q8_K sums of sub-blocks 2p, 2p + 1
         int32x4_t mw[8][4];
@@ -175,7 +213,15 @@ template <template <int> class K>
 constexpr PackedGroupFn kPackedFns[kPackedTile] = {K<1>::fn, K<2>::fn, K<3>::fn, K<4>::fn};
 template <int T>
 struct Q4KX16 {
-    static constexpr PackedGroupFn fn = q4k_x16<T>;
+    static constexpr PackedGroupFn fn = k32_x16<K32n::q4, T>;
+};
+template <int T>
+struct Q5KX16 {
+    static constexpr PackedGroupFn fn = k32_x16<K32n::q5, T>;
+};
+template <int T>
+struct IQ4XSX16 {
+    static constexpr PackedGroupFn fn = k32_x16<K32n::iq4, T>;
 };
 template <int T>
 struct Q6KX16 {
@@ -186,7 +232,10 @@ struct Q6KX16 {
 template <DType kType>
 void packed_gemm_neon(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
                       int64_t ldy) {
-    const PackedGroupFn* fns = kType == DType::Q6_K ? kPackedFns<Q6KX16> : kPackedFns<Q4KX16>;
+    const PackedGroupFn* fns = kType == DType::Q6_K   ? kPackedFns<Q6KX16>
+                               : kType == DType::Q5_K ? kPackedFns<Q5KX16>
+                               : kType == DType::IQ4_XS ? kPackedFns<IQ4XSX16>
+                                                      : kPackedFns<Q4KX16>;
     const size_t gb = ref::packed_group_bytes(kType, n);
     const int64_t nb = n / kQK_K;
     for (int64_t g = 0; g < n_groups; ++g)
