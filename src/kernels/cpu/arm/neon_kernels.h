@@ -594,10 +594,12 @@ void gemv_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t n, cons
 
 void fill_neon_kernels(KernelTable& t) {
     t.gemv_i8 = gemv_i8;
-    // Q4_K, Q5_K, IQ4_XS and Q6_K matrices repacked at load into 16-row groups (neon_packed.h)
+    // every type with a packed layout is repacked at load into 16-row groups (neon_packed.h)
     t.packed_gemm[(int)DType::Q4_K] = packed_gemm_neon<DType::Q4_K>;
     t.packed_gemm[(int)DType::Q5_K] = packed_gemm_neon<DType::Q5_K>;
     t.packed_gemm[(int)DType::IQ4_XS] = packed_gemm_neon<DType::IQ4_XS>;
+    t.packed_gemm[(int)DType::Q3_K] = packed_gemm_neon<DType::Q3_K>;
+    t.packed_gemm[(int)DType::Q2_K] = packed_gemm_neon<DType::Q2_K>;
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_neon<DType::Q6_K>;
     t.convert[(int)DType::Q8_K] = convert_q8_k;
     t.convert[(int)DType::Q8_0] = convert_q8_0;

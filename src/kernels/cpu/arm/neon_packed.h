@@ -1,5 +1,5 @@
-// NEON kernels over the packed 16-row layouts of kernels/reference/packed.h (Q4_K x16, Q5_K x16,
-// IQ4_XS x16, Q6_K x16), included by neon_kernels.h inside its anonymous namespace (compiled once per NEON
+// NEON kernels over the packed 16-row layouts of kernels/reference/packed.h (every one: Q4_K,
+// Q5_K, IQ4_XS, Q6_K, Q3_K and Q2_K x16), included by neon_kernels.h inside its anonymous namespace (compiled once per NEON
 // table).
 //
 // The layout made for VPDPBUSD suits SDOT by lane as it is: a 64-byte chunk holds 4 columns of
@@ -18,6 +18,8 @@
 namespace pq4n = ref::packed_q4_k;
 namespace pq6n = ref::packed_q6_k;
 namespace piq4n = ref::packed_iq4_xs;
+namespace pq3n = ref::packed_q3_k;
+namespace pq2n = ref::packed_q2_k;
 
 constexpr int kPackedTile = 4;  // tokens per pass over a group
 
@@ -153,24 +155,73 @@ void k32_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, 
     }
 }
 
-// One Q6_K x16 group x T tokens: unit s (sub-block of 16) = qh chunk, ql chunks 0 and 1; the four
-// operand chunks meet the activations 16s + {0, 8, 4, 12} (lanes 0, 2, 1, 3 of a.qs + 16s)
-template <int T>
-void q6k_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, int64_t ldy) {
+// The layouts with 16-element sub-blocks (units): Q6_K x16 (qh chunk, ql chunks 0 and 1; the
+// four operand vectors meet the activations 16s + {0, 8, 4, 12}: lanes 0, 2, 1, 3 of a.qs + 16s),
+// Q3_K x16 (a q2 chunk of 2-bit planes + 4 high-bit masks; levels q2 + 4h, the 4 back through
+// the block sums) and Q2_K x16 (the q2 chunk; unsigned scales and mins). Q3_K/Q2_K plane k meets
+// activations 16s + 4k (lane k).
+enum class K16n { q6, q3, q2 };
+
+// The four operand vectors of rows 4k .. 4k + 3 of unit u
+template <K16n K>
+inline void k16_operands(const uint8_t* u, int k, int8x16_t* w) {
+    const uint8x16_t m3 = vdupq_n_u8(0x03);
+    if constexpr (K == K16n::q6) {
+        const uint8x16_t m4 = vdupq_n_u8(0x0f);
+        const uint8x16_t qh = vld1q_u8(u + 16 * k), l0 = vld1q_u8(u + 64 + 16 * k), l1 = vld1q_u8(u + 128 + 16 * k);
+        w[0] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(qh, m3), 4)));
+        w[1] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l0, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 2), m3), 4)));
+        w[2] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 4), m3), 4)));
+        w[3] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l1, 4), vshlq_n_u8(vshrq_n_u8(qh, 6), 4)));
+    } else {
+        const uint8x16_t q = vld1q_u8(u + 16 * k);
+        uint8x16_t v[4] = {vandq_u8(q, m3), vandq_u8(vshrq_n_u8(q, 2), m3), vandq_u8(vshrq_n_u8(q, 4), m3),
+                           vshrq_n_u8(q, 6)};
+        if constexpr (K == K16n::q3) {  // + 4 where mask j has bit 4r + b: bits 16k .. 16k + 15 here
+            static const uint8_t kBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+            const uint8x16_t bit = vld1q_u8(kBit), four = vdupq_n_u8(4);
+            for (int j = 0; j < 4; ++j) {
+                uint16_t h;
+                std::memcpy(&h, u + 64 + 8 * j + 2 * k, 2);
+                const uint8x16_t hb = vcombine_u8(vdup_n_u8((uint8_t)h), vdup_n_u8((uint8_t)(h >> 8)));
+                v[j] = vorrq_u8(v[j], vandq_u8(vtstq_u8(hb, bit), four));
+            }
+        }
+        for (int j = 0; j < 4; ++j) w[j] = vreinterpretq_s8_u8(v[j]);
+    }
+}
+
+// One such group x T tokens: y[t * ldy + r] (zeroed here)
+template <K16n K, int T>
+void k16_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, int64_t ldy) {
     for (int t = 0; t < T; ++t)
         for (int k = 0; k < 4; ++k) vst1q_f32(y + t * ldy + 4 * k, vdupq_n_f32(0));
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), m3 = vdupq_n_u8(0x03);
-    for (int64_t ib = 0; ib < nb; ++ib, g += ref::kPackedQ6KBlock) {
+    constexpr size_t kBlock = K == K16n::q6 ? ref::kPackedQ6KBlock : K == K16n::q3 ? ref::kPackedQ3KBlock
+                                                                                    : ref::kPackedQ2KBlock;
+    constexpr size_t kSc = K == K16n::q2 ? pq2n::sc : pq6n::sc;  // (Q3_K's scales sit where Q6_K's do)
+    for (int64_t ib = 0; ib < nb; ++ib, g += kBlock) {
+        // corr: sum of sc_s bsums_s (Q6_K/Q3_K: the levels' offset), or of m_s bsums_s (Q2_K: the mins)
         int32x4_t isum[T][4], corr[T][4];
         for (int t = 0; t < T; ++t)
             for (int k = 0; k < 4; ++k) isum[t][k] = corr[t][k] = vdupq_n_s32(0);
-        for (int p = 0; p < 8; ++p) {  // units 2p, 2p + 1 share a load of their scales
-            const int8x16x2_t scp = vld2q_s8(reinterpret_cast<const int8_t*>(g + pq6n::sc + 32 * p));
+        for (int p = 0; p < 8; ++p) {  // units 2p, 2p + 1 share a load of their scales ([row][2] pairs)
+            int8x16x2_t scp;
+            uint8x16x2_t mp;
+            if constexpr (K == K16n::q2) {
+                const uint8x16x2_t su = vld2q_u8(g + kSc + 32 * p);
+                scp = {{vreinterpretq_s8_u8(su.val[0]), vreinterpretq_s8_u8(su.val[1])}};  // (0..15)
+                mp = vld2q_u8(g + pq2n::m + 32 * p);
+            } else {
+                scp = vld2q_s8(reinterpret_cast<const int8_t*>(g + kSc + 32 * p));
+            }
             for (int e = 0; e < 2; ++e) {
                 const int s = 2 * p + e;
-                int32x4_t sc[4];
+                int32x4_t sc[4], cw[4];  // cw: what the block sums are weighted by (scales, or mins)
                 widen_s8(scp.val[e], sc);
-                const uint8_t* u = g + pq6n::qh(s);
+                if constexpr (K == K16n::q2) widen_u8(mp.val[e], cw);
+                else
+                    for (int k = 0; k < 4; ++k) cw[k] = sc[k];
+                const uint8_t* u = g + (K == K16n::q6 ? pq6n::qh(s) : K == K16n::q3 ? pq3n::q2(s) : pq2n::q2(s));
                 int32x4_t acc[T][4];
                 int8x16_t av[T];
                 for (int t = 0; t < T; ++t) {
@@ -178,31 +229,37 @@ void q6k_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, 
                     for (int k = 0; k < 4; ++k) acc[t][k] = vdupq_n_s32(0);
                 }
                 for (int k = 0; k < 4; ++k) {  // rows 4k .. 4k + 3
-                    const uint8x16_t qh = vld1q_u8(u + 16 * k), l0 = vld1q_u8(u + 64 + 16 * k),
-                                     l1 = vld1q_u8(u + 128 + 16 * k);
-                    const int8x16_t w0 = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(qh, m3), 4)));
-                    const int8x16_t w1 =
-                        vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l0, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 2), m3), 4)));
-                    const int8x16_t w2 =
-                        vreinterpretq_s8_u8(vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 4), m3), 4)));
-                    const int8x16_t w3 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(l1, 4), vshlq_n_u8(vshrq_n_u8(qh, 6), 4)));
-                    for (int t = 0; t < T; ++t)
-                        acc[t][k] = dot_lane<3>(dot_lane<1>(dot_lane<2>(dot_lane<0>(acc[t][k], w0, av[t]), w1, av[t]), w2, av[t]),
-                                                w3, av[t]);
+                    int8x16_t w[4];
+                    k16_operands<K>(u, k, w);
+                    for (int t = 0; t < T; ++t) {
+                        if constexpr (K == K16n::q6)
+                            acc[t][k] = dot_lane<3>(
+                                dot_lane<1>(dot_lane<2>(dot_lane<0>(acc[t][k], w[0], av[t]), w[1], av[t]), w[2], av[t]), w[3],
+                                av[t]);
+                        else
+                            acc[t][k] = dot_lane<3>(
+                                dot_lane<2>(dot_lane<1>(dot_lane<0>(acc[t][k], w[0], av[t]), w[1], av[t]), w[2], av[t]), w[3],
+                                av[t]);
+                    }
                 }
                 for (int t = 0; t < T; ++t) {
                     const int32_t bsum = a[t][ib].bsums[s];
                     for (int k = 0; k < 4; ++k) {
                         isum[t][k] = vmlaq_s32(isum[t][k], acc[t][k], sc[k]);
-                        corr[t][k] = vmlaq_n_s32(corr[t][k], sc[k], bsum);
+                        corr[t][k] = vmlaq_n_s32(corr[t][k], cw[k], bsum);
                     }
                 }
             }
         }
         for (int t = 0; t < T; ++t) {
-            int32x4_t v[4];
-            for (int k = 0; k < 4; ++k) v[k] = vsubq_s32(isum[t][k], vshlq_n_s32(corr[t][k], 5));  // levels q - 32
-            add_block(y + t * ldy, g + pq6n::d, nullptr, a[t][ib].d, v, nullptr);
+            if constexpr (K == K16n::q2) {  // d sc . q - dmin m . bsums
+                add_block(y + t * ldy, g + pq2n::d, g + pq2n::dmin, a[t][ib].d, isum[t], corr[t]);
+            } else {  // levels q - 32 (Q6_K), q2 + 4h - 4 (Q3_K)
+                constexpr int kShift = K == K16n::q6 ? 5 : 2;
+                int32x4_t v[4];
+                for (int k = 0; k < 4; ++k) v[k] = vsubq_s32(isum[t][k], vshlq_n_s32(corr[t][k], kShift));
+                add_block(y + t * ldy, g + pq6n::d, nullptr, a[t][ib].d, v, nullptr);
+            }
         }
     }
 }
@@ -225,7 +282,15 @@ struct IQ4XSX16 {
 };
 template <int T>
 struct Q6KX16 {
-    static constexpr PackedGroupFn fn = q6k_x16<T>;
+    static constexpr PackedGroupFn fn = k16_x16<K16n::q6, T>;
+};
+template <int T>
+struct Q3KX16 {
+    static constexpr PackedGroupFn fn = k16_x16<K16n::q3, T>;
+};
+template <int T>
+struct Q2KX16 {
+    static constexpr PackedGroupFn fn = k16_x16<K16n::q2, T>;
 };
 
 // The packed_gemm entry: every group, the tokens in tiles of up to kPackedTile
@@ -233,6 +298,8 @@ template <DType kType>
 void packed_gemm_neon(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
                       int64_t ldy) {
     const PackedGroupFn* fns = kType == DType::Q6_K   ? kPackedFns<Q6KX16>
+                               : kType == DType::Q3_K ? kPackedFns<Q3KX16>
+                               : kType == DType::Q2_K ? kPackedFns<Q2KX16>
                                : kType == DType::Q5_K ? kPackedFns<Q5KX16>
                                : kType == DType::IQ4_XS ? kPackedFns<IQ4XSX16>
                                                       : kPackedFns<Q4KX16>;
