@@ -80,11 +80,41 @@ __global__ void k_swiglu(const float* g, const float* u, float* out, int64_t n) 
     if (i < n) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-// ---- Matmul: one warp per weight row, kTokTile tokens per block column; each weight element
-// is decoded once per tile of tokens. f32 accumulation.
+// ---- Matmul: one warp per weight row, up to kTokTile tokens per block column. Each lane takes
+// 32-element chunks of the row (lane, lane + 32, ...), decodes one with its block header once
+// (chunk32) and dots it with every token of the tile; the lanes' sums meet in a warp reduction.
+// f32 accumulation.
 
 constexpr int kMatWarps = 4;
 constexpr int kTokTile = 8;
+
+// acc[t] += this lane's share of row . xs[t] (t < nt), over `in` elements
+template <DType T, int NT>
+__device__ __forceinline__ void row_dots(const uint8_t* row, int64_t in, const float* const* xs, int nt, float* acc) {
+    const int lane = threadIdx.x % kWarp;
+    const int64_t whole = in / 32, n_chunks = (in + 31) / 32;
+    float w[32];
+    for (int64_t c = lane; c < n_chunks; c += kWarp) {
+        if (c < whole) chunk32<T>(row, c, w);
+        else chunk32_tail<T>(row, c, in, w);  // (zeros past the end)
+        const int n_el = c < whole ? 32 : (int)(in - 32 * c);
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+            if (t >= nt) break;
+            const float* xc = xs[t] + 32 * c;
+            float s = 0.0f;
+            if (n_el == 32) {
+#pragma unroll
+                for (int l = 0; l < 32; ++l) s += w[l] * xc[l];
+            } else {
+#pragma unroll
+                for (int l = 0; l < 32; ++l)
+                    if (l < n_el) s += w[l] * xc[l];
+            }
+            acc[t] += s;
+        }
+    }
+}
 
 template <DType T>
 __global__ void k_matmul(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t in, const float* x,
@@ -94,14 +124,11 @@ __global__ void k_matmul(const uint8_t* w, size_t row_bytes, int64_t n_rows, int
     const int64_t t0 = (int64_t)blockIdx.y * kTokTile;
     if (r >= n_rows) return;
     const int nt = (int)min((int64_t)kTokTile, n_tok - t0);
-    const uint8_t* row = w + (size_t)r * row_bytes;
-    float acc[kTokTile] = {};
-    for (int64_t e = lane; e < in; e += kWarp) {
-        const float wv = elem<T>(row, e);
+    const float* xs[kTokTile];
 #pragma unroll
-        for (int t = 0; t < kTokTile; ++t)
-            if (t < nt) acc[t] += wv * x[(t0 + t) * in + e];
-    }
+    for (int t = 0; t < kTokTile; ++t) xs[t] = x + (t0 + (t < nt ? t : 0)) * in;
+    float acc[kTokTile] = {};
+    row_dots<T, kTokTile>(w + (size_t)r * row_bytes, in, xs, nt, acc);
 #pragma unroll
     for (int t = 0; t < kTokTile; ++t) {
         const float s = warp_sum(acc[t]);
@@ -109,8 +136,9 @@ __global__ void k_matmul(const uint8_t* w, size_t row_bytes, int64_t n_rows, int
     }
 }
 
-// ---- Routed experts on the device: one warp per (weight row, pair); the pair's expert picks the
-// matrix, its x_row the input row. The sum over a token's pairs in pair order (deterministic).
+// ---- Routed experts on the device: one warp per (weight row, tile of pairs); the tile's expert
+// picks the matrix, each pair's x_row its input row. The sum over a token's pairs in pair order
+// (deterministic).
 
 template <DType T>
 __global__ void k_expert_matmul(const uint8_t* w, size_t expert_bytes, size_t row_bytes, int64_t n_rows, int64_t in,
@@ -126,12 +154,7 @@ __global__ void k_expert_matmul(const uint8_t* w, size_t expert_bytes, size_t ro
 #pragma unroll
     for (int t = 0; t < kExpertTileTokens; ++t) xr[t] = x + (int64_t)x_row[ord[t < nt ? t : 0]] * in;
     float acc[kExpertTileTokens] = {};
-    for (int64_t e = lane; e < in; e += kWarp) {
-        const float wv = elem<T>(row, e);
-#pragma unroll
-        for (int t = 0; t < kExpertTileTokens; ++t)
-            if (t < nt) acc[t] += wv * xr[t][e];
-    }
+    row_dots<T, kExpertTileTokens>(row, in, xr, nt, acc);
 #pragma unroll
     for (int t = 0; t < kExpertTileTokens; ++t) {
         const float v = warp_sum(acc[t]);

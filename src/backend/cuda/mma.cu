@@ -1,9 +1,9 @@
 // Tensor-core kernels for prefill-sized batches (declared in kernels.h): matmul_mma,
 // expert_matmul_mma and attention_mma.
 //
-// GEMM: a block of 4 warps computes 64 weight rows x 64 tokens. Per step of 32
-// inputs every thread decodes 16 weight elements of one row and rounds 16 activations of one
-// token to bf16 into shared memory; then each warp multiplies its 16 rows by the 64 tokens with
+// GEMM: a block of 4 warps computes 64 weight rows x 64 tokens. Per step of 64
+// inputs every thread decodes one 32-element chunk of one row (chunk32: the block header once)
+// and rounds 32 activations of one token to bf16 into shared memory; then each warp multiplies its 16 rows by the 64 tokens with
 // WMMA 16x16x16 bf16 fragments into four f32 accumulators. The result goes out through shared
 // memory, so any row count, token count and input width works (partial tiles are zero-padded).
 #include <mma.h>
@@ -19,8 +19,8 @@ namespace wmma = nvcuda::wmma;
 
 constexpr int kRowsPerBlock = 64;
 constexpr int kToks = kMmaTileTokens;
-constexpr int kStep = 32;           // inputs per step
-constexpr int kLd = kStep + 8;      // shared row stride in bf16: 80 bytes keeps fragments 32-byte aligned
+constexpr int kStep = 64;           // inputs per step: a 32-element chunk per thread
+constexpr int kLd = kStep + 8;      // shared row stride in bf16: 144 bytes keeps fragments 32-byte aligned
 constexpr int kThreads = 128;       // 4 warps of 16 rows each
 constexpr int kFrag = 16;
 static_assert(kRowsPerBlock == kToks && kThreads == 2 * kToks, "one row and one token per thread pair");
@@ -42,20 +42,28 @@ __device__ void mma_tile(MmaShared& sh, const uint8_t* w, size_t row_bytes, int6
     wmma::fragment<wmma::accumulator, kFrag, kFrag, kFrag, float> acc[kToks / kFrag];
 #pragma unroll
     for (int n = 0; n < kToks / kFrag; ++n) wmma::fill_fragment(acc[n], 0.0f);
-    // this thread fills row (and token) tid / 2, inputs 16 (tid % 2) .. + 16 of each step
-    const int fr = tid / 2, fk = kFrag * (tid % 2);
+    // this thread fills row (and token) tid / 2, chunk tid % 2 (inputs 32 (tid % 2) .. + 32) of each step
+    const int fr = tid / 2, fk = 32 * (tid % 2);
     const bool row_ok = r0 + fr < n_rows;
     const uint8_t* wrow = w + (size_t)(row_ok ? r0 + fr : 0) * row_bytes;
     const float* xrow = sh.x[fr];
     __nv_bfloat16* sa = sh.a + fr * kLd + fk;
     __nv_bfloat16* sb = sh.b + fr * kLd + fk;
+    float wv[32];
     for (int64_t k0 = 0; k0 < in; k0 += kStep) {
+        const int64_t c = (k0 + fk) / 32;
+        if (!row_ok) {
+            for (int l = 0; l < 32; ++l) wv[l] = 0.0f;
+        } else if (32 * c + 32 <= in) {
+            chunk32<T>(wrow, c, wv);
+        } else {
+            chunk32_tail<T>(wrow, c, in, wv);  // (zeros past the end)
+        }
 #pragma unroll
-        for (int j = 0; j < kFrag; ++j) {
-            const int64_t e = k0 + fk + j;
-            const bool in_ok = e < in;
-            sa[j] = __float2bfloat16_rn(row_ok && in_ok ? elem<T>(wrow, e) : 0.0f);
-            sb[j] = __float2bfloat16_rn(xrow && in_ok ? xrow[e] : 0.0f);
+        for (int l = 0; l < 32; ++l) {
+            const int64_t e = 32 * c + l;
+            sa[l] = __float2bfloat16_rn(wv[l]);
+            sb[l] = __float2bfloat16_rn(xrow && e < in ? xrow[e] : 0.0f);
         }
         __syncthreads();
 #pragma unroll
