@@ -16,9 +16,12 @@
 #include <arm_neon.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/reference/attention.h"
 #include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
 
@@ -590,6 +593,7 @@ void gemv_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t n, cons
     }
 }
 
+#include "kernels/cpu/arm/neon_attention.h"
 #include "kernels/cpu/arm/neon_packed.h"
 
 void fill_neon_kernels(KernelTable& t) {
@@ -623,6 +627,7 @@ void fill_neon_kernels(KernelTable& t) {
 #undef TANDEM_NEON
     t.attn_scores = attn_scores;
     t.attn_values = attn_values;
+    t.attention = attention_neon;  // (the flash kernel: the forward's attend() path, head_dim % 16 == 0)
 }
 
 }  // namespace

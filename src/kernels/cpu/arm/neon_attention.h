@@ -1,0 +1,186 @@
+// NEON causal attention over the paged f16 KV cache (kernels/reference/attention.h), the
+// flash-attention structure of the AVX-512 kernel (cpu/x86/avx512_attention.cpp) with NEON's
+// sizes: blocks of up to 16 positions inside one page, whose keys (transposed in the pages) are
+// converted once into a float tile Kt[d][p] shared by every query row of the job; per 4 query rows
+// the scores are 4 x 4 accumulators (one FMA by lane per key vector and query element), then an
+// online softmax (running max and sum per row) and the values accumulated into the rows'
+// outputs, converted from f16 on the fly. Included by neon_kernels.h inside its anonymous
+// namespace (compiled once per NEON table); head_dim a multiple of 8 (the forward asks 16).
+// (No #include here: neon_kernels.h includes <algorithm>, <cmath>, <vector> and the reference.)
+#pragma once
+
+constexpr int kAttBk = 16;   // positions per block (4 vectors of scores per row)
+constexpr int kAttRows = 4;  // query rows per pass over a block's Kt tile
+
+// e^x for x in [-87, 88] (~2 ulp: the AVX-512 exp_ps's reduction and polynomial); below -87 it
+// gives ~1e-38, so masked positions are zeroed by the caller
+inline float32x4_t exp4(float32x4_t x) {
+    x = vmaxq_f32(vminq_f32(x, vdupq_n_f32(88.0f)), vdupq_n_f32(-87.0f));
+    const float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504089f)));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693145751953125f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(1.428606765330187e-06f));
+    float32x4_t p = vdupq_n_f32(1.0f / 5040);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 720), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 120), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 24), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 6), p, r);
+    p = vfmaq_f32(vdupq_n_f32(0.5f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);  // 2^n, n in [-126, 127]
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+
+// kt[d * kAttBk + p] = key p of the block as f32, for n <= kAttBk positions of one page (dimension
+// d of the block's keys is n contiguous halves at k + d * stride); positions from n on are 0.
+inline void load_kt(const uint16_t* k, int64_t stride, int n, int64_t hd, float* kt) {
+    for (int64_t d = 0; d < hd; ++d) {
+        const uint16_t* row = k + d * stride;
+        float* dst = kt + d * kAttBk;
+        if (n == kAttBk) {
+            for (int j = 0; j < 4; ++j)
+                vst1q_f32(dst + 4 * j, vcvt_f32_f16(vld1_f16(reinterpret_cast<const float16_t*>(row) + 4 * j)));
+        } else {
+            uint16_t tmp[kAttBk] = {};
+            std::memcpy(tmp, row, sizeof(uint16_t) * (size_t)n);
+            for (int j = 0; j < 4; ++j)
+                vst1q_f32(dst + 4 * j, vcvt_f32_f16(vld1_f16(reinterpret_cast<const float16_t*>(tmp) + 4 * j)));
+        }
+    }
+}
+
+// s[j] += Kt rows d .. d + 3 (vectors j of each) times q's lane L .. (one lane per key row)
+template <int L>
+inline void att_fma(float32x4_t* s, const float* kr, float32x4_t qv) {
+    for (int j = 0; j < 4; ++j) s[j] = vfmaq_laneq_f32(s[j], vld1q_f32(kr + 4 * j), qv, L);
+}
+
+// R query rows (q[r]: hd floats, already scaled) against one block of n keys/values. lim[r]: the
+// row's last visible position in the block (< 0: none). m, l: running max and sum; o[r]: the
+// unnormalised output rows.
+template <int R>
+void att_rows_block(const float* const* q, const float* kt, const uint16_t* const* vp, int n, int64_t hd,
+                    const int* lim, float* m, float* l, float* const* o) {
+    float32x4_t s[R][4];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < 4; ++j) s[r][j] = vdupq_n_f32(0.0f);
+    for (int64_t d = 0; d < hd; d += 4) {
+        const float* kr = kt + d * kAttBk;
+        for (int r = 0; r < R; ++r) {
+            const float32x4_t qv = vld1q_f32(q[r] + d);
+            att_fma<0>(s[r], kr, qv);
+            att_fma<1>(s[r], kr + kAttBk, qv);
+            att_fma<2>(s[r], kr + 2 * kAttBk, qv);
+            att_fma<3>(s[r], kr + 3 * kAttBk, qv);
+        }
+    }
+    alignas(16) float p[R][kAttBk];
+    float corr[R];
+    static const uint32_t kIdx[kAttBk] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const float32x4_t ninf = vdupq_n_f32(-INFINITY), zero = vdupq_n_f32(0.0f);
+    for (int r = 0; r < R; ++r) {
+        const int last = std::min(lim[r], n - 1);
+        if (last < 0) {
+            corr[r] = 1.0f;
+            for (int j = 0; j < 4; ++j) vst1q_f32(p[r] + 4 * j, zero);
+            continue;
+        }
+        uint32x4_t vis[4];
+        float32x4_t x[4];
+        float32x4_t mx = ninf;
+        for (int j = 0; j < 4; ++j) {
+            vis[j] = vcleq_u32(vld1q_u32(kIdx + 4 * j), vdupq_n_u32((uint32_t)last));
+            x[j] = vbslq_f32(vis[j], s[r][j], ninf);
+            mx = vmaxq_f32(mx, x[j]);
+        }
+        const float m_new = std::max(m[r], vmaxvq_f32(mx));
+        corr[r] = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - m_new);
+        float32x4_t sum = zero;
+        for (int j = 0; j < 4; ++j) {
+            const float32x4_t e = vbslq_f32(vis[j], exp4(vsubq_f32(x[j], vdupq_n_f32(m_new))), zero);
+            sum = vaddq_f32(sum, e);
+            vst1q_f32(p[r] + 4 * j, e);
+        }
+        l[r] = l[r] * corr[r] + vaddvq_f32(sum);
+        m[r] = m_new;
+    }
+    for (int64_t d0 = 0; d0 < hd; d0 += 8) {
+        float32x4_t a0[R], a1[R];
+        for (int r = 0; r < R; ++r) {
+            a0[r] = vmulq_n_f32(vld1q_f32(o[r] + d0), corr[r]);
+            a1[r] = vmulq_n_f32(vld1q_f32(o[r] + d0 + 4), corr[r]);
+        }
+        for (int i = 0; i < n; ++i) {
+            const float16x8_t vh = vld1q_f16(reinterpret_cast<const float16_t*>(vp[i] + d0));
+            const float32x4_t v0 = vcvt_f32_f16(vget_low_f16(vh)), v1 = vcvt_high_f32_f16(vh);
+            for (int r = 0; r < R; ++r) {
+                a0[r] = vfmaq_n_f32(a0[r], v0, p[r][i]);
+                a1[r] = vfmaq_n_f32(a1[r], v1, p[r][i]);
+            }
+        }
+        for (int r = 0; r < R; ++r) {
+            vst1q_f32(o[r] + d0, a0[r]);
+            vst1q_f32(o[r] + d0 + 4, a1[r]);
+        }
+    }
+}
+
+using AttRowsFn = void (*)(const float* const*, const float*, const uint16_t* const*, int, int64_t, const int*, float*,
+                           float*, float* const*);
+constexpr AttRowsFn kAttRowsFns[kAttRows] = {att_rows_block<1>, att_rows_block<2>, att_rows_block<3>,
+                                             att_rows_block<4>};
+
+void attention_neon(const ref::AttnJob& jb) {
+    const int64_t hd = jb.hd, n_rows = jb.n_tok * jb.n_head;
+    thread_local std::vector<float> qs, os, ms, ls, kt;
+    qs.resize((size_t)(n_rows * hd));
+    os.assign((size_t)(n_rows * hd), 0.0f);
+    ms.assign((size_t)n_rows, -INFINITY);
+    ls.assign((size_t)n_rows, 0.0f);
+    kt.resize((size_t)(hd * kAttBk));
+    for (int64_t r = 0; r < n_rows; ++r) {  // row r = (token r / n_head, head r % n_head), scaled
+        const float* src = jb.q + (r / jb.n_head) * jb.q_stride + (r % jb.n_head) * hd;
+        for (int64_t d = 0; d < hd; ++d) qs[(size_t)(r * hd + d)] = src[d] * jb.scale;
+    }
+    const int64_t p_last = std::min(jb.p_end, jb.pos0 + jb.n_tok);  // exclusive: the last token's limit + 1
+    const int64_t ps = jb.page_size;
+    auto block_len = [&](int64_t pb) { return (int)std::min<int64_t>({kAttBk, p_last - pb, ps - pb % ps}); };
+    const uint16_t* vp[kAttBk];
+    for (int64_t pb = jb.p_begin; pb < p_last;) {
+        const int n = block_len(pb);
+        const int64_t page = jb.pages[pb / ps] * jb.page_stride;
+        const uint16_t* v0 = jb.v + page + (pb % ps) * jb.kv_stride;  // (a block lies inside one page)
+        for (int i = 0; i < n; ++i) vp[i] = v0 + i * jb.kv_stride;
+        const int64_t nb = pb + n;  // the next block's keys and values, asked for while this one computes
+        if (nb < p_last) {
+            const int64_t np = jb.pages[nb / ps] * jb.page_stride, slot = nb % ps;
+            for (int64_t d = 0; d < hd; ++d) __builtin_prefetch(jb.k + np + d * ps + slot);
+            const char* nv = (const char*)(jb.v + np + slot * jb.kv_stride);
+            const int64_t v_bytes = (int64_t)block_len(nb) * jb.kv_stride * 2;
+            for (int64_t b = 0; b < v_bytes; b += 64) __builtin_prefetch(nv + b);
+        }
+        load_kt(jb.k + page + pb % ps, ps, n, hd, kt.data());
+        for (int64_t r0 = 0; r0 < n_rows; r0 += kAttRows) {
+            const int R = (int)std::min<int64_t>(kAttRows, n_rows - r0);
+            int lim[kAttRows];
+            const float* q[kAttRows];
+            float* o[kAttRows];
+            int lim_max = -1;
+            for (int r = 0; r < R; ++r) {
+                lim[r] = (int)std::min<int64_t>(jb.pos0 + (r0 + r) / jb.n_head - pb, kAttBk);
+                lim_max = std::max(lim_max, lim[r]);
+                q[r] = qs.data() + (r0 + r) * hd;
+                o[r] = os.data() + (r0 + r) * hd;
+            }
+            if (lim_max < 0) continue;  // none of these rows sees the block (later rows may)
+            kAttRowsFns[R - 1](q, kt.data(), vp, n, hd, lim, ms.data() + r0, ls.data() + r0, o);
+        }
+        pb += n;
+    }
+    for (int64_t r = 0; r < n_rows; ++r) {
+        float* dst = jb.o + (r / jb.n_head) * jb.o_stride + (r % jb.n_head) * hd;
+        const float inv = ls[(size_t)r] > 0.0f ? 1.0f / ls[(size_t)r] : 0.0f;
+        for (int64_t d = 0; d < hd; ++d) dst[d] = os[(size_t)(r * hd + d)] * inv;
+        if (jb.lse) jb.lse[r] = ls[(size_t)r] > 0.0f ? ms[(size_t)r] + std::log(ls[(size_t)r]) : -INFINITY;
+    }
+}
