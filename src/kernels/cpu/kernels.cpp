@@ -125,7 +125,10 @@ struct Tables {
             t[i].isa = (Isa)i;
         }
 #if defined(__x86_64__)
-        if (isa_supported(Isa::avx2)) fill_avx2(t[(int)Isa::avx2]);
+        if (isa_supported(Isa::avx2)) {
+            fill_avx2(t[(int)Isa::avx2]);
+            fill_avx2_attention(t[(int)Isa::avx2]);
+        }
         if (isa_supported(Isa::avx512)) {
             fill_avx2(t[(int)Isa::avx512]);
             fill_avx512(t[(int)Isa::avx512]);

@@ -4,9 +4,10 @@
 // converted once into a float tile Kt[d][p] shared by every query row of the job; per 4 query rows
 // the scores are 4 x 4 accumulators (one FMA by lane per key vector and query element), then an
 // online softmax (running max and sum per row) and the values accumulated into the rows'
-// outputs, converted from f16 on the fly. Included by neon_kernels.h inside its anonymous
+// outputs, converted from f16 on the fly; the walk over blocks and rows is attention_driver.h's.
+// Included by neon_kernels.h inside its anonymous
 // namespace (compiled once per NEON table); head_dim a multiple of 8 (the forward asks 16).
-// (No #include here: neon_kernels.h includes <algorithm>, <cmath>, <vector> and the reference.)
+// (No #include here: neon_kernels.h includes <algorithm>, <cmath> and attention_driver.h.)
 #pragma once
 
 constexpr int kAttBk = 16;   // positions per block (4 vectors of scores per row)
@@ -125,62 +126,7 @@ void att_rows_block(const float* const* q, const float* kt, const uint16_t* cons
     }
 }
 
-using AttRowsFn = void (*)(const float* const*, const float*, const uint16_t* const*, int, int64_t, const int*, float*,
-                           float*, float* const*);
-constexpr AttRowsFn kAttRowsFns[kAttRows] = {att_rows_block<1>, att_rows_block<2>, att_rows_block<3>,
-                                             att_rows_block<4>};
+constexpr AttnRowsFn kAttRowsFns[kAttRows] = {att_rows_block<1>, att_rows_block<2>, att_rows_block<3>,
+                                              att_rows_block<4>};
 
-void attention_neon(const ref::AttnJob& jb) {
-    const int64_t hd = jb.hd, n_rows = jb.n_tok * jb.n_head;
-    thread_local std::vector<float> qs, os, ms, ls, kt;
-    qs.resize((size_t)(n_rows * hd));
-    os.assign((size_t)(n_rows * hd), 0.0f);
-    ms.assign((size_t)n_rows, -INFINITY);
-    ls.assign((size_t)n_rows, 0.0f);
-    kt.resize((size_t)(hd * kAttBk));
-    for (int64_t r = 0; r < n_rows; ++r) {  // row r = (token r / n_head, head r % n_head), scaled
-        const float* src = jb.q + (r / jb.n_head) * jb.q_stride + (r % jb.n_head) * hd;
-        for (int64_t d = 0; d < hd; ++d) qs[(size_t)(r * hd + d)] = src[d] * jb.scale;
-    }
-    const int64_t p_last = std::min(jb.p_end, jb.pos0 + jb.n_tok);  // exclusive: the last token's limit + 1
-    const int64_t ps = jb.page_size;
-    auto block_len = [&](int64_t pb) { return (int)std::min<int64_t>({kAttBk, p_last - pb, ps - pb % ps}); };
-    const uint16_t* vp[kAttBk];
-    for (int64_t pb = jb.p_begin; pb < p_last;) {
-        const int n = block_len(pb);
-        const int64_t page = jb.pages[pb / ps] * jb.page_stride;
-        const uint16_t* v0 = jb.v + page + (pb % ps) * jb.kv_stride;  // (a block lies inside one page)
-        for (int i = 0; i < n; ++i) vp[i] = v0 + i * jb.kv_stride;
-        const int64_t nb = pb + n;  // the next block's keys and values, asked for while this one computes
-        if (nb < p_last) {
-            const int64_t np = jb.pages[nb / ps] * jb.page_stride, slot = nb % ps;
-            for (int64_t d = 0; d < hd; ++d) __builtin_prefetch(jb.k + np + d * ps + slot);
-            const char* nv = (const char*)(jb.v + np + slot * jb.kv_stride);
-            const int64_t v_bytes = (int64_t)block_len(nb) * jb.kv_stride * 2;
-            for (int64_t b = 0; b < v_bytes; b += 64) __builtin_prefetch(nv + b);
-        }
-        load_kt(jb.k + page + pb % ps, ps, n, hd, kt.data());
-        for (int64_t r0 = 0; r0 < n_rows; r0 += kAttRows) {
-            const int R = (int)std::min<int64_t>(kAttRows, n_rows - r0);
-            int lim[kAttRows];
-            const float* q[kAttRows];
-            float* o[kAttRows];
-            int lim_max = -1;
-            for (int r = 0; r < R; ++r) {
-                lim[r] = (int)std::min<int64_t>(jb.pos0 + (r0 + r) / jb.n_head - pb, kAttBk);
-                lim_max = std::max(lim_max, lim[r]);
-                q[r] = qs.data() + (r0 + r) * hd;
-                o[r] = os.data() + (r0 + r) * hd;
-            }
-            if (lim_max < 0) continue;  // none of these rows sees the block (later rows may)
-            kAttRowsFns[R - 1](q, kt.data(), vp, n, hd, lim, ms.data() + r0, ls.data() + r0, o);
-        }
-        pb += n;
-    }
-    for (int64_t r = 0; r < n_rows; ++r) {
-        float* dst = jb.o + (r / jb.n_head) * jb.o_stride + (r % jb.n_head) * hd;
-        const float inv = ls[(size_t)r] > 0.0f ? 1.0f / ls[(size_t)r] : 0.0f;
-        for (int64_t d = 0; d < hd; ++d) dst[d] = os[(size_t)(r * hd + d)] * inv;
-        if (jb.lse) jb.lse[r] = ls[(size_t)r] > 0.0f ? ms[(size_t)r] + std::log(ls[(size_t)r]) : -INFINITY;
-    }
-}
+void attention_neon(const ref::AttnJob& jb) { flash_attention<kAttBk, kAttRows, 1>(jb, load_kt, kAttRowsFns); }

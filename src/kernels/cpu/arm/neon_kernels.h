@@ -20,6 +20,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/attention_driver.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/reference/attention.h"
 #include "kernels/reference/packed.h"

@@ -5,6 +5,7 @@
 // scores are 2 x 8 accumulators of 16
 // positions (one Kt load feeds 8 FMAs), then an online softmax (running max and sum per row) and
 // the values accumulated into the rows' outputs, values converted from f16 on the fly.
+// The walk over blocks and rows is attention_driver.h's (shared with the AVX2 and NEON kernels).
 // Compiled with the avx512.cpp flags; head_dim must be a multiple of 16.
 #include <immintrin.h>
 
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/attention_driver.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/x86/avx512_math.h"
 #include "kernels/reference/attention.h"
@@ -89,71 +91,10 @@ void rows_block(const float* const* q, const float* kt, const uint16_t* const* v
     }
 }
 
-using RowsFn = void (*)(const float* const*, const float*, const uint16_t* const*, int, int64_t, const int*, float*,
-                        float*, float* const*);
-constexpr RowsFn kRowsFns[kRows] = {rows_block<1>, rows_block<2>, rows_block<3>, rows_block<4>,
-                                    rows_block<5>, rows_block<6>, rows_block<7>, rows_block<8>};
+constexpr AttnRowsFn kRowsFns[kRows] = {rows_block<1>, rows_block<2>, rows_block<3>, rows_block<4>,
+                                        rows_block<5>, rows_block<6>, rows_block<7>, rows_block<8>};
 
-void attention(const AttnJob& jb) {
-    const int64_t hd = jb.hd, n_rows = jb.n_tok * jb.n_head;
-    thread_local std::vector<float> qs, os, ms, ls, kt;
-    qs.resize((size_t)(n_rows * hd));
-    os.assign((size_t)(n_rows * hd), 0.0f);
-    ms.assign((size_t)n_rows, -INFINITY);
-    ls.assign((size_t)n_rows, 0.0f);
-    kt.resize((size_t)(hd * kBk));
-    for (int64_t r = 0; r < n_rows; ++r) {  // row r = (token r / n_head, head r % n_head), scaled
-        const float* src = jb.q + (r / jb.n_head) * jb.q_stride + (r % jb.n_head) * hd;
-        for (int64_t d = 0; d < hd; ++d) qs[(size_t)(r * hd + d)] = src[d] * jb.scale;
-    }
-    const int64_t p_last = std::min(jb.p_end, jb.pos0 + jb.n_tok);  // exclusive: the last token's limit + 1
-    const int64_t ps = jb.page_size;
-    // blocks of up to kBk positions inside one page
-    auto block_len = [&](int64_t pb) { return (int)std::min<int64_t>({kBk, p_last - pb, ps - pb % ps}); };
-    const uint16_t* vp[kBk];
-    for (int64_t pb = jb.p_begin; pb < p_last;) {
-        const int n = block_len(pb);
-        const int64_t page = jb.pages[pb / ps] * jb.page_stride;
-        // (a block lies inside one page: its slots are consecutive)
-        const uint16_t* v0 = jb.v + page + (pb % ps) * jb.kv_stride;
-        for (int i = 0; i < n; ++i) vp[i] = v0 + i * jb.kv_stride;
-        // later blocks come from DRAM at long contexts: ask for the one kAhead ahead while this
-        // one computes (the first kAhead - 1 blocks go unprefetched)
-        int64_t nb = pb + n;
-        for (int a = 1; a < kAhead && nb < p_last; ++a) nb += block_len(nb);
-        if (nb < p_last) {
-            const int nn = block_len(nb);
-            const int64_t np = jb.pages[nb / ps] * jb.page_stride, slot = nb % ps;
-            for (int64_t d = 0; d < hd; ++d) _mm_prefetch((const char*)(jb.k + np + d * ps + slot), _MM_HINT_T0);
-            const char* nv = (const char*)(jb.v + np + slot * jb.kv_stride);
-            const int64_t v_bytes = (int64_t)nn * jb.kv_stride * 2;  // the block's values are contiguous
-            for (int64_t b = 0; b < v_bytes; b += 64) _mm_prefetch(nv + b, _MM_HINT_T0);
-        }
-        load_kt(jb.k + page + pb % ps, ps, n, hd, kt.data());
-        for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
-            const int R = (int)std::min<int64_t>(kRows, n_rows - r0);
-            int lim[kRows];
-            const float* q[kRows];
-            float* o[kRows];
-            int lim_max = -1;
-            for (int r = 0; r < R; ++r) {
-                lim[r] = (int)std::min<int64_t>(jb.pos0 + (r0 + r) / jb.n_head - pb, kBk);
-                lim_max = std::max(lim_max, lim[r]);
-                q[r] = qs.data() + (r0 + r) * hd;
-                o[r] = os.data() + (r0 + r) * hd;
-            }
-            if (lim_max < 0) continue;  // none of these rows sees the block (later rows may)
-            kRowsFns[R - 1](q, kt.data(), vp, n, hd, lim, ms.data() + r0, ls.data() + r0, o);
-        }
-        pb += n;
-    }
-    for (int64_t r = 0; r < n_rows; ++r) {
-        float* dst = jb.o + (r / jb.n_head) * jb.o_stride + (r % jb.n_head) * hd;
-        const float inv = ls[(size_t)r] > 0.0f ? 1.0f / ls[(size_t)r] : 0.0f;
-        for (int64_t d = 0; d < hd; ++d) dst[d] = os[(size_t)(r * hd + d)] * inv;
-        if (jb.lse) jb.lse[r] = ls[(size_t)r] > 0.0f ? ms[(size_t)r] + std::log(ls[(size_t)r]) : -INFINITY;
-    }
-}
+void attention(const AttnJob& jb) { flash_attention<kBk, kRows, kAhead>(jb, load_kt, kRowsFns); }
 
 }  // namespace
 

@@ -1,0 +1,90 @@
+// The ISA-independent half of the CPU flash-attention kernels (x86/avx512_attention.cpp,
+// x86/avx2_attention.cpp, arm/neon_attention.h): one job (kernels/reference/attention.h) walked
+// in blocks of up to kBk positions inside one page; per block the keys go into a float tile by the
+// ISA's load_kt, the values are addressed per position, the block kAhead ahead is prefetched, and
+// the job's query rows (tokens x GQA heads, pre-scaled) meet the tile kRows at a time through the
+// ISA's rows kernels; finally each row is normalised (and its log-sum-exp written). Included by
+// each ISA's file, so it is compiled with that file's flags; internal linkage (an anonymous
+// namespace), so two files built for different ISAs (neon, neon_v8) never share one copy.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/reference/attention.h"
+
+namespace tandem::cpu {
+namespace {
+
+// rows[R - 1](q, kt, vp, n, hd, lim, m, l, o): R query rows against one block (see the kernels)
+using AttnRowsFn = void (*)(const float* const* q, const float* kt, const uint16_t* const* vp, int n, int64_t hd,
+                            const int* lim, float* m, float* l, float* const* o);
+// load_kt(k, stride, n, hd, kt): the block's n keys (dimension d at k + d * stride) as kt[d * kBk + p]
+using AttnLoadKtFn = void (*)(const uint16_t* k, int64_t stride, int n, int64_t hd, float* kt);
+
+template <int kBk, int kRows, int kAhead>
+inline void flash_attention(const ref::AttnJob& jb, AttnLoadKtFn load_kt, const AttnRowsFn* rows) {
+    const int64_t hd = jb.hd, n_rows = jb.n_tok * jb.n_head;
+    thread_local std::vector<float> qs, os, ms, ls, kt;
+    qs.resize((size_t)(n_rows * hd));
+    os.assign((size_t)(n_rows * hd), 0.0f);
+    ms.assign((size_t)n_rows, -INFINITY);
+    ls.assign((size_t)n_rows, 0.0f);
+    kt.resize((size_t)(hd * kBk));
+    for (int64_t r = 0; r < n_rows; ++r) {  // row r = (token r / n_head, head r % n_head), scaled
+        const float* src = jb.q + (r / jb.n_head) * jb.q_stride + (r % jb.n_head) * hd;
+        for (int64_t d = 0; d < hd; ++d) qs[(size_t)(r * hd + d)] = src[d] * jb.scale;
+    }
+    const int64_t p_last = std::min(jb.p_end, jb.pos0 + jb.n_tok);  // exclusive: the last token's limit + 1
+    const int64_t ps = jb.page_size;
+    // blocks of up to kBk positions inside one page
+    auto block_len = [&](int64_t pb) { return (int)std::min<int64_t>({kBk, p_last - pb, ps - pb % ps}); };
+    const uint16_t* vp[kBk];
+    for (int64_t pb = jb.p_begin; pb < p_last;) {
+        const int n = block_len(pb);
+        const int64_t page = jb.pages[pb / ps] * jb.page_stride;
+        // (a block lies inside one page: its slots are consecutive)
+        const uint16_t* v0 = jb.v + page + (pb % ps) * jb.kv_stride;
+        for (int i = 0; i < n; ++i) vp[i] = v0 + i * jb.kv_stride;
+        // later blocks come from DRAM at long contexts: ask for the one kAhead ahead while this
+        // one computes (the first kAhead - 1 blocks go unprefetched)
+        int64_t nb = pb + n;
+        for (int a = 1; a < kAhead && nb < p_last; ++a) nb += block_len(nb);
+        if (nb < p_last) {
+            const int nn = block_len(nb);
+            const int64_t np = jb.pages[nb / ps] * jb.page_stride, slot = nb % ps;
+            for (int64_t d = 0; d < hd; ++d) __builtin_prefetch(jb.k + np + d * ps + slot, 0, 3);
+            const char* nv = (const char*)(jb.v + np + slot * jb.kv_stride);
+            const int64_t v_bytes = (int64_t)nn * jb.kv_stride * 2;  // the block's values are contiguous
+            for (int64_t b = 0; b < v_bytes; b += 64) __builtin_prefetch(nv + b, 0, 3);
+        }
+        load_kt(jb.k + page + pb % ps, ps, n, hd, kt.data());
+        for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
+            const int R = (int)std::min<int64_t>(kRows, n_rows - r0);
+            int lim[kRows];
+            const float* q[kRows];
+            float* o[kRows];
+            int lim_max = -1;
+            for (int r = 0; r < R; ++r) {
+                lim[r] = (int)std::min<int64_t>(jb.pos0 + (r0 + r) / jb.n_head - pb, kBk);
+                lim_max = std::max(lim_max, lim[r]);
+                q[r] = qs.data() + (r0 + r) * hd;
+                o[r] = os.data() + (r0 + r) * hd;
+            }
+            if (lim_max < 0) continue;  // none of these rows sees the block (later rows may)
+            rows[R - 1](q, kt.data(), vp, n, hd, lim, ms.data() + r0, ls.data() + r0, o);
+        }
+        pb += n;
+    }
+    for (int64_t r = 0; r < n_rows; ++r) {
+        float* dst = jb.o + (r / jb.n_head) * jb.o_stride + (r % jb.n_head) * hd;
+        const float inv = ls[(size_t)r] > 0.0f ? 1.0f / ls[(size_t)r] : 0.0f;
+        for (int64_t d = 0; d < hd; ++d) dst[d] = os[(size_t)(r * hd + d)] * inv;
+        if (jb.lse) jb.lse[r] = ls[(size_t)r] > 0.0f ? ms[(size_t)r] + std::log(ls[(size_t)r]) : -INFINITY;
+    }
+}
+
+}  // namespace
+}  // namespace tandem::cpu

@@ -1,0 +1,147 @@
+// AVX2 causal attention over the paged f16 KV cache (kernels/reference/attention.h): the
+// flash-attention structure of the AVX-512 kernel (avx512_attention.cpp) at AVX2's sizes, for
+// the CPUs without AVX-512. Blocks of up to 16 positions inside one page, whose keys (transposed
+// in the pages) are converted once into a float tile Kt[d][p] shared by every query row of the
+// job; per 4 query rows the scores are 4 x 2 accumulators of 8 positions; an online softmax
+// (running max and sum per row); the values accumulated into the rows' outputs, converted from
+// f16 (F16C) on the fly. Compiled with the avx2.cpp flags; head_dim a multiple of 16.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/attention_driver.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/reference/attention.h"
+
+namespace tandem::cpu {
+namespace {
+
+using ref::AttnJob;
+
+constexpr int kBk = 16;   // positions per block (2 vectors of scores per row)
+constexpr int kRows = 4;  // query rows per pass over a block's Kt tile
+
+// e^x for x in [-87, 88] (the AVX-512 exp_ps's reduction and polynomial, 2^n built from its
+// exponent bits); below -87 it gives ~1e-38, so masked positions are zeroed by the caller
+inline __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+inline float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+// kt[d * kBk + p] = key p of the block as f32, for n <= kBk positions of one page (dimension d of
+// the block's keys is n contiguous halves at k + d * stride); positions from n on are 0.
+void load_kt(const uint16_t* k, int64_t stride, int n, int64_t hd, float* kt) {
+    for (int64_t d = 0; d < hd; ++d) {
+        const uint16_t* row = k + d * stride;
+        uint16_t tmp[kBk] = {};
+        if (n < kBk) {
+            std::memcpy(tmp, row, sizeof(uint16_t) * (size_t)n);
+            row = tmp;
+        }
+        _mm256_storeu_ps(kt + d * kBk, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)row)));
+        _mm256_storeu_ps(kt + d * kBk + 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8))));
+    }
+}
+
+// R query rows (q[r]: hd floats, already scaled) against one block of n keys/values. lim[r]: the
+// row's last visible position in the block (< 0: none). m, l: running max and sum; o[r]: the
+// unnormalised output rows.
+template <int R>
+void rows_block(const float* const* q, const float* kt, const uint16_t* const* vp, int n, int64_t hd, const int* lim,
+                float* m, float* l, float* const* o) {
+    __m256 s0[R], s1[R];
+    for (int r = 0; r < R; ++r) s0[r] = s1[r] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; ++d) {
+        const __m256 k0 = _mm256_loadu_ps(kt + d * kBk), k1 = _mm256_loadu_ps(kt + d * kBk + 8);
+        for (int r = 0; r < R; ++r) {
+            const __m256 qd = _mm256_broadcast_ss(q[r] + d);
+            s0[r] = _mm256_fmadd_ps(qd, k0, s0[r]);
+            s1[r] = _mm256_fmadd_ps(qd, k1, s1[r]);
+        }
+    }
+    alignas(32) float p[R][kBk];
+    float corr[R];
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps();
+    const __m256i idx0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), idx1 = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
+    for (int r = 0; r < R; ++r) {
+        const int last = std::min(lim[r], n - 1);
+        if (last < 0) {
+            corr[r] = 1.0f;
+            _mm256_store_ps(p[r], zero);
+            _mm256_store_ps(p[r] + 8, zero);
+            continue;
+        }
+        const __m256i lv = _mm256_set1_epi32(last + 1);  // visible: index < last + 1
+        const __m256 v0 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lv, idx0));
+        const __m256 v1 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lv, idx1));
+        const __m256 x0 = _mm256_blendv_ps(ninf, s0[r], v0), x1 = _mm256_blendv_ps(ninf, s1[r], v1);
+        const float m_new = std::max(m[r], hmax(_mm256_max_ps(x0, x1)));
+        corr[r] = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - m_new);
+        const __m256 mn = _mm256_set1_ps(m_new);
+        const __m256 e0 = _mm256_and_ps(exp8(_mm256_sub_ps(x0, mn)), v0);
+        const __m256 e1 = _mm256_and_ps(exp8(_mm256_sub_ps(x1, mn)), v1);
+        l[r] = l[r] * corr[r] + hsum(_mm256_add_ps(e0, e1));
+        m[r] = m_new;
+        _mm256_store_ps(p[r], e0);
+        _mm256_store_ps(p[r] + 8, e1);
+    }
+    for (int64_t d0 = 0; d0 < hd; d0 += 16) {
+        __m256 a0[R], a1[R];
+        for (int r = 0; r < R; ++r) {
+            const __m256 c = _mm256_set1_ps(corr[r]);
+            a0[r] = _mm256_mul_ps(_mm256_loadu_ps(o[r] + d0), c);
+            a1[r] = _mm256_mul_ps(_mm256_loadu_ps(o[r] + d0 + 8), c);
+        }
+        for (int i = 0; i < n; ++i) {
+            const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(vp[i] + d0)));
+            const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(vp[i] + d0 + 8)));
+            for (int r = 0; r < R; ++r) {
+                const __m256 w = _mm256_broadcast_ss(p[r] + i);
+                a0[r] = _mm256_fmadd_ps(w, v0, a0[r]);
+                a1[r] = _mm256_fmadd_ps(w, v1, a1[r]);
+            }
+        }
+        for (int r = 0; r < R; ++r) {
+            _mm256_storeu_ps(o[r] + d0, a0[r]);
+            _mm256_storeu_ps(o[r] + d0 + 8, a1[r]);
+        }
+    }
+}
+
+constexpr AttnRowsFn kRowsFns[kRows] = {rows_block<1>, rows_block<2>, rows_block<3>, rows_block<4>};
+
+void attention(const AttnJob& jb) { flash_attention<kBk, kRows, 1>(jb, load_kt, kRowsFns); }
+
+}  // namespace
+
+void fill_avx2_attention(KernelTable& t) { t.attention = attention; }
+
+}  // namespace tandem::cpu
