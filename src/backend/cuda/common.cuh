@@ -1,6 +1,6 @@
 // What the CUDA kernel files share (included by each .cu; everything here is internal to the
-// file that includes it): error strings, warp reductions, the dispatch over the weight types the
-// decoders of decode.h know, and the paged KV pool's offsets.
+// file that includes it): error strings, warp reductions, the launch dispatch over the weight types
+// the decoders of decode.h know, and the paged KV pool's offsets.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -44,25 +44,10 @@ __device__ __forceinline__ size_t kv_offset(const KvLayer& kv, int32_t page, int
     return ((size_t)((int64_t)page * kv.n_layer + kv.il) * kv.page_size + slot) * kv.n_kv;
 }
 
-// Calls f.template operator()<T>() for the weight types the kernels know.
+// f.template operator()<T>() for type t if the decoders know it (a launch), then the launch's error
 template <typename F>
 KernelStatus dispatch(DType t, const char* what, F&& f) {
-    switch (t) {
-        case DType::F32: f.template operator()<DType::F32>(); break;
-        case DType::F16: f.template operator()<DType::F16>(); break;
-        case DType::BF16: f.template operator()<DType::BF16>(); break;
-        case DType::Q8_0: f.template operator()<DType::Q8_0>(); break;
-        case DType::Q4_K: f.template operator()<DType::Q4_K>(); break;
-        case DType::Q5_K: f.template operator()<DType::Q5_K>(); break;
-        case DType::Q6_K: f.template operator()<DType::Q6_K>(); break;
-        case DType::Q4_1: f.template operator()<DType::Q4_1>(); break;
-        case DType::Q5_1: f.template operator()<DType::Q5_1>(); break;
-        case DType::IQ4_NL: f.template operator()<DType::IQ4_NL>(); break;
-        case DType::IQ4_XS: f.template operator()<DType::IQ4_XS>(); break;
-        case DType::Q2_K: f.template operator()<DType::Q2_K>(); break;
-        case DType::Q3_K: f.template operator()<DType::Q3_K>(); break;
-        default: return err("cuda ", what, ": weight type ", (int64_t)t, " not supported");
-    }
+    if (!with_weight_type(t, f)) return err("cuda ", what, ": weight type ", (int64_t)t, " not supported");
     return launched(what);
 }
 

@@ -233,4 +233,26 @@ TANDEM_HD void chunk32_tail(const uint8_t* row, int64_t c, int64_t in, float* w)
     for (int l = 0; l < 32; ++l) w[l] = 32 * c + l < in ? elem<T>(row, 32 * c + l) : 0.0f;
 }
 
+// Calls f.template operator()<T>() for the weight types these decoders know (host side: kernel
+// launches, tests); false for any other type.
+template <typename F>
+bool with_weight_type(DType t, F&& f) {
+    switch (t) {
+        case DType::F32: f.template operator()<DType::F32>(); return true;
+        case DType::F16: f.template operator()<DType::F16>(); return true;
+        case DType::BF16: f.template operator()<DType::BF16>(); return true;
+        case DType::Q8_0: f.template operator()<DType::Q8_0>(); return true;
+        case DType::Q4_K: f.template operator()<DType::Q4_K>(); return true;
+        case DType::Q5_K: f.template operator()<DType::Q5_K>(); return true;
+        case DType::Q6_K: f.template operator()<DType::Q6_K>(); return true;
+        case DType::Q4_1: f.template operator()<DType::Q4_1>(); return true;
+        case DType::Q5_1: f.template operator()<DType::Q5_1>(); return true;
+        case DType::IQ4_NL: f.template operator()<DType::IQ4_NL>(); return true;
+        case DType::IQ4_XS: f.template operator()<DType::IQ4_XS>(); return true;
+        case DType::Q2_K: f.template operator()<DType::Q2_K>(); return true;
+        case DType::Q3_K: f.template operator()<DType::Q3_K>(); return true;
+        default: return false;
+    }
+}
+
 }  // namespace tandem::cuda
