@@ -1,10 +1,10 @@
 // Tensor-core kernels for prefill-sized batches (declared in kernels.h): matmul_mma,
 // expert_matmul_mma and attention_mma.
 //
-// GEMM: a block of 4 warps computes 64 weight rows x 64 tokens. Per step of 64
-// inputs every thread decodes one 32-element chunk of one row (chunk32: the block header once)
-// and rounds 32 activations of one token to bf16 into shared memory; then each warp multiplies its 16 rows by the 64 tokens with
-// WMMA 16x16x16 bf16 fragments into four f32 accumulators. The result goes out through shared
+// GEMM: a block of 4 warps computes 64 weight rows x 64 tokens. Per step of 64 inputs every
+// thread decodes one 32-element chunk of one row (chunk32: the block header once) and rounds 32
+// activations of one token to bf16 into shared memory; then each warp multiplies its 16 rows by
+// the 64 tokens with WMMA 16x16x16 bf16 fragments into four f32 accumulators. The result goes out through shared
 // memory, so any row count, token count and input width works (partial tiles are zero-padded).
 #include <mma.h>
 
