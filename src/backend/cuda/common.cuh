@@ -44,6 +44,20 @@ __device__ __forceinline__ size_t kv_offset(const KvLayer& kv, int32_t page, int
     return ((size_t)((int64_t)page * kv.n_layer + kv.il) * kv.page_size + slot) * kv.n_kv;
 }
 
+// The GQA group (query heads per KV head) of an attention launch, or 0 with `why` set when the
+// heads do not divide or the group exceeds max_group rows
+inline int64_t gqa_group(const char* what, int64_t n_head, int64_t n_head_kv, int64_t max_group, KernelStatus& why) {
+    if (n_head_kv <= 0 || n_head % n_head_kv != 0) {
+        why = err("cuda ", what, ": ", n_head, " heads not a multiple of ", n_head_kv, " kv heads");
+        return 0;
+    }
+    if (n_head / n_head_kv > max_group) {
+        why = err("cuda ", what, ": ", n_head / n_head_kv, " query heads per KV head (at most ", max_group, ")");
+        return 0;
+    }
+    return n_head / n_head_kv;
+}
+
 // f.template operator()<T>() for type t if the decoders know it (a launch), then the launch's error
 template <typename F>
 KernelStatus dispatch(DType t, const char* what, F&& f) {

@@ -552,10 +552,9 @@ KernelStatus expert_matmul(DType type, const void* w, size_t expert_bytes, size_
     });
 }
 
-int64_t expert_tiles(const int32_t* expert, int64_t n, int32_t* order, int32_t* tiles, int max_tile) {
-    // pairs sorted by expert (stable), then cut into runs of at most max_tile
-    for (int64_t i = 0; i < n; ++i) order[i] = (int32_t)i;
-    std::stable_sort(order, order + n, [&](int32_t a, int32_t b) { return expert[a] < expert[b]; });
+namespace {
+// Cuts pairs already sorted by expert (order) into runs of one expert, at most max_tile each
+int64_t cut_tiles(const int32_t* expert, const int32_t* order, int64_t n, int32_t* tiles, int max_tile) {
     int64_t n_tiles = 0;
     for (int64_t i = 0; i < n; ++i) {
         if (i == 0 || expert[order[i]] != expert[order[i - 1]] || tiles[2 * n_tiles - 1] == max_tile) {
@@ -567,11 +566,22 @@ int64_t expert_tiles(const int32_t* expert, int64_t n, int32_t* order, int32_t* 
     }
     return n_tiles;
 }
+void sort_by_expert(const int32_t* expert, int64_t n, int32_t* order) {  // stable: pairs ascending per expert
+    for (int64_t i = 0; i < n; ++i) order[i] = (int32_t)i;
+    std::stable_sort(order, order + n, [&](int32_t a, int32_t b) { return expert[a] < expert[b]; });
+}
+}  // namespace
+
+int64_t expert_tiles(const int32_t* expert, int64_t n, int32_t* order, int32_t* tiles, int max_tile) {
+    sort_by_expert(expert, n, order);
+    return cut_tiles(expert, order, n, tiles, max_tile);
+}
 
 int64_t expert_tiles_for(const int32_t* expert, int64_t n, int32_t* order, int32_t* tiles, bool& mma) {
-    const int64_t wide = expert_tiles(expert, n, order, tiles, kMmaTileTokens);
+    sort_by_expert(expert, n, order);
+    const int64_t wide = cut_tiles(expert, order, n, tiles, kMmaTileTokens);
     mma = n >= kMmaMinTokens * wide;
-    return mma ? wide : expert_tiles(expert, n, order, tiles, kExpertTileTokens);
+    return mma ? wide : cut_tiles(expert, order, n, tiles, kExpertTileTokens);
 }
 
 KernelStatus expert_sum(const float* y, const int32_t* runs, int64_t n_runs, const float* weight, int64_t width,
@@ -601,12 +611,12 @@ KernelStatus kv_store(const KvLayer& kv, const float* k, const float* v, const i
 KernelStatus attention(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq, const int32_t* tables,
                  int64_t max_pages, int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim, float* out,
                  void* stream) {
-    if (n_head_kv <= 0 || n_head % n_head_kv != 0)
-        return err("cuda attention: ", n_head, " heads not a multiple of ", n_head_kv, " kv heads");
+    KernelStatus why;
+    const int64_t group = gqa_group("attention", n_head, n_head_kv, n_head, why);
+    if (group == 0) return why;
     if (n_tok == 0) return {};
     const dim3 grid((unsigned)n_tok, (unsigned)n_head);
     const float scale = 1.0f / std::sqrt((float)head_dim);
-    const int64_t group = n_head / n_head_kv;
     switch (head_dim) {
         case 32: k_attention<1><<<grid, kAttnWarps * kWarp, 0, st(stream)>>>(kv, q, pos, tok_seq, tables, max_pages, n_head, group, scale, out); break;
         case 64: k_attention<2><<<grid, kAttnWarps * kWarp, 0, st(stream)>>>(kv, q, pos, tok_seq, tables, max_pages, n_head, group, scale, out); break;
@@ -633,10 +643,9 @@ std::vector<int32_t> attention_tiles(const int32_t* pos, const int32_t* tok_seq,
 KernelStatus attention_tiled(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
                              const int32_t* tables, int64_t max_pages, const int32_t* tiles, int64_t n_tiles, int64_t n_head,
                              int64_t n_head_kv, int64_t head_dim, float* out, void* stream) {
-    if (n_head_kv <= 0 || n_head % n_head_kv != 0)
-        return err("cuda attention_tiled: ", n_head, " heads not a multiple of ", n_head_kv, " kv heads");
-    const int64_t group = n_head / n_head_kv;
-    if (group > kTileRows) return err("cuda attention_tiled: ", group, " query heads per KV head (at most 64)");
+    KernelStatus why;
+    const int64_t group = gqa_group("attention_tiled", n_head, n_head_kv, kTileRows, why);
+    if (group == 0) return why;
     if (n_tiles == 0) return {};
     const dim3 grid((unsigned)n_tiles, (unsigned)n_head_kv);
     const float scale = 1.0f / std::sqrt((float)head_dim);

@@ -282,10 +282,9 @@ KernelStatus expert_matmul_mma(DType type, const void* w, size_t expert_bytes, s
 KernelStatus attention_mma(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
                            const int32_t* tables, int64_t max_pages, const int32_t* tiles, int64_t n_tiles, int64_t n_head,
                            int64_t n_head_kv, int64_t head_dim, float* out, void* stream) {
-    if (n_head_kv <= 0 || n_head % n_head_kv != 0)
-        return err("cuda attention_mma: ", n_head, " heads not a multiple of ", n_head_kv, " kv heads");
-    const int64_t group = n_head / n_head_kv;
-    if (group > kAttRows) return err("cuda attention_mma: ", group, " query heads per KV head (at most 64)");
+    KernelStatus why;
+    const int64_t group = gqa_group("attention_mma", n_head, n_head_kv, kAttRows, why);
+    if (group == 0) return why;
     if (!attention_mma_fits(head_dim)) return err("cuda attention_mma: head_dim ", head_dim, " (64 or 128)");
     if (n_tiles == 0) return {};
     const dim3 grid((unsigned)n_tiles, (unsigned)n_head_kv);
