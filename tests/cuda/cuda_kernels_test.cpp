@@ -6,6 +6,7 @@
 #include <random>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/split_attention.h"
 #include "core/fp16.h"
 #include "cuda_test_util.h"
 #include "kernels/reference/int8.h"
@@ -350,6 +351,32 @@ TEST(CudaKernels, RouterTopkMatchesForward) {
     }
 }
 
+// Causal GQA attention of queries q (n_q, H * hd) at positions qpos of sequences qseq over f16
+// pools, slot(s, p) = the element offset of sequence s's position p: the reference.
+template <typename Slot>
+std::vector<float> attention_reference(const std::vector<float>& q, const std::vector<int32_t>& qpos,
+                                       const std::vector<int32_t>& qseq, const std::vector<uint16_t>& k_pool,
+                                       const std::vector<uint16_t>& v_pool, Slot slot, int64_t H, int64_t Hkv, int64_t hd) {
+    const int64_t n_q = (int64_t)qpos.size();
+    std::vector<float> want((size_t)(n_q * H * hd), 0.0f);
+    for (int64_t t = 0; t < n_q; ++t)
+        for (int64_t h = 0; h < H; ++h) {
+            const int64_t hk = h / (H / Hkv), n_pos = qpos[t] + 1;
+            std::vector<float> sc((size_t)n_pos);
+            for (int64_t p = 0; p < n_pos; ++p) {
+                float d = 0;
+                for (int64_t i = 0; i < hd; ++i)
+                    d += q[(t * H + h) * hd + i] * fp16_to_fp32(k_pool[slot(qseq[t], p) + hk * hd + i]);
+                sc[p] = d / std::sqrt((float)hd);
+            }
+            ref::softmax(sc.data(), n_pos);
+            for (int64_t p = 0; p < n_pos; ++p)
+                for (int64_t i = 0; i < hd; ++i)
+                    want[(t * H + h) * hd + i] += sc[p] * fp16_to_fp32(v_pool[slot(qseq[t], p) + hk * hd + i]);
+        }
+    return want;
+}
+
 // Paged KV cache + attention (GQA), as Forward::attention does it on a KvPool: two decode
 // sequences on shuffled pages, then a causal prefill of a whole sequence. K/V bytes bit-equal;
 // outputs 1e-5 relative.
@@ -380,22 +407,7 @@ TEST(CudaKernels, PagedAttentionMatchesForward) {
         for (int64_t p = 0; p < len[1]; ++p) qpos.push_back((int32_t)p), qseq.push_back(1);
         const int64_t n_q = (int64_t)qpos.size();
         const auto q = randn((size_t)(n_q * H * hd), 52);
-        std::vector<float> want((size_t)(n_q * H * hd), 0.0f);
-        for (int64_t t = 0; t < n_q; ++t)
-            for (int64_t h = 0; h < H; ++h) {
-                const int64_t hk = h / (H / Hkv), n_pos = qpos[t] + 1;
-                std::vector<float> sc((size_t)n_pos);
-                for (int64_t p = 0; p < n_pos; ++p) {
-                    float d = 0;
-                    for (int64_t i = 0; i < hd; ++i)
-                        d += q[(t * H + h) * hd + i] * fp16_to_fp32(k_pool[slot(qseq[t], p) + hk * hd + i]);
-                    sc[p] = d / std::sqrt((float)hd);
-                }
-                ref::softmax(sc.data(), n_pos);
-                for (int64_t p = 0; p < n_pos; ++p)
-                    for (int64_t i = 0; i < hd; ++i)
-                        want[(t * H + h) * hd + i] += sc[p] * fp16_to_fp32(v_pool[slot(qseq[t], p) + hk * hd + i]);
-            }
+        const std::vector<float> want = attention_reference(q, qpos, qseq, k_pool, v_pool, slot, H, Hkv, hd);
         // tiles of the tiled prefill kernel: single-token tiles (the two decode tokens), then
         // sequence 1's run cut into tiles of 64 / group tokens (host code: checked everywhere)
         const std::vector<int32_t> tiles = cuda::attention_tiles(qpos.data(), qseq.data(), n_q, H / Hkv);
@@ -430,6 +442,65 @@ TEST(CudaKernels, PagedAttentionMatchesForward) {
         ASSERT_EQ(ks, "");
         expect_close(gpu->get(out_m, want.size()), want, 4e-3f, "attention_mma head_dim " + std::to_string(hd));
     }
+}
+
+// Split-K decode attention (flash-decoding): four sequences of 1500, 700, 33 and 1 positions on
+// shuffled pages, one decode token each, GQA groups of 4 and 16, cut into 1 to 64 parts (empty
+// parts for the short sequences, the plan split_parts() makes for 132 SMs among them): the
+// reference's output, 1e-5 relative (fp32 sums in another order).
+TEST(CudaKernels, SplitDecodeAttentionMatchesForward) {
+    const std::vector<int64_t> len = {1500, 700, 33, 1};
+    const int64_t ps = 16, n_layer = 2, il = 1, max_pages = 94;
+    std::vector<int32_t> tables(len.size() * max_pages, 0);
+    std::vector<int32_t> order;
+    for (int64_t s = 0; s < (int64_t)len.size(); ++s)
+        for (int64_t i = 0; i < (len[s] + ps - 1) / ps; ++i) order.push_back((int32_t)order.size());
+    const int64_t n_pages = (int64_t)order.size();
+    std::shuffle(order.begin(), order.end(), std::mt19937(3));
+    for (int64_t s = 0, next = 0; s < (int64_t)len.size(); ++s)
+        for (int64_t i = 0; i < (len[s] + ps - 1) / ps; ++i) tables[s * max_pages + i] = order[next++];
+    const std::vector<int32_t> qseq = {0, 1, 2, 3};
+    std::vector<int32_t> qpos;
+    for (int64_t l : len) qpos.push_back((int32_t)l - 1);
+    const int64_t plan = cuda::split_parts(4, 2, len[0], 132);
+    EXPECT_EQ(plan, 4);  // 4 tokens x 2 KV heads x 4 parts < 264 blocks; 1500 positions keep 4 parts of 256+
+    for (int64_t hd : {64, 128, 256})
+        for (int64_t H : {8, 32}) {
+            const int64_t Hkv = 2, n_kv = Hkv * hd;
+            const size_t pool_elems = (size_t)(n_pages * n_layer * ps * n_kv);
+            std::vector<uint16_t> k_pool(pool_elems), v_pool(pool_elems);
+            const auto kf = randn(pool_elems, 60 + (uint32_t)hd), vf = randn(pool_elems, 61 + (uint32_t)hd);
+            for (size_t i = 0; i < pool_elems; ++i) k_pool[i] = fp32_to_fp16(kf[i]), v_pool[i] = fp32_to_fp16(vf[i]);
+            auto slot = [&](int64_t s, int64_t p) {
+                return ((size_t)((int64_t)tables[s * max_pages + p / ps] * n_layer + il) * ps + p % ps) * n_kv;
+            };
+            const auto q = randn((size_t)(4 * H * hd), 62);
+            const std::vector<float> want = attention_reference(q, qpos, qseq, k_pool, v_pool, slot, H, Hkv, hd);
+            std::string why;
+            auto gpu = cuda_test::open_gpu(why);
+            if (!gpu) GTEST_SKIP() << why << " (GPU part skipped)";
+            const cuda::KvLayer kv{gpu->put(k_pool), gpu->put(v_pool), n_layer, il, ps, n_kv};
+            const float* d_q = gpu->put(q);
+            const int32_t *d_pos = gpu->put(qpos), *d_seq = gpu->put(qseq), *d_tables = gpu->put(tables);
+            float* part_o = gpu->zeros<float>((size_t)(64 * 4 * H * hd));
+            float* part_ml = gpu->zeros<float>((size_t)(64 * 4 * H * 2));
+            for (int64_t parts : {(int64_t)1, (int64_t)2, plan, (int64_t)64}) {
+                float* out = gpu->zeros<float>(want.size());
+                ASSERT_EQ(cuda::attention_split(kv, d_q, d_pos, d_seq, d_tables, max_pages, 4, H, Hkv, hd, parts, part_o,
+                                                part_ml, out, nullptr),
+                          "");
+                expect_close(gpu->get(out, want.size()), want, 1e-5f,
+                             "split attention head_dim " + std::to_string(hd) + ", " + std::to_string(H / Hkv) +
+                                 " heads per kv head, " + std::to_string(parts) + " parts");
+            }
+            // refused: a group past kSplitMaxGroup, more parts than the scratch holds
+            EXPECT_NE(cuda::attention_split(kv, d_q, d_pos, d_seq, d_tables, max_pages, 4, 64, 2, hd, 1, part_o, part_ml,
+                                            part_o, nullptr),
+                      "");
+            EXPECT_NE(cuda::attention_split(kv, d_q, d_pos, d_seq, d_tables, max_pages, 8, H, Hkv, hd, 64, part_o,
+                                            part_ml, part_o, nullptr),
+                      "");
+        }
 }
 
 // W8A8 as the CPU's int8 path does it (Forward::linear_i8): activations quantized per token

@@ -10,6 +10,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/split_attention.h"
 #include "core/log.h"
 #include "model/device_layers.h"
 #include "model/model.h"
@@ -211,6 +212,12 @@ public:
             n_tiles_ = (int64_t)tiles.size() / 2;
             std::copy(tiles.begin(), tiles.end(), tables + n_seq * max_pages_);
         }
+        // decode-sized batches: the positions of long contexts split over parts run in parallel
+        n_parts_ = 1;
+        if (n_tiles_ == 0 && n_ > 0 && split_decode()) {
+            const int64_t max_pos = *std::max_element(pos.begin(), pos.end());
+            n_parts_ = cuda::split_parts(n_, hp_.n_head_kv, max_pos + 1, cuda::sm_count());
+        }
         const size_t meta_n = (size_t)(3 * n_ + n_seq * max_pages_ + 2 * n_tiles_);
         TANDEM_TRY(be_->upload(d_meta_, meta, meta_n * sizeof(int32_t), stream_.get()));
         d_tokens_ = d_meta_;
@@ -228,7 +235,7 @@ public:
         const bool with_add = pending_add_;
         pending_add_ = false;
         if (graphed()) {
-            const GraphKey key{il, n_, with_add};
+            const GraphKey key{il, n_, with_add, n_parts_};
             auto it = graphs_.find(key);
             if (it == graphs_.end()) {
                 TANDEM_TRY(stream_->begin_capture());
@@ -701,6 +708,9 @@ private:
             TANDEM_CUDA_TRY((cuda::attention_mma_fits(hd) ? cuda::attention_mma : cuda::attention_tiled)(
                 kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, d_tiles_, n_tiles_, hp_.n_head, hp_.n_head_kv, hd,
                 d_attn_, s()));
+        else if (split_decode())  // (decode: the GQA group's rows share each K/V read; long contexts split)
+            TANDEM_CUDA_TRY(cuda::attention_split(kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, hp_.n_head,
+                                                  hp_.n_head_kv, hd, n_parts_, d_part_o_, d_part_ml_, d_attn_, s()));
         else
             TANDEM_CUDA_TRY(cuda::attention(kv, d_q_, d_pos_, d_tok_seq_, d_tables_, max_pages_, n_, hp_.n_head,
                                             hp_.n_head_kv, hd, d_attn_, s()));
@@ -723,7 +733,8 @@ private:
         const size_t f = sizeof(float);
         const size_t bytes = (size_t)T * f * (3 * D + 2 * hp_.n_q() + 2 * hp_.n_kv() + ffn + K) +
                              (size_t)T * (sizeof(int32_t) * (K + 4) + (size_t)max_in_ + 8) +
-                             (size_t)(5 * T + cap_table_) * sizeof(int32_t) + 16 * 256;
+                             (size_t)(5 * T + cap_table_) * sizeof(int32_t) +
+                             (size_t)cuda::kSplitMaxRows * hp_.n_head * (hp_.head_dim + 2) * f + 18 * 256;
         TANDEM_ASSIGN(scratch_, be_->make_arena(bytes));
         auto take = [&](size_t b, const char* what) -> Result<void*> { return scratch_->alloc(std::max<size_t>(b, 4), what); };
         TANDEM_ASSIGN(void* x, take((size_t)(T * D) * f, "x"));
@@ -740,6 +751,9 @@ private:
         TANDEM_ASSIGN(void* xs, take((size_t)T * f, "int8 scales"));
         TANDEM_ASSIGN(void* xsum, take((size_t)T * sizeof(int32_t), "int8 sums"));
         TANDEM_ASSIGN(void* meta, take((size_t)(5 * T + cap_table_) * sizeof(int32_t), "batch"));
+        TANDEM_ASSIGN(void* po, take((size_t)cuda::kSplitMaxRows * hp_.n_q() * f, "attention parts"));
+        TANDEM_ASSIGN(void* pml, take((size_t)cuda::kSplitMaxRows * hp_.n_head * 2 * f, "attention part sums"));
+        d_part_o_ = (float*)po, d_part_ml_ = (float*)pml;
         d_x_ = (float*)x, d_cur_ = (float*)cur, d_delta_ = (float*)delta, d_q_ = (float*)q, d_attn_ = (float*)attn;
         d_k_ = (float*)k, d_v_ = (float*)v, d_ffn_ = (float*)fb, d_w_ = (float*)w, d_ids_ = (int32_t*)ids;
         d_xq_ = (int8_t*)xq, d_xs_ = (float*)xs, d_xsum_ = (int32_t*)xsum, d_meta_ = (int32_t*)meta;
@@ -781,7 +795,7 @@ private:
     std::string name_;
     CudaLayerOptions opt_;
     // recorded attention_and_route per (layer, tokens, with the previous layer's add first)
-    using GraphKey = std::tuple<int, int64_t, bool>;
+    using GraphKey = std::tuple<int, int64_t, bool, int64_t>;  // layer, tokens, pending add, attention parts
     std::map<GraphKey, std::unique_ptr<backend::Graph>> graphs_;
     bool pending_add_ = false;  // graphed: add_ffn's work waits for the next layer's graph
 
@@ -832,6 +846,14 @@ private:
     const int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr, *d_tok_seq_ = nullptr, *d_tables_ = nullptr;
     const int32_t* d_tiles_ = nullptr;
     int64_t n_tiles_ = 0;  // > 0: this batch's attention runs tiled (prefill)
+    int64_t n_parts_ = 1;  // decode attention: parts of the positions (split_parts)
+    float *d_part_o_ = nullptr, *d_part_ml_ = nullptr;  // their partial results (kSplitMaxRows token-parts)
+    // decode attention runs split (split_attention.cu) where the model's GQA group allows
+    bool split_decode() const {
+        const int64_t hd = hp_.head_dim;
+        return hp_.n_head_kv > 0 && hp_.n_head % hp_.n_head_kv == 0 && hp_.n_head / hp_.n_head_kv <= cuda::kSplitMaxGroup &&
+               (hd == 32 || hd == 64 || hd == 128 || hd == 256);
+    }
     // batches above this many tokens run the tiled attention (at or below: decode-sized, and
     // what CUDA graphs record)
     static constexpr int64_t kTiledAttentionFrom = CudaLayerOptions::kMaxGraphTokens;

@@ -7,14 +7,10 @@
 #pragma once
 #include <cstdint>
 
+#include "backend/cuda/host_device.h"
 #include "core/dtype.h"
 #if defined(__CUDACC__)
 #include <cuda_fp16.h>
-#define TANDEM_HD __host__ __device__ __forceinline__
-#define TANDEM_UNROLL _Pragma("unroll")  // (chunks stay in registers only when fully unrolled)
-#else
-#define TANDEM_HD inline
-#define TANDEM_UNROLL
 #endif
 #include "core/fp16.h"
 #include "kernels/reference/quants.h"

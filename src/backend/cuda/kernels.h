@@ -133,6 +133,17 @@ KernelStatus attention_mma(const KvLayer& kv, const float* q, const int32_t* pos
                            const int32_t* tables, int64_t max_pages, const int32_t* tiles, int64_t n_tiles, int64_t n_head,
                            int64_t n_head_kv, int64_t head_dim, float* out, void* stream);
 
+// Decode attention split over positions (flash-decoding, split_attention.cu; the plan and the
+// merge: split_attention.h): one block per (token, KV head, part), the GQA group's query rows
+// together, n_parts from split_parts(). The same queries and output as `attention`; n_head /
+// n_head_kv at most kSplitMaxGroup. More than one part: the partial results go to part_o
+// (n_parts * n_tok * n_head * head_dim floats) and part_ml (2 per row of it), then a merge pass.
+KernelStatus attention_split(const KvLayer& kv, const float* q, const int32_t* pos, const int32_t* tok_seq,
+                             const int32_t* tables, int64_t max_pages, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                             int64_t head_dim, int64_t n_parts, float* part_o, float* part_ml, float* out, void* stream);
+// SMs of the current device (1 when it cannot be asked): what split_parts() fills.
+int64_t sm_count();
+
 // W8A8 (kernels/reference/int8.h, model.h Int8Linear). Activations of n_tok tokens (n_tok, in) to
 // int8: dynamic (x_scale[t] = max|x| / 127) or static (input_scale, input_offset; x_scale = 1);
 // x_sum[t] = sum of the token's x_q.
