@@ -24,7 +24,12 @@ public:
 private:
     SamplerParams p_;
     Rng rng_;
-    std::vector<std::pair<float, int32_t>> cand_;  // (logit or prob, id)
+    struct Cand {
+        float x;     // logit / temperature: the order
+        float e;     // exp(x - the best x)
+        int32_t id;
+    };
+    std::vector<Cand> cand_;
 };
 
 int32_t argmax(const float* logits, int64_t n);
