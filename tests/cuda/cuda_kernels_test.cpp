@@ -516,7 +516,8 @@ TEST(CudaKernels, Int8MatmulMatchesTheCpuInt8Path) {
         for (int64_t k = 0; k < in; ++k) wsum[r] += wq[r * in + k];
         zero[r] = (float)(r % 5) - 2.0f;
     }
-    for (int64_t n_tok : {1, 9}) {
+    // 1 and 9 tokens: DP4A; 17 and 100: int8 tensor cores (matmul_i8_mma, also called directly below)
+    for (int64_t n_tok : {1, 9, 17, 100}) {
         auto x = randn((size_t)(n_tok * in), 71 + (uint32_t)n_tok, 2.0f);
         x[3] = 40.0f;  // an outlier: clamped by the static range
         const float in_scale = 6.0f / 127.0f, in_offset = -3.0f;
@@ -564,8 +565,16 @@ TEST(CudaKernels, Int8MatmulMatchesTheCpuInt8Path) {
             if (!c.dynamic) rw.bias = gpu->put(bias);
             if (c.zero) rw.zero = gpu->put(zero);
             float* y = gpu->zeros<float>(want.size());
-            ASSERT_EQ(cuda::matmul_i8(gpu->put(wq), (size_t)in, rows, in, d_xq, d_xs, d_sum, n_tok, rw, y, nullptr), "");
-            expect_close(gpu->get(y, want.size()), want, 1e-6f, std::string("matmul_i8 ") + c.name);
+            const int8_t* d_wq = gpu->put(wq);
+            ASSERT_EQ(cuda::matmul_i8(d_wq, (size_t)in, rows, in, d_xq, d_xs, d_sum, n_tok, rw, y, nullptr), "");
+            expect_close(gpu->get(y, want.size()), want, 1e-6f,
+                         std::string("matmul_i8 ") + c.name + ", " + std::to_string(n_tok) + " tokens");
+            // the tensor-core kernel at every size (a partial tile of rows and tokens; the inputs'
+            // last 12 past the 64-byte steps)
+            float* ym = gpu->zeros<float>(want.size());
+            ASSERT_EQ(cuda::matmul_i8_mma(d_wq, (size_t)in, rows, in, d_xq, d_xs, d_sum, n_tok, rw, ym, nullptr), "");
+            expect_close(gpu->get(ym, want.size()), want, 1e-6f,
+                         std::string("matmul_i8_mma ") + c.name + ", " + std::to_string(n_tok) + " tokens");
         }
     }
 }

@@ -44,6 +44,15 @@ __device__ __forceinline__ size_t kv_offset(const KvLayer& kv, int32_t page, int
     return ((size_t)((int64_t)page * kv.n_layer + kv.il) * kv.page_size + slot) * kv.n_kv;
 }
 
+// A W8A8 output from its exact int32 dot v (row r, token tk): static (bias) y = (v + bias) *
+// scale; dynamic y = (v - zero * x_sum) * x_scale * scale (zero optional)
+__device__ __forceinline__ float i8_dequant(int v, int64_t r, int64_t tk, const I8Rows& rows, const float* x_scale,
+                                            const int32_t* x_sum) {
+    if (rows.bias) return (float)((long long)v + rows.bias[r]) * rows.scale[r];
+    if (rows.zero) return ((float)v - rows.zero[r] * (float)x_sum[tk]) * x_scale[tk] * rows.scale[r];
+    return (float)v * x_scale[tk] * rows.scale[r];
+}
+
 // The GQA group (query heads per KV head) of an attention launch, or 0 with `why` set when the
 // heads do not divide or the group exceeds max_group rows
 inline int64_t gqa_group(const char* what, int64_t n_head, int64_t n_head_kv, int64_t max_group, KernelStatus& why) {

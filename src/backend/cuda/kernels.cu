@@ -462,11 +462,7 @@ __global__ void k_matmul_i8(const int8_t* w, size_t row_stride, int64_t n_rows, 
         for (int o = kWarp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
         if (lane != 0 || t >= nt) continue;
         const int64_t tk = t0 + t;
-        float out;
-        if (rows.bias) out = (float)((long long)v + rows.bias[r]) * rows.scale[r];
-        else if (rows.zero) out = ((float)v - rows.zero[r] * (float)x_sum[tk]) * x_scale[tk] * rows.scale[r];
-        else out = (float)v * x_scale[tk] * rows.scale[r];
-        y[tk * n_rows + r] = out;
+        y[tk * n_rows + r] = i8_dequant(v, r, tk, rows, x_scale, x_sum);
     }
 }
 
@@ -484,6 +480,7 @@ KernelStatus matmul_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64
                        const float* x_scale, const int32_t* x_sum, int64_t n_tok, const I8Rows& rows, float* y,
                        void* stream) {
     if (n_tok == 0 || n_rows == 0) return {};
+    if (n_tok >= kMmaMinTokens) return matmul_i8_mma(w, row_stride, n_rows, in, xq, x_scale, x_sum, n_tok, rows, y, stream);
     const dim3 grid((unsigned)((n_rows + kMatWarps - 1) / kMatWarps), (unsigned)((n_tok + kTokTile - 1) / kTokTile));
     k_matmul_i8<<<grid, kMatWarps * kWarp, 0, st(stream)>>>(w, row_stride, n_rows, in, xq, x_scale, x_sum, n_tok, rows, y);
     return launched("matmul_i8");

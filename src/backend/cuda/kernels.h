@@ -156,10 +156,16 @@ struct I8Rows {
     const int32_t* bias = nullptr;  // (n_rows) quant_bias: static activations
     const float* zero = nullptr;    // (n_rows) weight zero points
 };
-// y (n_tok, n_rows) from int8 weight rows (`row_stride` bytes apart) and int8 activations (n_tok, in).
+// y (n_tok, n_rows) from int8 weight rows (`row_stride` bytes apart) and int8 activations (n_tok, in):
+// one warp per row (DP4A) below kMmaMinTokens tokens, matmul_i8_mma from there on.
 KernelStatus matmul_i8(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t in, const int8_t* xq,
                        const float* x_scale, const int32_t* x_sum, int64_t n_tok, const I8Rows& rows, float* y,
                        void* stream);
+
+// The same on int8 tensor cores (mma_i8.cu: WMMA 16x16x16 s8 -> s32, exact like DP4A), any token count.
+KernelStatus matmul_i8_mma(const int8_t* w, size_t row_stride, int64_t n_rows, int64_t in, const int8_t* xq,
+                           const float* x_scale, const int32_t* x_sum, int64_t n_tok, const I8Rows& rows, float* y,
+                           void* stream);
 
 // Greedy sampling: ids[t] = argmax of logits row t (ties to the lower index).
 KernelStatus argmax(const float* logits, int64_t n_tok, int64_t n_vocab, int32_t* ids, void* stream);
