@@ -1,7 +1,8 @@
 // Micro-benchmark of every CPU kernel (each ISA this machine has) on the matrix shapes of
 // Qwen3-30B-A3B and Qwen3-235B-A22B, single thread: one activation row against the weight
 // rows, as in decode (ISA/type/shape), and prefill GEMM over n_tok rows (gemm/ISA/type/shape/n_tok).
-// Reports weight GB/s (bytes_per_second, per pass over the weights) and GFLOP/s.
+// Reports weight GB/s (bytes_per_second, per pass over the weights) and GFLOP/s. Also the
+// sampler on a 152K vocabulary (sample/...): what each sampled token costs the host.
 //   build/bin/kernels_bench [--benchmark_filter=Q4_K]
 #include <benchmark/benchmark.h>
 
@@ -13,6 +14,7 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
+#include "runtime/sampler.h"
 
 namespace {
 
@@ -186,7 +188,28 @@ void bench_attention(benchmark::State& state, cpu::Isa isa, int64_t n_pos, int64
     state.SetBytesProcessed((int64_t)state.iterations() * n_pos * hd * 2 * 2);  // the head's keys and values
 }
 
+// One sampled token from Qwen3-sized logits: normals (sd 2.5) with a few tokens far ahead, as a
+// model's distribution has a head
+void bench_sample(benchmark::State& state, SamplerParams p) {
+    const int64_t V = 151936;
+    std::vector<float> logits((size_t)V);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.0f, 2.5f);
+    for (auto& x : logits) x = nd(rng);
+    for (int i = 0; i < 20; ++i) logits[rng() % V] += 12.0f;
+    Sampler s(p);
+    for (auto _ : state) benchmark::DoNotOptimize(s.sample(logits.data(), V));
+}
+
 int register_all() {
+    struct SampleCase {
+        const char* name;
+        SamplerParams p;
+    };
+    for (const SampleCase& c : {SampleCase{"greedy", {0.0f}}, SampleCase{"temp1", {1.0f}},
+                                SampleCase{"temp0.7_top_p0.9", {0.7f, 0, 0.9f}}, SampleCase{"temp1_min_p0.05", {1.0f, 0, 1.0f, 0.05f}},
+                                SampleCase{"qwen3_temp0.6_top_k20_top_p0.95", {0.6f, 20, 0.95f}}})
+        benchmark::RegisterBenchmark((std::string("sample/") + c.name).c_str(), bench_sample, c.p)->Unit(benchmark::kMicrosecond);
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa) || !cpu::kernels_for(isa).attention) continue;
         for (int64_t n_pos : {512, 4096})
