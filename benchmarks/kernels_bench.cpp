@@ -221,7 +221,8 @@ int register_all() {
     }
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa) || isa == cpu::Isa::generic) continue;
-        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K, DType::IQ4_XS})
+        for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K, DType::IQ4_XS, DType::Q4_0,
+                        DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL})
             for (const Shape& s : kShapes)
                 for (int64_t n_tok : {1, 4, 8, 32, 128}) {
                     if (n_tok > 4 && s.rows > 8192) continue;  // the LM head: one token per sequence of a decode step

@@ -16,7 +16,8 @@
 namespace tandem::cpu {
 namespace {
 
-const DType kPackedTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K, DType::IQ4_XS};
+const DType kPackedTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K, DType::IQ4_XS,
+                              DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL};
 
 // rows x n quantized weights with a few outlier rows/columns, so scales and mins vary a lot (the
 // types without a quantizer: random blocks, every bit pattern)
@@ -42,9 +43,11 @@ TEST(PackedLayout, PackThenUnpackGivesTheSameBytes) {
             const size_t rb = row_bytes(t, n);
             const auto w = make_rows(t, ref::kPackRows, n, 7 + (uint32_t)n);
             std::vector<uint8_t> packed(ref::packed_group_bytes(t, n)), back(w.size(), 0xAB);
-            // Q6_K keeps the size; Q4_K/Q5_K/Q3_K spread out their 12 packed scale bytes (+64 bytes per
-            // 16 rows x 256), Q2_K its 16 scale/min bytes (+256), IQ4_XS holds its scales twice (+160)
-            const size_t extra = t == DType::Q6_K ? 0 : t == DType::Q2_K ? 256 : t == DType::IQ4_XS ? 160 : 64;
+            // Q6_K and the 32-element block types keep the size; Q4_K/Q5_K/Q3_K spread out their 12
+            // packed scale bytes (+64 bytes per 16 rows x 256), Q2_K its 16 scale/min bytes (+256),
+            // IQ4_XS holds its scales twice (+160)
+            const bool same = t == DType::Q6_K || ref::q0_layout(t).bytes > 0;
+            const size_t extra = same ? 0 : t == DType::Q2_K ? 256 : t == DType::IQ4_XS ? 160 : 64;
             EXPECT_EQ(packed.size(), w.size() + extra * (size_t)(n / 256));
             ref::pack_group(t, w.data(), rb, n, packed.data());
             ref::unpack_group(t, packed.data(), n, back.data(), rb);
@@ -53,15 +56,16 @@ TEST(PackedLayout, PackThenUnpackGivesTheSameBytes) {
     }
 }
 
-TEST(PackedLayout, OnlyTheKTypesHaveOne) {
+TEST(PackedLayout, EveryBlockQuantHasOne) {
     EXPECT_TRUE(ref::has_packed_layout(DType::Q4_K));
     EXPECT_TRUE(ref::has_packed_layout(DType::Q5_K));
     EXPECT_TRUE(ref::has_packed_layout(DType::Q6_K));
     EXPECT_TRUE(ref::has_packed_layout(DType::Q3_K));
     EXPECT_TRUE(ref::has_packed_layout(DType::Q2_K));
     EXPECT_TRUE(ref::has_packed_layout(DType::IQ4_XS));
-    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::IQ4_NL})
-        EXPECT_FALSE(ref::has_packed_layout(t)) << dtype_name(t);
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL})
+        EXPECT_TRUE(ref::has_packed_layout(t)) << dtype_name(t);
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_K}) EXPECT_FALSE(ref::has_packed_layout(t)) << dtype_name(t);
 }
 
 class PackedKernels : public ::testing::TestWithParam<Isa> {};

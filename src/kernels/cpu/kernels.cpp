@@ -85,6 +85,12 @@ KernelTable make_generic() {
     t.packed_gemm[(int)DType::Q3_K] = packed_gemm_ref<DType::Q3_K>;
     t.packed_gemm[(int)DType::Q2_K] = packed_gemm_ref<DType::Q2_K>;
     t.packed_gemm[(int)DType::IQ4_XS] = packed_gemm_ref<DType::IQ4_XS>;
+    t.packed_gemm[(int)DType::Q4_0] = packed_gemm_ref<DType::Q4_0>;
+    t.packed_gemm[(int)DType::Q4_1] = packed_gemm_ref<DType::Q4_1>;
+    t.packed_gemm[(int)DType::Q5_0] = packed_gemm_ref<DType::Q5_0>;
+    t.packed_gemm[(int)DType::Q5_1] = packed_gemm_ref<DType::Q5_1>;
+    t.packed_gemm[(int)DType::Q8_0] = packed_gemm_ref<DType::Q8_0>;
+    t.packed_gemm[(int)DType::IQ4_NL] = packed_gemm_ref<DType::IQ4_NL>;
     t.rms_norm = ref::rms_norm;
     t.swiglu = ref::swiglu;
     t.axpy = axpy_ref;

@@ -243,11 +243,73 @@ void unpack_iq4_xs(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) 
     }
 }
 
+// The 32-element block types: d (and m) per row; the level bytes interleaved 4 at a time (the
+// nibble pairs of the 4-bit types as the GGUF holds them); Q5's fifth bits regrouped per byte.
+// Block fields by offset: d at 0, then m (the *_1 types), qh, qs (see quants.h).
+struct Q0Fields {
+    size_t m, qh, qs;
+};
+constexpr Q0Fields q0_fields(DType t) {
+    switch (t) {
+        case DType::Q4_1: return {2, 0, 4};
+        case DType::Q5_0: return {0, 2, 6};
+        case DType::Q5_1: return {2, 4, 8};
+        default: return {0, 0, 2};  // Q4_0, IQ4_NL, Q8_0
+    }
+}
+
+void pack_q0(DType t, const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
+    const Q0Layout L = q0_layout(t);
+    const Q0Fields F = q0_fields(t);
+    const size_t bb = row_bytes(t, kQK);
+    for (int64_t ib = 0; ib < nb; ++ib, out += L.bytes) {
+        for (int r = 0; r < kR; ++r) {
+            const uint8_t* b = rows + (size_t)r * stride + (size_t)ib * bb;
+            std::memcpy(out + 2 * r, b, 2);
+            if (L.m) std::memcpy(out + L.m + 2 * r, b + F.m, 2);
+            for (int i = 0; i < L.chunks; ++i) std::memcpy(out + L.qs + 64 * i + 4 * r, b + F.qs + 4 * i, 4);
+            if (L.qh) {
+                uint32_t qh;
+                std::memcpy(&qh, b + F.qh, 4);
+                for (int k = 0; k < 4; ++k) {
+                    uint8_t v = 0;
+                    for (int i = 0; i < 4; ++i)
+                        v |= (uint8_t)((((qh >> (4 * i + k)) & 1) << (2 * i)) | (((qh >> (16 + 4 * i + k)) & 1) << (2 * i + 1)));
+                    out[L.qh + 4 * r + k] = v;
+                }
+            }
+        }
+    }
+}
+
+void unpack_q0(DType t, const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride) {
+    const Q0Layout L = q0_layout(t);
+    const Q0Fields F = q0_fields(t);
+    const size_t bb = row_bytes(t, kQK);
+    for (int64_t ib = 0; ib < nb; ++ib, in += L.bytes) {
+        for (int r = 0; r < kR; ++r) {
+            uint8_t* b = rows + (size_t)r * stride + (size_t)ib * bb;
+            std::memcpy(b, in + 2 * r, 2);
+            if (L.m) std::memcpy(b + F.m, in + L.m + 2 * r, 2);
+            for (int i = 0; i < L.chunks; ++i) std::memcpy(b + F.qs + 4 * i, in + L.qs + 64 * i + 4 * r, 4);
+            if (L.qh) {
+                uint32_t qh = 0;
+                for (int k = 0; k < 4; ++k) {
+                    const uint8_t v = in[L.qh + 4 * r + k];
+                    for (int i = 0; i < 4; ++i)
+                        qh |= ((uint32_t)((v >> (2 * i)) & 1) << (4 * i + k)) | ((uint32_t)((v >> (2 * i + 1)) & 1) << (16 + 4 * i + k));
+                }
+                std::memcpy(b + F.qh, &qh, 4);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 bool has_packed_layout(DType type) {
     return type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K || type == DType::Q3_K ||
-           type == DType::Q2_K || type == DType::IQ4_XS;
+           type == DType::Q2_K || type == DType::IQ4_XS || q0_layout(type).bytes > 0;
 }
 
 size_t packed_group_bytes(DType type, int64_t n) {
@@ -259,7 +321,7 @@ size_t packed_group_bytes(DType type, int64_t n) {
         case DType::Q3_K: return nb * kPackedQ3KBlock;
         case DType::Q2_K: return nb * kPackedQ2KBlock;
         case DType::IQ4_XS: return nb * kPackedIQ4XSBlock;
-        default: return 0;
+        default: return (size_t)(n / kQK) * q0_layout(type).bytes;
     }
 }
 
@@ -270,6 +332,7 @@ void pack_group(DType type, const uint8_t* rows, size_t row_stride, int64_t n, u
     else if (type == DType::Q3_K) pack_q3_k(rows, row_stride, n / kQK_K, out);
     else if (type == DType::Q2_K) pack_q2_k(rows, row_stride, n / kQK_K, out);
     else if (type == DType::IQ4_XS) pack_iq4_xs(rows, row_stride, n / kQK_K, out);
+    else if (q0_layout(type).bytes) pack_q0(type, rows, row_stride, n / kQK, out);
 }
 
 void unpack_group(DType type, const uint8_t* group, int64_t n, uint8_t* rows, size_t row_stride) {
@@ -279,6 +342,7 @@ void unpack_group(DType type, const uint8_t* group, int64_t n, uint8_t* rows, si
     else if (type == DType::Q3_K) unpack_q3_k(group, n / kQK_K, rows, row_stride);
     else if (type == DType::Q2_K) unpack_q2_k(group, n / kQK_K, rows, row_stride);
     else if (type == DType::IQ4_XS) unpack_iq4_xs(group, n / kQK_K, rows, row_stride);
+    else if (q0_layout(type).bytes) unpack_q0(type, group, n / kQK, rows, row_stride);
 }
 
 void packed_gemm(DType type, const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok,

@@ -45,6 +45,17 @@
 //                              take the levels + 128 as unsigned bytes and the 128 back through
 //                              the Q8_K block sums, per scale)
 //   uint8_t  qs[32][64]        Q4_K x16's chunks of 4-bit indices into the 16 IQ4 levels
+// The 32-element block types (the *_0 / *_1 families and IQ4_NL), per 32-column block of the
+// group, no bigger than the rows they come from:
+//   uint16_t d[16]             f16, per row
+//   uint16_t m[16]             f16 (Q4_1, Q5_1 only)
+//   4-bit levels (Q4_0, IQ4_NL, Q4_1, Q5_0, Q5_1):
+//   uint8_t  qs[4][64]         chunk i: byte 4r + b = the GGUF qs[4i + b] of row r (low nibble:
+//                              element 4i + b, high: 16 + 4i + b), Q4_K x16's chunks of one sub-block
+//   uint8_t  qh[64]            (Q5_0, Q5_1) byte 4r + b: bit 2i the fifth bit of the low element
+//                              of qs chunk i's byte 4r + b, bit 2i + 1 the high one's
+//   Q8_0: int8_t qs[8][64]     chunk i: byte 4r + b = q[r][4i + b]
+//   Q4_0 288 bytes (16 x 18), IQ4_NL 288, Q4_1 320, Q5_0 352, Q5_1 384, Q8_0 544 (16 x 34).
 #pragma once
 
 #include <cstddef>
@@ -88,7 +99,26 @@ namespace packed_iq4_xs {
 constexpr size_t d = 0, sc = 32, scp = 160, qs = 288;
 }
 
-// Whether `type` has a packed layout (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K, IQ4_XS).
+// A 32-element block type's packed block: its bytes and where its fields start (m, qh: 0 when
+// the type has none); bytes == 0 for the other types.
+struct Q0Layout {
+    size_t bytes, m, qs, qh;
+    int chunks;  // 64-byte chunks of levels: 4 (4-bit) or 8 (Q8_0)
+};
+constexpr Q0Layout q0_layout(DType t) {
+    switch (t) {
+        case DType::Q4_0:
+        case DType::IQ4_NL: return {288, 0, 32, 0, 4};
+        case DType::Q4_1: return {320, 32, 64, 0, 4};
+        case DType::Q5_0: return {352, 0, 32, 288, 4};
+        case DType::Q5_1: return {384, 32, 64, 320, 4};
+        case DType::Q8_0: return {544, 0, 32, 0, 8};
+        default: return {0, 0, 0, 0, 0};
+    }
+}
+
+// Whether `type` has a packed layout (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K, IQ4_XS; Q4_0, Q4_1, Q5_0,
+// Q5_1, Q8_0, IQ4_NL).
 bool has_packed_layout(DType type);
 // Bytes of one group of 16 rows of n columns (n a multiple of the type's block size).
 size_t packed_group_bytes(DType type, int64_t n);

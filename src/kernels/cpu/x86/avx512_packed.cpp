@@ -8,6 +8,8 @@
 // from the activation block sums (VPDPWSSD on (min, min) x (sum, sum) pairs) and the float scales
 // are applied once. Integer sums are exact; only the float accumulation order differs from the
 // reference. Several tokens share each unpacked chunk, and two groups each broadcast activation.
+// The 32-element block types (Q4_0 ... Q8_0, IQ4_NL) run the same way per block of 32, their
+// activations' block sums taking the levels' offsets back.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -315,27 +317,185 @@ void k16_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const*
         for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * ldy + 16 * h, acc[h][t]);
 }
 
-// Tiles: G groups x T tokens, one signature for every kernel (psum: Q4_K's pair sums or null).
-using TileFn = void (*)(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const int16_t* psum, float* y,
+// ---- The 32-element block types (Q4_0, IQ4_NL, Q4_1, Q5_0, Q5_1, Q8_0; Q8_0 activations). Per
+// block and row an exact int32 sum of unsigned levels x activations by VPDPBUSD (Q8_0's bytes +
+// 128, IQ4_NL's table values + 128, the others' levels as stored), the offset taken back through
+// the activation block's sum (isum - off * asum); then y += da * (d * isum' [+ m * asum]), the
+// reference's d_w * d_a * isum (and the *_1 types' da * (d qa + m sa)) in float.
+enum class Q0 { q4_0, iq4_nl, q4_1, q5_0, q5_1, q8_0 };
+
+template <Q0 K>
+struct Q0Traits {
+    static constexpr DType kType = K == Q0::q4_0     ? DType::Q4_0
+                                   : K == Q0::iq4_nl ? DType::IQ4_NL
+                                   : K == Q0::q4_1   ? DType::Q4_1
+                                   : K == Q0::q5_0   ? DType::Q5_0
+                                   : K == Q0::q5_1   ? DType::Q5_1
+                                                     : DType::Q8_0;
+    static constexpr size_t kBytes = ref::q0_layout(kType).bytes, kM = ref::q0_layout(kType).m,
+                            kQs = ref::q0_layout(kType).qs, kQh = ref::q0_layout(kType).qh;
+    static constexpr int kOffset = K == Q0::q4_0 ? 8 : K == Q0::q5_0 ? 16 : (K == Q0::iq4_nl || K == Q0::q8_0) ? 128 : 0;
+};
+
+// A token's Q8_0 block: its scale and the sum of its 32 values, once per call
+struct Q0Act {
+    float d;
+    int32_t sum;
+};
+
+void q0_act_info(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<Q0Act>& out) {
+    if (out.size() < (size_t)(n_tok * nb)) out.resize((size_t)(n_tok * nb));
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int64_t t = 0; t < n_tok; ++t) {
+        const auto* a = static_cast<const ref::BlockQ8_0*>(acts[t]);
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const __m256i q = _mm256_loadu_si256((const __m256i*)a[ib].qs);
+            const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
+            __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+            x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4E));
+            x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xB1));
+            out[(size_t)(t * nb + ib)] = {_cvtsh_ss(a[ib].d), _mm_cvtsi128_si32(x)};
+        }
+    }
+}
+
+// G groups of 16 rows . T tokens, y[t * ldy + 16h + r]; with one group two accumulator chains
+// per token (VPDPBUSD's latency), as affine_groups
+template <Q0 K, int G, int T>
+void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* const* a, const Q0Act* const* info,
+               float* y, int64_t ldy) {
+    using Tr = Q0Traits<K>;
+    constexpr bool kTwoChains = G == 1, kQ5 = Tr::kQh != 0, kM = Tr::kM != 0;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10), x80 = _mm512_set1_epi8((char)0x80);
+    __m512i levels = _mm512_setzero_si512();  // IQ4_NL: its 16 levels + 128 in every 128-bit lane
+    if constexpr (K == Q0::iq4_nl) {
+        alignas(16) uint8_t u[16];
+        for (int i = 0; i < 16; ++i) u[i] = (uint8_t)(ref::kIq4nlValues[i] + 128);
+        levels = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i*)u));
+    }
+    __m512 acc[G][T];
+    for (int h = 0; h < G; ++h)
+        for (int t = 0; t < T; ++t) acc[h][t] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ++ib, g += Tr::kBytes) {
+        __m512i s0[G][T], s1[G][T];
+        for (int h = 0; h < G; ++h)
+            for (int t = 0; t < T; ++t) s0[h][t] = s1[h][t] = _mm512_setzero_si512();
+        // every line of the block kPrefetchBytes ahead (a block is 4.5 to 8.5 lines: one prefetch per
+        // 64-byte chunk left a line in nine to DRAM latency, 24 vs 36 GB/s streaming one thread)
+        for (int h = 0; h < G; ++h)
+            for (size_t l = 0; l < Tr::kBytes; l += 64) _mm_prefetch((const char*)(g + h * gb + kPrefetchBytes + l), _MM_HINT_T0);
+        if constexpr (K == Q0::q8_0) {
+            auto chunk = [&]<int i>() {
+                __m512i x[G];
+                for (int h = 0; h < G; ++h) {
+                    const uint8_t* c = g + h * gb + Tr::kQs + 64 * i;
+                    x[h] = _mm512_xor_si512(load(c), x80);
+                }
+#pragma GCC unroll 8
+                for (int t = 0; t < T; ++t) {
+                    const __m512i b = bcast4(a[t][ib].qs + 4 * i);
+                    for (int h = 0; h < G; ++h) {
+                        __m512i& dst = kTwoChains && (i & 1) ? s1[h][t] : s0[h][t];
+                        dst = _mm512_dpbusd_epi32(dst, x[h], b);
+                    }
+                }
+            };
+            chunk.template operator()<0>();
+            chunk.template operator()<1>();
+            chunk.template operator()<2>();
+            chunk.template operator()<3>();
+            chunk.template operator()<4>();
+            chunk.template operator()<5>();
+            chunk.template operator()<6>();
+            chunk.template operator()<7>();
+        } else {
+            __m512i qh[G];
+            if constexpr (kQ5)
+                for (int h = 0; h < G; ++h) qh[h] = load(g + h * gb + Tr::kQh);
+            auto chunk = [&]<int i>() {
+                __m512i lo[G], hi[G];
+                for (int h = 0; h < G; ++h) {
+                    const __m512i x = load(g + h * gb + Tr::kQs + 64 * i);
+                    lo[h] = _mm512_and_si512(x, m4);
+                    hi[h] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+                    if constexpr (kQ5) {  // | the fifth bits: (A | (B & C)) = 0xF8
+                        lo[h] = _mm512_ternarylogic_epi32(lo[h], bit_to_4<2 * i>(qh[h]), m10, 0xF8);
+                        hi[h] = _mm512_ternarylogic_epi32(hi[h], bit_to_4<2 * i + 1>(qh[h]), m10, 0xF8);
+                    }
+                    if constexpr (K == Q0::iq4_nl) {
+                        lo[h] = _mm512_shuffle_epi8(levels, lo[h]);
+                        hi[h] = _mm512_shuffle_epi8(levels, hi[h]);
+                    }
+                }
+#pragma GCC unroll 8
+                for (int t = 0; t < T; ++t) {
+                    const int8_t* q = a[t][ib].qs + 4 * i;
+                    const __m512i bl = bcast4(q), bh = bcast4(q + 16);
+                    for (int h = 0; h < G; ++h) {
+                        s0[h][t] = _mm512_dpbusd_epi32(s0[h][t], lo[h], bl);
+                        __m512i& dst = kTwoChains ? s1[h][t] : s0[h][t];
+                        dst = _mm512_dpbusd_epi32(dst, hi[h], bh);
+                    }
+                }
+            };
+            chunk.template operator()<0>();
+            chunk.template operator()<1>();
+            chunk.template operator()<2>();
+            chunk.template operator()<3>();
+        }
+        for (int h = 0; h < G; ++h) {
+            const uint8_t* gh = g + h * gb;
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)gh));
+            __m512 dm = _mm512_setzero_ps();
+            if constexpr (kM) dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + Tr::kM)));
+            for (int t = 0; t < T; ++t) {
+                const Q0Act ai = info[t][ib];
+                __m512i sum = kTwoChains ? _mm512_add_epi32(s0[h][t], s1[h][t]) : s0[h][t];
+                if constexpr (Tr::kOffset != 0) sum = _mm512_sub_epi32(sum, _mm512_set1_epi32(Tr::kOffset * ai.sum));
+                __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dw);
+                if constexpr (kM) v = _mm512_fmadd_ps(dm, _mm512_set1_ps((float)ai.sum), v);
+                acc[h][t] = _mm512_fmadd_ps(v, _mm512_set1_ps(ai.d), acc[h][t]);
+            }
+        }
+    }
+    for (int h = 0; h < G; ++h)
+        for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * ldy + 16 * h, acc[h][t]);
+}
+
+// Tiles: G groups x T tokens, one signature for every kernel. aux: what the kernel computed from
+// each token's activations once per call (Q4_K's pair sums, the 32-element types' block sums and
+// scales), its first token's; or null.
+using TileFn = void (*)(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const void* aux, float* y,
                         int64_t ldy);
 
 template <K32 K, int G, int T>
-void affine_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const int16_t* psum, float* y,
+void affine_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const void* aux, float* y,
                  int64_t ldy) {
     const BlockQ8_K* a[T];
     const int16_t* ps[T];
     for (int t = 0; t < T; ++t) {
         a[t] = static_cast<const BlockQ8_K*>(acts[t]);
-        ps[t] = psum + t * nb * 8;
+        ps[t] = static_cast<const int16_t*>(aux) + t * nb * 8;
     }
     affine_groups<K, G, T>(g, gb, nb, a, ps, y, ldy);
 }
 
 template <K16 K, int G, int T>
-void k16_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const int16_t*, float* y, int64_t ldy) {
+void k16_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const void*, float* y, int64_t ldy) {
     const BlockQ8_K* a[T];
     for (int t = 0; t < T; ++t) a[t] = static_cast<const BlockQ8_K*>(acts[t]);
     k16_groups<K, G, T>(g, gb, nb, a, y, ldy);
+}
+
+template <Q0 K, int G, int T>
+void q0_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const void* aux, float* y, int64_t ldy) {
+    const ref::BlockQ8_0* a[T];
+    const Q0Act* in[T];
+    for (int t = 0; t < T; ++t) {
+        a[t] = static_cast<const ref::BlockQ8_0*>(acts[t]);
+        in[t] = static_cast<const Q0Act*>(aux) + t * nb;
+    }
+    q0_groups<K, G, T>(g, gb, nb, a, in, y, ldy);
 }
 
 template <template <int, int> class K, int G, int... I>
@@ -366,6 +526,13 @@ template <int G, int T>
 struct Q2K {
     static constexpr TileFn fn = k16_tile<K16::q2, G, T>;
 };
+template <Q0 K>
+struct Q0Tile {
+    template <int G, int T>
+    struct F {
+        static constexpr TileFn fn = q0_tile<K, G, T>;
+    };
+};
 
 // A kernel's tiles: one group x up to n1 tokens, two groups x up to n2 tokens (n2 = 0: none).
 struct TileSet {
@@ -378,7 +545,7 @@ struct TileSet {
 // Pairs of groups share each broadcast activation (from 2 tokens on; decode takes groups one by
 // one); the tokens go in tiles of n2 (pairs) or n1 (single groups), then one tile of the rest.
 void run_tiles(const TileSet& ts, size_t gb, const uint8_t* w, int64_t n_groups, int64_t nb, const void* const* acts,
-               int64_t n_tok, const int16_t* psum, float* y, int64_t ldy) {
+               int64_t n_tok, const void* aux, size_t aux_per_tok, float* y, int64_t ldy) {
     int64_t g = 0;
     auto pass = [&](const TileFn* fns, int tile, int64_t n_g) {
         // With several tiles per group (prefill), the weights of the next groups (the rest of
@@ -400,7 +567,7 @@ void run_tiles(const TileSet& ts, size_t gb, const uint8_t* w, int64_t n_groups,
             const int64_t nt = base + (i < n_big ? 1 : 0);
             for (size_t b = 0; b < slice && ahead < next_bytes; b += kSlicePrefetchStride, ahead += kSlicePrefetchStride)
                 _mm_prefetch((const char*)next + ahead, _MM_HINT_T1);
-            fns[nt - 1](w + g * gb, gb, nb, acts + t0, psum ? psum + t0 * nb * 8 : nullptr,
+            fns[nt - 1](w + g * gb, gb, nb, acts + t0, aux ? static_cast<const uint8_t*>(aux) + t0 * aux_per_tok : nullptr,
                         y + t0 * ldy + g * ref::kPackRows, ldy);
             t0 += nt;
         }
@@ -433,15 +600,33 @@ void packed_gemm_affine(const uint8_t* w, int64_t n_groups, int64_t n, const voi
     const TileSet ts = kType == DType::Q5_K     ? TileSet{kQ5KOne.data(), 8, kQ5KTwo.data(), 6}
                        : kType == DType::IQ4_XS ? TileSet{kIQ4XSOne.data(), 8, kIQ4XSTwo.data(), 6}
                                                 : TileSet{kQ4KOne.data(), 8, kQ4KTwo.data(), 6};
-    run_tiles(ts, ref::packed_group_bytes(kType, n), w, n_groups, nb, acts, n_tok, psum.data(), y, ldy);
+    run_tiles(ts, ref::packed_group_bytes(kType, n), w, n_groups, nb, acts, n_tok, psum.data(),
+              (size_t)nb * 8 * sizeof(int16_t), y, ldy);
+}
+
+// The 32-element types: the Q4_K tile sizes (one group x 8, two x 6)
+template <Q0 K>
+struct Q0Tiles {
+    static constexpr auto one = tiles<Q0Tile<K>::template F, 1>(std::make_integer_sequence<int, 8>{});
+    static constexpr auto two = tiles<Q0Tile<K>::template F, 2>(std::make_integer_sequence<int, 6>{});
+};
+
+template <Q0 K>
+void packed_gemm_q0(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
+                    int64_t ldy) {
+    const int64_t nb = n / ref::kQK;
+    thread_local std::vector<Q0Act> info;
+    q0_act_info(acts, n_tok, nb, info);
+    run_tiles({Q0Tiles<K>::one.data(), 8, Q0Tiles<K>::two.data(), 6}, ref::packed_group_bytes(Q0Traits<K>::kType, n), w,
+              n_groups, nb, acts, n_tok, info.data(), (size_t)nb * sizeof(Q0Act), y, ldy);
 }
 
 template <DType kType>
 void packed_gemm_k16(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
                      int64_t ldy) {
     const TileFn* one = kType == DType::Q6_K ? kQ6KOne.data() : kType == DType::Q3_K ? kQ3KOne.data() : kQ2KOne.data();
-    run_tiles({one, 8, nullptr, 0}, ref::packed_group_bytes(kType, n), w, n_groups, n / kQK_K, acts, n_tok, nullptr, y,
-              ldy);
+    run_tiles({one, 8, nullptr, 0}, ref::packed_group_bytes(kType, n), w, n_groups, n / kQK_K, acts, n_tok, nullptr, 0,
+              y, ldy);
 }
 
 }  // namespace
@@ -453,6 +638,12 @@ void fill_avx512_packed(KernelTable& t) {
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_k16<DType::Q6_K>;
     t.packed_gemm[(int)DType::Q3_K] = packed_gemm_k16<DType::Q3_K>;
     t.packed_gemm[(int)DType::Q2_K] = packed_gemm_k16<DType::Q2_K>;
+    t.packed_gemm[(int)DType::Q4_0] = packed_gemm_q0<Q0::q4_0>;
+    t.packed_gemm[(int)DType::IQ4_NL] = packed_gemm_q0<Q0::iq4_nl>;
+    t.packed_gemm[(int)DType::Q4_1] = packed_gemm_q0<Q0::q4_1>;
+    t.packed_gemm[(int)DType::Q5_0] = packed_gemm_q0<Q0::q5_0>;
+    t.packed_gemm[(int)DType::Q5_1] = packed_gemm_q0<Q0::q5_1>;
+    t.packed_gemm[(int)DType::Q8_0] = packed_gemm_q0<Q0::q8_0>;
 }
 
 }  // namespace tandem::cpu
