@@ -606,6 +606,12 @@ void fill_neon_kernels(KernelTable& t) {
     t.packed_gemm[(int)DType::Q3_K] = packed_gemm_neon<DType::Q3_K>;
     t.packed_gemm[(int)DType::Q2_K] = packed_gemm_neon<DType::Q2_K>;
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_neon<DType::Q6_K>;
+    t.packed_gemm[(int)DType::Q4_0] = packed_gemm_q0_neon<Q0n::q4_0>;
+    t.packed_gemm[(int)DType::IQ4_NL] = packed_gemm_q0_neon<Q0n::iq4_nl>;
+    t.packed_gemm[(int)DType::Q4_1] = packed_gemm_q0_neon<Q0n::q4_1>;
+    t.packed_gemm[(int)DType::Q5_0] = packed_gemm_q0_neon<Q0n::q5_0>;
+    t.packed_gemm[(int)DType::Q5_1] = packed_gemm_q0_neon<Q0n::q5_1>;
+    t.packed_gemm[(int)DType::Q8_0] = packed_gemm_q0_neon<Q0n::q8_0>;
     t.convert[(int)DType::Q8_K] = convert_q8_k;
     t.convert[(int)DType::Q8_0] = convert_q8_0;
     t.convert[(int)DType::F16] = convert_f16;

@@ -1,5 +1,5 @@
 // NEON kernels over the packed 16-row layouts of kernels/reference/packed.h (every one: Q4_K,
-// Q5_K, IQ4_XS, Q6_K, Q3_K and Q2_K x16), included by neon_kernels.h inside its anonymous namespace (compiled once per NEON
+// Q5_K, IQ4_XS, Q6_K, Q3_K and Q2_K x16, and the 32-element types'), included by neon_kernels.h inside its anonymous namespace (compiled once per NEON
 // table).
 //
 // The layout made for VPDPBUSD suits SDOT by lane as it is: a 64-byte chunk holds 4 columns of
@@ -264,6 +264,107 @@ void k16_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, 
     }
 }
 
+// The 32-element block types (Q4_0, IQ4_NL, Q4_1, Q5_0, Q5_1, Q8_0 x16; Q8_0 activations). A
+// 4-bit chunk i meets the block's activations 4i.. (low nibbles, lane i of qs[0..15]) and 16 + 4i..
+// (high, lane i of qs[16..31]); Q8_0's chunk i the activations 4i.. (lane i % 4 of the half i / 4).
+// Levels: Q4_0 / Q5_0 unsigned (the 8 / 16 back through the activation block's sum), IQ4_NL its
+// signed table values (TBL), Q4_1 / Q5_1 unsigned with d q + m (the m through the sum), Q8_0 as
+// stored. Per 4 rows and block: y += da (d isum' [+ m asum]), the float sums kept in registers.
+enum class Q0n { q4_0, iq4_nl, q4_1, q5_0, q5_1, q8_0 };
+
+template <Q0n K>
+struct Q0nTraits {
+    static constexpr DType kType = K == Q0n::q4_0     ? DType::Q4_0
+                                   : K == Q0n::iq4_nl ? DType::IQ4_NL
+                                   : K == Q0n::q4_1   ? DType::Q4_1
+                                   : K == Q0n::q5_0   ? DType::Q5_0
+                                   : K == Q0n::q5_1   ? DType::Q5_1
+                                                      : DType::Q8_0;
+    static constexpr size_t kBytes = ref::q0_layout(kType).bytes, kM = ref::q0_layout(kType).m,
+                            kQs = ref::q0_layout(kType).qs, kQh = ref::q0_layout(kType).qh;
+    static constexpr int kOffset = K == Q0n::q4_0 ? 8 : K == Q0n::q5_0 ? 16 : 0;
+};
+
+// One group x T tokens of a 32-element type: y[t * ldy + r] (written here)
+template <Q0n K, int T>
+void q0_x16(const uint8_t* g, int64_t nb, const BlockQ8_0* const* a, float* y, int64_t ldy) {
+    using Tr = Q0nTraits<K>;
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
+    const int8x16_t levels = vld1q_s8(ref::kIq4nlValues);
+    float32x4_t acc[T][4];
+    for (int t = 0; t < T; ++t)
+        for (int k = 0; k < 4; ++k) acc[t][k] = vdupq_n_f32(0.0f);
+    for (int64_t ib = 0; ib < nb; ++ib, g += Tr::kBytes) {
+        int8x16_t a0[T], a1[T];
+        float da[T];
+        int32_t asum[T];
+        for (int t = 0; t < T; ++t) {
+            a0[t] = vld1q_s8(a[t][ib].qs);
+            a1[t] = vld1q_s8(a[t][ib].qs + 16);
+            da[t] = half_to_float(a[t][ib].d);
+            asum[t] = (int32_t)vaddlvq_s8(a0[t]) + (int32_t)vaddlvq_s8(a1[t]);
+        }
+        for (int k = 0; k < 4; ++k) {  // rows 4k .. 4k + 3: 16 bytes of each chunk
+            int32x4_t s[T];
+            for (int t = 0; t < T; ++t) s[t] = vdupq_n_s32(0);
+            if constexpr (K == Q0n::q8_0) {
+                auto chunk = [&]<int I>() {
+                    const int8x16_t w = vld1q_s8(reinterpret_cast<const int8_t*>(g + Tr::kQs + 64 * I + 16 * k));
+                    for (int t = 0; t < T; ++t) s[t] = dot_lane<I % 4>(s[t], w, I < 4 ? a0[t] : a1[t]);
+                };
+                chunk.template operator()<0>();
+                chunk.template operator()<1>();
+                chunk.template operator()<2>();
+                chunk.template operator()<3>();
+                chunk.template operator()<4>();
+                chunk.template operator()<5>();
+                chunk.template operator()<6>();
+                chunk.template operator()<7>();
+            } else {
+                uint8x16_t qh = vdupq_n_u8(0);
+                if constexpr (Tr::kQh != 0) qh = vld1q_u8(g + Tr::kQh + 16 * k);
+                auto chunk = [&]<int I>() {
+                    const uint8x16_t w = vld1q_u8(g + Tr::kQs + 64 * I + 16 * k);
+                    uint8x16_t lo = vandq_u8(w, m4), hi = vshrq_n_u8(w, 4);
+                    if constexpr (Tr::kQh != 0) {  // bits 2I (low nibble) and 2I + 1 (high) of qh
+                        lo = vorrq_u8(lo, fifth_bit<2 * I>(qh));
+                        hi = vorrq_u8(hi, fifth_bit<2 * I + 1>(qh));
+                    }
+                    int8x16_t wl = vreinterpretq_s8_u8(lo), wh = vreinterpretq_s8_u8(hi);
+                    if constexpr (K == Q0n::iq4_nl) {
+                        wl = vqtbl1q_s8(levels, lo);
+                        wh = vqtbl1q_s8(levels, hi);
+                    }
+                    for (int t = 0; t < T; ++t) s[t] = dot_lane<I>(dot_lane<I>(s[t], wl, a0[t]), wh, a1[t]);
+                };
+                chunk.template operator()<0>();
+                chunk.template operator()<1>();
+                chunk.template operator()<2>();
+                chunk.template operator()<3>();
+            }
+            const float32x4_t d = vcvt_f32_f16(vld1_f16(reinterpret_cast<const float16_t*>(g) + 4 * k));
+            float32x4_t dm = vdupq_n_f32(0.0f);
+            if constexpr (Tr::kM != 0) dm = vcvt_f32_f16(vld1_f16(reinterpret_cast<const float16_t*>(g + Tr::kM) + 4 * k));
+            for (int t = 0; t < T; ++t) {
+                int32x4_t sum = s[t];
+                if constexpr (Tr::kOffset != 0) sum = vsubq_s32(sum, vdupq_n_s32(Tr::kOffset * asum[t]));
+                float32x4_t v = vmulq_f32(d, vcvtq_f32_s32(sum));
+                if constexpr (Tr::kM != 0) v = vmlaq_n_f32(v, dm, (float)asum[t]);
+                acc[t][k] = vmlaq_n_f32(acc[t][k], v, da[t]);
+            }
+        }
+    }
+    for (int t = 0; t < T; ++t)
+        for (int k = 0; k < 4; ++k) vst1q_f32(y + t * ldy + 4 * k, acc[t][k]);
+}
+
+template <Q0n K, int T>
+void q0_group(const uint8_t* g, int64_t nb, const void* const* acts, float* y, int64_t ldy) {
+    const BlockQ8_0* a[T];
+    for (int t = 0; t < T; ++t) a[t] = static_cast<const BlockQ8_0*>(acts[t]);
+    q0_x16<K, T>(g, nb, a, y, ldy);
+}
+
 using PackedGroupFn = void (*)(const uint8_t*, int64_t, const BlockQ8_K* const*, float*, int64_t);
 
 template <template <int> class K>
@@ -292,6 +393,21 @@ template <int T>
 struct Q2KX16 {
     static constexpr PackedGroupFn fn = k16_x16<K16n::q2, T>;
 };
+
+// The 32-element types' packed_gemm entry: every group, the tokens in tiles of up to kPackedTile
+template <Q0n K>
+void packed_gemm_q0_neon(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok,
+                         float* y, int64_t ldy) {
+    using Fn = void (*)(const uint8_t*, int64_t, const void* const*, float*, int64_t);
+    static constexpr Fn fns[kPackedTile] = {q0_group<K, 1>, q0_group<K, 2>, q0_group<K, 3>, q0_group<K, 4>};
+    const size_t gb = ref::packed_group_bytes(Q0nTraits<K>::kType, n);
+    const int64_t nb = n / ref::kQK;
+    for (int64_t g = 0; g < n_groups; ++g)
+        for (int64_t t0 = 0; t0 < n_tok; t0 += kPackedTile) {
+            const int64_t nt = std::min<int64_t>(kPackedTile, n_tok - t0);
+            fns[nt - 1](w + (size_t)g * gb, nb, acts + t0, y + t0 * ldy + g * ref::kPackRows, ldy);
+        }
+}
 
 // The packed_gemm entry: every group, the tokens in tiles of up to kPackedTile
 template <DType kType>
