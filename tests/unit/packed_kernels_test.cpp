@@ -76,7 +76,9 @@ TEST_P(PackedKernels, GemmMatchesTheReferenceOnTheOriginalRows) {
     const KernelTable& k = kernels_for(GetParam());
     for (DType wt : kPackedTypes) {
         ASSERT_NE(k.packed_gemm[(int)wt], nullptr) << isa_name(GetParam()) << " " << dtype_name(wt);
-        for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 1}, {2048, 1}, {768, 5}, {2048, 19}, {4096, 8}}) {
+        for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 1}, {2048, 1}, {768, 5}, {2048, 19}, {4096, 8}, {64, 3},
+                                {96, 9}}) {
+            if (n % 256 != 0 && ref::q0_layout(wt).bytes == 0) continue;  // (the 32-element types only)
             const int64_t groups = 3, rows = groups * ref::kPackRows;
             const DType at = ref::vec_dot_type(wt);
             const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n), gb = ref::packed_group_bytes(wt, n);
@@ -106,6 +108,35 @@ TEST_P(PackedKernels, GemmMatchesTheReferenceOnTheOriginalRows) {
                 }
                 for (int64_t r = rows; r < ldy; ++r) ASSERT_EQ(got[(size_t)(t * ldy + r)], -7.0f) << "wrote past the rows";
             }
+        }
+    }
+}
+
+// Packed Q8_0 on x86 gives the GEMV's floats bit for bit (its 8 lanes and their final order): the
+// GEMV is llama.cpp's dot, and a model's routing near-ties follow the last bit of these sums.
+TEST(PackedKernelsX86, Q8_0IsTheGemvBitForBit) {
+    if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "avx512 not supported by this CPU";
+    const KernelTable& k = kernels_for(Isa::avx512);
+    const DType wt = DType::Q8_0;
+    for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 1}, {2048, 5}, {96, 3}}) {
+        const int64_t groups = 2, rows = groups * ref::kPackRows;
+        const size_t rb = row_bytes(wt, n), ab = row_bytes(wt, n), gb = ref::packed_group_bytes(wt, n);
+        const auto w = make_rows(wt, rows, n, 51 + (uint32_t)n);
+        std::vector<uint8_t> packed(gb * groups), acts(ab * (size_t)n_tok);
+        for (int64_t g = 0; g < groups; ++g)
+            ref::pack_group(wt, w.data() + (size_t)(g * ref::kPackRows) * rb, rb, n, packed.data() + g * gb);
+        const auto xf = gaussian((size_t)(n * n_tok), 53);
+        std::vector<const void*> ap;
+        for (int64_t t = 0; t < n_tok; ++t) {
+            k.convert[(int)wt](xf.data() + t * n, acts.data() + t * ab, n);
+            ap.push_back(acts.data() + t * ab);
+        }
+        std::vector<float> got((size_t)(rows * n_tok)), want((size_t)rows);
+        k.packed_gemm[(int)wt](packed.data(), groups, n, ap.data(), n_tok, got.data(), rows);
+        for (int64_t t = 0; t < n_tok; ++t) {
+            k.gemv[(int)wt](w.data(), rb, rows, n, ap[(size_t)t], want.data());
+            for (int64_t r = 0; r < rows; ++r)
+                ASSERT_EQ(got[(size_t)(t * rows + r)], want[(size_t)r]) << "n=" << n << " token " << t << " row " << r;
         }
     }
 }

@@ -116,6 +116,12 @@ constexpr Q0Layout q0_layout(DType t) {
         default: return {0, 0, 0, 0, 0};
     }
 }
+// q0_layout's fields as constants of one type, for kernels templated on it
+template <DType T>
+struct Q0Const {
+    static constexpr size_t kBytes = q0_layout(T).bytes, kM = q0_layout(T).m, kQs = q0_layout(T).qs,
+                            kQh = q0_layout(T).qh;
+};
 
 // Whether `type` has a packed layout (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K, IQ4_XS; Q4_0, Q4_1, Q5_0,
 // Q5_1, Q8_0, IQ4_NL).

@@ -269,24 +269,15 @@ void k16_x16(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, 
 // (high, lane i of qs[16..31]); Q8_0's chunk i the activations 4i.. (lane i % 4 of the half i / 4).
 // Levels: Q4_0 / Q5_0 unsigned (the 8 / 16 back through the activation block's sum), IQ4_NL its
 // signed table values (TBL), Q4_1 / Q5_1 unsigned with d q + m (the m through the sum), Q8_0 as
-// stored. Per 4 rows and block: y += da (d isum' [+ m asum]), the float sums kept in registers.
-enum class Q0n { q4_0, iq4_nl, q4_1, q5_0, q5_1, q8_0 };
-
-template <Q0n K>
-struct Q0nTraits {
-    static constexpr DType kType = K == Q0n::q4_0     ? DType::Q4_0
-                                   : K == Q0n::iq4_nl ? DType::IQ4_NL
-                                   : K == Q0n::q4_1   ? DType::Q4_1
-                                   : K == Q0n::q5_0   ? DType::Q5_0
-                                   : K == Q0n::q5_1   ? DType::Q5_1
-                                                      : DType::Q8_0;
-    static constexpr size_t kBytes = ref::q0_layout(kType).bytes, kM = ref::q0_layout(kType).m,
-                            kQs = ref::q0_layout(kType).qs, kQh = ref::q0_layout(kType).qh;
-    static constexpr int kOffset = K == Q0n::q4_0 ? 8 : K == Q0n::q5_0 ? 16 : 0;
+// stored. Per 4 rows and block: y += (d da) isum' [+ m (da asum)] (llama.cpp's order), the float
+// sums kept in registers.
+template <DType K>
+struct Q0nTraits : ref::Q0Const<K> {
+    static constexpr int kOffset = K == DType::Q4_0 ? 8 : K == DType::Q5_0 ? 16 : 0;
 };
 
 // One group x T tokens of a 32-element type: y[t * ldy + r] (written here)
-template <Q0n K, int T>
+template <DType K, int T>
 void q0_x16(const uint8_t* g, int64_t nb, const BlockQ8_0* const* a, float* y, int64_t ldy) {
     using Tr = Q0nTraits<K>;
     const uint8x16_t m4 = vdupq_n_u8(0x0f);
@@ -307,7 +298,7 @@ void q0_x16(const uint8_t* g, int64_t nb, const BlockQ8_0* const* a, float* y, i
         for (int k = 0; k < 4; ++k) {  // rows 4k .. 4k + 3: 16 bytes of each chunk
             int32x4_t s[T];
             for (int t = 0; t < T; ++t) s[t] = vdupq_n_s32(0);
-            if constexpr (K == Q0n::q8_0) {
+            if constexpr (K == DType::Q8_0) {
                 auto chunk = [&]<int I>() {
                     const int8x16_t w = vld1q_s8(reinterpret_cast<const int8_t*>(g + Tr::kQs + 64 * I + 16 * k));
                     for (int t = 0; t < T; ++t) s[t] = dot_lane<I % 4>(s[t], w, I < 4 ? a0[t] : a1[t]);
@@ -331,7 +322,7 @@ void q0_x16(const uint8_t* g, int64_t nb, const BlockQ8_0* const* a, float* y, i
                         hi = vorrq_u8(hi, fifth_bit<2 * I + 1>(qh));
                     }
                     int8x16_t wl = vreinterpretq_s8_u8(lo), wh = vreinterpretq_s8_u8(hi);
-                    if constexpr (K == Q0n::iq4_nl) {
+                    if constexpr (K == DType::IQ4_NL) {
                         wl = vqtbl1q_s8(levels, lo);
                         wh = vqtbl1q_s8(levels, hi);
                     }
@@ -348,9 +339,9 @@ void q0_x16(const uint8_t* g, int64_t nb, const BlockQ8_0* const* a, float* y, i
             for (int t = 0; t < T; ++t) {
                 int32x4_t sum = s[t];
                 if constexpr (Tr::kOffset != 0) sum = vsubq_s32(sum, vdupq_n_s32(Tr::kOffset * asum[t]));
-                float32x4_t v = vmulq_f32(d, vcvtq_f32_s32(sum));
-                if constexpr (Tr::kM != 0) v = vmlaq_n_f32(v, dm, (float)asum[t]);
-                acc[t][k] = vmlaq_n_f32(acc[t][k], v, da[t]);
+                // llama.cpp's order: the two scales' product, then one multiply-add per block
+                acc[t][k] = vmlaq_f32(acc[t][k], vcvtq_f32_s32(sum), vmulq_n_f32(d, da[t]));
+                if constexpr (Tr::kM != 0) acc[t][k] = vmlaq_n_f32(acc[t][k], dm, da[t] * (float)asum[t]);
             }
         }
     }
@@ -358,7 +349,7 @@ void q0_x16(const uint8_t* g, int64_t nb, const BlockQ8_0* const* a, float* y, i
         for (int k = 0; k < 4; ++k) vst1q_f32(y + t * ldy + 4 * k, acc[t][k]);
 }
 
-template <Q0n K, int T>
+template <DType K, int T>
 void q0_group(const uint8_t* g, int64_t nb, const void* const* acts, float* y, int64_t ldy) {
     const BlockQ8_0* a[T];
     for (int t = 0; t < T; ++t) a[t] = static_cast<const BlockQ8_0*>(acts[t]);
@@ -395,12 +386,12 @@ struct Q2KX16 {
 };
 
 // The 32-element types' packed_gemm entry: every group, the tokens in tiles of up to kPackedTile
-template <Q0n K>
+template <DType K>
 void packed_gemm_q0_neon(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok,
                          float* y, int64_t ldy) {
     using Fn = void (*)(const uint8_t*, int64_t, const void* const*, float*, int64_t);
     static constexpr Fn fns[kPackedTile] = {q0_group<K, 1>, q0_group<K, 2>, q0_group<K, 3>, q0_group<K, 4>};
-    const size_t gb = ref::packed_group_bytes(Q0nTraits<K>::kType, n);
+    const size_t gb = ref::packed_group_bytes(K, n);
     const int64_t nb = n / ref::kQK;
     for (int64_t g = 0; g < n_groups; ++g)
         for (int64_t t0 = 0; t0 < n_tok; t0 += kPackedTile) {

@@ -317,24 +317,14 @@ void k16_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const*
         for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * ldy + 16 * h, acc[h][t]);
 }
 
-// ---- The 32-element block types (Q4_0, IQ4_NL, Q4_1, Q5_0, Q5_1, Q8_0; Q8_0 activations). Per
-// block and row an exact int32 sum of unsigned levels x activations by VPDPBUSD (Q8_0's bytes +
-// 128, IQ4_NL's table values + 128, the others' levels as stored), the offset taken back through
-// the activation block's sum (isum - off * asum); then y += da * (d * isum' [+ m * asum]), the
-// reference's d_w * d_a * isum (and the *_1 types' da * (d qa + m sa)) in float.
-enum class Q0 { q4_0, iq4_nl, q4_1, q5_0, q5_1, q8_0 };
-
-template <Q0 K>
-struct Q0Traits {
-    static constexpr DType kType = K == Q0::q4_0     ? DType::Q4_0
-                                   : K == Q0::iq4_nl ? DType::IQ4_NL
-                                   : K == Q0::q4_1   ? DType::Q4_1
-                                   : K == Q0::q5_0   ? DType::Q5_0
-                                   : K == Q0::q5_1   ? DType::Q5_1
-                                                     : DType::Q8_0;
-    static constexpr size_t kBytes = ref::q0_layout(kType).bytes, kM = ref::q0_layout(kType).m,
-                            kQs = ref::q0_layout(kType).qs, kQh = ref::q0_layout(kType).qh;
-    static constexpr int kOffset = K == Q0::q4_0 ? 8 : K == Q0::q5_0 ? 16 : (K == Q0::iq4_nl || K == Q0::q8_0) ? 128 : 0;
+// ---- The 32-element block types (Q4_0, IQ4_NL, Q4_1, Q5_0, Q5_1; Q8_0 activations; Q8_0 itself
+// below). Per block and row an exact int32 sum of unsigned levels x activations by VPDPBUSD
+// (IQ4_NL's table values + 128, the others' levels as stored), the offset taken back through
+// the activation block's sum (isum - off * asum); then y += (d * da) * isum' [+ m * (da * asum)]
+// per block, the float operations in llama.cpp's order.
+template <DType K>
+struct Q0Traits : ref::Q0Const<K> {
+    static constexpr int kOffset = K == DType::Q4_0 ? 8 : K == DType::Q5_0 ? 16 : K == DType::IQ4_NL ? 128 : 0;
 };
 
 // A token's Q8_0 block: its scale and the sum of its 32 values, once per call
@@ -361,14 +351,14 @@ void q0_act_info(const void* const* acts, int64_t n_tok, int64_t nb, std::vector
 
 // G groups of 16 rows . T tokens, y[t * ldy + 16h + r]; with one group two accumulator chains
 // per token (VPDPBUSD's latency), as affine_groups
-template <Q0 K, int G, int T>
+template <DType K, int G, int T>
 void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* const* a, const Q0Act* const* info,
                float* y, int64_t ldy) {
     using Tr = Q0Traits<K>;
     constexpr bool kTwoChains = G == 1, kQ5 = Tr::kQh != 0, kM = Tr::kM != 0;
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10), x80 = _mm512_set1_epi8((char)0x80);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
     __m512i levels = _mm512_setzero_si512();  // IQ4_NL: its 16 levels + 128 in every 128-bit lane
-    if constexpr (K == Q0::iq4_nl) {
+    if constexpr (K == DType::IQ4_NL) {
         alignas(16) uint8_t u[16];
         for (int i = 0; i < 16; ++i) u[i] = (uint8_t)(ref::kIq4nlValues[i] + 128);
         levels = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i*)u));
@@ -380,69 +370,43 @@ void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* co
         __m512i s0[G][T], s1[G][T];
         for (int h = 0; h < G; ++h)
             for (int t = 0; t < T; ++t) s0[h][t] = s1[h][t] = _mm512_setzero_si512();
-        // every line of the block kPrefetchBytes ahead (a block is 4.5 to 8.5 lines: one prefetch per
+        // every line of the block kPrefetchBytes ahead (a block is 4.5 to 6 lines: one prefetch per
         // 64-byte chunk left a line in nine to DRAM latency, 24 vs 36 GB/s streaming one thread)
         for (int h = 0; h < G; ++h)
             for (size_t l = 0; l < Tr::kBytes; l += 64) _mm_prefetch((const char*)(g + h * gb + kPrefetchBytes + l), _MM_HINT_T0);
-        if constexpr (K == Q0::q8_0) {
-            auto chunk = [&]<int i>() {
-                __m512i x[G];
-                for (int h = 0; h < G; ++h) {
-                    const uint8_t* c = g + h * gb + Tr::kQs + 64 * i;
-                    x[h] = _mm512_xor_si512(load(c), x80);
+        __m512i qh[G];
+        if constexpr (kQ5)
+            for (int h = 0; h < G; ++h) qh[h] = load(g + h * gb + Tr::kQh);
+        auto chunk = [&]<int i>() {
+            __m512i lo[G], hi[G];
+            for (int h = 0; h < G; ++h) {
+                const __m512i x = load(g + h * gb + Tr::kQs + 64 * i);
+                lo[h] = _mm512_and_si512(x, m4);
+                hi[h] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+                if constexpr (kQ5) {  // | the fifth bits: (A | (B & C)) = 0xF8
+                    lo[h] = _mm512_ternarylogic_epi32(lo[h], bit_to_4<2 * i>(qh[h]), m10, 0xF8);
+                    hi[h] = _mm512_ternarylogic_epi32(hi[h], bit_to_4<2 * i + 1>(qh[h]), m10, 0xF8);
                 }
+                if constexpr (K == DType::IQ4_NL) {
+                    lo[h] = _mm512_shuffle_epi8(levels, lo[h]);
+                    hi[h] = _mm512_shuffle_epi8(levels, hi[h]);
+                }
+            }
 #pragma GCC unroll 8
-                for (int t = 0; t < T; ++t) {
-                    const __m512i b = bcast4(a[t][ib].qs + 4 * i);
-                    for (int h = 0; h < G; ++h) {
-                        __m512i& dst = kTwoChains && (i & 1) ? s1[h][t] : s0[h][t];
-                        dst = _mm512_dpbusd_epi32(dst, x[h], b);
-                    }
-                }
-            };
-            chunk.template operator()<0>();
-            chunk.template operator()<1>();
-            chunk.template operator()<2>();
-            chunk.template operator()<3>();
-            chunk.template operator()<4>();
-            chunk.template operator()<5>();
-            chunk.template operator()<6>();
-            chunk.template operator()<7>();
-        } else {
-            __m512i qh[G];
-            if constexpr (kQ5)
-                for (int h = 0; h < G; ++h) qh[h] = load(g + h * gb + Tr::kQh);
-            auto chunk = [&]<int i>() {
-                __m512i lo[G], hi[G];
+            for (int t = 0; t < T; ++t) {
+                const int8_t* q = a[t][ib].qs + 4 * i;
+                const __m512i bl = bcast4(q), bh = bcast4(q + 16);
                 for (int h = 0; h < G; ++h) {
-                    const __m512i x = load(g + h * gb + Tr::kQs + 64 * i);
-                    lo[h] = _mm512_and_si512(x, m4);
-                    hi[h] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
-                    if constexpr (kQ5) {  // | the fifth bits: (A | (B & C)) = 0xF8
-                        lo[h] = _mm512_ternarylogic_epi32(lo[h], bit_to_4<2 * i>(qh[h]), m10, 0xF8);
-                        hi[h] = _mm512_ternarylogic_epi32(hi[h], bit_to_4<2 * i + 1>(qh[h]), m10, 0xF8);
-                    }
-                    if constexpr (K == Q0::iq4_nl) {
-                        lo[h] = _mm512_shuffle_epi8(levels, lo[h]);
-                        hi[h] = _mm512_shuffle_epi8(levels, hi[h]);
-                    }
+                    s0[h][t] = _mm512_dpbusd_epi32(s0[h][t], lo[h], bl);
+                    __m512i& dst = kTwoChains ? s1[h][t] : s0[h][t];
+                    dst = _mm512_dpbusd_epi32(dst, hi[h], bh);
                 }
-#pragma GCC unroll 8
-                for (int t = 0; t < T; ++t) {
-                    const int8_t* q = a[t][ib].qs + 4 * i;
-                    const __m512i bl = bcast4(q), bh = bcast4(q + 16);
-                    for (int h = 0; h < G; ++h) {
-                        s0[h][t] = _mm512_dpbusd_epi32(s0[h][t], lo[h], bl);
-                        __m512i& dst = kTwoChains ? s1[h][t] : s0[h][t];
-                        dst = _mm512_dpbusd_epi32(dst, hi[h], bh);
-                    }
-                }
-            };
-            chunk.template operator()<0>();
-            chunk.template operator()<1>();
-            chunk.template operator()<2>();
-            chunk.template operator()<3>();
-        }
+            }
+        };
+        chunk.template operator()<0>();
+        chunk.template operator()<1>();
+        chunk.template operator()<2>();
+        chunk.template operator()<3>();
         for (int h = 0; h < G; ++h) {
             const uint8_t* gh = g + h * gb;
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)gh));
@@ -452,14 +416,73 @@ void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* co
                 const Q0Act ai = info[t][ib];
                 __m512i sum = kTwoChains ? _mm512_add_epi32(s0[h][t], s1[h][t]) : s0[h][t];
                 if constexpr (Tr::kOffset != 0) sum = _mm512_sub_epi32(sum, _mm512_set1_epi32(Tr::kOffset * ai.sum));
-                __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dw);
-                if constexpr (kM) v = _mm512_fmadd_ps(dm, _mm512_set1_ps((float)ai.sum), v);
-                acc[h][t] = _mm512_fmadd_ps(v, _mm512_set1_ps(ai.d), acc[h][t]);
+                // llama.cpp's order: the two scales' product, then one FMA per block
+                const __m512 da = _mm512_set1_ps(ai.d);
+                acc[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, da), acc[h][t]);
+                if constexpr (kM) acc[h][t] = _mm512_fmadd_ps(dm, _mm512_mul_ps(da, _mm512_set1_ps((float)ai.sum)), acc[h][t]);
             }
         }
     }
     for (int h = 0; h < G; ++h)
         for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * ldy + 16 * h, acc[h][t]);
+}
+
+// Q8_0, bit for bit what the GEMV (avx512.cpp's dot_q8_0) and llama.cpp's AVX2 dot give: per
+// row, 8 float lanes, lane i the sum over blocks of (d_w d_a) x the 4-element products of chunk i
+// (exact: the bytes + 128 by VPDPBUSD, the 128 back through those 4 activations' sum), added at
+// the end as ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)). Routing near-ties make a model's output
+// follow the last bit of these sums, so the packed path keeps the GEMV's. One group x up to 3
+// tokens (8 lanes each in registers).
+struct Q8Sums {
+    int32_t s[8];  // the activations' sums of 4, per chunk
+};
+
+void q8_act_sums(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<Q8Sums>& out) {
+    if (out.size() < (size_t)(n_tok * nb)) out.resize((size_t)(n_tok * nb));
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int64_t t = 0; t < n_tok; ++t) {
+        const auto* a = static_cast<const ref::BlockQ8_0*>(acts[t]);
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const __m256i q = _mm256_loadu_si256((const __m256i*)a[ib].qs);
+            _mm256_storeu_si256((__m256i*)out[(size_t)(t * nb + ib)].s, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16));
+        }
+    }
+}
+
+template <int G, int T>
+void q8_0_tile(const uint8_t* g, size_t, int64_t nb, const void* const* acts, const void* aux, float* y, int64_t ldy) {
+    static_assert(G == 1, "one group at a time");
+    constexpr size_t kBytes = ref::Q0Const<DType::Q8_0>::kBytes, kQs = ref::Q0Const<DType::Q8_0>::kQs;
+    const ref::BlockQ8_0* a[T];
+    const Q8Sums* sums[T];
+    for (int t = 0; t < T; ++t) {
+        a[t] = static_cast<const ref::BlockQ8_0*>(acts[t]);
+        sums[t] = static_cast<const Q8Sums*>(aux) + t * nb;
+    }
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    __m512 lane[T][8];
+    for (int t = 0; t < T; ++t)
+        for (int i = 0; i < 8; ++i) lane[t][i] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ++ib, g += kBytes) {
+        for (size_t l = 0; l < kBytes; l += 64) _mm_prefetch((const char*)(g + kPrefetchBytes + l), _MM_HINT_T0);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)g));
+        __m512 dd[T];
+        for (int t = 0; t < T; ++t) dd[t] = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(a[t][ib].d)));
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+            const __m512i x = _mm512_xor_si512(load(g + kQs + 64 * i), x80);
+            for (int t = 0; t < T; ++t) {
+                __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), x, bcast4(a[t][ib].qs + 4 * i));
+                p = _mm512_sub_epi32(p, _mm512_set1_epi32(128 * sums[t][ib].s[i]));
+                lane[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dd[t], lane[t][i]);
+            }
+        }
+    }
+    for (int t = 0; t < T; ++t) {
+        const __m512 r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(lane[t][0], lane[t][4]), _mm512_add_ps(lane[t][2], lane[t][6])),
+                                       _mm512_add_ps(_mm512_add_ps(lane[t][1], lane[t][5]), _mm512_add_ps(lane[t][3], lane[t][7])));
+        _mm512_storeu_ps(y + t * ldy, r);
+    }
 }
 
 // Tiles: G groups x T tokens, one signature for every kernel. aux: what the kernel computed from
@@ -487,7 +510,7 @@ void k16_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, 
     k16_groups<K, G, T>(g, gb, nb, a, y, ldy);
 }
 
-template <Q0 K, int G, int T>
+template <DType K, int G, int T>
 void q0_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const void* aux, float* y, int64_t ldy) {
     const ref::BlockQ8_0* a[T];
     const Q0Act* in[T];
@@ -526,7 +549,7 @@ template <int G, int T>
 struct Q2K {
     static constexpr TileFn fn = k16_tile<K16::q2, G, T>;
 };
-template <Q0 K>
+template <DType K>
 struct Q0Tile {
     template <int G, int T>
     struct F {
@@ -605,19 +628,34 @@ void packed_gemm_affine(const uint8_t* w, int64_t n_groups, int64_t n, const voi
 }
 
 // The 32-element types: the Q4_K tile sizes (one group x 8, two x 6)
-template <Q0 K>
+template <DType K>
 struct Q0Tiles {
     static constexpr auto one = tiles<Q0Tile<K>::template F, 1>(std::make_integer_sequence<int, 8>{});
     static constexpr auto two = tiles<Q0Tile<K>::template F, 2>(std::make_integer_sequence<int, 6>{});
 };
 
-template <Q0 K>
+template <int G, int T>
+struct Q80 {
+    static constexpr TileFn fn = q8_0_tile<G, T>;
+};
+constexpr auto kQ80One = tiles<Q80, 1>(std::make_integer_sequence<int, 3>{});
+
+void packed_gemm_q8_0(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
+                      int64_t ldy) {
+    const int64_t nb = n / ref::kQK;
+    thread_local std::vector<Q8Sums> sums;
+    q8_act_sums(acts, n_tok, nb, sums);
+    run_tiles({kQ80One.data(), 3, nullptr, 0}, ref::packed_group_bytes(DType::Q8_0, n), w, n_groups, nb, acts, n_tok,
+              sums.data(), (size_t)nb * sizeof(Q8Sums), y, ldy);
+}
+
+template <DType K>
 void packed_gemm_q0(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
                     int64_t ldy) {
     const int64_t nb = n / ref::kQK;
     thread_local std::vector<Q0Act> info;
     q0_act_info(acts, n_tok, nb, info);
-    run_tiles({Q0Tiles<K>::one.data(), 8, Q0Tiles<K>::two.data(), 6}, ref::packed_group_bytes(Q0Traits<K>::kType, n), w,
+    run_tiles({Q0Tiles<K>::one.data(), 8, Q0Tiles<K>::two.data(), 6}, ref::packed_group_bytes(K, n), w,
               n_groups, nb, acts, n_tok, info.data(), (size_t)nb * sizeof(Q0Act), y, ldy);
 }
 
@@ -638,12 +676,12 @@ void fill_avx512_packed(KernelTable& t) {
     t.packed_gemm[(int)DType::Q6_K] = packed_gemm_k16<DType::Q6_K>;
     t.packed_gemm[(int)DType::Q3_K] = packed_gemm_k16<DType::Q3_K>;
     t.packed_gemm[(int)DType::Q2_K] = packed_gemm_k16<DType::Q2_K>;
-    t.packed_gemm[(int)DType::Q4_0] = packed_gemm_q0<Q0::q4_0>;
-    t.packed_gemm[(int)DType::IQ4_NL] = packed_gemm_q0<Q0::iq4_nl>;
-    t.packed_gemm[(int)DType::Q4_1] = packed_gemm_q0<Q0::q4_1>;
-    t.packed_gemm[(int)DType::Q5_0] = packed_gemm_q0<Q0::q5_0>;
-    t.packed_gemm[(int)DType::Q5_1] = packed_gemm_q0<Q0::q5_1>;
-    t.packed_gemm[(int)DType::Q8_0] = packed_gemm_q0<Q0::q8_0>;
+    t.packed_gemm[(int)DType::Q4_0] = packed_gemm_q0<DType::Q4_0>;
+    t.packed_gemm[(int)DType::IQ4_NL] = packed_gemm_q0<DType::IQ4_NL>;
+    t.packed_gemm[(int)DType::Q4_1] = packed_gemm_q0<DType::Q4_1>;
+    t.packed_gemm[(int)DType::Q5_0] = packed_gemm_q0<DType::Q5_0>;
+    t.packed_gemm[(int)DType::Q5_1] = packed_gemm_q0<DType::Q5_1>;
+    t.packed_gemm[(int)DType::Q8_0] = packed_gemm_q8_0;
 }
 
 }  // namespace tandem::cpu
