@@ -123,6 +123,7 @@ private:
 
     const Model& model_;
     const Tokenizer& tok_;
+    ThreadPool& pool_;  // the forward's; between forwards it samples the step's sequences in parallel
     EngineConfig config_;
     Forward fwd_;
     KvPool kv_;
