@@ -70,6 +70,23 @@ inline __m512i bit_to_4(__m512i v) {
     else return v;
 }
 
+// A packed chunk of 4-bit values (x) as the levels of its low and high nibbles: Q5 ors in the
+// fifth bits (bits 2i and 2i + 1 of qh), Lut looks the nibbles up in `levels` (IQ4: values + 128)
+template <int i, bool Q5, bool Lut>
+inline void unpack4(__m512i x, __m512i qh, __m512i levels, __m512i& lo, __m512i& hi) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
+    lo = _mm512_and_si512(x, m4);
+    hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+    if constexpr (Q5) {  // | the fifth bits: (A | (B & C)) = 0xF8
+        lo = _mm512_ternarylogic_epi32(lo, bit_to_4<2 * i>(qh), m10, 0xF8);
+        hi = _mm512_ternarylogic_epi32(hi, bit_to_4<2 * i + 1>(qh), m10, 0xF8);
+    }
+    if constexpr (Lut) {
+        lo = _mm512_shuffle_epi8(levels, lo);
+        hi = _mm512_shuffle_epi8(levels, hi);
+    }
+}
+
 // The types with 32-element sub-blocks whose packed chunks hold 4-bit values: Q4_K, Q5_K (+ a
 // fifth bit) and IQ4_XS (indices into its 16 levels, looked up with VPSHUFB as levels + 128).
 enum class K32 { q4, q5, iq4 };
@@ -96,7 +113,6 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
     constexpr bool Q5 = K == K32::q5;
     constexpr size_t kBlock = Tr::kBlock;
     constexpr bool kTwoChains = G == 1;
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
     __m512i levels = _mm512_setzero_si512();  // IQ4_XS: its 16 levels + 128 in every 128-bit lane
     if constexpr (K == K32::iq4) {
         alignas(16) uint8_t u[16];
@@ -123,16 +139,7 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
                     const uint8_t* c = g + h * gb + Tr::kQs + 64 * (4 * j + i);
                     const __m512i x = load(c);
                     _mm_prefetch((const char*)(c + kPrefetchBytes), _MM_HINT_T0);
-                    lo[h] = _mm512_and_si512(x, m4);
-                    hi[h] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
-                    if constexpr (Q5) {  // | the fifth bits: (A | (B & C)) = 0xF8
-                        lo[h] = _mm512_ternarylogic_epi32(lo[h], bit_to_4<2 * i>(qh[h]), m10, 0xF8);
-                        hi[h] = _mm512_ternarylogic_epi32(hi[h], bit_to_4<2 * i + 1>(qh[h]), m10, 0xF8);
-                    }
-                    if constexpr (K == K32::iq4) {
-                        lo[h] = _mm512_shuffle_epi8(levels, lo[h]);
-                        hi[h] = _mm512_shuffle_epi8(levels, hi[h]);
-                    }
+                    unpack4<i, Q5, K == K32::iq4>(x, Q5 ? qh[h] : x, levels, lo[h], hi[h]);
                 }
 #pragma GCC unroll 8
                 for (int t = 0; t < T; ++t) {
@@ -356,7 +363,6 @@ void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* co
                float* y, int64_t ldy) {
     using Tr = Q0Traits<K>;
     constexpr bool kTwoChains = G == 1, kQ5 = Tr::kQh != 0, kM = Tr::kM != 0;
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
     __m512i levels = _mm512_setzero_si512();  // IQ4_NL: its 16 levels + 128 in every 128-bit lane
     if constexpr (K == DType::IQ4_NL) {
         alignas(16) uint8_t u[16];
@@ -381,16 +387,7 @@ void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* co
             __m512i lo[G], hi[G];
             for (int h = 0; h < G; ++h) {
                 const __m512i x = load(g + h * gb + Tr::kQs + 64 * i);
-                lo[h] = _mm512_and_si512(x, m4);
-                hi[h] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
-                if constexpr (kQ5) {  // | the fifth bits: (A | (B & C)) = 0xF8
-                    lo[h] = _mm512_ternarylogic_epi32(lo[h], bit_to_4<2 * i>(qh[h]), m10, 0xF8);
-                    hi[h] = _mm512_ternarylogic_epi32(hi[h], bit_to_4<2 * i + 1>(qh[h]), m10, 0xF8);
-                }
-                if constexpr (K == DType::IQ4_NL) {
-                    lo[h] = _mm512_shuffle_epi8(levels, lo[h]);
-                    hi[h] = _mm512_shuffle_epi8(levels, hi[h]);
-                }
+                unpack4<i, kQ5, K == DType::IQ4_NL>(x, kQ5 ? qh[h] : x, levels, lo[h], hi[h]);
             }
 #pragma GCC unroll 8
             for (int t = 0; t < T; ++t) {
