@@ -87,6 +87,23 @@ inline void unpack4(__m512i x, __m512i qh, __m512i levels, __m512i& lo, __m512i&
     }
 }
 
+// One unpacked 4-bit chunk of G groups against T tokens: q[t] points at the token's 4 activations
+// of the low nibbles' columns, the high nibbles' are 16 further. Low and high go to s0 and, with
+// two chains (one group: VPDPBUSD's latency), s1; else both to s0.
+template <int G, int T, bool kTwoChains>
+inline void dot_chunk(const __m512i* lo, const __m512i* hi, const int8_t* const* q, __m512i (&s0)[G][T],
+                      __m512i (&s1)[G][T]) {
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+        const __m512i bl = bcast4(q[t]), bh = bcast4(q[t] + 16);
+        for (int h = 0; h < G; ++h) {
+            s0[h][t] = _mm512_dpbusd_epi32(s0[h][t], lo[h], bl);
+            __m512i& dst = kTwoChains ? s1[h][t] : s0[h][t];
+            dst = _mm512_dpbusd_epi32(dst, hi[h], bh);
+        }
+    }
+}
+
 // The types with 32-element sub-blocks whose packed chunks hold 4-bit values: Q4_K, Q5_K (+ a
 // fifth bit) and IQ4_XS (indices into its 16 levels, looked up with VPSHUFB as levels + 128).
 enum class K32 { q4, q5, iq4 };
@@ -141,16 +158,9 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
                     _mm_prefetch((const char*)(c + kPrefetchBytes), _MM_HINT_T0);
                     unpack4<i, Q5, K == K32::iq4>(x, Q5 ? qh[h] : x, levels, lo[h], hi[h]);
                 }
-#pragma GCC unroll 8
-                for (int t = 0; t < T; ++t) {
-                    const int8_t* q = a[t][ib].qs + 32 * j + 4 * i;
-                    const __m512i bl = bcast4(q), bh = bcast4(q + 16);
-                    for (int h = 0; h < G; ++h) {
-                        lo_acc[h][t] = _mm512_dpbusd_epi32(lo_acc[h][t], lo[h], bl);
-                        __m512i& dst = kTwoChains ? hi_acc[h][t] : lo_acc[h][t];
-                        dst = _mm512_dpbusd_epi32(dst, hi[h], bh);
-                    }
-                }
+                const int8_t* q[T];
+                for (int t = 0; t < T; ++t) q[t] = a[t][ib].qs + 32 * j + 4 * i;
+                dot_chunk<G, T, kTwoChains>(lo, hi, q, lo_acc, hi_acc);
             };
             chunk.template operator()<0>();
             chunk.template operator()<1>();
@@ -389,16 +399,9 @@ void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* co
                 const __m512i x = load(g + h * gb + Tr::kQs + 64 * i);
                 unpack4<i, kQ5, K == DType::IQ4_NL>(x, kQ5 ? qh[h] : x, levels, lo[h], hi[h]);
             }
-#pragma GCC unroll 8
-            for (int t = 0; t < T; ++t) {
-                const int8_t* q = a[t][ib].qs + 4 * i;
-                const __m512i bl = bcast4(q), bh = bcast4(q + 16);
-                for (int h = 0; h < G; ++h) {
-                    s0[h][t] = _mm512_dpbusd_epi32(s0[h][t], lo[h], bl);
-                    __m512i& dst = kTwoChains ? s1[h][t] : s0[h][t];
-                    dst = _mm512_dpbusd_epi32(dst, hi[h], bh);
-                }
-            }
+            const int8_t* q[T];
+            for (int t = 0; t < T; ++t) q[t] = a[t][ib].qs + 4 * i;
+            dot_chunk<G, T, kTwoChains>(lo, hi, q, s0, s1);
         };
         chunk.template operator()<0>();
         chunk.template operator()<1>();
