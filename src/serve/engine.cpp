@@ -280,9 +280,13 @@ void Engine::run_step(StepPlan& plan) {
     const int64_t nv = model_.hparams().n_vocab;
     // each sampled sequence's sampler (its own state and seed) on its own row, in parallel (a
     // temperature draw over 152K logits takes ~1 ms); then the tokens in order
-    std::vector<Active*> who(sampled.size(), nullptr);
-    std::vector<int32_t> ids(sampled.size(), -1);
-    std::vector<std::vector<float>> raws(sampled.size());
+    std::vector<Active*>& who = step_who_;
+    std::vector<int32_t>& ids = step_ids_;
+    std::vector<std::vector<float>>& raws = step_raws_;  // (raw logits for logprobs; buffers kept)
+    who.assign(sampled.size(), nullptr);
+    ids.assign(sampled.size(), -1);
+    if (raws.size() < sampled.size()) raws.resize(sampled.size());
+    for (size_t i = 0; i < sampled.size(); ++i) raws[i].clear();
     for (size_t i = 0; i < sampled.size(); ++i)
         for (auto& x : active_)
             if (&x->seq == sampled[i].seq && !x->done) who[i] = x.get();

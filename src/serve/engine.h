@@ -140,6 +140,10 @@ private:
 
     std::vector<std::unique_ptr<Active>> active_;  // engine thread only
     std::vector<float> logits_;
+    // run_step's per-sampled-row scratch, reused step to step
+    std::vector<Active*> step_who_;
+    std::vector<int32_t> step_ids_;
+    std::vector<std::vector<float>> step_raws_;
     std::vector<SeqChunk> chunks_;
     std::thread thread_;
 };
