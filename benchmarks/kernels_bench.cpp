@@ -146,9 +146,11 @@ void bench_attention(benchmark::State& state, cpu::Isa isa, int64_t n_pos, int64
         state.SkipWithError("no attention kernel for this ISA");
         return;
     }
-    // kCopies caches used in turn (64 MB at 4096 positions): read from DRAM like a model's layers
-    constexpr int64_t kCopies = 16;
     const int64_t hd = 128, n_head = 8, n_kv = 4, ps = 128, n_pages = (n_pos + ps - 1) / ps;
+    // kCopies caches (>= 256 MB in all) used in turn: read from DRAM as a model's layers are after
+    // a step's weights have streamed through the caches
+    const int64_t copy_bytes = n_pages * ps * n_kv * hd * 2;
+    const int64_t kCopies = std::max<int64_t>(16, (256 << 20) / copy_bytes);
     std::vector<uint16_t> kv((size_t)(kCopies * n_pages * ps * n_kv * hd));
     std::mt19937 rng(3);
     std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -212,7 +214,7 @@ int register_all() {
         benchmark::RegisterBenchmark((std::string("sample/") + c.name).c_str(), bench_sample, c.p)->Unit(benchmark::kMicrosecond);
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa) || !cpu::kernels_for(isa).attention) continue;
-        for (int64_t n_pos : {512, 4096})
+        for (int64_t n_pos : {160, 512, 4096})
             for (int64_t n_tok : {1, 32}) {
                 const std::string name = "attention/" + std::string(cpu::isa_name(isa)) + "/ctx" + std::to_string(n_pos) +
                                          "/tok" + std::to_string(n_tok);

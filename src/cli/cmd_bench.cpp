@@ -107,6 +107,10 @@ Runner add_bench(CLI::App& app) {
             return run_bench_server(so);
         }
         if (o->model.empty()) return fail("give a model (-m FILE) or a server (--server URL)");
+        std::vector<int32_t> batch_counts;  // checked before anything slow runs
+        if (!o->batch.empty() && !parse_ids(o->batch, batch_counts, err)) return fail("--batch: " + err);
+        for (int32_t nseq : batch_counts)
+            if (nseq < 1) return fail("--batch: sequence counts must be >= 1");
         const int n_cores = cpu::cpu_features().n_cores;
         if (o->threads < 1) return fail("--threads/--cpu-infer must be >= 1");
         if (o->threads > n_cores)
@@ -190,17 +194,12 @@ Runner add_bench(CLI::App& app) {
             }
             rows[len] = best;
         }
-        std::vector<std::pair<int32_t, BatchDecodeResult>> batched;
-        if (!o->batch.empty()) {
-            std::vector<int32_t> ns;
-            if (!parse_ids(o->batch, ns, err)) return fail("--batch: " + err);
-            for (int32_t nseq : ns) {
-                if (nseq < 1) return fail("--batch: sequence counts must be >= 1");
-                std::fprintf(stderr, "\rbench: %d sequences decoding together...          ", nseq);
-                auto r = bench_batched_decode(fwd, h, nseq, lens[0], o->gen, o->seed + 77);
-                if (!r) return fail(r.error().message);
-                batched.emplace_back(nseq, *r);
-            }
+        std::vector<BatchDecodeResult> batched;
+        if (!batch_counts.empty()) {
+            std::fprintf(stderr, "\rbench: %s sequences decoding together, taking turns...          ", o->batch.c_str());
+            auto r = bench_batched_decode(fwd, h, batch_counts, lens[0], o->gen, o->seed + 77);
+            if (!r) return fail(r.error().message);
+            batched = std::move(*r);
         }
         std::fprintf(stderr, "\r%60s\r", "");
 
@@ -237,8 +236,7 @@ Runner add_bench(CLI::App& app) {
                                            {"prefill_tok_s", (double)len / project(r.prefill_stages)}};
                 }
             }
-            for (const auto& [nseq, r] : batched)
-                j["batch_decode_tok_s"][std::to_string(nseq)] = r.aggregate_tok_s;
+            for (const BatchDecodeResult& r : batched) j["batch_decode_tok_s"][std::to_string(r.n_seq)] = r.aggregate_tok_s;
             std::printf("%s\n", j.dump().c_str());
             return 0;
         }
@@ -275,13 +273,14 @@ Runner add_bench(CLI::App& app) {
                             o->project_layers, (double)r.n_decoded / project(d), (double)len / project(p));
         }
         if (!batched.empty()) {
-            std::printf("\nbatched decode (prompt %d each, %d steps; weights read once per step for all):\n", lens[0], o->gen);
-            for (const auto& [nseq, r] : batched) {
+            std::printf("\nbatched decode (prompt %d each, %d steps, the counts taking turns step by step; weights "
+                        "read once per step for all):\n", lens[0], o->gen);
+            for (const BatchDecodeResult& r : batched) {
                 const StageTimes& d = r.per_step;
                 std::printf("  %2d sequences: %8.2f tok/s aggregate (%.2fx of %d), step %.1f ms: attention %.1f "
                             "experts %.1f lm_head %.1f\n",
-                            nseq, r.aggregate_tok_s, r.aggregate_tok_s / batched[0].second.aggregate_tok_s,
-                            batched[0].first, r.step_ms, d.attention * 1e3, d.experts * 1e3, d.lm_head * 1e3);
+                            r.n_seq, r.aggregate_tok_s, r.aggregate_tok_s / batched[0].aggregate_tok_s, batched[0].n_seq,
+                            r.step_ms, d.attention * 1e3, d.experts * 1e3, d.lm_head * 1e3);
             }
         }
         return 0;

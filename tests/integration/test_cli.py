@@ -182,6 +182,21 @@ class Cli(TempDirTestCase):
             self.assertGreater(stages["experts"], 0)
             self.assertGreater(stages["lm_head"], 0)
         self.assertGreater(j["bytes_per_token"], 0)
+        self.assertNotIn("batch_decode_tok_s", j)
+        # --batch: each count's sequences decode in turn with the others'
+        j = run_json([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8", "--gen", 3, "--json",
+                      "--no-bandwidth", "--threads", THREADS, "--batch", "1,3"])
+        self.assertEqual(sorted(j["batch_decode_tok_s"]), ["1", "3"])
+        for v in j["batch_decode_tok_s"].values():
+            self.assertGreater(v, 0)
+        table = run([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8", "--gen", 2, "--no-bandwidth",
+                     "--batch", "2,1"]).stdout
+        self.assertIn(" 2 sequences:", table)
+        self.assertIn("(1.00x of 2)", table.split(" 2 sequences:")[1].splitlines()[0])  # ratios to the first count
+        self.assertIn("x of 2)", table.split(" 1 sequences:")[1].splitlines()[0])
+        # bad --batch: refused before the (slow) measuring starts
+        self.assert_error([TANDEM, "bench", "-m", self.model, "--batch", "0"], "--batch", ">= 1")
+        self.assert_error([TANDEM, "bench", "-m", self.model, "--batch", "1,x"], "--batch")
         table = run([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8", "--gen", 2, "--no-bandwidth"]).stdout
         self.assertIn("| prefill tok/s", table)
         self.assertIn("| decode tok/s", table)
