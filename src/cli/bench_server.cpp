@@ -202,17 +202,20 @@ int run_bench_server(const BenchServerOptions& o) {
         std::printf("%s\n", out.dump().c_str());
         return 0;
     }
-    std::printf("server %s, model %s; one request at a time, %d tokens generated each\n", o.url.c_str(), t.model.c_str(), o.gen);
-    std::string head = "| prompt length  ", sep = "| -------------- ", pre = "| prefill tok/s  ", dec = "| decode tok/s   ",
-                ttft = "| TTFT s         ";
-    for (auto& [len, s] : table) {
-        head += fmt::format("| {:>10} ", len);
-        sep += "| ---------- ";
-        pre += fmt::format("| {:>10.2f} ", s.prefill_tok_s());
-        dec += fmt::format("| {:>10.2f} ", s.decode_tok_s());
-        ttft += fmt::format("| {:>10.3f} ", s.ttft_s);
+    std::printf("server %s, model %s\n", o.url.c_str(), t.model.c_str());
+    if (!table.empty()) {
+        std::printf("one request at a time, %d tokens generated each\n", o.gen);
+        std::string head = "| prompt length  ", sep = "| -------------- ", pre = "| prefill tok/s  ", dec = "| decode tok/s   ",
+                    ttft = "| TTFT s         ";
+        for (auto& [len, s] : table) {
+            head += fmt::format("| {:>10} ", len);
+            sep += "| ---------- ";
+            pre += fmt::format("| {:>10.2f} ", s.prefill_tok_s());
+            dec += fmt::format("| {:>10.2f} ", s.decode_tok_s());
+            ttft += fmt::format("| {:>10.3f} ", s.ttft_s);
+        }
+        std::printf("%s|\n%s|\n%s|\n%s|\n%s|\n", head.c_str(), sep.c_str(), pre.c_str(), dec.c_str(), ttft.c_str());
     }
-    std::printf("%s|\n%s|\n%s|\n%s|\n%s|\n", head.c_str(), sep.c_str(), pre.c_str(), dec.c_str(), ttft.c_str());
     if (!sweep.empty()) {
         std::printf("\nconcurrency sweep: prompt %d, %d tokens out, %d requests per stream\n", o.sweep_prompt, o.sweep_gen,
                     o.sweep_requests);

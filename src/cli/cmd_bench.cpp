@@ -63,7 +63,9 @@ Runner add_bench(CLI::App& app) {
     app.add_option("--batch", o->batch,
                    "Also decode N sequences at once in process (e.g. 1,4): aggregate decode tok/s, prompts of the "
                    "first --prompt-lens length");
-    app.add_option("--prompt-lens", o->prompt_lens, "Prompt lengths (columns), comma-separated")->capture_default_str();
+    app.add_option("--prompt-lens", o->prompt_lens,
+                   "Prompt lengths (columns), comma-separated (with --server, '': no table, only the sweep)")
+        ->capture_default_str();
     app.add_option("--gen", o->gen, "Tokens generated after each prompt")->capture_default_str();
     app.add_option("-t,--threads,--cpu-infer", o->threads, "CPU threads")->capture_default_str();
     add_no_repack_flag(app, o->no_repack);
@@ -79,7 +81,9 @@ Runner add_bench(CLI::App& app) {
     return [o]() -> int {
         std::vector<int32_t> lens;
         std::string err;
-        if (!parse_ids(o->prompt_lens, lens, err)) return fail("--prompt-lens: " + err);
+        // with --server an empty list skips the table (only the --concurrency sweep runs)
+        if ((o->server.empty() || !o->prompt_lens.empty()) && !parse_counts(o->prompt_lens, lens, err))
+            return fail("--prompt-lens: " + err);
         for (int32_t l : lens)
             if (l < 1) return fail("--prompt-lens: lengths must be >= 1");
         if (o->gen < 1) return fail("--gen must be >= 1");
@@ -93,10 +97,12 @@ Runner add_bench(CLI::App& app) {
                 if (const char* env = std::getenv("TANDEM_API_KEY")) so.api_key = env;
             so.prompt_lens = lens;
             so.gen = o->gen;
-            if (!o->concurrency.empty() && !parse_ids(o->concurrency, so.concurrency, err))
+            if (!o->concurrency.empty() && !parse_counts(o->concurrency, so.concurrency, err))
                 return fail("--concurrency: " + err);
             for (int32_t c : so.concurrency)
                 if (c < 1) return fail("--concurrency: stream counts must be >= 1");
+            if (lens.empty() && so.concurrency.empty())
+                return fail("--prompt-lens '' and --concurrency '': nothing to measure");
             if (o->sweep_prompt < 1 || o->sweep_gen < 1 || o->sweep_requests < 1)
                 return fail("--sweep-prompt, --sweep-gen and --sweep-requests must be >= 1");
             so.sweep_prompt = o->sweep_prompt;
@@ -108,7 +114,7 @@ Runner add_bench(CLI::App& app) {
         }
         if (o->model.empty()) return fail("give a model (-m FILE) or a server (--server URL)");
         std::vector<int32_t> batch_counts;  // checked before anything slow runs
-        if (!o->batch.empty() && !parse_ids(o->batch, batch_counts, err)) return fail("--batch: " + err);
+        if (!o->batch.empty() && !parse_counts(o->batch, batch_counts, err)) return fail("--batch: " + err);
         for (int32_t nseq : batch_counts)
             if (nseq < 1) return fail("--batch: sequence counts must be >= 1");
         const int n_cores = cpu::cpu_features().n_cores;

@@ -45,5 +45,7 @@ inline void add_experts_option(CLI::App& app, std::string& path) {
 
 // "1,2,3" -> ids; error on anything else.
 bool parse_ids(const std::string& s, std::vector<int32_t>& out, std::string& err);
+// Comma-separated non-negative numbers (lengths, counts): false with err on a bad or empty list
+bool parse_counts(const std::string& s, std::vector<int32_t>& out, std::string& err);
 
 }  // namespace tandem::cli

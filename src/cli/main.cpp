@@ -12,7 +12,9 @@ int fail(const std::string& msg) {
     return kExitError;
 }
 
-bool parse_ids(const std::string& s, std::vector<int32_t>& out, std::string& err) {
+namespace {
+// Comma-separated non-negative integers; what: "token id" or "number" for the messages
+bool parse_list(const std::string& s, std::vector<int32_t>& out, std::string& err, const char* what) {
     out.clear();
     size_t i = 0;
     while (i < s.size()) {
@@ -24,14 +26,23 @@ bool parse_ids(const std::string& s, std::vector<int32_t>& out, std::string& err
         char* end = nullptr;
         const long long v = std::strtoll(part.c_str(), &end, 10);
         if (part.empty() || *end != '\0' || v < 0 || v > INT32_MAX) {
-            err = "invalid token id '" + part + "' in '" + s + "'";
+            err = std::string("invalid ") + what + " '" + part + "' in '" + s + "'";
             return false;
         }
         out.push_back((int32_t)v);
         i = j + 1;
     }
-    if (out.empty()) err = "no token ids given";
+    if (out.empty()) err = std::string("no ") + what + "s given";
     return !out.empty();
+}
+}  // namespace
+
+bool parse_ids(const std::string& s, std::vector<int32_t>& out, std::string& err) {
+    return parse_list(s, out, err, "token id");
+}
+
+bool parse_counts(const std::string& s, std::vector<int32_t>& out, std::string& err) {
+    return parse_list(s, out, err, "number");
 }
 
 }  // namespace tandem::cli

@@ -202,7 +202,8 @@ class Cli(TempDirTestCase):
         self.assertIn("| decode tok/s", table)
         self.assert_error([TANDEM, "bench", "-m", self.model, "--threads", "0"], "--threads")
         self.assert_error([TANDEM, "bench", "-m", self.model, "--cpu-infer", "4096"], "more than", "cores")
-        self.assert_error([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8,x"], "prompt-lens")
+        self.assert_error([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8,x"], "prompt-lens", "invalid number")
+        self.assert_error([TANDEM, "bench", "-m", self.model, "--prompt-lens", ""], "prompt-lens")  # '' only with --server
 
     RULES = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "rules-qwen3moe.yaml")
 

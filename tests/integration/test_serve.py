@@ -90,6 +90,35 @@ class ServeTest(TempDirTestCase):
                      'tandem_inter_token_latency_seconds_bucket{le="+Inf"}'):
             self.assertIn(name, m)
 
+    def test_bench_against_the_server(self):
+        """`tandem bench --server`: the seed's table (one request at a time) and the concurrency sweep."""
+        url = f"http://{self.srv.host}:{self.srv.port}/v1"
+        sweep = ["--concurrency", "1,2", "--sweep-prompt", 8, "--sweep-gen", 4, "--sweep-requests", 2]
+        j = run_json([TANDEM, "bench", "--server", url, "--prompt-lens", "16,40", "--gen", 5, *sweep, "--json"])
+        self.assertEqual(j["model"], "tiny")
+        for key in ("16", "40"):
+            self.assertGreater(j["prefill_tok_s"][key], 0)
+            self.assertGreater(j["decode_tok_s"][key], 0)
+            self.assertGreater(j["ttft_s"][key], 0)
+        self.assertEqual([r["streams"] for r in j["sweep"]], [1, 2])
+        for r in j["sweep"]:
+            self.assertEqual(r["requests"], 2 * r["streams"])
+            self.assertGreater(r["aggregate_tok_s"], 0)
+            self.assertGreater(r["aggregate_decode_tok_s"], 0)
+            self.assertLessEqual(r["ttft_p50_s"], r["ttft_p99_s"])
+        # no table: only the sweep
+        out = run([TANDEM, "bench", "--server", url, "--prompt-lens", "", *sweep]).stdout
+        self.assertNotIn("| prompt length", out)
+        self.assertIn("concurrency sweep", out)
+        self.assertEqual(len([l for l in out.splitlines() if l.startswith("|       ")]), 2)
+        for cmd, expect in (([url, "--prompt-lens", "", "--concurrency", ""], "nothing to measure"),
+                            ([url, "--concurrency", "0"], "--concurrency"),
+                            (["http://127.0.0.1:1", "--prompt-lens", "8"], "cannot reach"),
+                            (["ftp://x"], "http://")):
+            p = run([TANDEM, "bench", "--server", *cmd], check=False)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(expect, p.stderr.strip().splitlines()[-1])
+
     def test_completion_matches_tandem_run(self):
         r = self.greedy(PROMPTS[0], n=16)
         ref = run_json([TANDEM, "run", "-m", self.model, "-p", PROMPTS[0], "-n", 16, "--json"])
