@@ -3,6 +3,7 @@
 // the time per stage.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -200,6 +201,14 @@ Runner add_bench(CLI::App& app) {
             }
             rows[len] = best;
         }
+        // N sequences' tokens per byte read, the CPU's bytes only: the shared weights once per step, and
+        // of each layer's E routed experts the ones at least one of N uniform top-k routings picks,
+        // E (1 - (1 - k/E)^N) of them on average (k for one token)
+        auto bytes_bound = [&](int n) {
+            const double E = (double)h.n_expert, k = (double)h.n_expert_used;
+            const double picked = h.is_moe() ? E * (1.0 - std::pow(1.0 - k / E, n)) / k : 0.0;
+            return n / (cpu_bytes - stats.active_expert_bytes + stats.active_expert_bytes * picked);
+        };
         std::vector<BatchDecodeResult> batched;
         if (!batch_counts.empty()) {
             std::fprintf(stderr, "\rbench: %s sequences decoding together, taking turns...          ", o->batch.c_str());
@@ -242,7 +251,10 @@ Runner add_bench(CLI::App& app) {
                                            {"prefill_tok_s", (double)len / project(r.prefill_stages)}};
                 }
             }
-            for (const BatchDecodeResult& r : batched) j["batch_decode_tok_s"][std::to_string(r.n_seq)] = r.aggregate_tok_s;
+            for (const BatchDecodeResult& r : batched) {
+                j["batch_decode_tok_s"][std::to_string(r.n_seq)] = r.aggregate_tok_s;
+                j["batch_bytes_bound_ratio"][std::to_string(r.n_seq)] = bytes_bound(r.n_seq) / bytes_bound(batched[0].n_seq);
+            }
             std::printf("%s\n", j.dump().c_str());
             return 0;
         }
@@ -283,11 +295,15 @@ Runner add_bench(CLI::App& app) {
                         "read once per step for all):\n", lens[0], o->gen);
             for (const BatchDecodeResult& r : batched) {
                 const StageTimes& d = r.per_step;
-                std::printf("  %2d sequences: %8.2f tok/s aggregate (%.2fx of %d), step %.1f ms: attention %.1f "
-                            "experts %.1f lm_head %.1f\n",
+                std::printf("  %2d sequences: %8.2f tok/s aggregate (%.2fx of %d; bytes allow %.2fx), step %.1f ms: "
+                            "attention %.1f experts %.1f lm_head %.1f\n",
                             r.n_seq, r.aggregate_tok_s, r.aggregate_tok_s / batched[0].aggregate_tok_s, batched[0].n_seq,
-                            r.step_ms, d.attention * 1e3, d.experts * 1e3, d.lm_head * 1e3);
+                            bytes_bound(r.n_seq) / bytes_bound(batched[0].n_seq), r.step_ms, d.attention * 1e3,
+                            d.experts * 1e3, d.lm_head * 1e3);
             }
+            std::printf("  (bytes allow: the aggregate if a step took only the time to read its bytes once: the "
+                        "shared weights once, the routed experts of every sequence, each expert once, routings "
+                        "uniformly random)\n");
         }
         return 0;
     };

@@ -189,11 +189,16 @@ class Cli(TempDirTestCase):
         self.assertEqual(sorted(j["batch_decode_tok_s"]), ["1", "3"])
         for v in j["batch_decode_tok_s"].values():
             self.assertGreater(v, 0)
+        # what the bytes allow 3 sequences against 1: shared weights once, the union of the routings' experts
+        bound = j["batch_bytes_bound_ratio"]
+        self.assertAlmostEqual(bound["1"], 1.0)
+        self.assertGreater(bound["3"], 1.0)
+        self.assertLess(bound["3"], 3.0)
         table = run([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8", "--gen", 2, "--no-bandwidth",
                      "--batch", "2,1"]).stdout
         self.assertIn(" 2 sequences:", table)
-        self.assertIn("(1.00x of 2)", table.split(" 2 sequences:")[1].splitlines()[0])  # ratios to the first count
-        self.assertIn("x of 2)", table.split(" 1 sequences:")[1].splitlines()[0])
+        self.assertIn("(1.00x of 2; bytes allow 1.00x)", table.split(" 2 sequences:")[1].splitlines()[0])  # ratios to the first count
+        self.assertIn("x of 2; bytes allow 0.", table.split(" 1 sequences:")[1].splitlines()[0])  # 1 of 2: below 1x
         # bad --batch: refused before the (slow) measuring starts
         self.assert_error([TANDEM, "bench", "-m", self.model, "--batch", "0"], "--batch", ">= 1")
         self.assert_error([TANDEM, "bench", "-m", self.model, "--batch", "1,x"], "--batch")
