@@ -142,6 +142,39 @@ TEST_P(CpuKernels, GemmEqualsGemvPerToken) {
     }
 }
 
+// The float weight types (F16, BF16, F32): a batched token computes what it computes alone, bit for
+// bit: the multi-token kernel repeats the gemv's operations per (row, token). Row counts that are
+// not a multiple of the 16-row blocks, widths with a tail past the 32-element steps, token counts
+// below, at and past the 8-token tile.
+TEST_P(CpuKernels, FloatGemmIsTheGemvBitForBit) {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+    const KernelTable& k = kernels_for(GetParam());
+    for (DType wt : {DType::F16, DType::BF16, DType::F32})
+        for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{512, 1}, {520, 3}, {33, 8}, {256, 11}, {1000, 17}}) {
+            const int64_t rows = 37;
+            const DType at = ref::vec_dot_type(wt);
+            const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n);
+            std::vector<uint8_t> acts(ab * n_tok);
+            const std::vector<uint8_t> w = weight_rows(wt, n, rows, 41 + (uint32_t)n);
+            const auto xf = gaussian((size_t)(n * n_tok), 42);
+            std::vector<const void*> ap;
+            std::vector<float*> yp;
+            std::vector<float> got((size_t)(rows * n_tok), -1.0f), want((size_t)rows);
+            for (int64_t t = 0; t < n_tok; ++t) {
+                k.convert[(int)at](xf.data() + t * n, acts.data() + t * ab, n);
+                ap.push_back(acts.data() + t * ab);
+                yp.push_back(got.data() + t * rows);
+            }
+            k.gemm[(int)wt](w.data(), rb, rows, n, ap.data(), n_tok, yp.data());
+            for (int64_t t = 0; t < n_tok; ++t) {
+                k.gemv[(int)wt](w.data(), rb, rows, n, ap[(size_t)t], want.data());
+                for (int64_t r = 0; r < rows; ++r)
+                    ASSERT_EQ(got[(size_t)(t * rows + r)], want[(size_t)r])
+                        << isa_name(GetParam()) << " " << dtype_name(wt) << " n=" << n << " token " << t << " row " << r;
+            }
+        }
+}
+
 // Prefill-sized GEMM (AMX tiles from 8 tokens on): many tokens, partial tiles of rows (37 = 2 x 16
 // + 5) and of tokens, against the reference per token with GemvMatchesReference's tolerance.
 TEST_P(CpuKernels, GemmManyTokensMatchesReference) {

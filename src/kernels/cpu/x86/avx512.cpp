@@ -6,6 +6,7 @@
 // the Q8_K block sums) or their sign is moved onto the activations (Q8_0).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -437,6 +438,89 @@ void gemv(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const 
     }
 }
 
+// F16 / BF16 / F32 rows x several tokens. Per (row, token) the very operations of dot_f16 /
+// dot_bf16 / dot_f32 (two accumulators over 32-element steps, their sum, the same scalar tail), so
+// each result is the gemv's bit for bit and a batched sequence computes what it computes alone;
+// but each weight vector is loaded and widened once for up to 8 tokens (token by token, the gemv
+// read and widened every weight once per token). F16 LM head of the bench shape, 4 tokens: 38-39
+// ms -> 26-28 ms, against 9.3-10 ms for one token (prefill of 128 tokens: no change measured).
+enum class Wide { f16, bf16, f32 };
+template <Wide K>
+struct WideT;
+template <>
+struct WideT<Wide::f16> {
+    using T = uint16_t;
+    static __m512 load(const T* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+    static float one(T v) { return half_to_float(v); }
+};
+template <>
+struct WideT<Wide::bf16> {
+    using T = uint16_t;
+    static __m512 load(const T* p) { return bf16_to_ps(p); }
+    static float one(T v) { return bf16_to_fp32(v); }
+};
+template <>
+struct WideT<Wide::f32> {
+    using T = float;
+    static __m512 load(const T* p) { return _mm512_loadu_ps(p); }
+    static float one(T v) { return v; }
+};
+
+// rows [0, n_rows) x T tokens (a[t]: the activations widened to f32, exact)
+template <Wide K, int T>
+void wide_tile(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const float* const* a, float* const* ys,
+               int64_t r_off) {
+    using Tr = WideT<K>;
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const auto* wr = reinterpret_cast<const typename Tr::T*>(w + (size_t)r * row_stride);
+        __m512 acc0[T], acc1[T];
+        for (int t = 0; t < T; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            // the weights stream from DRAM: ask for the line two rows on (past the block's end
+            // too: a prefetch never faults)
+            _mm_prefetch((const char*)(wr + i) + 2 * row_stride, _MM_HINT_T0);
+            const __m512 w0 = Tr::load(wr + i), w1 = Tr::load(wr + i + 16);
+            for (int t = 0; t < T; ++t) {
+                acc0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a[t] + i), acc0[t]);
+                acc1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(a[t] + i + 16), acc1[t]);
+            }
+        }
+        for (int t = 0; t < T; ++t) {
+            float s = hsum(_mm512_add_ps(acc0[t], acc1[t]));
+            for (int64_t j = i; j < n; ++j) s += Tr::one(wr[j]) * a[t][j];
+            ys[t][r_off + r] = s;
+        }
+    }
+}
+
+template <Wide K>
+void gemm_wide(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts, int64_t n_tok,
+               float* const* ys) {
+    using Tr = WideT<K>;
+    using TileFn = void (*)(const uint8_t*, size_t, int64_t, int64_t, const float* const*, float* const*, int64_t);
+    static constexpr TileFn kTiles[8] = {wide_tile<K, 1>, wide_tile<K, 2>, wide_tile<K, 3>, wide_tile<K, 4>,
+                                         wide_tile<K, 5>, wide_tile<K, 6>, wide_tile<K, 7>, wide_tile<K, 8>};
+    thread_local std::vector<float> wide;
+    thread_local std::vector<const float*> a;
+    wide.resize((size_t)(n_tok * n));
+    a.resize((size_t)n_tok);
+    for (int64_t t = 0; t < n_tok; ++t) {
+        const auto* src = static_cast<const typename Tr::T*>(acts[t]);
+        float* dst = wide.data() + t * n;
+        for (int64_t i = 0; i < n; ++i) dst[i] = Tr::one(src[i]);
+        a[(size_t)t] = dst;
+    }
+    // blocks of 16 rows, each through every tile of up to 8 tokens while it sits in L1/L2
+    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
+        const int64_t nr = std::min<int64_t>(16, n_rows - r0);
+        for (int64_t t0 = 0; t0 < n_tok; t0 += 8) {
+            const int T = (int)std::min<int64_t>(8, n_tok - t0);
+            kTiles[T - 1](w + (size_t)r0 * row_stride, row_stride, nr, n, a.data() + t0, ys + t0, r0);
+        }
+    }
+}
+
 // W8A8: VPDPBUSD wants one unsigned side, so the activations are offset by 128 (x + 128 in
 // 0..255) and 128 * sum_k w[r][k], summed alongside with a ones vector, is taken off: exact in
 // int32 while n * 255 * 128 < 2^31 (n < 65,793). Four rows share each activation load.
@@ -496,6 +580,9 @@ void fill_avx512(KernelTable& t) {
     t.gemv[(int)DType::F16] = gemv<uint16_t, uint16_t, dot_f16, 1>;
     t.gemv[(int)DType::F32] = gemv<float, float, dot_f32, 1>;
     t.gemv[(int)DType::BF16] = gemv<uint16_t, uint16_t, dot_bf16, 1>;
+    t.gemm[(int)DType::F16] = gemm_wide<Wide::f16>;
+    t.gemm[(int)DType::BF16] = gemm_wide<Wide::bf16>;
+    t.gemm[(int)DType::F32] = gemm_wide<Wide::f32>;
     for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::F16, DType::BF16, DType::F32})
         t.fast[(int)d] = true;
     t.attn_scores = attn_scores;

@@ -2,7 +2,6 @@
 // Compiled with the avx512.cpp flags.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/kernels.h"
@@ -52,58 +51,9 @@ void axpy(float a, const float* x, float* y, int64_t n) {
     for (; i < n; ++i) y[i] += a * x[i];
 }
 
-// F32 rows . F32 activations (the router; F32 checkpoints): R rows x T tokens per pass, each
-// weight and activation vector loaded once for R x T FMAs; n a multiple of 16 (else the gemv).
-template <int R, int T>
-void f32_tile(const float* w, size_t stride, int64_t n, const float* const* x, float* const* y, int64_t r0) {
-    __m512 acc[R][T];
-    for (int r = 0; r < R; ++r)
-        for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i += 16) {
-        __m512 xv[T];
-        for (int t = 0; t < T; ++t) xv[t] = _mm512_loadu_ps(x[t] + i);
-        for (int r = 0; r < R; ++r) {
-            const __m512 wv = _mm512_loadu_ps(w + (size_t)r * stride + i);
-            for (int t = 0; t < T; ++t) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
-        }
-    }
-    for (int r = 0; r < R; ++r)
-        for (int t = 0; t < T; ++t) y[t][r0 + r] = _mm512_reduce_add_ps(acc[r][t]);
-}
-
-void gemm_f32(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts, int64_t n_tok,
-              float* const* ys) {
-    const size_t stride = row_stride / sizeof(float);
-    const auto* wf = reinterpret_cast<const float*>(w);
-    const auto* const* x = reinterpret_cast<const float* const*>(acts);
-    if (n % 16 != 0) {  // rare widths: one row at a time
-        for (int64_t t = 0; t < n_tok; ++t)
-            for (int64_t r = 0; r < n_rows; ++r) {
-                float s = 0;
-                for (int64_t i = 0; i < n; ++i) s += wf[(size_t)r * stride + i] * x[t][i];
-                ys[t][r] = s;
-            }
-        return;
-    }
-    for (int64_t t0 = 0; t0 < n_tok; t0 += 4) {
-        const int64_t nt = std::min<int64_t>(4, n_tok - t0);
-        for (int64_t r = 0; r < n_rows;) {
-            const float* wr = wf + (size_t)r * stride;
-            if (r + 4 <= n_rows && nt == 4) {
-                f32_tile<4, 4>(wr, stride, n, x + t0, ys + t0, r);
-                r += 4;
-                continue;
-            }
-            for (int64_t t = t0; t < t0 + nt; ++t) f32_tile<1, 1>(wr, stride, n, x + t, ys + t, r);
-            ++r;
-        }
-    }
-}
-
 }  // namespace
 
 void fill_avx512_ops(KernelTable& t) {
-    t.gemm[(int)DType::F32] = gemm_f32;
     t.rms_norm = rms_norm;
     t.swiglu = swiglu;
     t.axpy = axpy;
