@@ -114,29 +114,43 @@ TEST_P(CpuKernels, GemvMatchesReference) {
     }
 }
 
+// n_tok tokens of gaussian activations (seed) as the table converts them for wt, through the
+// table's gemm over the rows: got[t * rows + r]; the activations kept for the per-token gemv
+struct GemmRun {
+    std::vector<uint8_t> acts;
+    std::vector<const void*> ptrs;
+    std::vector<float> got;
+};
+GemmRun run_gemm(const KernelTable& k, DType wt, const std::vector<uint8_t>& w, int64_t n, int64_t rows, int64_t n_tok,
+                 uint32_t seed) {
+    const DType at = ref::vec_dot_type(wt);
+    const size_t ab = row_bytes(at, n);
+    GemmRun g;
+    g.acts.resize(ab * n_tok);
+    g.got.assign((size_t)(rows * n_tok), -1.0f);
+    const auto xf = gaussian((size_t)(n * n_tok), seed);
+    std::vector<float*> yp;
+    for (int64_t t = 0; t < n_tok; ++t) {
+        k.convert[(int)at](xf.data() + t * n, g.acts.data() + t * ab, n);
+        g.ptrs.push_back(g.acts.data() + t * ab);
+        yp.push_back(g.got.data() + t * rows);
+    }
+    k.gemm[(int)wt](w.data(), row_bytes(wt, n), rows, n, g.ptrs.data(), n_tok, yp.data());
+    return g;
+}
+
 TEST_P(CpuKernels, GemmEqualsGemvPerToken) {
     if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
     const KernelTable& k = kernels_for(GetParam());
     for (DType wt : kWeightTypes) {
         const int64_t n = 512, rows = 19, n_tok = 7;  // 7 tokens: one tile of 4 and a remainder
-        const DType at = ref::vec_dot_type(wt);
-        const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n);
-        std::vector<uint8_t> acts(ab * n_tok);
         const std::vector<uint8_t> w = weight_rows(wt, n, rows, 21);
-        const auto xf = gaussian((size_t)(n * n_tok), 22);
-        std::vector<const void*> ap;
-        std::vector<float*> yp;
-        std::vector<float> got((size_t)(rows * n_tok)), want((size_t)rows);
+        const GemmRun g = run_gemm(k, wt, w, n, rows, n_tok, 22);
+        std::vector<float> want((size_t)rows);
         for (int64_t t = 0; t < n_tok; ++t) {
-            k.convert[(int)at](xf.data() + t * n, acts.data() + t * ab, n);
-            ap.push_back(acts.data() + t * ab);
-            yp.push_back(got.data() + t * rows);
-        }
-        k.gemm[(int)wt](w.data(), rb, rows, n, ap.data(), n_tok, yp.data());
-        for (int64_t t = 0; t < n_tok; ++t) {
-            k.gemv[(int)wt](w.data(), rb, rows, n, ap[(size_t)t], want.data());
+            k.gemv[(int)wt](w.data(), row_bytes(wt, n), rows, n, g.ptrs[(size_t)t], want.data());
             for (int64_t r = 0; r < rows; ++r)
-                ASSERT_NEAR(got[(size_t)(t * rows + r)], want[(size_t)r], 1e-4f * (std::fabs(want[(size_t)r]) + 1.0f))
+                ASSERT_NEAR(g.got[(size_t)(t * rows + r)], want[(size_t)r], 1e-4f * (std::fabs(want[(size_t)r]) + 1.0f))
                     << isa_name(GetParam()) << " " << dtype_name(wt) << " token " << t << " row " << r;
         }
     }
@@ -152,24 +166,13 @@ TEST_P(CpuKernels, FloatGemmIsTheGemvBitForBit) {
     for (DType wt : {DType::F16, DType::BF16, DType::F32})
         for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{512, 1}, {520, 3}, {33, 8}, {256, 11}, {1000, 17}}) {
             const int64_t rows = 37;
-            const DType at = ref::vec_dot_type(wt);
-            const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n);
-            std::vector<uint8_t> acts(ab * n_tok);
             const std::vector<uint8_t> w = weight_rows(wt, n, rows, 41 + (uint32_t)n);
-            const auto xf = gaussian((size_t)(n * n_tok), 42);
-            std::vector<const void*> ap;
-            std::vector<float*> yp;
-            std::vector<float> got((size_t)(rows * n_tok), -1.0f), want((size_t)rows);
+            const GemmRun g = run_gemm(k, wt, w, n, rows, n_tok, 42);
+            std::vector<float> want((size_t)rows);
             for (int64_t t = 0; t < n_tok; ++t) {
-                k.convert[(int)at](xf.data() + t * n, acts.data() + t * ab, n);
-                ap.push_back(acts.data() + t * ab);
-                yp.push_back(got.data() + t * rows);
-            }
-            k.gemm[(int)wt](w.data(), rb, rows, n, ap.data(), n_tok, yp.data());
-            for (int64_t t = 0; t < n_tok; ++t) {
-                k.gemv[(int)wt](w.data(), rb, rows, n, ap[(size_t)t], want.data());
+                k.gemv[(int)wt](w.data(), row_bytes(wt, n), rows, n, g.ptrs[(size_t)t], want.data());
                 for (int64_t r = 0; r < rows; ++r)
-                    ASSERT_EQ(got[(size_t)(t * rows + r)], want[(size_t)r])
+                    ASSERT_EQ(g.got[(size_t)(t * rows + r)], want[(size_t)r])
                         << isa_name(GetParam()) << " " << dtype_name(wt) << " n=" << n << " token " << t << " row " << r;
             }
         }
