@@ -191,14 +191,16 @@ void bench_attention(benchmark::State& state, cpu::Isa isa, int64_t n_pos, int64
 }
 
 // One sampled token from Qwen3-sized logits: normals (sd 2.5) with a few tokens far ahead, as a
-// model's distribution has a head
-void bench_sample(benchmark::State& state, SamplerParams p) {
+// model's distribution has a head; `flat`: normals of sd 1 alone (a random-weight model's: the
+// draw walks far past any head)
+void bench_sample(benchmark::State& state, SamplerParams p, bool flat) {
     const int64_t V = 151936;
     std::vector<float> logits((size_t)V);
     std::mt19937 rng(1);
-    std::normal_distribution<float> nd(0.0f, 2.5f);
+    std::normal_distribution<float> nd(0.0f, flat ? 1.0f : 2.5f);
     for (auto& x : logits) x = nd(rng);
-    for (int i = 0; i < 20; ++i) logits[rng() % V] += 12.0f;
+    if (!flat)
+        for (int i = 0; i < 20; ++i) logits[rng() % V] += 12.0f;
     Sampler s(p);
     for (auto _ : state) benchmark::DoNotOptimize(s.sample(logits.data(), V));
 }
@@ -207,11 +209,14 @@ int register_all() {
     struct SampleCase {
         const char* name;
         SamplerParams p;
+        bool flat;
     };
-    for (const SampleCase& c : {SampleCase{"greedy", {0.0f}}, SampleCase{"temp1", {1.0f}},
-                                SampleCase{"temp0.7_top_p0.9", {0.7f, 0, 0.9f}}, SampleCase{"temp1_min_p0.05", {1.0f, 0, 1.0f, 0.05f}},
-                                SampleCase{"qwen3_temp0.6_top_k20_top_p0.95", {0.6f, 20, 0.95f}}})
-        benchmark::RegisterBenchmark((std::string("sample/") + c.name).c_str(), bench_sample, c.p)->Unit(benchmark::kMicrosecond);
+    for (const SampleCase& c :
+         {SampleCase{"greedy", {0.0f}, false}, SampleCase{"temp1", {1.0f}, false}, SampleCase{"temp1_flat", {1.0f}, true},
+          SampleCase{"temp0.7_top_p0.9", {0.7f, 0, 0.9f}, false}, SampleCase{"temp1_min_p0.05", {1.0f, 0, 1.0f, 0.05f}, false},
+          SampleCase{"qwen3_temp0.6_top_k20_top_p0.95", {0.6f, 20, 0.95f}, false}})
+        benchmark::RegisterBenchmark((std::string("sample/") + c.name).c_str(), bench_sample, c.p, c.flat)
+            ->Unit(benchmark::kMicrosecond);
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa) || !cpu::kernels_for(isa).attention) continue;
         for (int64_t n_pos : {160, 512, 4096})

@@ -33,17 +33,18 @@ struct Sample {
 struct Target {
     std::string host_port;  // scheme://host:port for httplib
     std::string api_key, model;
+    double temperature = 0;
 };
 
 // One streamed completion of `n_prompt` random token ids (seeded: distinct prompts do not share
-// a prefix) generating exactly `gen` tokens.
+// a prefix) generating exactly `gen` tokens (sampled with the request's seed at a temperature).
 Sample one_request(const Target& t, int n_prompt, int gen, uint64_t seed) {
     Sample s;
     Rng rng(seed);
     json ids = json::array();
     for (int i = 0; i < n_prompt; ++i) ids.push_back(1000 + (int)(rng.next() % 100000));
-    json body = {{"prompt", ids},         {"max_tokens", gen}, {"temperature", 0}, {"ignore_eos", true},
-                 {"stream", true},        {"stream_options", {{"include_usage", true}}}};
+    json body = {{"prompt", ids},         {"max_tokens", gen}, {"temperature", t.temperature}, {"ignore_eos", true},
+                 {"stream", true},        {"stream_options", {{"include_usage", true}}}, {"seed", seed >> 1}};
     if (!t.model.empty()) body["model"] = t.model;
 
     httplib::Client cli(t.host_port);
@@ -129,6 +130,7 @@ int run_bench_server(const BenchServerOptions& o) {
     if (t.host_port.size() >= 3 && t.host_port.substr(t.host_port.size() - 3) == "/v1") t.host_port.resize(t.host_port.size() - 3);
     if (t.host_port.rfind("http://", 0) != 0) return fail("--server must be an http:// URL, e.g. http://127.0.0.1:10002");
     t.api_key = o.api_key;
+    t.temperature = o.temperature;
 
     // the served model's name (and whether the server answers at all)
     {
@@ -145,7 +147,7 @@ int run_bench_server(const BenchServerOptions& o) {
     }
 
     uint64_t seed = o.seed * 1000003;
-    json out = {{"server", o.url}, {"model", t.model}};
+    json out = {{"server", o.url}, {"model", t.model}, {"temperature", o.temperature}};
     std::vector<std::pair<int, Sample>> table;
     for (int len : o.prompt_lens) {
         std::fprintf(stderr, "\rbench: prompt %d, %d tokens out...            ", len, o.gen);
@@ -202,7 +204,7 @@ int run_bench_server(const BenchServerOptions& o) {
         std::printf("%s\n", out.dump().c_str());
         return 0;
     }
-    std::printf("server %s, model %s\n", o.url.c_str(), t.model.c_str());
+    std::printf("server %s, model %s, temperature %g\n", o.url.c_str(), t.model.c_str(), o.temperature);
     if (!table.empty()) {
         std::printf("one request at a time, %d tokens generated each\n", o.gen);
         std::string head = "| prompt length  ", sep = "| -------------- ", pre = "| prefill tok/s  ", dec = "| decode tok/s   ",

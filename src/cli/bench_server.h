@@ -13,6 +13,7 @@ struct BenchServerOptions {
     int gen = 1024;
     std::vector<int32_t> concurrency;  // sweep: streams at once (empty: no sweep)
     int sweep_prompt = 256, sweep_gen = 128, sweep_requests = 2;
+    double temperature = 0;  // of every request (0: greedy)
     uint64_t seed = 1;
     bool json = false;
 };

@@ -47,6 +47,7 @@ Runner add_bench(CLI::App& app) {
         bool json = false, no_bandwidth = false, no_repack = false;
         std::string server, api_key, concurrency = "1,2,4,8";
         int sweep_prompt = 256, sweep_gen = 128, sweep_requests = 2;
+        double temperature = 0;
         std::string batch;
     };
     auto o = std::make_shared<Opts>();
@@ -60,6 +61,8 @@ Runner add_bench(CLI::App& app) {
     app.add_option("--sweep-gen", o->sweep_gen, "With --server: tokens generated per request in the sweep")
         ->capture_default_str();
     app.add_option("--sweep-requests", o->sweep_requests, "With --server: requests per stream in the sweep")
+        ->capture_default_str();
+    app.add_option("--temperature", o->temperature, "With --server: sampling temperature of the requests (0: greedy)")
         ->capture_default_str();
     app.add_option("--batch", o->batch,
                    "Also decode N sequences at once in process (e.g. 1,4): aggregate decode tok/s, prompts of the "
@@ -109,6 +112,8 @@ Runner add_bench(CLI::App& app) {
             so.sweep_prompt = o->sweep_prompt;
             so.sweep_gen = o->sweep_gen;
             so.sweep_requests = o->sweep_requests;
+            if (!(o->temperature >= 0 && o->temperature <= 2)) return fail("--temperature must be in [0, 2]");
+            so.temperature = o->temperature;
             so.seed = o->seed;
             so.json = o->json;
             return run_bench_server(so);

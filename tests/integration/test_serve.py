@@ -96,6 +96,7 @@ class ServeTest(TempDirTestCase):
         sweep = ["--concurrency", "1,2", "--sweep-prompt", 8, "--sweep-gen", 4, "--sweep-requests", 2]
         j = run_json([TANDEM, "bench", "--server", url, "--prompt-lens", "16,40", "--gen", 5, *sweep, "--json"])
         self.assertEqual(j["model"], "tiny")
+        self.assertEqual(j["temperature"], 0)
         for key in ("16", "40"):
             self.assertGreater(j["prefill_tok_s"][key], 0)
             self.assertGreater(j["decode_tok_s"][key], 0)
@@ -106,13 +107,15 @@ class ServeTest(TempDirTestCase):
             self.assertGreater(r["aggregate_tok_s"], 0)
             self.assertGreater(r["aggregate_decode_tok_s"], 0)
             self.assertLessEqual(r["ttft_p50_s"], r["ttft_p99_s"])
-        # no table: only the sweep
-        out = run([TANDEM, "bench", "--server", url, "--prompt-lens", "", *sweep]).stdout
+        # no table: only the sweep (sampled at temperature 1)
+        out = run([TANDEM, "bench", "--server", url, "--prompt-lens", "", *sweep, "--temperature", 1]).stdout
+        self.assertIn("temperature 1\n", out)
         self.assertNotIn("| prompt length", out)
         self.assertIn("concurrency sweep", out)
         self.assertEqual(len([l for l in out.splitlines() if l.startswith("|       ")]), 2)
         for cmd, expect in (([url, "--prompt-lens", "", "--concurrency", ""], "nothing to measure"),
                             ([url, "--concurrency", "0"], "--concurrency"),
+                            ([url, "--temperature", "3"], "--temperature"),
                             (["http://127.0.0.1:1", "--prompt-lens", "8"], "cannot reach"),
                             (["ftp://x"], "http://")):
             p = run([TANDEM, "bench", "--server", *cmd], check=False)

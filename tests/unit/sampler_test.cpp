@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <vector>
@@ -19,6 +20,20 @@ TEST(Sampler, GreedyIsArgmax) {
     Sampler s({});
     EXPECT_EQ(s.sample(kLogits.data(), (int64_t)kLogits.size()), 1);
     EXPECT_EQ(argmax(kLogits.data(), (int64_t)kLogits.size()), 1);
+}
+
+// The first of the largest, at every position and length around the 16-lane blocks, with ties.
+TEST(Sampler, ArgmaxIsTheFirstLargest) {
+    std::mt19937 gen(5);
+    for (int64_t n : {1, 15, 16, 17, 33, 64, 1000, 1001}) {
+        std::vector<float> v((size_t)n);
+        for (int64_t at = 0; at < n; at += std::max<int64_t>(1, n / 37)) {
+            for (auto& x : v) x = (float)(gen() % 50) - 60.0f;
+            v[(size_t)at] = 5.0f;
+            if (at + 3 < n) v[(size_t)at + 3] = 5.0f;  // a later tie
+            EXPECT_EQ(argmax(v.data(), n), at) << "n " << n;
+        }
+    }
 }
 
 TEST(Sampler, TopKOneIsGreedy) {
@@ -72,58 +87,83 @@ TEST(Sampler, FrequenciesFollowSoftmaxAndSeedReproduces) {
     }
 }
 
-// The definition, plainly: every candidate sorted best first (logit / temperature, ties to the
-// lower id), softmax, min-p floor, top-p prefix, then the draw walking that order.
-int32_t reference_sample(const std::vector<float>& logits, const SamplerParams& p, Rng& rng) {
-    std::vector<std::pair<float, int32_t>> c(logits.size());
-    for (size_t i = 0; i < logits.size(); ++i) c[i] = {logits[i] / p.temperature, (int32_t)i};
-    std::sort(c.begin(), c.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-    size_t n = p.top_k > 0 ? std::min(c.size(), (size_t)p.top_k) : c.size();
-    const float mx = c[0].first;
-    double sum = 0.0;
-    for (size_t i = 0; i < n; ++i) sum += (c[i].first = std::exp(c[i].first - mx));
-    for (size_t i = 0; i < n; ++i) c[i].first = (float)(c[i].first / sum);
-    if (p.min_p > 0.0f) {
-        size_t keep = 1;
-        while (keep < n && c[keep].first >= p.min_p * c[0].first) ++keep;
-        n = keep;
-    }
-    if (p.top_p < 1.0f) {
-        double cum = 0.0;
-        size_t keep = 0;
-        while (keep < n && (cum += c[keep++].first) < p.top_p) {
+// The definition (sampler.h), plainly: every candidate sorted best first (logit / temperature,
+// ties to the lower id), top-k, weights sampler_exp(x - best), min-p's floor on x, top-p's
+// prefix; then each draw walks that order.
+class ReferenceSampler {
+public:
+    ReferenceSampler(const std::vector<float>& logits, const SamplerParams& p) : rng_(p.seed) {
+        for (size_t i = 0; i < logits.size(); ++i) c_.push_back({logits[i] / p.temperature, (int32_t)i});
+        std::sort(c_.begin(), c_.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+        n_ = p.top_k > 0 ? std::min(c_.size(), (size_t)p.top_k) : c_.size();
+        const float mx = c_[0].first;
+        double sum = 0.0;
+        for (size_t i = 0; i < n_; ++i) w_.push_back(sampler_exp(c_[i].first - mx)), sum += w_.back();
+        if (p.min_p > 0.0f) {
+            size_t keep = 0;
+            while (keep < n_ && c_[keep].first >= mx + std::log(p.min_p)) ++keep;
+            n_ = keep;
         }
-        n = std::max<size_t>(1, keep);
+        if (p.top_p < 1.0f) {
+            double cum = 0.0;
+            size_t keep = 0;
+            while (keep < n_ && (cum += w_[keep++]) < (double)p.top_p * sum) {
+            }
+            n_ = keep;
+        }
     }
-    double total = 0.0;
-    for (size_t i = 0; i < n; ++i) total += c[i].first;
-    double r = rng.uniform() * total;
-    for (size_t i = 0; i < n; ++i)
-        if ((r -= c[i].first) < 0.0) return c[i].second;
-    return c[n - 1].second;
+    int32_t draw() {
+        double total = 0.0;
+        for (size_t i = 0; i < n_; ++i) total += w_[i];
+        const double r = rng_.uniform() * total;
+        double cum = 0.0;
+        for (size_t i = 0; i < n_; ++i)
+            if ((cum += w_[i]) > r) return c_[i].second;
+        return c_[n_ - 1].second;
+    }
+
+private:
+    Rng rng_;
+    std::vector<std::pair<float, int32_t>> c_;
+    std::vector<float> w_;
+    size_t n_ = 0;
+};
+
+TEST(Sampler, ExpIsExpToAFewUlp) {
+    EXPECT_EQ(sampler_exp(0.0f), 1.0f);
+    EXPECT_EQ(sampler_exp(-88.0f), 0.0f);
+    EXPECT_EQ(sampler_exp(-std::numeric_limits<float>::infinity()), 0.0f);
+    EXPECT_EQ(sampler_exp(std::numeric_limits<float>::quiet_NaN()), 0.0f);
+    float worst = 0.0f;
+    for (float x = -87.0f; x <= 0.0f; x += 1.0f / 1024) {
+        const float e = sampler_exp(x), want = std::exp(x);
+        worst = std::max(worst, std::fabs(e - want) / want);
+    }
+    EXPECT_LT(worst, 4e-7f);
 }
 
-// The sampler orders the candidates lazily (the head first, more only when the walk needs it):
-// the same token as the full sort, draw for draw, over peaked and flat vocabularies of 40K with
-// repeated logits (ties) and every truncation.
-TEST(Sampler, LazyOrderDrawsWhatTheFullSortDraws) {
+// The sampler orders only a head of 64 and walks past it by buckets when it must: the same token
+// as the full sort, draw for draw, over peaked and flat vocabularies of 40K with repeated logits
+// (ties) and every truncation.
+TEST(Sampler, HeadAndBucketsDrawWhatTheFullSortDraws) {
     std::mt19937 gen(11);
-    const int64_t V = 40000;
+    const int64_t V = 40007;  // (not a multiple of the 16 lanes)
     int cases = 0;
     for (float spread : {0.05f, 1.0f, 3.0f}) {
         std::vector<float> lg((size_t)V);
         std::normal_distribution<float> g(0.0f, spread);
         for (auto& x : lg) x = std::round(g(gen) * 64.0f) / 64.0f;  // (coarse: many exact ties)
         for (int i = 0; i < 10; ++i) lg[gen() % V] += 8.0f * spread;
+        for (int i = 0; i < 100; ++i) lg[gen() % V] = -std::numeric_limits<float>::infinity();  // masked
         for (SamplerParams p : {SamplerParams{1.0f}, SamplerParams{0.7f, 0, 0.9f}, SamplerParams{1.0f, 0, 0.999f},
                                 SamplerParams{0.6f, 20, 0.95f}, SamplerParams{1.0f, 0, 1.0f, 0.05f},
                                 SamplerParams{1.3f, 0, 0.8f, 0.001f}, SamplerParams{1.0f, 5000, 1.0f, 0.0f},
                                 SamplerParams{2.0f, 0, 1.0f, 0.5f}}) {
             p.seed = 100 + (uint64_t)cases++;
             Sampler s(p);
-            Rng ref(p.seed);
-            for (int d = 0; d < 10; ++d)
-                ASSERT_EQ(s.sample(lg.data(), V), reference_sample(lg, p, ref))
+            ReferenceSampler ref(lg, p);
+            for (int d = 0; d < 50; ++d)
+                ASSERT_EQ(s.sample(lg.data(), V), ref.draw())
                     << "spread " << spread << ", T " << p.temperature << " top_k " << p.top_k << " top_p " << p.top_p
                     << " min_p " << p.min_p << ", draw " << d;
         }
