@@ -86,6 +86,26 @@ float max_of(const float* x, int64_t n) {
     return best;
 }
 
+// e[i] = sampler_exp(x[i] - mx) for i < n; returns their sum (doubles, lane by lane).
+double exp_pass(const float* x, int64_t n, float mx, float* e) {
+    VD lane[kUnroll] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+        for (int u = 0; u < kUnroll; ++u) {
+            const VF w = exp_steps(load(x + i + kVec * u) - mx);
+            if (e) store(e + i + kVec * u, w);
+            add_wide(lane[u], w);
+        }
+    double sum = 0.0;
+    for (; i < n; ++i) {
+        const float w = exp_steps(x[i] - mx);
+        if (e) e[i] = w;
+        sum += w;
+    }
+    for (const VD& v : lane) sum += v[0] + v[1];
+    return sum;
+}
+
 // The `need` best ids of x[0, n) with x >= floor, best first (x descending, ties to the lower id).
 // The threshold rises to the need-th best so far whenever 2 * need (at least 256) are held.
 void best_ids(const float* x, int64_t n, int64_t need, float floor, std::vector<int32_t>& out) {
@@ -118,6 +138,16 @@ void best_ids(const float* x, int64_t n, int64_t need, float floor, std::vector<
 }  // namespace
 
 float sampler_exp(float x) { return exp_steps(x); }
+
+float log_sum_exp(const float* logits, int64_t n) {
+    const float mx = max_of(logits, n);
+    if (!std::isfinite(mx)) return mx;  // (no finite logit, or an infinite one)
+    return mx + (float)std::log(exp_pass(logits, n, mx, nullptr));
+}
+
+void top_ids(const float* logits, int64_t n, int64_t k, std::vector<int32_t>& out) {
+    best_ids(logits, n, std::min(k, n), kNegInf, out);
+}
 
 int32_t argmax(const float* logits, int64_t n) {
     if (n <= 0) return 0;
@@ -212,19 +242,12 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
             if (x[id] >= x_floor_) floor_sum += e[id], ++n_allowed;
         }
     } else {
-        VD lane[kUnroll] = {}, flane[kUnroll] = {};
-        VI cnt{};
-        int64_t i = 0;
-        for (; i + kLanes <= n_; i += kLanes)
-            for (int u = 0; u < kUnroll; ++u) {
-                const VF w = exp_steps(load(x + i + kVec * u) - mx);
-                store(e + i + kVec * u, w);
-                add_wide(lane[u], w);
-            }
-        for (; i < n_; ++i) sum += (e[i] = sampler_exp(x[i] - mx));
-        for (const VD& v : lane) sum += v[0] + v[1];
+        sum = exp_pass(x, n_, mx, e);
         if (p_.min_p > 0.0f) {
-            for (i = 0; i + kLanes <= n_; i += kLanes)
+            VD flane[kUnroll] = {};
+            VI cnt{};
+            int64_t i = 0;
+            for (; i + kLanes <= n_; i += kLanes)
                 for (int u = 0; u < kUnroll; ++u) {
                     const VI in = load(x + i + kVec * u) >= x_floor_;  // all ones where kept
                     add_wide(flane[u], (VF)(in & (VI)load(e + i + kVec * u)));

@@ -54,5 +54,10 @@ private:
 };
 
 int32_t argmax(const float* logits, int64_t n);
+// log(sum_i e^logits[i]) (the log-softmax's normaliser; -inf logits count 0), by the sampler's
+// vector passes: ~0.1 ms over 152K where a scalar double exp took ~1.5 ms.
+float log_sum_exp(const float* logits, int64_t n);
+// The k best ids of logits[0, n) in order (larger first, ties to the lower id; NaN never).
+void top_ids(const float* logits, int64_t n, int64_t k, std::vector<int32_t>& out);
 
 }  // namespace tandem

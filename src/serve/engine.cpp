@@ -202,21 +202,13 @@ void Engine::on_token(Active& a, int32_t id, const float* logits) {
     if (a.params.top_logprobs >= 0) {
         // log-softmax of the model's distribution (before penalties and temperature)
         const int64_t nv = model_.hparams().n_vocab;
-        float mx = logits[0];
-        for (int64_t i = 1; i < nv; ++i) mx = std::max(mx, logits[i]);
-        double sum = 0;
-        for (int64_t i = 0; i < nv; ++i) sum += std::exp((double)(logits[i] - mx));
-        const float lse = mx + (float)std::log(sum);
+        const float lse = log_sum_exp(logits, nv);
         TokenLogprob lp;
         lp.id = id;
         lp.logprob = logits[id] - lse;
-        const int k = std::min<int>(a.params.top_logprobs, (int)nv);
-        if (k > 0) {
-            std::vector<int32_t> idx((size_t)nv);
-            for (int64_t i = 0; i < nv; ++i) idx[(size_t)i] = (int32_t)i;
-            std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
-                              [&](int32_t x, int32_t y) { return logits[x] > logits[y] || (logits[x] == logits[y] && x < y); });
-            for (int j = 0; j < k; ++j) lp.top.emplace_back(idx[(size_t)j], logits[idx[(size_t)j]] - lse);
+        if (a.params.top_logprobs > 0) {
+            top_ids(logits, nv, a.params.top_logprobs, top_scratch_);
+            for (int32_t t : top_scratch_) lp.top.emplace_back(t, logits[t] - lse);
         }
         if (!is_stop_id) ev.logprobs.push_back(std::move(lp));
     }

@@ -144,6 +144,7 @@ private:
     std::vector<Active*> step_who_;
     std::vector<int32_t> step_ids_;
     std::vector<std::vector<float>> step_raws_;
+    std::vector<int32_t> top_scratch_;  // top_logprobs ids
     std::vector<SeqChunk> chunks_;
     std::thread thread_;
 };

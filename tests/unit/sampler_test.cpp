@@ -36,6 +36,33 @@ TEST(Sampler, ArgmaxIsTheFirstLargest) {
     }
 }
 
+// The logprobs' helpers: log-sum-exp against a double-precision sum, the top ids against a
+// sort (ties to the lower id), with masked (-inf) logits and lengths off the 16-lane blocks.
+TEST(Sampler, LogSumExpAndTopIds) {
+    std::mt19937 gen(9);
+    std::normal_distribution<float> g(0.0f, 3.0f);
+    for (int64_t n : {1, 7, 16, 100, 40007}) {
+        std::vector<float> v((size_t)n);
+        for (auto& x : v) x = std::round(g(gen) * 8.0f) / 8.0f;  // (ties)
+        if (n > 10) v[3] = v[9] = -std::numeric_limits<float>::infinity();
+        const float mx = *std::max_element(v.begin(), v.end());
+        double sum = 0.0;
+        for (float x : v) sum += std::exp((double)x - mx);
+        EXPECT_NEAR(log_sum_exp(v.data(), n), mx + std::log(sum), 2e-6 * (1.0 + std::fabs(mx))) << n;
+        std::vector<int32_t> order((size_t)n);
+        for (int64_t i = 0; i < n; ++i) order[(size_t)i] = (int32_t)i;
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return v[a] > v[b]; });
+        for (int64_t k : {1, 5, 300}) {
+            std::vector<int32_t> got;
+            top_ids(v.data(), n, k, got);
+            ASSERT_EQ((int64_t)got.size(), std::min(k, n));
+            for (size_t j = 0; j < got.size(); ++j) EXPECT_EQ(got[j], order[j]) << "n " << n << " k " << k << " at " << j;
+        }
+    }
+    const float masked[2] = {-std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+    EXPECT_EQ(log_sum_exp(masked, 2), -std::numeric_limits<float>::infinity());
+}
+
 TEST(Sampler, TopKOneIsGreedy) {
     SamplerParams p;
     p.temperature = 2.0f;
