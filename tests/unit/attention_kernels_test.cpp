@@ -73,6 +73,7 @@ const Case kCases[] = {
     {5, 3, 256, 130, 256}, // odd group, wide heads
     {1, 4, 64, 77, 48},    // one pass of rows (keys read from the pages directly), blocks of 32 + 16
     {2, 4, 128, 40, 256},  // two tokens in that one pass: each row its own limit
+    {3, 8, 48, 60, 32},    // head_dim a multiple of 16, not of 32 (a last pass of 16 dimensions)
 };
 
 TEST(AttentionReference, SplitPositionsMergeToTheWhole) {
