@@ -201,6 +201,7 @@ int32_t Sampler::walk_tail(double target, bool inclusive, double& cum) {
     pick_.clear();
     for (int64_t i = 0; i < n_; ++i)
         if (after_head(i) && allowed(i) && bucket(i) == star) pick_.push_back((int32_t)i);
+    if (pick_.empty()) return hb;  // (cannot happen: a crossing bucket has weight, the last has members)
     std::sort(pick_.begin(), pick_.end(), [x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
     for (int32_t id : pick_) {
         c += e[id];

@@ -169,6 +169,33 @@ TEST(Sampler, ExpIsExpToAFewUlp) {
     EXPECT_LT(worst, 4e-7f);
 }
 
+// Degenerate logits: all equal (every candidate tied: the full-sort reference still decides),
+// one finite among -inf, NaNs (never drawn), extreme temperatures and truncations.
+TEST(Sampler, DegenerateLogits) {
+    const int64_t V = 1000;
+    const float inf = std::numeric_limits<float>::infinity();
+    std::vector<float> flat((size_t)V, 0.5f);
+    for (SamplerParams p : {SamplerParams{1.0f, 0, 1.0f, 0.0f, 3}, SamplerParams{1.0f, 0, 0.5f, 0.0f, 4},
+                            SamplerParams{1.0f, 0, 1.0f, 1.0f, 5}, SamplerParams{1e-6f, 0, 1.0f, 0.0f, 6}}) {
+        Sampler s(p);
+        ReferenceSampler ref(flat, p);
+        for (int d = 0; d < 50; ++d) ASSERT_EQ(s.sample(flat.data(), V), ref.draw());
+    }
+    std::vector<float> one((size_t)V, -inf);
+    one[777] = -3.0f;
+    std::vector<float> nans((size_t)V, std::numeric_limits<float>::quiet_NaN());
+    nans[5] = 1.0f;
+    nans[900] = 1.5f;
+    for (SamplerParams p : {SamplerParams{1.0f}, SamplerParams{2.0f, 0, 0.01f}, SamplerParams{0.7f, 40, 0.9f, 0.1f}}) {
+        Sampler s(p);
+        for (int d = 0; d < 50; ++d) {
+            ASSERT_EQ(s.sample(one.data(), V), 777);
+            const int32_t t = s.sample(nans.data(), V);
+            ASSERT_TRUE(t == 5 || t == 900) << t;
+        }
+    }
+}
+
 // The sampler orders only a head of 64 and walks past it by buckets when it must: the same token
 // as the full sort, draw for draw, over peaked and flat vocabularies of 40K with repeated logits
 // (ties) and every truncation.
