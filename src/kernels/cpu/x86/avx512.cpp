@@ -503,13 +503,19 @@ void gemm_wide(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, c
                                          wide_tile<K, 5>, wide_tile<K, 6>, wide_tile<K, 7>, wide_tile<K, 8>};
     thread_local std::vector<float> wide;
     thread_local std::vector<const float*> a;
-    wide.resize((size_t)(n_tok * n));
     a.resize((size_t)n_tok);
-    for (int64_t t = 0; t < n_tok; ++t) {
-        const auto* src = static_cast<const typename Tr::T*>(acts[t]);
-        float* dst = wide.data() + t * n;
-        for (int64_t i = 0; i < n; ++i) dst[i] = Tr::one(src[i]);
-        a[(size_t)t] = dst;
+    if constexpr (K == Wide::f32) {  // (already floats)
+        for (int64_t t = 0; t < n_tok; ++t) a[(size_t)t] = static_cast<const float*>(acts[t]);
+    } else {  // widened once per call (exact), 16 at a time
+        wide.resize((size_t)(n_tok * n));
+        for (int64_t t = 0; t < n_tok; ++t) {
+            const auto* src = static_cast<const typename Tr::T*>(acts[t]);
+            float* dst = wide.data() + t * n;
+            int64_t i = 0;
+            for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, Tr::load(src + i));
+            for (; i < n; ++i) dst[i] = Tr::one(src[i]);
+            a[(size_t)t] = dst;
+        }
     }
     // blocks of 16 rows, each through every tile of up to 8 tokens while it sits in L1/L2
     for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
