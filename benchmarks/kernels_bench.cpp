@@ -141,7 +141,8 @@ void bench_packed(benchmark::State& state, cpu::Isa isa, DType type, Shape shape
 
 // Attention over an f16 KV cache of n_pos positions (pages of 128): one decode token (8 GQA heads
 // of head_dim 128, A3B/A22B-like) or a block of 32 prompt tokens at the end of the context.
-void bench_attention(benchmark::State& state, cpu::Isa isa, int64_t n_pos, int64_t n_tok) {
+// cached: the same keys and values every time (in the caches: the kernel's compute alone).
+void bench_attention(benchmark::State& state, cpu::Isa isa, int64_t n_pos, int64_t n_tok, bool cached) {
     const cpu::KernelTable& k = cpu::kernels_for(isa);
     if (!k.attention) {
         state.SkipWithError("no attention kernel for this ISA");
@@ -151,7 +152,7 @@ void bench_attention(benchmark::State& state, cpu::Isa isa, int64_t n_pos, int64
     // kCopies caches (>= 256 MB in all) used in turn: read from DRAM as a model's layers are after
     // a step's weights have streamed through the caches
     const int64_t copy_bytes = n_pages * ps * n_kv * hd * 2;  // keys (values: as many, in the second half)
-    const int64_t kCopies = std::max<int64_t>(16, (256 << 20) / copy_bytes);
+    const int64_t kCopies = cached ? 1 : std::max<int64_t>(16, (256 << 20) / copy_bytes);
     const size_t half = (size_t)(kCopies * n_pages * ps * n_kv * hd);
     // huge pages asked for, as the KvPool does (4 KiB pages cost TLB misses that it does not have)
     auto buf = AnonBuffer::allocate(2 * half * sizeof(uint16_t));
@@ -233,7 +234,10 @@ int register_all() {
             for (int64_t n_tok : {1, 32}) {
                 const std::string name = "attention/" + std::string(cpu::isa_name(isa)) + "/ctx" + std::to_string(n_pos) +
                                          "/tok" + std::to_string(n_tok);
-                benchmark::RegisterBenchmark(name.c_str(), bench_attention, isa, n_pos, n_tok)->Unit(benchmark::kMicrosecond);
+                benchmark::RegisterBenchmark(name.c_str(), bench_attention, isa, n_pos, n_tok, false)->Unit(benchmark::kMicrosecond);
+                if (n_tok == 1 && n_pos >= 512)
+                    benchmark::RegisterBenchmark((name + "/cached").c_str(), bench_attention, isa, n_pos, n_tok, true)
+                        ->Unit(benchmark::kMicrosecond);
             }
     }
     for (cpu::Isa isa : cpu::kAllIsas) {

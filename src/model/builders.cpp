@@ -244,12 +244,15 @@ void Forward::attend(int il, const float* q, int64_t n, float* o) {
                 j.page_stride = pool.page_stride();
                 j.kv_stride = hd;  // values; keys are transposed (AttnJob)
                 j.scale = scale;
-                if (nt > 1 || j.p_end < kSplitFrom) {
+                // parts of at least kPart positions, about 4 jobs per thread over the KV heads
+                // (each part starts cold: a part's first keys and values wait on DRAM)
+                const int64_t parts = std::min({kMaxParts, (j.p_end + kPart - 1) / kPart,
+                                                (4 * pool_.n_threads() + hp_.n_head_kv - 1) / hp_.n_head_kv});
+                if (nt > 1 || j.p_end < kSplitFrom || parts < 2) {
                     jobs.push_back(j);
                     part_row.push_back(-1);
                     continue;
                 }
-                const int64_t parts = std::min(kMaxParts, (j.p_end + kPart - 1) / kPart);
                 merges.push_back({jobs.size(), parts, j.o});
                 for (int64_t i = 0; i < parts; ++i) {
                     ref::AttnJob p = j;

@@ -74,6 +74,12 @@ const Case kCases[] = {
     {1, 4, 64, 77, 48},    // one pass of rows (keys read from the pages directly), blocks of 32 + 16
     {2, 4, 128, 40, 256},  // two tokens in that one pass: each row its own limit
     {3, 8, 48, 60, 32},    // head_dim a multiple of 16, not of 32 (a last pass of 16 dimensions)
+    // at most 16 rows (AVX-512: no key tile, chunks of 128 positions, scores of 16 or 32 positions)
+    {1, 6, 48, 100, 32},     // odd group, a last values pass of 16 dimensions
+    {1, 12, 80, 200, 64},    // 12 rows: score vectors of 16 positions, values 16 dimensions a pass
+    {2, 8, 128, 500, 128},   // 16 rows of two tokens, each its own limit; chunks of whole pages
+    {1, 8, 128, 700, 256},   // pages of 256: two chunks a page, the last one cut
+    {1, 16, 64, 1300, 128},  // many chunks (each prefetching the next)
 };
 
 TEST(AttentionReference, SplitPositionsMergeToTheWhole) {

@@ -24,6 +24,18 @@ using AttnRowsFn = void (*)(const float* const* q, const float* kt, const uint16
 // load_kt(k, stride, n, hd, kt): the block's n keys (dimension d at k + d * stride) as kt[d * kBk + p]
 using AttnLoadKtFn = void (*)(const uint16_t* k, int64_t stride, int n, int64_t hd, float* kt);
 
+// The job's rows written out: row r's unnormalised output os[r * hd ..] divided by its sum ls[r],
+// and its log-sum-exp ms[r] + log ls[r] where asked (-inf for a row that saw no position)
+inline void finish_rows(const ref::AttnJob& jb, const float* os, const float* ms, const float* ls) {
+    const int64_t hd = jb.hd, n_rows = jb.n_tok * jb.n_head;
+    for (int64_t r = 0; r < n_rows; ++r) {
+        float* dst = jb.o + (r / jb.n_head) * jb.o_stride + (r % jb.n_head) * hd;
+        const float inv = ls[r] > 0.0f ? 1.0f / ls[r] : 0.0f;
+        for (int64_t d = 0; d < hd; ++d) dst[d] = os[r * hd + d] * inv;
+        if (jb.lse) jb.lse[r] = ls[r] > 0.0f ? ms[r] + std::log(ls[r]) : -INFINITY;
+    }
+}
+
 template <int kBk, int kRows, int kAhead>
 inline void flash_attention(const ref::AttnJob& jb, AttnLoadKtFn load_kt, const AttnRowsFn* rows) {
     const int64_t hd = jb.hd, n_rows = jb.n_tok * jb.n_head;
@@ -78,12 +90,7 @@ inline void flash_attention(const ref::AttnJob& jb, AttnLoadKtFn load_kt, const 
         }
         pb += n;
     }
-    for (int64_t r = 0; r < n_rows; ++r) {
-        float* dst = jb.o + (r / jb.n_head) * jb.o_stride + (r % jb.n_head) * hd;
-        const float inv = ls[(size_t)r] > 0.0f ? 1.0f / ls[(size_t)r] : 0.0f;
-        for (int64_t d = 0; d < hd; ++d) dst[d] = os[(size_t)(r * hd + d)] * inv;
-        if (jb.lse) jb.lse[r] = ls[(size_t)r] > 0.0f ? ms[(size_t)r] + std::log(ls[(size_t)r]) : -INFINITY;
-    }
+    finish_rows(jb, os.data(), ms.data(), ls.data());
 }
 
 }  // namespace
