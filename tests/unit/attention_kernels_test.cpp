@@ -80,6 +80,7 @@ const Case kCases[] = {
     {2, 8, 128, 500, 128},   // 16 rows of two tokens, each its own limit; chunks of whole pages
     {1, 8, 128, 700, 256},   // pages of 256: two chunks a page, the last one cut
     {1, 16, 64, 1300, 128},  // many chunks (each prefetching the next)
+    {1, 3, 64, 400, 128},    // 3 rows (AVX2: score vectors of 16 positions, values 16 dimensions a pass)
 };
 
 TEST(AttentionReference, SplitPositionsMergeToTheWhole) {

@@ -9,8 +9,10 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kernels/reference/attention.h"
@@ -92,6 +94,87 @@ inline void flash_attention(const ref::AttnJob& jb, AttnLoadKtFn load_kt, const 
     }
     finish_rows(jb, os.data(), ms.data(), ls.data());
 }
+
+// ---- Few rows (a decode token's GQA group): no key tile ----------------------------------------
+// With at most Isa::kMaxDirect rows a tile would be read once: the ISA's score loop converts the
+// keys itself, and the positions go in chunks of up to kDirectChunk inside one page: the scores of
+// every row for the whole chunk (Isa::scores, W = Isa::width<R>() positions a call), one softmax
+// step per row (Isa::softmax: one max, one rescaling) and the values summed over the chunk with
+// the rows' outputs in registers (Isa::values, one pass of some dimensions a call), so the
+// outputs' loads, rescaling and stores happen once per chunk. At long contexts the keys and values
+// come from DRAM: the first chunk's lines are asked for at once, every later chunk's during the
+// chunk before it (a line per iteration of the ISA's loops: its keys by the score loops, one line
+// of each key row per W positions, its values by the value loops).
+constexpr int kDirectChunk = 128;
+
+template <class Isa, int R>
+void direct_attention(const ref::AttnJob& jb) {
+    constexpr int W = Isa::template width<R>(), kq = Isa::kMaxDirect;
+    const int64_t hd = jb.hd, ps = jb.page_size;
+    thread_local std::vector<float> qt, os, sc;
+    qt.resize((size_t)(hd * kq));  // qt[d * kq + r] = q_r[d], scaled
+    os.assign((size_t)(R * hd), 0.0f);
+    sc.resize((size_t)(kq * kDirectChunk));  // row r's scores, then weights, at sc + r * kDirectChunk
+    float m[R], l[R];
+    float* o[R];
+    int64_t last[R];  // each row's last visible position
+    for (int r = 0; r < R; ++r) {
+        const float* src = jb.q + (r / jb.n_head) * jb.q_stride + (r % jb.n_head) * hd;
+        for (int64_t d = 0; d < hd; ++d) qt[(size_t)(d * kq + r)] = src[d] * jb.scale;
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        o[r] = os.data() + r * hd;
+        last[r] = jb.pos0 + r / jb.n_head;
+    }
+    const int64_t p_last = std::min(jb.p_end, jb.pos0 + jb.n_tok);
+    auto chunk_len = [&](int64_t pb) { return (int)std::min<int64_t>({kDirectChunk, p_last - pb, ps - pb % ps}); };
+    if (jb.p_begin < p_last) {  // the first chunk's lines asked for at once (their misses overlap)
+        const int64_t pb = jb.p_begin, slot = pb % ps, page = jb.pages[pb / ps] * jb.page_stride;
+        const int n = chunk_len(pb);
+        for (int64_t d = 0; d < hd; ++d)
+            for (int64_t b = 0; b < n * 2; b += 64) __builtin_prefetch((const char*)(jb.k + page + slot + d * ps) + b, 0, 3);
+        const char* v0 = (const char*)(jb.v + page + slot * jb.kv_stride);
+        for (int64_t b = 0; b < n * jb.kv_stride * 2; b += 64) __builtin_prefetch(v0 + b, 0, 2);
+    }
+    const uint16_t* vp[kDirectChunk];
+    for (int64_t pb = jb.p_begin; pb < p_last;) {
+        const int n = chunk_len(pb);
+        const int64_t page = jb.pages[pb / ps] * jb.page_stride, slot = pb % ps;
+        const uint16_t* k = jb.k + page + slot;
+        const uint16_t *nk = nullptr, *nv = nullptr;  // the next chunk's keys and values, prefetched
+        int64_t nv_lines = 0;
+        if (const int64_t nb = pb + n; nb < p_last) {
+            const int64_t npage = jb.pages[nb / ps] * jb.page_stride, nslot = nb % ps;
+            nk = jb.k + npage + nslot;
+            nv = jb.v + npage + nslot * jb.kv_stride;
+            nv_lines = ((int64_t)chunk_len(nb) * jb.kv_stride * 2 + 63) / 64;
+        }
+        for (int s0 = 0; s0 < n; s0 += W) {
+            const uint16_t* pk = nk ? nk + s0 : nullptr;
+            if (n - s0 >= W) Isa::template scores<R, true>(qt.data(), k + s0, ps, W, hd, sc.data() + s0, pk);
+            else Isa::template scores<R, false>(qt.data(), k + s0, ps, n - s0, hd, sc.data() + s0, pk);
+        }
+        float corr[R];
+        for (int r = 0; r < R; ++r)
+            corr[r] = Isa::softmax(sc.data() + r * kDirectChunk, n, (int)std::min<int64_t>(last[r] - pb + 1, n), m[r], l[r]);
+        const uint16_t* v0 = jb.v + page + slot * jb.kv_stride;
+        for (int i = 0; i < n; ++i) vp[i] = v0 + i * jb.kv_stride;
+        for (int64_t d0 = 0, line = 0; d0 < hd; line += n) {  // the next chunk's value lines, n per pass
+            const char* at = nv ? (const char*)nv + 64 * line : nullptr;
+            d0 += Isa::template values<R>(sc.data(), vp, n, corr, o, d0, hd, at, nv ? nv_lines - line : 0);
+        }
+        pb += n;
+    }
+    finish_rows(jb, os.data(), m, l);
+}
+
+template <class Isa, int... R>
+constexpr std::array<void (*)(const ref::AttnJob&), sizeof...(R)> direct_fns(std::integer_sequence<int, R...>) {
+    return {direct_attention<Isa, R + 1>...};
+}
+// direct_attention<Isa, R> for R = 1 .. Isa::kMaxDirect, at index R - 1
+template <class Isa>
+constexpr auto kDirectFns = direct_fns<Isa>(std::make_integer_sequence<int, Isa::kMaxDirect>{});
 
 }  // namespace
 }  // namespace tandem::cpu

@@ -4,7 +4,11 @@
 // in the pages) are converted once into a float tile Kt[d][p] shared by every query row of the
 // job; per 4 query rows the scores are 4 x 2 accumulators of 8 positions; an online softmax
 // (running max and sum per row); the values accumulated into the rows' outputs, converted from
-// f16 (F16C) on the fly. Compiled with the avx2.cpp flags; head_dim a multiple of 16.
+// f16 (F16C) on the fly. Jobs of at most 8 rows (a decode token's GQA group) take
+// attention_driver.h's direct_attention with the loops of Direct below instead (no tile, chunks
+// of 128 positions, the next chunk prefetched): kernels_bench attention/avx2/ctx4096/tok1 (Xeon
+// VM, one core) cached 389-394 -> 252-260 us per KV head, from DRAM 533-537 -> 379-384.
+// Compiled with the avx2.cpp flags; head_dim a multiple of 16.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -71,6 +75,29 @@ void load_kt(const uint16_t* k, int64_t stride, int n, int64_t hd, float* kt) {
     }
 }
 
+// o[r][d0, d0 + 8 C) = corr[r] * o[r] + sum_i p[r * PS + i] * v_i over the block's n positions;
+// pv: the next chunk's value lines, one prefetched per position (pv_lines of them)
+template <int R, int C, int PS>
+inline void values_pass(const float* p, const uint16_t* const* vp, int n, const float* corr, float* const* o,
+                        int64_t d0, const char* pv = nullptr, int64_t pv_lines = 0) {
+    __m256 a[R][C];
+    for (int r = 0; r < R; ++r) {
+        const __m256 c = _mm256_set1_ps(corr[r]);
+        for (int j = 0; j < C; ++j) a[r][j] = _mm256_mul_ps(_mm256_loadu_ps(o[r] + d0 + 8 * j), c);
+    }
+    for (int i = 0; i < n; ++i) {
+        if (i < pv_lines) _mm_prefetch(pv + 64 * i, _MM_HINT_T1);
+        __m256 v[C];
+        for (int j = 0; j < C; ++j) v[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(vp[i] + d0 + 8 * j)));
+        for (int r = 0; r < R; ++r) {
+            const __m256 w = _mm256_broadcast_ss(p + r * PS + i);
+            for (int j = 0; j < C; ++j) a[r][j] = _mm256_fmadd_ps(w, v[j], a[r][j]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < C; ++j) _mm256_storeu_ps(o[r] + d0 + 8 * j, a[r][j]);
+}
+
 // R query rows (q[r]: hd floats, already scaled) against one block of n keys/values. lim[r]: the
 // row's last visible position in the block (< 0: none). m, l: running max and sum; o[r]: the
 // unnormalised output rows.
@@ -113,32 +140,87 @@ void rows_block(const float* const* q, const float* kt, const uint16_t* const* v
         _mm256_store_ps(p[r], e0);
         _mm256_store_ps(p[r] + 8, e1);
     }
-    for (int64_t d0 = 0; d0 < hd; d0 += 16) {
-        __m256 a0[R], a1[R];
-        for (int r = 0; r < R; ++r) {
-            const __m256 c = _mm256_set1_ps(corr[r]);
-            a0[r] = _mm256_mul_ps(_mm256_loadu_ps(o[r] + d0), c);
-            a1[r] = _mm256_mul_ps(_mm256_loadu_ps(o[r] + d0 + 8), c);
-        }
-        for (int i = 0; i < n; ++i) {
-            const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(vp[i] + d0)));
-            const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(vp[i] + d0 + 8)));
-            for (int r = 0; r < R; ++r) {
-                const __m256 w = _mm256_broadcast_ss(p[r] + i);
-                a0[r] = _mm256_fmadd_ps(w, v0, a0[r]);
-                a1[r] = _mm256_fmadd_ps(w, v1, a1[r]);
-            }
-        }
-        for (int r = 0; r < R; ++r) {
-            _mm256_storeu_ps(o[r] + d0, a0[r]);
-            _mm256_storeu_ps(o[r] + d0 + 8, a1[r]);
-        }
-    }
+    for (int64_t d0 = 0; d0 < hd; d0 += 16) values_pass<R, 2, kBk>(&p[0][0], vp, n, corr, o, d0);
 }
 
 constexpr AttnRowsFn kRowsFns[kRows] = {rows_block<1>, rows_block<2>, rows_block<3>, rows_block<4>};
 
-void attention(const AttnJob& jb) { flash_attention<kBk, kRows, 1>(jb, load_kt, kRowsFns); }
+// ---- Few rows (a decode token's GQA group): attention_driver.h's direct_attention -------------
+struct Direct {
+    static constexpr int kMaxDirect = 8;
+    template <int R>
+    static constexpr int width() { return R <= 4 ? 16 : 8; }  // score accumulators: 8 at most
+
+    // sc[r * kDirectChunk + p] = q_r . k_p for the width<R>() positions of keys at k (dimension d at
+    // k + d * stride), n of them present (the others read as 0); pk: a line of each row prefetched
+    template <int R, bool Full>
+    static void scores(const float* qt, const uint16_t* k, int64_t stride, int n, int64_t hd, float* sc, const uint16_t* pk) {
+        constexpr int NV = width<R>() / 8;
+        __m256 s[R][NV];
+        for (int r = 0; r < R; ++r)
+            for (int j = 0; j < NV; ++j) s[r][j] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < hd; ++d) {
+            const uint16_t* row = k + d * stride;
+            if (pk) _mm_prefetch((const char*)(pk + d * stride), _MM_HINT_T1);
+            uint16_t tmp[8 * NV] = {};
+            if (!Full) {
+                std::memcpy(tmp, row, sizeof(uint16_t) * (size_t)n);
+                row = tmp;
+            }
+            __m256 kv[NV];
+            for (int j = 0; j < NV; ++j) kv[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 8 * j)));
+            const float* qd = qt + d * kMaxDirect;
+            for (int r = 0; r < R; ++r) {
+                const __m256 b = _mm256_broadcast_ss(qd + r);
+                for (int j = 0; j < NV; ++j) s[r][j] = _mm256_fmadd_ps(b, kv[j], s[r][j]);
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            for (int j = 0; j < NV; ++j) _mm256_storeu_ps(sc + r * kDirectChunk + 8 * j, s[r][j]);
+    }
+
+    // One row's softmax step over a chunk of n positions of which the first vis are visible (as
+    // the AVX-512 kernel's); returns the rescaling of what was summed before
+    static float softmax(float* x, int n, int vis, float& m, float& l) {
+        const __m256 zero = _mm256_setzero_ps();
+        if (vis <= 0) {
+            for (int i = 0; i < n; i += 8) _mm256_storeu_ps(x + i, zero);
+            return 1.0f;
+        }
+        const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        auto visible = [&](int i) { return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(vis - i), idx)); };
+        __m256 mx = _mm256_set1_ps(-INFINITY);
+        for (int i = 0; i < vis; i += 8) mx = _mm256_max_ps(mx, _mm256_blendv_ps(mx, _mm256_loadu_ps(x + i), visible(i)));
+        const float m_new = std::max(m, hmax(mx));
+        const float corr = m == -INFINITY ? 0.0f : std::exp(m - m_new);
+        const __m256 mn = _mm256_set1_ps(m_new);
+        __m256 sum = zero;
+        for (int i = 0; i < n; i += 8) {
+            const __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mn)), visible(i));
+            sum = _mm256_add_ps(sum, e);
+            _mm256_storeu_ps(x + i, e);
+        }
+        l = l * corr + hsum(sum);
+        m = m_new;
+        return corr;
+    }
+
+    // one values pass from dimension d0 (16 dimensions, 8 past 4 rows); returns how many it took
+    template <int R>
+    static int64_t values(const float* p, const uint16_t* const* vp, int n, const float* corr, float* const* o, int64_t d0,
+                          int64_t hd, const char* pv, int64_t pv_lines) {
+        (void)hd;  // (a multiple of 16)
+        constexpr int C = R <= 4 ? 2 : 1;
+        values_pass<R, C, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
+        return 8 * C;
+    }
+};
+
+void attention(const AttnJob& jb) {
+    const int64_t n_rows = jb.n_tok * jb.n_head;
+    if (n_rows >= 1 && n_rows <= Direct::kMaxDirect) kDirectFns<Direct>[(size_t)(n_rows - 1)](jb);
+    else flash_attention<kBk, kRows, 1>(jb, load_kt, kRowsFns);
+}
 
 }  // namespace
 

@@ -7,17 +7,15 @@
 //   row; the rows' rescaling factors in one vector exp) and the values accumulated into the rows'
 //   outputs, converted from f16 on the fly, 32 dimensions per pass (one broadcast weight feeds
 //   two FMAs). The walk over blocks and rows is attention_driver.h's (shared with AVX2 and NEON).
-// - At most 16 rows (a decode token's GQA group): attention_direct below, no tile (it would be
-//   read once), chunks of up to 128 positions, the next chunk prefetched into L2 a line per loop
-//   iteration. kernels_bench attention/avx512/ctx4096/tok1 (Xeon with AVX512-FP16, one core):
+// - At most 16 rows (a decode token's GQA group): attention_driver.h's direct_attention with the
+//   loops of Direct below: no tile (it would be read once), chunks of up to 128 positions, the
+//   next chunk prefetched into L2 a line per loop iteration. kernels_bench attention/avx512/ctx4096/tok1 (Xeon with AVX512-FP16, one core):
 //   keys and values in cache 271-277 -> 141-148 us per KV head, from DRAM 412-427 -> 258-263.
 // Compiled with the avx512.cpp flags; head_dim must be a multiple of 16.
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
-#include <utility>
 #include <vector>
 
 #include "kernels/cpu/attention_driver.h"
@@ -135,159 +133,86 @@ void rows_block(const float* const* q, const float* kt, const uint16_t* const* v
 constexpr AttnRowsFn kRowsFns[kRows] = {rows_block<1>, rows_block<2>, rows_block<3>, rows_block<4>,
                                         rows_block<5>, rows_block<6>, rows_block<7>, rows_block<8>};
 
-// ---- Few rows (a decode token's GQA group): no key tile ----------------------------------------
-// With at most kMaxDirect rows a tile would be read once: the keys are converted inside the score
-// loop instead (one conversion per 8 or 16 FMAs), and the positions go in chunks of up to kChunk
-// inside one page: the scores of every row for the whole chunk, one softmax step per row (one
-// max, one rescaling) and the values summed over the chunk with the rows' outputs in registers
-// (their loads, rescaling and stores once per chunk, not per 32 positions). At long contexts the
-// keys and values come from DRAM: the first chunk's lines are asked for at once, every later
-// chunk's during the chunk before it.
+// ---- Few rows (a decode token's GQA group): attention_driver.h's direct_attention -------------
+struct Direct {
+    static constexpr int kMaxDirect = 16;
+    template <int R>
+    static constexpr int width() { return R <= 8 ? 32 : 16; }  // score accumulators: 16 at most
 
-constexpr int kChunk = 128;    // positions per chunk (scores kept in L1: kMaxDirect x 512 bytes)
-constexpr int kMaxDirect = 16; // rows taken this way
-
-// sc[r * kChunk + p] = q_r . k_p for the 16 NV positions of keys at k (dimension d at k + d *
-// stride), n of them present (the others read as 0); qt[d * kMaxDirect + r] = q_r[d]
-template <int R, int NV, bool Full>
-inline void chunk_scores(const float* qt, const uint16_t* k, int64_t stride, int n, int64_t hd, float* sc,
-                         const uint16_t* pk) {
-    __m512 s[R][NV];
-    for (int r = 0; r < R; ++r)
-        for (int j = 0; j < NV; ++j) s[r][j] = _mm512_setzero_ps();
-    __mmask16 mk[NV];
-    for (int j = 0; j < NV; ++j) {
-        const int left = n - 16 * j;
-        mk[j] = Full || left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
-    }
-    for (int64_t d = 0; d < hd; ++d) {
-        const uint16_t* row = k + d * stride;
-        if (pk) _mm_prefetch((const char*)(pk + d * stride), _MM_HINT_T1);
-        __m512 kv[NV];
-        for (int j = 0; j < NV; ++j)
-            kv[j] = Full ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * j)))
-                         : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk[j], row + 16 * j));
-        const float* qd = qt + d * kMaxDirect;
-        for (int r = 0; r < R; ++r) {
-            const __m512 b = _mm512_set1_ps(qd[r]);
-            for (int j = 0; j < NV; ++j) s[r][j] = _mm512_fmadd_ps(b, kv[j], s[r][j]);
-        }
-    }
-    for (int r = 0; r < R; ++r)
-        for (int j = 0; j < NV; ++j) _mm512_storeu_ps(sc + r * kChunk + 16 * j, s[r][j]);
-}
-
-// One row's softmax step over a chunk of n positions of which the first vis are visible: x (the
-// scores) becomes the weights exp(x - m') (0 past vis), m -> m' = max(m, max x), l -> l * c + sum;
-// returns the rescaling c = exp(m - m') of what was summed before (0 when nothing was)
-inline float chunk_softmax(float* x, int n, int vis, float& m, float& l) {
-    if (vis <= 0) {
-        for (int i = 0; i < n; i += 16) _mm512_storeu_ps(x + i, _mm512_setzero_ps());
-        return 1.0f;
-    }
-    auto visible = [&](int i) { return vis - i >= 16 ? (__mmask16)0xFFFF : vis > i ? (__mmask16)((1u << (vis - i)) - 1) : (__mmask16)0; };
-    __m512 mx = _mm512_set1_ps(-INFINITY);
-    for (int i = 0; i < vis; i += 16) mx = _mm512_mask_max_ps(mx, visible(i), mx, _mm512_loadu_ps(x + i));
-    const float m_new = std::max(m, _mm512_reduce_max_ps(mx));
-    const float corr = m == -INFINITY ? 0.0f : std::exp(m - m_new);
-    const __m512 mn = _mm512_set1_ps(m_new);
-    __m512 sum = _mm512_setzero_ps();
-    for (int i = 0; i < n; i += 16) {
-        const __m512 e = _mm512_maskz_mov_ps(visible(i), exp_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mn)));
-        sum = _mm512_add_ps(sum, e);
-        _mm512_storeu_ps(x + i, e);
-    }
-    l = l * corr + _mm512_reduce_add_ps(sum);
-    m = m_new;
-    return corr;
-}
-
-template <int R>
-void attention_direct(const AttnJob& jb) {
-    constexpr int NV = R <= 8 ? 2 : 1;  // score vectors of 16 positions per row (accumulators: 16 at most)
-    constexpr int W = 16 * NV;
-    const int64_t hd = jb.hd, ps = jb.page_size;
-    thread_local std::vector<float> qt, os, sc;
-    qt.resize((size_t)(hd * kMaxDirect));
-    os.assign((size_t)(R * hd), 0.0f);
-    sc.resize((size_t)(kMaxDirect * kChunk));
-    float m[R], l[R];
-    float* o[R];
-    int64_t last[R];  // each row's last visible position
-    for (int r = 0; r < R; ++r) {
-        const float* src = jb.q + (r / jb.n_head) * jb.q_stride + (r % jb.n_head) * hd;
-        for (int64_t d = 0; d < hd; ++d) qt[(size_t)(d * kMaxDirect + r)] = src[d] * jb.scale;
-        m[r] = -INFINITY;
-        l[r] = 0.0f;
-        o[r] = os.data() + r * hd;
-        last[r] = jb.pos0 + r / jb.n_head;
-    }
-    const int64_t p_last = std::min(jb.p_end, jb.pos0 + jb.n_tok);
-    const uint16_t* vp[kChunk];
-    if (jb.p_begin < p_last) {  // the first chunk's lines asked for at once (their misses overlap)
-        const int64_t pb = jb.p_begin, slot = pb % ps, page = jb.pages[pb / ps] * jb.page_stride;
-        const int n = (int)std::min<int64_t>({kChunk, p_last - pb, ps - slot});
-        for (int64_t d = 0; d < hd; ++d)
-            for (int64_t b = 0; b < n * 2; b += 64) _mm_prefetch((const char*)(jb.k + page + slot + d * ps) + b, _MM_HINT_T0);
-        const char* v0 = (const char*)(jb.v + page + slot * jb.kv_stride);
-        for (int64_t b = 0; b < n * jb.kv_stride * 2; b += 64) _mm_prefetch(v0 + b, _MM_HINT_T1);
-    }
-    for (int64_t pb = jb.p_begin; pb < p_last;) {
-        const int n = (int)std::min<int64_t>({kChunk, p_last - pb, ps - pb % ps});
-        const int64_t page = jb.pages[pb / ps] * jb.page_stride, slot = pb % ps;
-        const uint16_t* k = jb.k + page + slot;
-        // the next chunk comes from DRAM at long contexts: its keys and values are asked into L2
-        // a line per iteration of this chunk's loops (its keys' rows by the score loops, one line of
-        // each per W positions; its values by the value loops)
-        const uint16_t *nk = nullptr, *nv = nullptr;
-        int64_t nv_lines = 0;
-        if (const int64_t nb = pb + n; nb < p_last) {
-            const int64_t npage = jb.pages[nb / ps] * jb.page_stride, nslot = nb % ps;
-            const int nn = (int)std::min<int64_t>({kChunk, p_last - nb, ps - nslot});
-            nk = jb.k + npage + nslot;
-            nv = jb.v + npage + nslot * jb.kv_stride;
-            nv_lines = (nn * jb.kv_stride * 2 + 63) / 64;
-        }
-        for (int s0 = 0; s0 < n; s0 += W) {
-            const uint16_t* pk = nk ? nk + s0 : nullptr;
-            if (n - s0 >= W) chunk_scores<R, NV, true>(qt.data(), k + s0, ps, W, hd, sc.data() + s0, pk);
-            else chunk_scores<R, NV, false>(qt.data(), k + s0, ps, n - s0, hd, sc.data() + s0, pk);
-        }
-        float corr[R];
+    // sc[r * kDirectChunk + p] = q_r . k_p for the width<R>() positions of keys at k (dimension d at
+    // k + d * stride), n of them present (the others read as 0); pk: a line of each row prefetched
+    template <int R, bool Full>
+    static void scores(const float* qt, const uint16_t* k, int64_t stride, int n, int64_t hd, float* sc, const uint16_t* pk) {
+        constexpr int NV = width<R>() / 16;
+        __m512 s[R][NV];
         for (int r = 0; r < R; ++r)
-            corr[r] = chunk_softmax(sc.data() + r * kChunk, n, (int)std::min<int64_t>(last[r] - pb + 1, n), m[r], l[r]);
-        const uint16_t* v0 = jb.v + page + slot * jb.kv_stride;
-        for (int i = 0; i < n; ++i) vp[i] = v0 + i * jb.kv_stride;
-        int64_t d0 = 0, line = 0;  // the next chunk's value lines handed to the passes, n per pass
-        auto pf = [&]() {
-            const char* at = nv ? (const char*)nv + 64 * line : nullptr;
-            const int64_t left = nv ? nv_lines - line : 0;
-            line += n;
-            return std::pair{at, left};
-        };
-        if constexpr (R <= 8)
-            for (; d0 + 32 <= hd; d0 += 32) {
-                const auto [at, left] = pf();
-                values_pass<R, 2, kChunk>(sc.data(), vp, n, corr, o, d0, at, left);
-            }
-        for (; d0 < hd; d0 += 16) {
-            const auto [at, left] = pf();
-            values_pass<R, 1, kChunk>(sc.data(), vp, n, corr, o, d0, at, left);
+            for (int j = 0; j < NV; ++j) s[r][j] = _mm512_setzero_ps();
+        __mmask16 mk[NV];
+        for (int j = 0; j < NV; ++j) {
+            const int left = n - 16 * j;
+            mk[j] = Full || left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
         }
-        pb += n;
+        for (int64_t d = 0; d < hd; ++d) {
+            const uint16_t* row = k + d * stride;
+            if (pk) _mm_prefetch((const char*)(pk + d * stride), _MM_HINT_T1);
+            __m512 kv[NV];
+            for (int j = 0; j < NV; ++j)
+                kv[j] = Full ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(row + 16 * j)))
+                             : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk[j], row + 16 * j));
+            const float* qd = qt + d * kMaxDirect;
+            for (int r = 0; r < R; ++r) {
+                const __m512 b = _mm512_set1_ps(qd[r]);
+                for (int j = 0; j < NV; ++j) s[r][j] = _mm512_fmadd_ps(b, kv[j], s[r][j]);
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            for (int j = 0; j < NV; ++j) _mm512_storeu_ps(sc + r * kDirectChunk + 16 * j, s[r][j]);
     }
-    finish_rows(jb, os.data(), m, l);
-}
 
-template <int... R>
-constexpr std::array<void (*)(const AttnJob&), sizeof...(R)> direct_fns(std::integer_sequence<int, R...>) {
-    return {attention_direct<R + 1>...};
-}
-constexpr auto kDirectFns = direct_fns(std::make_integer_sequence<int, kMaxDirect>{});
+    // One row's softmax step over a chunk of n positions of which the first vis are visible: x
+    // (the scores) becomes the weights exp(x - m') (0 past vis), m -> m' = max(m, max x), l -> l *
+    // c + sum; returns the rescaling c = exp(m - m') of what was summed before (0 when nothing was)
+    static float softmax(float* x, int n, int vis, float& m, float& l) {
+        if (vis <= 0) {
+            for (int i = 0; i < n; i += 16) _mm512_storeu_ps(x + i, _mm512_setzero_ps());
+            return 1.0f;
+        }
+        auto visible = [&](int i) {
+            return vis - i >= 16 ? (__mmask16)0xFFFF : vis > i ? (__mmask16)((1u << (vis - i)) - 1) : (__mmask16)0;
+        };
+        __m512 mx = _mm512_set1_ps(-INFINITY);
+        for (int i = 0; i < vis; i += 16) mx = _mm512_mask_max_ps(mx, visible(i), mx, _mm512_loadu_ps(x + i));
+        const float m_new = std::max(m, _mm512_reduce_max_ps(mx));
+        const float corr = m == -INFINITY ? 0.0f : std::exp(m - m_new);
+        const __m512 mn = _mm512_set1_ps(m_new);
+        __m512 sum = _mm512_setzero_ps();
+        for (int i = 0; i < n; i += 16) {
+            const __m512 e = _mm512_maskz_mov_ps(visible(i), exp_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mn)));
+            sum = _mm512_add_ps(sum, e);
+            _mm512_storeu_ps(x + i, e);
+        }
+        l = l * corr + _mm512_reduce_add_ps(sum);
+        m = m_new;
+        return corr;
+    }
+
+    // one values pass from dimension d0 (32 dimensions, or 16 past 8 rows or at the end); returns
+    // how many it took
+    template <int R>
+    static int64_t values(const float* p, const uint16_t* const* vp, int n, const float* corr, float* const* o, int64_t d0,
+                          int64_t hd, const char* pv, int64_t pv_lines) {
+        if (R <= 8 && d0 + 32 <= hd) {
+            values_pass<R, 2, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
+            return 32;
+        }
+        values_pass<R, 1, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
+        return 16;
+    }
+};
 
 void attention(const AttnJob& jb) {
     const int64_t n_rows = jb.n_tok * jb.n_head;
-    if (n_rows >= 1 && n_rows <= kMaxDirect) kDirectFns[(size_t)(n_rows - 1)](jb);
+    if (n_rows >= 1 && n_rows <= Direct::kMaxDirect) kDirectFns<Direct>[(size_t)(n_rows - 1)](jb);
     else flash_attention<kBk, kRows, kAhead>(jb, load_kt, kRowsFns);
 }
 
