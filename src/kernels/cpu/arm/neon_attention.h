@@ -5,6 +5,9 @@
 // the scores are 4 x 4 accumulators (one FMA by lane per key vector and query element), then an
 // online softmax (running max and sum per row) and the values accumulated into the rows'
 // outputs, converted from f16 on the fly; the walk over blocks and rows is attention_driver.h's.
+// Jobs of at most 8 rows (a decode token's GQA group) take attention_driver.h's direct_attention
+// with the loops of AttDirect below instead (no tile, chunks of 128 positions, the next chunk
+// prefetched), as the x86 kernels do; tested under qemu only, not measured on ARM hardware.
 // Included by neon_kernels.h inside its anonymous
 // namespace (compiled once per NEON table); head_dim a multiple of 8 (the forward asks 16).
 // (No #include here: neon_kernels.h includes <algorithm>, <cmath> and attention_driver.h.)
@@ -56,6 +59,31 @@ inline void att_fma(float32x4_t* s, const float* kr, float32x4_t qv) {
     for (int j = 0; j < 4; ++j) s[j] = vfmaq_laneq_f32(s[j], vld1q_f32(kr + 4 * j), qv, L);
 }
 
+// o[r][d0, d0 + 8 C) = corr[r] * o[r] + sum_i p[r * PS + i] * v_i over the block's n positions;
+// pv: the next chunk's value lines, one prefetched per position (pv_lines of them)
+template <int R, int C, int PS>
+inline void att_values_pass(const float* p, const uint16_t* const* vp, int n, const float* corr, float* const* o,
+                            int64_t d0, const char* pv = nullptr, int64_t pv_lines = 0) {
+    float32x4_t a[R][2 * C];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < 2 * C; ++j) a[r][j] = vmulq_n_f32(vld1q_f32(o[r] + d0 + 4 * j), corr[r]);
+    for (int i = 0; i < n; ++i) {
+        if (i < pv_lines) __builtin_prefetch(pv + 64 * i, 0, 2);
+        float32x4_t v[2 * C];
+        for (int j = 0; j < C; ++j) {
+            const float16x8_t vh = vld1q_f16(reinterpret_cast<const float16_t*>(vp[i] + d0 + 8 * j));
+            v[2 * j] = vcvt_f32_f16(vget_low_f16(vh));
+            v[2 * j + 1] = vcvt_high_f32_f16(vh);
+        }
+        for (int r = 0; r < R; ++r) {
+            const float w = p[r * PS + i];
+            for (int j = 0; j < 2 * C; ++j) a[r][j] = vfmaq_n_f32(a[r][j], v[j], w);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < 2 * C; ++j) vst1q_f32(o[r] + d0 + 4 * j, a[r][j]);
+}
+
 // R query rows (q[r]: hd floats, already scaled) against one block of n keys/values. lim[r]: the
 // row's last visible position in the block (< 0: none). m, l: running max and sum; o[r]: the
 // unnormalised output rows.
@@ -105,28 +133,90 @@ void att_rows_block(const float* const* q, const float* kt, const uint16_t* cons
         l[r] = l[r] * corr[r] + vaddvq_f32(sum);
         m[r] = m_new;
     }
-    for (int64_t d0 = 0; d0 < hd; d0 += 8) {
-        float32x4_t a0[R], a1[R];
-        for (int r = 0; r < R; ++r) {
-            a0[r] = vmulq_n_f32(vld1q_f32(o[r] + d0), corr[r]);
-            a1[r] = vmulq_n_f32(vld1q_f32(o[r] + d0 + 4), corr[r]);
-        }
-        for (int i = 0; i < n; ++i) {
-            const float16x8_t vh = vld1q_f16(reinterpret_cast<const float16_t*>(vp[i] + d0));
-            const float32x4_t v0 = vcvt_f32_f16(vget_low_f16(vh)), v1 = vcvt_high_f32_f16(vh);
-            for (int r = 0; r < R; ++r) {
-                a0[r] = vfmaq_n_f32(a0[r], v0, p[r][i]);
-                a1[r] = vfmaq_n_f32(a1[r], v1, p[r][i]);
-            }
-        }
-        for (int r = 0; r < R; ++r) {
-            vst1q_f32(o[r] + d0, a0[r]);
-            vst1q_f32(o[r] + d0 + 4, a1[r]);
-        }
-    }
+    for (int64_t d0 = 0; d0 < hd; d0 += 8) att_values_pass<R, 1, kAttBk>(&p[0][0], vp, n, corr, o, d0);
 }
 
 constexpr AttnRowsFn kAttRowsFns[kAttRows] = {att_rows_block<1>, att_rows_block<2>, att_rows_block<3>,
                                               att_rows_block<4>};
 
-void attention_neon(const ref::AttnJob& jb) { flash_attention<kAttBk, kAttRows, 1>(jb, load_kt, kAttRowsFns); }
+// ---- Few rows (a decode token's GQA group): attention_driver.h's direct_attention -------------
+struct AttDirect {
+    static constexpr int kMaxDirect = 8;
+    template <int R>
+    static constexpr int width() { return R <= 4 ? 16 : 8; }  // score accumulators: 16 at most
+
+    // sc[r * kDirectChunk + p] = q_r . k_p for the width<R>() positions of keys at k (dimension d at
+    // k + d * stride), n of them present (the others read as 0); pk: a line of each row prefetched
+    template <int R, bool Full>
+    static void scores(const float* qt, const uint16_t* k, int64_t stride, int n, int64_t hd, float* sc, const uint16_t* pk) {
+        constexpr int NV = width<R>() / 4;
+        float32x4_t s[R][NV];
+        for (int r = 0; r < R; ++r)
+            for (int j = 0; j < NV; ++j) s[r][j] = vdupq_n_f32(0.0f);
+        for (int64_t d = 0; d < hd; ++d) {
+            const uint16_t* row = k + d * stride;
+            if (pk) __builtin_prefetch(pk + d * stride, 0, 2);
+            uint16_t tmp[4 * NV] = {};
+            if (!Full) {
+                std::memcpy(tmp, row, sizeof(uint16_t) * (size_t)n);
+                row = tmp;
+            }
+            float32x4_t kv[NV];
+            for (int j = 0; j < NV; j += 2) {
+                const float16x8_t kh = vld1q_f16(reinterpret_cast<const float16_t*>(row) + 4 * j);
+                kv[j] = vcvt_f32_f16(vget_low_f16(kh));
+                kv[j + 1] = vcvt_high_f32_f16(kh);
+            }
+            const float* qd = qt + d * kMaxDirect;
+            for (int r = 0; r < R; ++r)
+                for (int j = 0; j < NV; ++j) s[r][j] = vfmaq_n_f32(s[r][j], kv[j], qd[r]);
+        }
+        for (int r = 0; r < R; ++r)
+            for (int j = 0; j < NV; ++j) vst1q_f32(sc + r * kDirectChunk + 4 * j, s[r][j]);
+    }
+
+    // One row's softmax step over a chunk of n positions of which the first vis are visible (as
+    // the AVX-512 kernel's); returns the rescaling of what was summed before
+    static float softmax(float* x, int n, int vis, float& m, float& l) {
+        const float32x4_t zero = vdupq_n_f32(0.0f);
+        if (vis <= 0) {
+            for (int i = 0; i < n; i += 4) vst1q_f32(x + i, zero);
+            return 1.0f;
+        }
+        static const uint32_t kIdx[4] = {0, 1, 2, 3};
+        const uint32x4_t idx = vld1q_u32(kIdx);
+        auto visible = [&](int i) { return vcltq_u32(idx, vdupq_n_u32((uint32_t)std::max(vis - i, 0))); };
+        float32x4_t mx = vdupq_n_f32(-INFINITY);
+        for (int i = 0; i < vis; i += 4) mx = vbslq_f32(visible(i), vmaxq_f32(mx, vld1q_f32(x + i)), mx);
+        const float m_new = std::max(m, vmaxvq_f32(mx));
+        const float corr = m == -INFINITY ? 0.0f : std::exp(m - m_new);
+        const float32x4_t mn = vdupq_n_f32(m_new);
+        float32x4_t sum = zero;
+        for (int i = 0; i < n; i += 4) {
+            const float32x4_t e = vbslq_f32(visible(i), exp4(vsubq_f32(vld1q_f32(x + i), mn)), zero);
+            sum = vaddq_f32(sum, e);
+            vst1q_f32(x + i, e);
+        }
+        l = l * corr + vaddvq_f32(sum);
+        m = m_new;
+        return corr;
+    }
+
+    // one values pass from dimension d0 (16 dimensions up to 4 rows, else 8); returns how many it took
+    template <int R>
+    static int64_t values(const float* p, const uint16_t* const* vp, int n, const float* corr, float* const* o, int64_t d0,
+                          int64_t hd, const char* pv, int64_t pv_lines) {
+        if (R <= 4 && d0 + 16 <= hd) {
+            att_values_pass<R, 2, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
+            return 16;
+        }
+        att_values_pass<R, 1, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
+        return 8;
+    }
+};
+
+void attention_neon(const ref::AttnJob& jb) {
+    const int64_t n_rows = jb.n_tok * jb.n_head;
+    if (n_rows >= 1 && n_rows <= AttDirect::kMaxDirect) kDirectFns<AttDirect>[(size_t)(n_rows - 1)](jb);
+    else flash_attention<kAttBk, kAttRows, 1>(jb, load_kt, kAttRowsFns);
+}
