@@ -141,14 +141,15 @@ void bench_packed(benchmark::State& state, cpu::Isa isa, DType type, Shape shape
 
 // Attention over an f16 KV cache of n_pos positions (pages of 128): one decode token (8 GQA heads
 // of head_dim 128, A3B/A22B-like) or a block of 32 prompt tokens at the end of the context.
-// cached: the same keys and values every time (in the caches: the kernel's compute alone).
-void bench_attention(benchmark::State& state, cpu::Isa isa, int64_t n_pos, int64_t n_tok, bool cached) {
+// cached: the same keys and values every time (in the caches: the kernel's compute alone);
+// n_head: the GQA group (8: Qwen3-30B-A3B, 16: Qwen3-235B-A22B).
+void bench_attention(benchmark::State& state, cpu::Isa isa, int64_t n_pos, int64_t n_tok, bool cached, int64_t n_head) {
     const cpu::KernelTable& k = cpu::kernels_for(isa);
     if (!k.attention) {
         state.SkipWithError("no attention kernel for this ISA");
         return;
     }
-    const int64_t hd = 128, n_head = 8, n_kv = 4, ps = 128, n_pages = (n_pos + ps - 1) / ps;
+    const int64_t hd = 128, n_kv = 4, ps = 128, n_pages = (n_pos + ps - 1) / ps;
     // kCopies caches (>= 256 MB in all) used in turn: read from DRAM as a model's layers are after
     // a step's weights have streamed through the caches
     const int64_t copy_bytes = n_pages * ps * n_kv * hd * 2;  // keys (values: as many, in the second half)
@@ -234,9 +235,12 @@ int register_all() {
             for (int64_t n_tok : {1, 32}) {
                 const std::string name = "attention/" + std::string(cpu::isa_name(isa)) + "/ctx" + std::to_string(n_pos) +
                                          "/tok" + std::to_string(n_tok);
-                benchmark::RegisterBenchmark(name.c_str(), bench_attention, isa, n_pos, n_tok, false)->Unit(benchmark::kMicrosecond);
+                benchmark::RegisterBenchmark(name.c_str(), bench_attention, isa, n_pos, n_tok, false, 8)->Unit(benchmark::kMicrosecond);
                 if (n_tok == 1 && n_pos >= 512)
-                    benchmark::RegisterBenchmark((name + "/cached").c_str(), bench_attention, isa, n_pos, n_tok, true)
+                    benchmark::RegisterBenchmark((name + "/cached").c_str(), bench_attention, isa, n_pos, n_tok, true, 8)
+                        ->Unit(benchmark::kMicrosecond);
+                if (n_tok == 1 && n_pos == 4096)
+                    benchmark::RegisterBenchmark((name + "/group16").c_str(), bench_attention, isa, n_pos, n_tok, false, 16)
                         ->Unit(benchmark::kMicrosecond);
             }
     }
