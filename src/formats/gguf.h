@@ -102,6 +102,10 @@ public:
     const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
     const GgufTensorInfo* tensor(const std::string& name) const;
     uint64_t total_tensor_bytes() const;
+    // Drops the pages of [p, p + n) from this process's resident set where the range lies in one
+    // of the files this object maps (read-only: later reads fault them back in from the file, or
+    // the page cache); memory of other formats' views is left alone. Returns the bytes dropped.
+    size_t release_pages(const void* p, size_t n) const;
 
 private:
     Status merge_split(GgufFile&& part, int file_index);

@@ -1,3 +1,6 @@
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <limits>
 #include <regex>
@@ -269,6 +272,19 @@ uint64_t GgufFile::total_tensor_bytes() const {
     uint64_t n = 0;
     for (const auto& t : tensors_) n += t.n_bytes;
     return n;
+}
+
+size_t GgufFile::release_pages(const void* p, size_t n) const {
+    const auto* b = static_cast<const uint8_t*>(p);
+    for (const auto& f : files_) {
+        if (!f || b < f->data() || b + n > f->data() + f->size()) continue;
+        // whole pages inside the range only (a page shared with a neighbouring tensor stays)
+        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        const uintptr_t lo = ((uintptr_t)b + page - 1) / page * page, hi = ((uintptr_t)b + n) / page * page;
+        if (hi <= lo || madvise((void*)lo, hi - lo, MADV_DONTNEED) != 0) return 0;
+        return hi - lo;
+    }
+    return 0;
 }
 
 Status GgufFile::merge_split(GgufFile&& part, int file_index) {

@@ -117,7 +117,8 @@ public:
 
     // Repacks every matrix the CPU's best kernels can run packed (Q4_K/Q6_K with 16-row groups,
     // where the chosen ISA has packed kernels) into anonymous memory, once, on `pool`. The GGUF
-    // blocks stay mapped (the embedding lookup, uploads and tools read them). Logs what it did.
+    // blocks stay mapped (the embedding lookup, uploads and tools read them), but their pages
+    // leave the resident set (GgufFile::release_pages). Logs what it did.
     // experts_only: the routed experts only (the hybrid forward runs the rest on the device).
     Status pack_for_cpu(ThreadPool& pool, bool experts_only = false);
     size_t packed_bytes() const { return packed_.size(); }

@@ -59,9 +59,16 @@ Status Model::pack_for_cpu(ThreadPool& pool, bool experts_only) {
         }
     });
     for (size_t i = 0; i < todo.size(); ++i) todo[i]->packed = base + offsets[i];
+    // The kernels read the packed copies from now on: the GGUF blocks they came from leave this
+    // process's resident set (without this the model counts twice: 6.5 GB for the 3.4 GB bench
+    // model). They stay mapped: whatever still reads them (the embedding lookups of a tied output,
+    // uploads, tools) faults them back in from the file.
+    size_t released = 0;
+    for (const Tensor* t : todo) released += file_.release_pages(t->data, t->n_bytes());
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (loud) log::info("repacked in {:.1f} s", s);
-    else log::debug("repacked {} matrices ({} MiB) in {:.2f} s", todo.size(), total >> 20, s);
+    if (loud) log::info("repacked in {:.1f} s ({:.2f} GiB of GGUF pages released)", s, (double)released / (1ull << 30));
+    else log::debug("repacked {} matrices ({} MiB) in {:.2f} s, {} MiB of GGUF pages released", todo.size(), total >> 20, s,
+                    released >> 20);
     return {};
 }
 

@@ -1,6 +1,7 @@
 // GGUF reader/writer: round trips, split files, and hostile input (truncation, corruption).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -135,6 +136,46 @@ TEST(Gguf, CustomAlignment) {
     EXPECT_EQ(f->alignment(), 64u);
     for (const auto& t : f->tensors()) EXPECT_EQ(t.offset % 64, 0u);
     EXPECT_EQ(f->tensor("d.weight")->data[5], (uint8_t)(3 + 5 * 7));
+}
+
+// this process's file-backed resident memory in kB (/proc/self/status RssFile)
+int64_t rss_file_kb() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("RssFile:", 0) == 0) return std::stoll(line.substr(8));
+    return -1;
+}
+
+// What Model::pack_for_cpu does to the GGUF blocks it has packed: their pages leave the resident
+// set, and reading them afterwards gives the same bytes (faulted back in from the file); memory
+// the file does not map is never touched.
+TEST(Gguf, ReleasedPagesLeaveTheResidentSetAndReadBackTheSame) {
+    TempDir dir;
+    GgufWriter w;
+    ASSERT_TRUE(w.add_tensor("big.weight", DType::F32, {1024, 4096}, fill_bytes(5)).ok());  // 16 MiB
+    ASSERT_TRUE(w.write(dir.path("big.gguf")).ok());
+    auto f = GgufFile::open(dir.path("big.gguf"));
+    ASSERT_TRUE(f.ok()) << f.error().message;
+    const GgufTensorInfo* t = f->tensor("big.weight");
+    auto check = [&] {
+        for (size_t i = 0; i < t->n_bytes; ++i)
+            if (t->data[i] != (uint8_t)(5 + i * 7)) return false;
+        return true;
+    };
+    ASSERT_TRUE(check());  // every page resident now
+    const int64_t before = rss_file_kb();
+    ASSERT_GT(before, 16 << 10);
+    const size_t released = f->release_pages(t->data, t->n_bytes);
+    EXPECT_LE(released, t->n_bytes);
+    EXPECT_GE(released, t->n_bytes - 2 * 4096);  // all but the partial pages at the ends
+    EXPECT_LT(rss_file_kb(), before - (int64_t)(released >> 10) / 2);
+    EXPECT_TRUE(check());
+
+    std::vector<uint8_t> own(1 << 20, 42);  // not the file's: left alone
+    EXPECT_EQ(f->release_pages(own.data(), own.size()), 0u);
+    EXPECT_EQ(std::count(own.begin(), own.end(), 42), (std::ptrdiff_t)own.size());
+    EXPECT_EQ(f->release_pages(t->data + t->n_bytes - 4096, 1 << 20), 0u);  // runs past the mapping
 }
 
 TEST(Gguf, SplitFilesOpenAsOneModel) {
