@@ -134,6 +134,7 @@ struct Tables {
         if (isa_supported(Isa::avx2)) {
             fill_avx2(t[(int)Isa::avx2]);
             fill_avx2_attention(t[(int)Isa::avx2]);
+            fill_avx2_packed(t[(int)Isa::avx2]);
         }
         if (isa_supported(Isa::avx512)) {
             fill_avx2(t[(int)Isa::avx512]);

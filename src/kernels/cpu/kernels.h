@@ -90,6 +90,7 @@ inline void convert_activation(DType act_type, const float* x, void* out, int64_
 // Per-ISA fillers (each compiled with its own target flags); they override generic entries.
 void fill_avx2(KernelTable& t);
 void fill_avx2_attention(KernelTable& t);  // avx2_attention.cpp
+void fill_avx2_packed(KernelTable& t);     // packed-layout kernels (avx2_packed.cpp)
 void fill_avx512(KernelTable& t);
 void fill_avx512_packed(KernelTable& t);     // packed-layout kernels (avx512_packed.cpp)
 void fill_avx512_attention(KernelTable& t);  // avx512_attention.cpp

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/x86/packed_tiles.h"
 #include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
 
@@ -38,7 +39,6 @@ namespace piq4 = ref::packed_iq4_xs;
 // prefill reads each group from DRAM before reusing it per tile (expert stage 0.86 -> 0.70 ms per
 // prompt token with the prefetch on for every tile size).
 constexpr int kPrefetchBytes = 8192;
-constexpr size_t kSlicePrefetchStride = 256;
 
 inline __m512i bcast4(const int8_t* p) {
     int32_t v;
@@ -485,12 +485,6 @@ void q8_0_tile(const uint8_t* g, size_t, int64_t nb, const void* const* acts, co
     }
 }
 
-// Tiles: G groups x T tokens, one signature for every kernel. aux: what the kernel computed from
-// each token's activations once per call (Q4_K's pair sums, the 32-element types' block sums and
-// scales), its first token's; or null.
-using TileFn = void (*)(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const void* aux, float* y,
-                        int64_t ldy);
-
 template <K32 K, int G, int T>
 void affine_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, const void* aux, float* y,
                  int64_t ldy) {
@@ -521,10 +515,6 @@ void q0_tile(const uint8_t* g, size_t gb, int64_t nb, const void* const* acts, c
     q0_groups<K, G, T>(g, gb, nb, a, in, y, ldy);
 }
 
-template <template <int, int> class K, int G, int... I>
-constexpr std::array<TileFn, sizeof...(I)> tiles(std::integer_sequence<int, I...>) {
-    return {K<G, I + 1>::fn...};
-}
 template <int G, int T>
 struct Q4K {
     static constexpr TileFn fn = affine_tile<K32::q4, G, T>;
@@ -556,50 +546,6 @@ struct Q0Tile {
         static constexpr TileFn fn = q0_tile<K, G, T>;
     };
 };
-
-// A kernel's tiles: one group x up to n1 tokens, two groups x up to n2 tokens (n2 = 0: none).
-struct TileSet {
-    const TileFn* one;
-    int n1;
-    const TileFn* two;
-    int n2;
-};
-
-// Pairs of groups share each broadcast activation (from 2 tokens on; decode takes groups one by
-// one); the tokens go in tiles of n2 (pairs) or n1 (single groups), then one tile of the rest.
-void run_tiles(const TileSet& ts, size_t gb, const uint8_t* w, int64_t n_groups, int64_t nb, const void* const* acts,
-               int64_t n_tok, const void* aux, size_t aux_per_tok, float* y, int64_t ldy) {
-    int64_t g = 0;
-    auto pass = [&](const TileFn* fns, int tile, int64_t n_g) {
-        // With several tiles per group (prefill), the weights of the next groups (the rest of
-        // this call, or the rows the next call of this matrix takes: prefetching past the end
-        // never faults) are fetched into L2 a slice per tile while these compute, so the first
-        // tile of a group does not wait on DRAM (~18% of the expert GEMMs' time at 32 tokens).
-        // One line in four is enough: the L2's own prefetcher fetches the lines between (one
-        // prefetch per line stalled on the miss buffers: 6.8% of prefill's samples in this loop;
-        // 256-1024 B strides gave 3% more prefill tok/s than 64 B on Zen 5, all alike).
-        const int64_t n_tiles = (n_tok + tile - 1) / tile;
-        const size_t next_bytes = (size_t)n_g * gb;
-        const size_t slice = n_tiles > 1 ? ((next_bytes + (size_t)n_tiles - 1) / (size_t)n_tiles + 63) & ~(size_t)63 : 0;
-        const uint8_t* next = w + (g + n_g) * gb;
-        size_t ahead = 0;
-        // tiles of equal size (32 tokens in tiles of 6: 6 6 5 5 5 5, not 6 6 6 6 6 2): a small
-        // last tile unpacks every weight chunk for one or two tokens
-        const int64_t base = n_tok / n_tiles, n_big = n_tok % n_tiles;
-        for (int64_t i = 0, t0 = 0; i < n_tiles; ++i) {
-            const int64_t nt = base + (i < n_big ? 1 : 0);
-            for (size_t b = 0; b < slice && ahead < next_bytes; b += kSlicePrefetchStride, ahead += kSlicePrefetchStride)
-                _mm_prefetch((const char*)next + ahead, _MM_HINT_T1);
-            fns[nt - 1](w + g * gb, gb, nb, acts + t0, aux ? static_cast<const uint8_t*>(aux) + t0 * aux_per_tok : nullptr,
-                        y + t0 * ldy + g * ref::kPackRows, ldy);
-            t0 += nt;
-        }
-        g += n_g;
-    };
-    if (ts.n2 > 0 && n_tok >= 2)
-        while (g + 2 <= n_groups) pass(ts.two, ts.n2, 2);
-    while (g < n_groups) pass(ts.one, ts.n1, 1);
-}
 
 // Tokens per pass, tuned on Zen 5 (32-128 tokens) for Q4_K, Q5_K alike: one group x 8 (690 GFLOP/s; 6 slower,
 // 10+ spill), two groups x 6 (778; 7 alike, 8 spills; 4 tokens: 740 vs 583 for one group);
