@@ -112,13 +112,16 @@ TEST_P(PackedKernels, GemmMatchesTheReferenceOnTheOriginalRows) {
     }
 }
 
-// Packed Q8_0 on x86 gives the GEMV's floats bit for bit (its 8 lanes and their final order): the
-// GEMV is llama.cpp's dot, and a model's routing near-ties follow the last bit of these sums.
-TEST(PackedKernelsX86, Q8_0IsTheGemvBitForBit) {
-    if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "avx512 not supported by this CPU";
-    const KernelTable& k = kernels_for(Isa::avx512);
+// Packed Q8_0 on x86 (AVX2 and AVX-512) gives the GEMV's floats bit for bit (its 8 lanes and their
+// final order): the GEMV is llama.cpp's dot, and a model's routing near-ties follow the last bit
+// of these sums.
+class PackedQ8_0X86 : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(PackedQ8_0X86, IsTheGemvBitForBit) {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+    const KernelTable& k = kernels_for(GetParam());
     const DType wt = DType::Q8_0;
-    for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 1}, {2048, 5}, {96, 3}}) {
+    for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 1}, {2048, 5}, {96, 3}, {4096, 2}}) {
         const int64_t groups = 2, rows = groups * ref::kPackRows;
         const size_t rb = row_bytes(wt, n), ab = row_bytes(wt, n), gb = ref::packed_group_bytes(wt, n);
         const auto w = make_rows(wt, rows, n, 51 + (uint32_t)n);
@@ -136,10 +139,14 @@ TEST(PackedKernelsX86, Q8_0IsTheGemvBitForBit) {
         for (int64_t t = 0; t < n_tok; ++t) {
             k.gemv[(int)wt](w.data(), rb, rows, n, ap[(size_t)t], want.data());
             for (int64_t r = 0; r < rows; ++r)
-                ASSERT_EQ(got[(size_t)(t * rows + r)], want[(size_t)r]) << "n=" << n << " token " << t << " row " << r;
+                ASSERT_EQ(got[(size_t)(t * rows + r)], want[(size_t)r])
+                    << isa_name(GetParam()) << " n=" << n << " token " << t << " row " << r;
         }
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(X86, PackedQ8_0X86, ::testing::Values(Isa::avx2, Isa::avx512),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, PackedKernels, ::testing::ValuesIn(kAllIsas),
                          [](const auto& info) { return std::string(isa_name(info.param)); });

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/x86/packed_acts.h"
 #include "kernels/cpu/x86/packed_tiles.h"
 #include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
@@ -46,21 +47,6 @@ inline __m512i bcast4(const int8_t* p) {
     return _mm512_set1_epi32(v);
 }
 inline __m512i load(const uint8_t* p) { return _mm512_loadu_si512((const void*)p); }
-
-// Q8_K block sums added in pairs: psum[8 * ib + j] = bsums[2j] + bsums[2j + 1] (the sum of
-// sub-block j of 32), for every token and block; reused by every group of the call.
-void pair_sums(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<int16_t>& out) {
-    if (out.size() < (size_t)(n_tok * nb * 8)) out.resize((size_t)(n_tok * nb * 8));
-    for (int64_t t = 0; t < n_tok; ++t) {
-        const auto* a = static_cast<const BlockQ8_K*>(acts[t]);
-        int16_t* o = out.data() + t * nb * 8;
-        const __m256i ones = _mm256_set1_epi16(1);
-        for (int64_t ib = 0; ib < nb; ++ib) {  // adjacent pairs (|sum| <= 2 * 16 * 127: int16)
-            const __m256i b = _mm256_loadu_si256((const __m256i*)a[ib].bsums);
-            _mm_storeu_si128((__m128i*)(o + ib * 8), _mm256_cvtepi32_epi16(_mm256_madd_epi16(b, ones)));
-        }
-    }
-}
 
 // Moves bit `b` of every byte to bit 4 (the fifth bit of a Q5_K level); other bits are masked later.
 template <int b>
@@ -343,28 +329,6 @@ template <DType K>
 struct Q0Traits : ref::Q0Const<K> {
     static constexpr int kOffset = K == DType::Q4_0 ? 8 : K == DType::Q5_0 ? 16 : K == DType::IQ4_NL ? 128 : 0;
 };
-
-// A token's Q8_0 block: its scale and the sum of its 32 values, once per call
-struct Q0Act {
-    float d;
-    int32_t sum;
-};
-
-void q0_act_info(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<Q0Act>& out) {
-    if (out.size() < (size_t)(n_tok * nb)) out.resize((size_t)(n_tok * nb));
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
-    for (int64_t t = 0; t < n_tok; ++t) {
-        const auto* a = static_cast<const ref::BlockQ8_0*>(acts[t]);
-        for (int64_t ib = 0; ib < nb; ++ib) {
-            const __m256i q = _mm256_loadu_si256((const __m256i*)a[ib].qs);
-            const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
-            __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
-            x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4E));
-            x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xB1));
-            out[(size_t)(t * nb + ib)] = {_cvtsh_ss(a[ib].d), _mm_cvtsi128_si32(x)};
-        }
-    }
-}
 
 // G groups of 16 rows . T tokens, y[t * ldy + 16h + r]; with one group two accumulator chains
 // per token (VPDPBUSD's latency), as affine_groups
