@@ -4,7 +4,7 @@
 // in the pages) are converted once into a float tile Kt[d][p] shared by every query row of the
 // job; per 4 query rows the scores are 4 x 2 accumulators of 8 positions; an online softmax
 // (running max and sum per row); the values accumulated into the rows' outputs, converted from
-// f16 (F16C) on the fly. Jobs of at most 8 rows (a decode token's GQA group) take
+// f16 (F16C) on the fly. Jobs of at most 16 rows (a decode token's GQA group) take
 // attention_driver.h's direct_attention with the loops of Direct below instead (no tile, chunks
 // of 128 positions, the next chunk prefetched): kernels_bench attention/avx2/ctx4096/tok1 (Xeon
 // VM, one core) cached 389-394 -> 252-260 us per KV head, from DRAM 533-537 -> 379-384.
@@ -147,15 +147,29 @@ constexpr AttnRowsFn kRowsFns[kRows] = {rows_block<1>, rows_block<2>, rows_block
 
 // ---- Few rows (a decode token's GQA group): attention_driver.h's direct_attention -------------
 struct Direct {
-    static constexpr int kMaxDirect = 8;
+    // Up to 16 rows (Qwen3-235B's 16 query heads per KV head): more than 8 go in two passes of
+    // at most 8 over each chunk's keys and values (16 rows' accumulators would not fit the 16
+    // registers), the second reading them from L1/L2
+    static constexpr int kMaxDirect = 16;
     template <int R>
-    static constexpr int width() { return R <= 4 ? 16 : 8; }  // score accumulators: 8 at most
+    static constexpr int width() { return R <= 4 ? 16 : 8; }  // score accumulators: 8 at most per pass
 
     // sc[r * kDirectChunk + p] = q_r . k_p for the width<R>() positions of keys at k (dimension d at
     // k + d * stride), n of them present (the others read as 0); pk: a line of each row prefetched
     template <int R, bool Full>
     static void scores(const float* qt, const uint16_t* k, int64_t stride, int n, int64_t hd, float* sc, const uint16_t* pk) {
-        constexpr int NV = width<R>() / 8;
+        if constexpr (R > 8) {
+            scores_rows<8, 1, Full>(qt, k, stride, n, hd, sc, pk);
+            scores_rows<R - 8, 1, Full>(qt + 8, k, stride, n, hd, sc + 8 * kDirectChunk, nullptr);
+        } else {
+            scores_rows<R, width<R>() / 8, Full>(qt, k, stride, n, hd, sc, pk);
+        }
+    }
+
+    // scores of R <= 8 rows (row r's query at qt[d * kMaxDirect + r]) for NV vectors of 8 positions
+    template <int R, int NV, bool Full>
+    static void scores_rows(const float* qt, const uint16_t* k, int64_t stride, int n, int64_t hd, float* sc,
+                            const uint16_t* pk) {
         __m256 s[R][NV];
         for (int r = 0; r < R; ++r)
             for (int j = 0; j < NV; ++j) s[r][j] = _mm256_setzero_ps();
@@ -210,9 +224,15 @@ struct Direct {
     static int64_t values(const float* p, const uint16_t* const* vp, int n, const float* corr, float* const* o, int64_t d0,
                           int64_t hd, const char* pv, int64_t pv_lines) {
         (void)hd;  // (a multiple of 16)
-        constexpr int C = R <= 4 ? 2 : 1;
-        values_pass<R, C, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
-        return 8 * C;
+        if constexpr (R > 8) {
+            values_pass<8, 1, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
+            values_pass<R - 8, 1, kDirectChunk>(p + 8 * kDirectChunk, vp, n, corr + 8, o + 8, d0);
+            return 8;
+        } else {
+            constexpr int C = R <= 4 ? 2 : 1;
+            values_pass<R, C, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
+            return 8 * C;
+        }
     }
 };
 
