@@ -141,15 +141,29 @@ constexpr AttnRowsFn kAttRowsFns[kAttRows] = {att_rows_block<1>, att_rows_block<
 
 // ---- Few rows (a decode token's GQA group): attention_driver.h's direct_attention -------------
 struct AttDirect {
-    static constexpr int kMaxDirect = 8;
+    // Up to 16 rows (Qwen3-235B's 16 query heads per KV head): more than 8 go in two passes of
+    // at most 8 over each chunk's keys and values (as the AVX2 kernel), the second reading them
+    // from L1/L2
+    static constexpr int kMaxDirect = 16;
     template <int R>
-    static constexpr int width() { return R <= 4 ? 16 : 8; }  // score accumulators: 16 at most
+    static constexpr int width() { return R <= 4 ? 16 : 8; }  // score accumulators: 16 at most per pass
 
     // sc[r * kDirectChunk + p] = q_r . k_p for the width<R>() positions of keys at k (dimension d at
     // k + d * stride), n of them present (the others read as 0); pk: a line of each row prefetched
     template <int R, bool Full>
     static void scores(const float* qt, const uint16_t* k, int64_t stride, int n, int64_t hd, float* sc, const uint16_t* pk) {
-        constexpr int NV = width<R>() / 4;
+        if constexpr (R > 8) {
+            scores_rows<8, 2, Full>(qt, k, stride, n, hd, sc, pk);
+            scores_rows<R - 8, 2, Full>(qt + 8, k, stride, n, hd, sc + 8 * kDirectChunk, nullptr);
+        } else {
+            scores_rows<R, width<R>() / 4, Full>(qt, k, stride, n, hd, sc, pk);
+        }
+    }
+
+    // scores of R <= 8 rows (row r's query at qt[d * kMaxDirect + r]) for NV vectors of 4 positions
+    template <int R, int NV, bool Full>
+    static void scores_rows(const float* qt, const uint16_t* k, int64_t stride, int n, int64_t hd, float* sc,
+                            const uint16_t* pk) {
         float32x4_t s[R][NV];
         for (int r = 0; r < R; ++r)
             for (int j = 0; j < NV; ++j) s[r][j] = vdupq_n_f32(0.0f);
@@ -206,12 +220,18 @@ struct AttDirect {
     template <int R>
     static int64_t values(const float* p, const uint16_t* const* vp, int n, const float* corr, float* const* o, int64_t d0,
                           int64_t hd, const char* pv, int64_t pv_lines) {
-        if (R <= 4 && d0 + 16 <= hd) {
-            att_values_pass<R, 2, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
-            return 16;
+        if constexpr (R > 8) {
+            att_values_pass<8, 1, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
+            att_values_pass<R - 8, 1, kDirectChunk>(p + 8 * kDirectChunk, vp, n, corr + 8, o + 8, d0);
+            return 8;
+        } else {
+            if (R <= 4 && d0 + 16 <= hd) {
+                att_values_pass<R, 2, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
+                return 16;
+            }
+            att_values_pass<R, 1, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
+            return 8;
         }
-        att_values_pass<R, 1, kDirectChunk>(p, vp, n, corr, o, d0, pv, pv_lines);
-        return 8;
     }
 };
 
