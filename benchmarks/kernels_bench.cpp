@@ -108,6 +108,42 @@ void bench_gemm(benchmark::State& state, cpu::Isa isa, DType type, Shape shape, 
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Prefill's routed experts as the forward calls them: a stack of 128 experts of shape.rows rows
+// (far more than the caches hold), each expert's rows in calls of 64 (4 groups) for n_tok tokens
+// whose activation rows are scattered (every other row of a buffer), as the routed slots'.
+void bench_packed_experts(benchmark::State& state, cpu::Isa isa, DType type, Shape shape, int64_t n_tok) {
+    const cpu::KernelTable& k = cpu::kernels_for(isa);
+    const DType at = ref::vec_dot_type(type);
+    const size_t rb = row_bytes(type, shape.cols), ab = row_bytes(at, shape.cols);
+    const size_t gb = ref::packed_group_bytes(type, shape.cols);
+    constexpr int64_t kExperts = 128, kCallGroups = 4;
+    const int64_t groups = shape.rows / ref::kPackRows;
+    std::vector<uint8_t> w(rb * ref::kPackRows), packed(gb * (size_t)(groups * kExperts)), acts(2 * ab * (size_t)n_tok);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    std::vector<float> row((size_t)shape.cols);
+    fill_rows(type, {shape.name, ref::kPackRows, shape.cols}, rng, nd, row, w, rb);
+    ref::pack_group(type, w.data(), rb, shape.cols, packed.data());
+    for (int64_t g = 1; g < groups * kExperts; ++g) std::copy_n(packed.data(), gb, packed.data() + (size_t)g * gb);
+    std::vector<const void*> ap;
+    for (int64_t t = 0; t < n_tok; ++t) {
+        for (auto& v : row) v = nd(rng) * 50;
+        k.convert[(int)at](row.data(), acts.data() + (size_t)(2 * t) * ab, shape.cols);
+        ap.push_back(acts.data() + (size_t)(2 * t) * ab);
+    }
+    std::vector<float> y((size_t)(shape.rows * n_tok));
+    for (auto _ : state) {
+        for (int64_t e = 0; e < kExperts; ++e)
+            for (int64_t g = 0; g < groups; g += kCallGroups)
+                k.packed_gemm[(int)type](packed.data() + (size_t)(e * groups + g) * gb, std::min(kCallGroups, groups - g),
+                                         shape.cols, ap.data(), n_tok, y.data() + g * ref::kPackRows, shape.rows);
+        benchmark::DoNotOptimize(y.data());
+    }
+    state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)packed.size());
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * (double)(shape.rows * kExperts) * (double)shape.cols * (double)n_tok / 1e9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // The packed (16-row interleaved) layout of the same weights: decode (n_tok = 1) and prefill.
 void bench_packed(benchmark::State& state, cpu::Isa isa, DType type, Shape shape, int64_t n_tok) {
     const cpu::KernelTable& k = cpu::kernels_for(isa);
@@ -254,6 +290,16 @@ int register_all() {
                     const std::string name = "packed/" + std::string(cpu::isa_name(isa)) + "/" +
                                              std::string(dtype_name(t)) + "/" + s.name + "/" + std::to_string(n_tok);
                     benchmark::RegisterBenchmark(name.c_str(), bench_packed, isa, t, s, n_tok)->Unit(benchmark::kMicrosecond);
+                }
+    }
+    for (cpu::Isa isa : cpu::kAllIsas) {
+        if (!cpu::isa_supported(isa) || isa == cpu::Isa::generic) continue;
+        for (DType t : {DType::Q4_K, DType::Q6_K})
+            for (const Shape& s : {kShapes[0], kShapes[1]})
+                for (int64_t n_tok : {24, 64}) {
+                    const std::string name = "packed_experts/" + std::string(cpu::isa_name(isa)) + "/" +
+                                             std::string(dtype_name(t)) + "/" + s.name + "/" + std::to_string(n_tok);
+                    benchmark::RegisterBenchmark(name.c_str(), bench_packed_experts, isa, t, s, n_tok)->Unit(benchmark::kMillisecond);
                 }
     }
     for (cpu::Isa isa : cpu::kAllIsas) {

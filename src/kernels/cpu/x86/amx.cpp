@@ -19,6 +19,8 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/x86/k_scales.h"
+#include "kernels/cpu/x86/packed_acts.h"
+#include "kernels/reference/packed.h"
 #include "kernels/reference/quants.h"
 
 namespace tandem::cpu {
@@ -316,6 +318,193 @@ void gemm_q6_k_amx(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t 
     _tile_release();
 }
 
+// ---- Packed Q4_K (kernels/reference/packed.h), the weights as tile B ----------------------
+//
+// A packed chunk is already in the VNNI layout of a B tile: 64 bytes = 4 consecutive columns of
+// 16 rows, row r in dword r; a block's 32 chunks, their low and high nibbles, are the 64 rows of
+// four B tiles (k = 64 columns each). Tile A holds 16 tokens' Q8_K values, row-major as stored
+// (TDPBSUD: signed A, unsigned B), and C[token][row] has the rows along a vector.
+//
+// Each sub-block of 32 columns has its own scale per row (6 bits). A product per sub-block would
+// leave 8 C tiles per block to store and scale with vector code (the tile stores and the scaling
+// took most of the time); instead the weights carry their scales: sc = 16 hi + lo (hi <= 3, lo <=
+// 15), B_lo = q * lo and B_hi = q * hi fit unsigned bytes (<= 225), and a block's
+// sum_j sc_j q_j . a_j = C_lo + 16 C_hi accumulates in two C tiles over the whole block. The scaled
+// weights are made once per group and block (VPMADDUBSW by (lo, 0) and (0, lo) byte pairs) and
+// serve every token tile; the mins come from the activation sums as in the VNNI kernel.
+
+constexpr int64_t kMinPackedTokens = 16;  // below: the AVX-512 VNNI tiles
+
+// tmm0/1: C_lo, C_hi; tmm2/3: A (16 tokens x 64 bytes); tmm4-7: B (16 rows x 64 bytes)
+void configure_packed_tiles() {
+    TileConfig c;
+    for (int t = 0; t < 8; ++t) c.rows[t] = kTile, c.colsb[t] = 64;
+    asm volatile("ldtilecfg %0" ::"m"(c));
+}
+
+// The tokens' Q8_K values in A tiles: a[((tile * nb + b) * 4 + k) * 1024 + 64 * i] = columns
+// 64k .. 64k + 63 of block b of token 16 * tile + i (zeros past the last token); their block
+// scales and pair sums.
+struct PackedActs {
+    std::vector<int8_t> a;
+    std::vector<float> d;       // (token, block)
+    std::vector<int16_t> psum;  // (token, block, 8): sums of 32 values
+};
+
+void prepare_packed_acts(const void* const* acts, int64_t n_tok, int64_t nb, PackedActs& pa) {
+    const int64_t n_tiles = (n_tok + kTile - 1) / kTile;
+    pa.a.resize((size_t)(n_tiles * nb * 4 * 1024));
+    if (n_tok % kTile != 0)  // the last tile's missing tokens
+        std::memset(pa.a.data() + (n_tiles - 1) * nb * 4 * 1024, 0, (size_t)(nb * 4 * 1024));
+    pa.d.resize((size_t)(n_tok * nb));
+    for (int64_t t = 0; t < n_tok; ++t) {
+        const auto* blk = static_cast<const BlockQ8_K*>(acts[t]);
+        int8_t* dst = pa.a.data() + (t / kTile) * nb * 4 * 1024 + (t % kTile) * 64;
+        for (int64_t b = 0; b < nb; ++b) {
+            pa.d[(size_t)(t * nb + b)] = blk[b].d;
+            for (int k = 0; k < 4; ++k)
+                _mm512_storeu_si512((void*)(dst + (b * 4 + k) * 1024), _mm512_loadu_si512((const void*)(blk[b].qs + 64 * k)));
+        }
+    }
+    pair_sums(acts, n_tok, nb, pa.psum);
+}
+
+// The B tiles of one packed block (g), the weights times their scales' low and high parts:
+// bt[(2k + part) * 1024 + 64 * kk], part 0: q * lo, 1: q * hi; B row kk of tile k holds columns
+// 64k + 4kk .. + 3 (sub-block 2k + kk / 8; kk % 8 < 4: low nibbles of chunk 8k + kk % 4, else high)
+void scaled_q4_k_b_tiles(const uint8_t* g, uint8_t* bt) {
+    const __m512i m4 = _mm512_set1_epi8(0xF), m4d = _mm512_set1_epi32(0xF);
+    for (int j = 0; j < 8; ++j) {
+        const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g + ref::packed_q4_k::sc + 16 * j)));
+        const __m512i lo = _mm512_and_si512(sc, m4d), hi = _mm512_srli_epi32(sc, 4);
+        // (s, 0, s, 0) per row: VPMADDUBSW then gives the even bytes times s; shifted, the odd ones
+        const __m512i e[2] = {_mm512_or_si512(lo, _mm512_slli_epi32(lo, 16)), _mm512_or_si512(hi, _mm512_slli_epi32(hi, 16))};
+        uint8_t* o = bt + (j / 2) * 2048 + (j % 2) * 512;
+        for (int i = 0; i < 4; ++i) {
+            const __m512i x = _mm512_loadu_si512((const void*)(g + ref::packed_q4_k::qs + 64 * (4 * j + i)));
+            const __m512i q[2] = {_mm512_and_si512(x, m4), _mm512_and_si512(_mm512_srli_epi16(x, 4), m4)};
+            for (int h = 0; h < 2; ++h)      // low nibbles: B row i, high: 4 + i
+                for (int part = 0; part < 2; ++part) {
+                    const __m512i ev = _mm512_maddubs_epi16(q[h], e[part]);
+                    const __m512i od = _mm512_maddubs_epi16(q[h], _mm512_slli_epi16(e[part], 8));
+                    _mm512_storeu_si512((void*)(o + part * 1024 + 64 * (4 * h + i)), _mm512_or_si512(ev, _mm512_slli_epi16(od, 8)));
+                }
+        }
+    }
+}
+
+// One block of one or two token tiles (a1 null: one): c[i][0] = C_lo, c[i][1] = C_hi of tile i
+// (16 tokens x 16 rows). The products of a block accumulate in C, each one waiting for the one
+// before (a TDPBSUD's latency is several times its issue interval): two tiles give four
+// independent chains, and each B tile loaded serves both.
+inline void q4_k_block_products(const int8_t* a0, const int8_t* a1, const uint8_t* bt, int32_t (*c)[2][kTile * kTile]) {
+    // (the tile intrinsics take register numbers as literal tokens)
+    if (a1) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int k = 0; k < 4; ++k) {
+            _tile_loadd(6, bt + 2048 * k, 64);
+            _tile_loadd(7, bt + 2048 * k + 1024, 64);
+            _tile_loadd(4, a0 + 1024 * k, 64);
+            _tile_loadd(5, a1 + 1024 * k, 64);
+            _tile_dpbsud(0, 4, 6);
+            _tile_dpbsud(1, 4, 7);
+            _tile_dpbsud(2, 5, 6);
+            _tile_dpbsud(3, 5, 7);
+        }
+        _tile_stored(0, c[0][0], 64);
+        _tile_stored(1, c[0][1], 64);
+        _tile_stored(2, c[1][0], 64);
+        _tile_stored(3, c[1][1], 64);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        for (int k = 0; k < 4; ++k) {
+            _tile_loadd(6, bt + 2048 * k, 64);
+            _tile_loadd(7, bt + 2048 * k + 1024, 64);
+            _tile_loadd(4, a0 + 1024 * k, 64);
+            _tile_dpbsud(0, 4, 6);
+            _tile_dpbsud(1, 4, 7);
+        }
+        _tile_stored(0, c[0][0], 64);
+        _tile_stored(1, c[0][1], 64);
+    }
+}
+
+void packed_q4_k_amx(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
+                     int64_t ldy) {
+    if (n_tok < kMinPackedTokens) {
+        kernels_for(Isa::avx512).packed_gemm[(int)DType::Q4_K](w, n_groups, n, acts, n_tok, y, ldy);
+        return;
+    }
+    namespace pq4 = ref::packed_q4_k;
+    const int64_t nb = n / kQK_K, n_tiles = (n_tok + kTile - 1) / kTile;
+    const size_t gb = ref::packed_group_bytes(DType::Q4_K, n);
+    thread_local PackedActs pa;
+    thread_local std::vector<float> acc;  // (token, 16 rows) of one group
+    prepare_packed_acts(acts, n_tok, nb, pa);
+    acc.resize((size_t)(n_tiles * kTile * kTile));
+    alignas(64) uint8_t bt[8 * 1024];
+    // two steps' products (a step: one block x one or two token tiles): one computes while the other is read
+    alignas(64) int32_t c[2][2][2][kTile * kTile];
+    // Applies block b's scales (g: the group's block) to token tile `tile`'s products cc.
+    auto finish = [&](const uint8_t* g, int64_t b, int64_t tile, const int32_t (*cc)[kTile * kTile]) {
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(g + pq4::d)));
+        const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(g + pq4::dmin)));
+        __m512i pairs[4];  // the mins, (m_2p, m_2p+1) per row
+        for (int q = 0; q < 4; ++q) pairs[q] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i*)(g + pq4::m + 32 * q)));
+        const int64_t nt = std::min<int64_t>(kTile, n_tok - tile * kTile);
+        for (int64_t i = 0; i < nt; ++i) {
+            const int64_t t = tile * kTile + i;
+            const __m512i isum = _mm512_add_epi32(_mm512_load_si512((const void*)(cc[0] + kTile * i)),
+                                                  _mm512_slli_epi32(_mm512_load_si512((const void*)(cc[1] + kTile * i)), 4));
+            const int16_t* ps = pa.psum.data() + (t * nb + b) * 8;
+            __m512i mn = _mm512_setzero_si512();
+            for (int q = 0; q < 4; ++q) {
+                int32_t v;
+                std::memcpy(&v, ps + 2 * q, 4);
+                mn = _mm512_dpwssd_epi32(mn, pairs[q], _mm512_set1_epi32(v));
+            }
+            const __m512 v = _mm512_fmsub_ps(dw, _mm512_cvtepi32_ps(isum), _mm512_mul_ps(dmw, _mm512_cvtepi32_ps(mn)));
+            float* at = acc.data() + t * kTile;
+            _mm512_storeu_ps(at, _mm512_fmadd_ps(v, _mm512_set1_ps(pa.d[(size_t)(t * nb + b)]), _mm512_loadu_ps(at)));
+        }
+    };
+    configure_packed_tiles();
+    for (int64_t grp = 0; grp < n_groups; ++grp) {
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        const uint8_t* g0 = w + (size_t)grp * gb;
+        // steps (block, pair of token tiles) in order; each one's products are issued before the
+        // previous one's are read back and scaled, so the tile unit and the vector units overlap
+        const uint8_t* prev_g = nullptr;
+        int64_t prev_b = 0, prev_tile = 0, prev_n = 0;
+        int buf = 0;
+        auto finish_prev = [&] {
+            for (int64_t i = 0; i < prev_n; ++i) finish(prev_g, prev_b, prev_tile + i, c[buf ^ 1][i]);
+        };
+        for (int64_t b = 0; b < nb; ++b) {
+            const uint8_t* g = g0 + (size_t)b * ref::kPackedQ4KBlock;
+            scaled_q4_k_b_tiles(g, bt);
+            // the next block (the next group's first after the last; past the end never faults)
+            // comes in from DRAM while this one's tiles compute: the model's experts are not in cache
+            for (size_t l = 0; l < ref::kPackedQ4KBlock; l += 64) _mm_prefetch((const char*)(g + ref::kPackedQ4KBlock + l), _MM_HINT_T0);
+            for (int64_t tile = 0; tile < n_tiles; tile += 2) {
+                const int64_t nt = std::min<int64_t>(2, n_tiles - tile);
+                const int8_t* a0 = pa.a.data() + (tile * nb + b) * 4 * 1024;
+                q4_k_block_products(a0, nt == 2 ? a0 + nb * 4 * 1024 : nullptr, bt, c[buf]);
+                if (prev_g) finish_prev();
+                prev_g = g, prev_b = b, prev_tile = tile, prev_n = nt;
+                buf ^= 1;
+            }
+        }
+        finish_prev();
+        for (int64_t t = 0; t < n_tok; ++t) _mm512_storeu_ps(y + t * ldy + grp * kTile, _mm512_loadu_ps(acc.data() + t * kTile));
+    }
+    _tile_release();
+}
+
 // Few tokens: the AVX-512 VNNI tiles of the avx512 table.
 template <DType T, void (*Amx)(const uint8_t*, size_t, int64_t, int64_t, const void* const*, int64_t, float* const*)>
 void gemm_dispatch(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts,
@@ -332,6 +521,7 @@ void gemm_dispatch(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t 
 void fill_amx(KernelTable& t) {
     t.gemm[(int)DType::Q4_K] = gemm_dispatch<DType::Q4_K, gemm_q4_k_amx>;
     t.gemm[(int)DType::Q6_K] = gemm_dispatch<DType::Q6_K, gemm_q6_k_amx>;
+    t.packed_gemm[(int)DType::Q4_K] = packed_q4_k_amx;
 }
 
 }  // namespace tandem::cpu

@@ -1,6 +1,6 @@
 // What the x86 packed kernels (avx2_packed.cpp, avx512_packed.cpp) compute once per call from
 // each token's activations, for every group of the call. AVX2 code with internal linkage: include
-// it only from files compiled with at least -mavx2.
+// it only from files compiled with at least -mavx2 (each file uses what it needs: maybe_unused).
 #pragma once
 
 #include <immintrin.h>
@@ -16,7 +16,7 @@ namespace {
 
 // Q8_K block sums added in pairs: psum[8 * ib + j] = bsums[2j] + bsums[2j + 1] (the sum of
 // sub-block j of 32), for every token and block; reused by every group of the call.
-void pair_sums(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<int16_t>& out) {
+[[maybe_unused]] void pair_sums(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<int16_t>& out) {
     if (out.size() < (size_t)(n_tok * nb * 8)) out.resize((size_t)(n_tok * nb * 8));
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t t = 0; t < n_tok; ++t) {
@@ -35,7 +35,7 @@ struct Q0Act {
     int32_t sum;
 };
 
-void q0_act_info(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<Q0Act>& out) {
+[[maybe_unused]] void q0_act_info(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<Q0Act>& out) {
     if (out.size() < (size_t)(n_tok * nb)) out.resize((size_t)(n_tok * nb));
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int64_t t = 0; t < n_tok; ++t) {
