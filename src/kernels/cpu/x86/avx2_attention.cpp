@@ -25,7 +25,7 @@ namespace {
 using ref::AttnJob;
 
 constexpr int kBk = 16;   // positions per block (2 vectors of scores per row)
-constexpr int kRows = 4;  // query rows per pass over a block's Kt tile
+constexpr int kRows = 6;  // query rows per pass over a block's Kt tile
 
 // e^x for x in [-87, 88] (the AVX-512 exp_ps's reduction and polynomial, 2^n built from its
 // exponent bits); below -87 it gives ~1e-38, so masked positions are zeroed by the caller
@@ -104,14 +104,24 @@ inline void values_pass(const float* p, const uint16_t* const* vp, int n, const 
 template <int R>
 void rows_block(const float* const* q, const float* kt, const uint16_t* const* vp, int n, int64_t hd, const int* lim,
                 float* m, float* l, float* const* o) {
-    __m256 s0[R], s1[R];
-    for (int r = 0; r < R; ++r) s0[r] = s1[r] = _mm256_setzero_ps();
-    for (int64_t d = 0; d < hd; ++d) {
-        const __m256 k0 = _mm256_loadu_ps(kt + d * kBk), k1 = _mm256_loadu_ps(kt + d * kBk + 8);
+    alignas(32) float sc[R][kBk];  // the scores, stored once after the loop (the accumulators stay
+    {                              // in registers: indexed later by a runtime loop they were kept in
+        __m256 s0[R], s1[R];       // memory and stored on every step)
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) s0[r] = s1[r] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < hd; ++d) {
+            const __m256 k0 = _mm256_loadu_ps(kt + d * kBk), k1 = _mm256_loadu_ps(kt + d * kBk + 8);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m256 qd = _mm256_broadcast_ss(q[r] + d);
+                s0[r] = _mm256_fmadd_ps(qd, k0, s0[r]);
+                s1[r] = _mm256_fmadd_ps(qd, k1, s1[r]);
+            }
+        }
+#pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
-            const __m256 qd = _mm256_broadcast_ss(q[r] + d);
-            s0[r] = _mm256_fmadd_ps(qd, k0, s0[r]);
-            s1[r] = _mm256_fmadd_ps(qd, k1, s1[r]);
+            _mm256_store_ps(sc[r], s0[r]);
+            _mm256_store_ps(sc[r] + 8, s1[r]);
         }
     }
     alignas(32) float p[R][kBk];
@@ -129,7 +139,7 @@ void rows_block(const float* const* q, const float* kt, const uint16_t* const* v
         const __m256i lv = _mm256_set1_epi32(last + 1);  // visible: index < last + 1
         const __m256 v0 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lv, idx0));
         const __m256 v1 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lv, idx1));
-        const __m256 x0 = _mm256_blendv_ps(ninf, s0[r], v0), x1 = _mm256_blendv_ps(ninf, s1[r], v1);
+        const __m256 x0 = _mm256_blendv_ps(ninf, _mm256_load_ps(sc[r]), v0), x1 = _mm256_blendv_ps(ninf, _mm256_load_ps(sc[r] + 8), v1);
         const float m_new = std::max(m[r], hmax(_mm256_max_ps(x0, x1)));
         corr[r] = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - m_new);
         const __m256 mn = _mm256_set1_ps(m_new);
@@ -143,7 +153,7 @@ void rows_block(const float* const* q, const float* kt, const uint16_t* const* v
     for (int64_t d0 = 0; d0 < hd; d0 += 16) values_pass<R, 2, kBk>(&p[0][0], vp, n, corr, o, d0);
 }
 
-constexpr AttnRowsFn kRowsFns[kRows] = {rows_block<1>, rows_block<2>, rows_block<3>, rows_block<4>};
+constexpr AttnRowsFn kRowsFns[kRows] = {rows_block<1>, rows_block<2>, rows_block<3>, rows_block<4>, rows_block<5>, rows_block<6>};
 
 // ---- Few rows (a decode token's GQA group): attention_driver.h's direct_attention -------------
 struct Direct {
