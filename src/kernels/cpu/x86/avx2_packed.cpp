@@ -65,6 +65,12 @@ inline __m256i dup_half(__m256i pairs) {
     return _mm256_shuffle_epi8(pairs, idx);
 }
 
+// y (8 rows) = v for the first block, y += v after: the float sums live in the output rows, not in
+// registers (16 ymm hold the integer sums of up to 4 tokens; the float ones spilled)
+inline void accumulate(float* y, int64_t ib, __m256 v) {
+    _mm256_storeu_ps(y, ib == 0 ? v : _mm256_add_ps(_mm256_loadu_ps(y), v));
+}
+
 // Q4_K and Q5_K: halves H0 .. H0 + H - 1 of one group (8 rows each) . T tokens,
 // y[t * ldy + 8 * (H0 + h) + r]. Per sub-block of 32 columns a row meets 16 int16 lanes' worth of
 // products per lane: 16 x 15 x 128 = 30720 fits int16 for Q4_K; Q5_K (levels to 31) is scaled
@@ -74,9 +80,6 @@ void affine_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, cons
                    int64_t ldy) {
     constexpr size_t kBlock = Q5 ? ref::kPackedQ5KBlock : ref::kPackedQ4KBlock;
     const __m256i m4 = _mm256_set1_epi8(0x0f), m10 = _mm256_set1_epi8(0x10);
-    __m256 acc[H][T];
-    for (int h = 0; h < H; ++h)
-        for (int t = 0; t < T; ++t) acc[h][t] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib, g += kBlock) {
         __m256i isum[H][T];
         for (int h = 0; h < H; ++h)
@@ -134,12 +137,10 @@ void affine_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, cons
                 __m256i mn = _mm256_madd_epi16(pairs[0], bcast4((const int8_t*)s));
                 for (int q = 1; q < 4; ++q) mn = _mm256_add_epi32(mn, _mm256_madd_epi16(pairs[q], bcast4((const int8_t*)(s + 2 * q))));
                 const __m256 v = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(isum[h][t]), _mm256_mul_ps(dmw, _mm256_cvtepi32_ps(mn)));
-                acc[h][t] = _mm256_fmadd_ps(v, _mm256_set1_ps(a[t][ib].d), acc[h][t]);
+                accumulate(y + t * ldy + 8 * (H0 + h), ib, _mm256_mul_ps(v, _mm256_set1_ps(a[t][ib].d)));
             }
         }
     }
-    for (int h = 0; h < H; ++h)
-        for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + t * ldy + 8 * (H0 + h), acc[h][t]);
 }
 
 // The types with 16-element sub-blocks (Q6_K, Q3_K, Q2_K): a unit is one sub-block, four operand
@@ -218,9 +219,6 @@ template <K16 K, int H0, int H, int T>
 void k16_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* y, int64_t ldy) {
     using Tr = K16Traits<K>;
     constexpr int kLines = K == K16::q6 ? 3 : K == K16::q3 ? 2 : 1;  // 64-byte lines per unit (Q3_K: 1.5)
-    __m256 acc[H][T];
-    for (int h = 0; h < H; ++h)
-        for (int t = 0; t < T; ++t) acc[h][t] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib, g += Tr::kBlock) {
         __m256i isum[H][T];
         for (int h = 0; h < H; ++h)
@@ -261,19 +259,17 @@ void k16_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* 
                         mn = _mm256_add_epi32(mn, _mm256_madd_epi16(pairs16<false>(g + pq2::m + 32 * j + hb), bcast4(bs + 4 * j)));
                     const __m256 dmw = load_f16x8(g + pq2::dmin + hb);
                     const __m256 v = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(isum[h][t]), _mm256_mul_ps(dmw, _mm256_cvtepi32_ps(mn)));
-                    acc[h][t] = _mm256_fmadd_ps(v, _mm256_set1_ps(a[t][ib].d), acc[h][t]);
+                    accumulate(y + t * ldy + 8 * (H0 + h), ib, _mm256_mul_ps(v, _mm256_set1_ps(a[t][ib].d)));
                 } else {  // the levels' offset: sum_j sc_j bsums_j << shift
                     __m256i corr = _mm256_setzero_si256();
                     for (int j = 0; j < 8; ++j)
                         corr = _mm256_add_epi32(corr, _mm256_madd_epi16(pairs16<true>(g + Tr::kSc + 32 * j + hb), bcast4(bs + 4 * j)));
                     const __m256i v = _mm256_sub_epi32(isum[h][t], _mm256_slli_epi32(corr, Tr::kOffsetShift));
-                    acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(dw, _mm256_set1_ps(a[t][ib].d)), acc[h][t]);
+                    accumulate(y + t * ldy + 8 * (H0 + h), ib, _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(dw, _mm256_set1_ps(a[t][ib].d))));
                 }
             }
         }
     }
-    for (int h = 0; h < H; ++h)
-        for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + t * ldy + 8 * (H0 + h), acc[h][t]);
 }
 
 // The IQ4 levels (-127 .. 113, none zero) do not fit VPMADDUBSW's unsigned operand, nor do
