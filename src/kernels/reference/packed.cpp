@@ -35,6 +35,26 @@ void pack_affine(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out, s
                 out[packed_q4_k::sc + 16 * j + r] = sc[j];
                 out[packed_q4_k::m + 32 * (j / 2) + 2 * r + j % 2] = m[j];
             }
+            if constexpr (!kQ5) {  // (Q5_K takes the loop below)
+                // qs[32p + x] holds element 32(2p) + x (low nibble) and 32(2p + 1) + x (high): sub-block
+                // 2p's chunk i is (A & 15) | (B & 15) << 4 of A = qs[32p + 4i ..], B = qs[32p + 16 + 4i ..],
+                // sub-block 2p + 1's (A >> 4) | (B & 0xf0); 4 bytes of a row per chunk, in word operations
+                constexpr uint64_t kLo = 0x0f0f0f0f0f0f0f0full;
+                for (int p = 0; p < 4; ++p)
+                    for (int half = 0; half < 2; ++half) {  // chunks i = 2 half, 2 half + 1
+                        uint64_t a, bw;
+                        std::memcpy(&a, b.qs + 32 * p + 8 * half, 8);
+                        std::memcpy(&bw, b.qs + 32 * p + 16 + 8 * half, 8);
+                        const uint64_t lo = (a & kLo) | (bw & kLo) << 4, hi = (a >> 4 & kLo) | (bw & ~kLo);
+                        for (int k = 0; k < 2; ++k) {
+                            const int i = 2 * half + k;
+                            const uint32_t l = (uint32_t)(lo >> (32 * k)), h = (uint32_t)(hi >> (32 * k));
+                            std::memcpy(out + packed_q4_k::qs + 64 * (4 * (2 * p) + i) + 4 * r, &l, 4);
+                            std::memcpy(out + packed_q4_k::qs + 64 * (4 * (2 * p + 1) + i) + 4 * r, &h, 4);
+                        }
+                    }
+                continue;
+            }
             for (int c = 0; c < 32; ++c) {
                 const int j = c / 4, sh = 4 * (j % 2);
                 const uint8_t* qs = b.qs + 32 * (j / 2) + 4 * (c % 4);
@@ -79,24 +99,34 @@ void unpack_affine(const uint8_t* in, int64_t nb, uint8_t* rows, size_t stride, 
     }
 }
 
+// Unit s (elements 16s + y, y < 16) of a GGUF Q6_K block: their low 4 bits are nibble (s % 8) / 4 of
+// ql[64 (s / 8) + 16 (s % 4) + y], their top 2 bits bits 2 ((s % 8) / 2) of qh[32 (s / 8) + 16 (s % 2)
+// + y]; the packed chunks take bytes y, y + 8 (ql chunk 0), y + 4, y + 12 (chunk 1) of those 16 at
+// byte 4r + y, y < 4. In word operations: every byte is at most 15 (or 3), so shifting a word
+// moves each byte's bits within the byte.
 void pack_q6_k(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out) {
-    uint8_t q[kQK_K];
+    constexpr uint64_t kLo4 = 0x0f0f0f0f0f0f0f0full, kLo2 = 0x0303030303030303ull, kW = 0xffffffffull;
     for (int64_t ib = 0; ib < nb; ++ib, out += kPackedQ6KBlock) {
         for (int r = 0; r < kR; ++r) {
             const auto& b = reinterpret_cast<const BlockQ6_K*>(rows + (size_t)r * stride)[ib];
-            detail::q6_k_levels(b, q);
             std::memcpy(out + packed_q6_k::d + 2 * r, &b.d, 2);
             for (int j = 0; j < 16; ++j) out[packed_q6_k::sc + 32 * (j / 2) + 2 * r + j % 2] = (uint8_t)b.scales[j];
-            for (int s = 0; s < 16; ++s)
-                for (int bb = 0; bb < 4; ++bb) {
-                    uint8_t top = 0;
-                    for (int i = 0; i < 2; ++i) {
-                        const uint8_t lo = q[q6_lo_elem(s, i, bb)], hi = q[q6_hi_elem(s, i, bb)];
-                        out[packed_q6_k::ql(s, i) + 4 * r + bb] = (uint8_t)((lo & 15) | (hi & 15) << 4);
-                        top |= (uint8_t)(((lo >> 4) | (hi >> 4) << 2) << (4 * i));
-                    }
-                    out[packed_q6_k::qh(s) + 4 * r + bb] = top;
+            for (int s = 0; s < 16; ++s) {
+                uint64_t l[2], t[2];  // the unit's 16 low nibbles and top bits, bytes 0-7 and 8-15
+                std::memcpy(l, b.ql + 64 * (s / 8) + 16 * (s % 4), 16);
+                std::memcpy(t, b.qh + 32 * (s / 8) + 16 * (s % 2), 16);
+                const int ls = 4 * ((s % 8) / 4), ts = 2 * ((s % 8) / 2);
+                for (int k = 0; k < 2; ++k) {
+                    l[k] = l[k] >> ls & kLo4;
+                    t[k] = t[k] >> ts & kLo2;
                 }
+                const uint32_t c0 = (uint32_t)((l[0] & kW) | (l[1] & kW) << 4);      // y, y + 8
+                const uint32_t c1 = (uint32_t)((l[0] >> 32) | (l[1] >> 32) << 4);    // y + 4, y + 12
+                const uint32_t top = (uint32_t)((t[0] & kW) | (t[1] & kW) << 2 | (t[0] >> 32) << 4 | (t[1] >> 32) << 6);
+                std::memcpy(out + packed_q6_k::ql(s, 0) + 4 * r, &c0, 4);
+                std::memcpy(out + packed_q6_k::ql(s, 1) + 4 * r, &c1, 4);
+                std::memcpy(out + packed_q6_k::qh(s) + 4 * r, &top, 4);
+            }
         }
     }
 }
