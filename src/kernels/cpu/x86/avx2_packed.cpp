@@ -148,34 +148,6 @@ void affine_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, cons
 // (0..63) allow two VPMADDUBSW results per int16 sum (4 x 63 x 128 = 32256), so a unit takes two
 // VPMADDWD by its scale; Q3_K's (0..7) and Q2_K's (0..3) take all four in one. The levels' offset
 // (Q6_K: 32, Q3_K: 4) comes back through the Q8_K block sums per block, Q2_K's mins likewise.
-enum class K16 { q6, q3, q2 };
-
-template <K16 K>
-struct K16Traits;
-template <>
-struct K16Traits<K16::q6> {
-    static constexpr size_t kBlock = ref::kPackedQ6KBlock, kD = pq6::d, kSc = pq6::sc;
-    static constexpr bool kSignedSc = true, kSplit = true;
-    static constexpr int kAct[4] = {0, 8, 4, 12};  // ql chunk 0 low/high nibbles, chunk 1 low/high
-    static constexpr int kOffsetShift = 5;          // levels q in 0..63 stand for q - 32
-    static constexpr size_t unit(int s) { return pq6::qh(s); }
-};
-template <>
-struct K16Traits<K16::q3> {
-    static constexpr size_t kBlock = ref::kPackedQ3KBlock, kD = pq3::d, kSc = pq3::sc;
-    static constexpr bool kSignedSc = true, kSplit = false;
-    static constexpr int kAct[4] = {0, 4, 8, 12};
-    static constexpr int kOffsetShift = 2;  // q2 + 4h in 0..7 stand for q2 + 4h - 4
-    static constexpr size_t unit(int s) { return pq3::q2(s); }
-};
-template <>
-struct K16Traits<K16::q2> {
-    static constexpr size_t kBlock = ref::kPackedQ2KBlock, kD = pq2::d, kSc = pq2::sc;
-    static constexpr bool kSignedSc = false, kSplit = false;
-    static constexpr int kAct[4] = {0, 4, 8, 12};
-    static constexpr size_t unit(int s) { return pq2::q2(s); }
-};
-
 // The four operand vectors of one half (h) of unit u
 template <K16 K>
 inline void k16_unit(const uint8_t* u, int h, __m256i* w) {
@@ -242,7 +214,7 @@ void k16_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* 
                 for (int h = 0; h < H; ++h) {
                     const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(w[h][0], b0), _mm256_maddubs_epi16(w[h][1], b1));
                     const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(w[h][2], b2), _mm256_maddubs_epi16(w[h][3], b3));
-                    const __m256i v = Tr::kSplit ? _mm256_add_epi32(_mm256_madd_epi16(p01, sc[h]), _mm256_madd_epi16(p23, sc[h]))
+                    const __m256i v = K == K16::q6 ? _mm256_add_epi32(_mm256_madd_epi16(p01, sc[h]), _mm256_madd_epi16(p23, sc[h]))
                                                  : _mm256_madd_epi16(_mm256_add_epi16(p01, p23), sc[h]);
                     isum[h][t] = _mm256_add_epi32(isum[h][t], v);
                 }

@@ -192,34 +192,6 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
 // four 64-byte operand vectors (4 columns x 16 rows each) of unsigned levels, and one int32 scale
 // per row. What differs per type: how a unit's levels unpack, which activations each vector
 // meets, and how the block's sum is finished (the levels' offset through the Q8_K block sums).
-enum class K16 { q6, q3, q2 };
-
-template <K16 K>
-struct K16Traits;
-template <>
-struct K16Traits<K16::q6> {
-    static constexpr size_t kBlock = ref::kPackedQ6KBlock, kD = pq6::d, kSc = pq6::sc;
-    static constexpr bool kSignedSc = true;
-    static constexpr int kAct[4] = {0, 8, 4, 12};  // ql chunk 0 low/high nibbles, chunk 1 low/high
-    static constexpr int kOffsetShift = 5;          // levels q in 0..63 stand for q - 32
-    static constexpr size_t unit(int s) { return pq6::qh(s); }
-};
-template <>
-struct K16Traits<K16::q3> {
-    static constexpr size_t kBlock = ref::kPackedQ3KBlock, kD = pq3::d, kSc = pq3::sc;
-    static constexpr bool kSignedSc = true;
-    static constexpr int kAct[4] = {0, 4, 8, 12};
-    static constexpr int kOffsetShift = 2;  // q2 + 4h in 0..7 stand for q2 + 4h - 4
-    static constexpr size_t unit(int s) { return pq3::q2(s); }
-};
-template <>
-struct K16Traits<K16::q2> {
-    static constexpr size_t kBlock = ref::kPackedQ2KBlock, kD = pq2::d, kSc = pq2::sc;
-    static constexpr bool kSignedSc = false;
-    static constexpr int kAct[4] = {0, 4, 8, 12};
-    static constexpr size_t unit(int s) { return pq2::q2(s); }
-};
-
 // The four operand vectors of unit s (u: its bytes)
 template <K16 K>
 inline void k16_unit(const uint8_t* u, __m512i* w) {

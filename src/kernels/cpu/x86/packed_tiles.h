@@ -40,6 +40,37 @@ struct TileSet {
     int n2;
 };
 
+// The types with 16-element sub-blocks (Q6_K, Q3_K, Q2_K) as both ISAs' kernels see their packed
+// blocks: where the fields are, whether the scales are signed, which activations (columns of the
+// unit) each of a unit's four operand vectors meets, and how far the levels are offset.
+enum class K16 { q6, q3, q2 };
+
+template <K16 K>
+struct K16Traits;
+template <>
+struct K16Traits<K16::q6> {
+    static constexpr size_t kBlock = ref::kPackedQ6KBlock, kD = ref::packed_q6_k::d, kSc = ref::packed_q6_k::sc;
+    static constexpr bool kSignedSc = true;
+    static constexpr int kAct[4] = {0, 8, 4, 12};  // ql chunk 0 low/high nibbles, chunk 1 low/high
+    static constexpr int kOffsetShift = 5;          // levels q in 0..63 stand for q - 32
+    static constexpr size_t unit(int s) { return ref::packed_q6_k::qh(s); }
+};
+template <>
+struct K16Traits<K16::q3> {
+    static constexpr size_t kBlock = ref::kPackedQ3KBlock, kD = ref::packed_q3_k::d, kSc = ref::packed_q3_k::sc;
+    static constexpr bool kSignedSc = true;
+    static constexpr int kAct[4] = {0, 4, 8, 12};
+    static constexpr int kOffsetShift = 2;  // q2 + 4h in 0..7 stand for q2 + 4h - 4
+    static constexpr size_t unit(int s) { return ref::packed_q3_k::q2(s); }
+};
+template <>
+struct K16Traits<K16::q2> {
+    static constexpr size_t kBlock = ref::kPackedQ2KBlock, kD = ref::packed_q2_k::d, kSc = ref::packed_q2_k::sc;
+    static constexpr bool kSignedSc = false;
+    static constexpr int kAct[4] = {0, 4, 8, 12};
+    static constexpr size_t unit(int s) { return ref::packed_q2_k::q2(s); }
+};
+
 // Pairs of groups share each broadcast activation (from 2 tokens on; decode takes groups one by
 // one); the tokens go in tiles of n2 (pairs) or n1 (single groups), then one tile of the rest.
 void run_tiles(const TileSet& ts, size_t gb, const uint8_t* w, int64_t n_groups, int64_t nb, const void* const* acts,
