@@ -72,9 +72,9 @@ inline void accumulate(float* y, int64_t ib, __m256 v) {
 }
 
 // Q4_K and Q5_K: halves H0 .. H0 + H - 1 of one group (8 rows each) . T tokens,
-// y[t * ldy + 8 * (H0 + h) + r]. Per sub-block of 32 columns a row meets 16 int16 lanes' worth of
-// products per lane: 16 x 15 x 128 = 30720 fits int16 for Q4_K; Q5_K (levels to 31) is scaled
-// every two chunks (8 products). Then d sc . q - dmin m . sums per block, as the AVX-512 kernel.
+// y[t * ldy + 8 * (H0 + h) + r]. Per sub-block of 32 columns each int16 lane of a row sums 16
+// products: 16 x 15 x 128 = 30720 fits for Q4_K; Q5_K (levels to 31) is scaled every two chunks
+// (8 products). Then d sc . q - dmin m . sums per block, as the AVX-512 kernel.
 template <bool Q5, int H0, int H, int T>
 void affine_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, const int16_t* const* ps, float* y,
                    int64_t ldy) {
@@ -148,6 +148,8 @@ void affine_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, cons
 // (0..63) allow two VPMADDUBSW results per int16 sum (4 x 63 x 128 = 32256), so a unit takes two
 // VPMADDWD by its scale; Q3_K's (0..7) and Q2_K's (0..3) take all four in one. The levels' offset
 // (Q6_K: 32, Q3_K: 4) comes back through the Q8_K block sums per block, Q2_K's mins likewise.
+// Their layout traits (K16Traits) are in packed_tiles.h.
+
 // The four operand vectors of one half (h) of unit u
 template <K16 K>
 inline void k16_unit(const uint8_t* u, int h, __m256i* w) {
