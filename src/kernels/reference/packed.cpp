@@ -25,7 +25,6 @@ template <typename Block, bool kQ5>
 void pack_affine(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out, size_t block_bytes) {
     uint8_t sc[8], m[8];
     for (int64_t ib = 0; ib < nb; ++ib, out += block_bytes) {
-        if (kQ5) std::memset(out + packed_q5_k::qh, 0, 8 * 64);
         for (int r = 0; r < kR; ++r) {
             const auto& b = reinterpret_cast<const Block*>(rows + (size_t)r * stride)[ib];
             detail::q4_k_scales(b.scales, sc, m);
@@ -35,36 +34,39 @@ void pack_affine(const uint8_t* rows, size_t stride, int64_t nb, uint8_t* out, s
                 out[packed_q4_k::sc + 16 * j + r] = sc[j];
                 out[packed_q4_k::m + 32 * (j / 2) + 2 * r + j % 2] = m[j];
             }
-            if constexpr (!kQ5) {  // (Q5_K takes the loop below)
-                // qs[32p + x] holds element 32(2p) + x (low nibble) and 32(2p + 1) + x (high): sub-block
-                // 2p's chunk i is (A & 15) | (B & 15) << 4 of A = qs[32p + 4i ..], B = qs[32p + 16 + 4i ..],
-                // sub-block 2p + 1's (A >> 4) | (B & 0xf0); 4 bytes of a row per chunk, in word operations
-                constexpr uint64_t kLo = 0x0f0f0f0f0f0f0f0full;
-                for (int p = 0; p < 4; ++p)
-                    for (int half = 0; half < 2; ++half) {  // chunks i = 2 half, 2 half + 1
-                        uint64_t a, bw;
-                        std::memcpy(&a, b.qs + 32 * p + 8 * half, 8);
-                        std::memcpy(&bw, b.qs + 32 * p + 16 + 8 * half, 8);
-                        const uint64_t lo = (a & kLo) | (bw & kLo) << 4, hi = (a >> 4 & kLo) | (bw & ~kLo);
-                        for (int k = 0; k < 2; ++k) {
-                            const int i = 2 * half + k;
-                            const uint32_t l = (uint32_t)(lo >> (32 * k)), h = (uint32_t)(hi >> (32 * k));
-                            std::memcpy(out + packed_q4_k::qs + 64 * (4 * (2 * p) + i) + 4 * r, &l, 4);
-                            std::memcpy(out + packed_q4_k::qs + 64 * (4 * (2 * p + 1) + i) + 4 * r, &h, 4);
-                        }
+            // qs[32p + x] holds element 32(2p) + x (low nibble) and 32(2p + 1) + x (high): sub-block
+            // 2p's chunk i is (A & 15) | (B & 15) << 4 of A = qs[32p + 4i ..], B = qs[32p + 16 + 4i ..],
+            // sub-block 2p + 1's (A >> 4) | (B & 0xf0); 4 bytes of a row per chunk, in word operations
+            constexpr uint64_t kLo = 0x0f0f0f0f0f0f0f0full;
+            for (int p = 0; p < 4; ++p)
+                for (int half = 0; half < 2; ++half) {  // chunks i = 2 half, 2 half + 1
+                    uint64_t a, bw;
+                    std::memcpy(&a, b.qs + 32 * p + 8 * half, 8);
+                    std::memcpy(&bw, b.qs + 32 * p + 16 + 8 * half, 8);
+                    const uint64_t lo = (a & kLo) | (bw & kLo) << 4, hi = (a >> 4 & kLo) | (bw & ~kLo);
+                    for (int k = 0; k < 2; ++k) {
+                        const int i = 2 * half + k;
+                        const uint32_t l = (uint32_t)(lo >> (32 * k)), h = (uint32_t)(hi >> (32 * k));
+                        std::memcpy(out + packed_q4_k::qs + 64 * (4 * (2 * p) + i) + 4 * r, &l, 4);
+                        std::memcpy(out + packed_q4_k::qs + 64 * (4 * (2 * p + 1) + i) + 4 * r, &h, 4);
                     }
-                continue;
-            }
-            for (int c = 0; c < 32; ++c) {
-                const int j = c / 4, sh = 4 * (j % 2);
-                const uint8_t* qs = b.qs + 32 * (j / 2) + 4 * (c % 4);
-                for (int bb = 0; bb < 4; ++bb) {
-                    out[packed_q4_k::qs + 64 * c + 4 * r + bb] = (uint8_t)(((qs[bb] >> sh) & 15) | ((qs[16 + bb] >> sh) & 15) << 4);
-                    if constexpr (kQ5) {
-                        const int l = 4 * (c % 4) + bb;  // element 32j + l (low nibble) and 32j + 16 + l (high)
-                        const int lo5 = (b.qh[l] >> j) & 1, hi5 = (b.qh[l + 16] >> j) & 1;
-                        out[packed_q5_k::qh + 64 * j + 4 * r + bb] |= (uint8_t)((lo5 << (2 * (c % 4))) | (hi5 << (2 * (c % 4) + 1)));
+                }
+            if constexpr (kQ5) {
+                // Q5_K's fifth bits: bit j of qh[x] belongs to element 32j + x; chunk i's byte b holds
+                // elements 32j + 4i + b (bit 2i of the qh byte) and 32j + 16 + 4i + b (bit 2i + 1).
+                // Each byte of (qh >> j) & 1 is 0 or 1, so shifting words keeps it inside its byte.
+                constexpr uint64_t kBit = 0x0101010101010101ull;
+                uint64_t x[2], y[2];
+                std::memcpy(x, b.qh, 16);
+                std::memcpy(y, b.qh + 16, 16);
+                for (int j = 0; j < 8; ++j) {
+                    uint32_t v = 0;
+                    for (int i = 0; i < 4; ++i) {
+                        const uint32_t lo5 = (uint32_t)((x[i / 2] >> j & kBit) >> (32 * (i % 2)));
+                        const uint32_t hi5 = (uint32_t)((y[i / 2] >> j & kBit) >> (32 * (i % 2)));
+                        v |= lo5 << (2 * i) | hi5 << (2 * i + 1);
                     }
+                    std::memcpy(out + packed_q5_k::qh + 64 * j + 4 * r, &v, 4);
                 }
             }
         }
