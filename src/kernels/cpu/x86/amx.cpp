@@ -1,8 +1,10 @@
-// AMX-INT8 tiles for prefill (multi-token GEMM) of Q4_K and Q6_K weights against Q8_K
-// activations. Compiled with -mamx-tile -mamx-int8 and the AVX-512 flags; only called when
-// cpu_features() reports AMX and Linux granted this process the tile data state (arch_prctl).
+// AMX-INT8 tiles for prefill (multi-token GEMM) against Q8_K activations: Q4_K and Q6_K over the
+// GGUF blocks (the `gemm` entries: `--no-repack`), and Q4_K over its packed layout (the
+// `packed_gemm` entry, further down). Compiled with -mamx-tile -mamx-int8 and the AVX-512 flags;
+// only called when cpu_features() reports AMX and Linux granted this process the tile data state
+// (arch_prctl).
 //
-// One tile product C[16 rows][16 tokens] = A[16 rows][k] x B[k][16 tokens], with A the weights
+// GGUF blocks: one tile product C[16 rows][16 tokens] = A[16 rows][k] x B[k][16 tokens], with A the weights
 // of one sub-block (Q4_K: k = 32, nibbles as u8; Q6_K: k = 16, q - 32 as s8) and B the tokens'
 // Q8_K values in the VNNI layout (a dword holds 4 consecutive k of one token). Every sub-block has
 // its own scale per row, so each tile product is converted to float right away and scaled with

@@ -369,22 +369,6 @@ void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* co
 // the end as ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)). Routing near-ties make a model's output
 // follow the last bit of these sums, so the packed path keeps the GEMV's. One group x up to 3
 // tokens (8 lanes each in registers).
-struct Q8Sums {
-    int32_t s[8];  // the activations' sums of 4, per chunk
-};
-
-void q8_act_sums(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<Q8Sums>& out) {
-    if (out.size() < (size_t)(n_tok * nb)) out.resize((size_t)(n_tok * nb));
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
-    for (int64_t t = 0; t < n_tok; ++t) {
-        const auto* a = static_cast<const ref::BlockQ8_0*>(acts[t]);
-        for (int64_t ib = 0; ib < nb; ++ib) {
-            const __m256i q = _mm256_loadu_si256((const __m256i*)a[ib].qs);
-            _mm256_storeu_si256((__m256i*)out[(size_t)(t * nb + ib)].s, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16));
-        }
-    }
-}
-
 template <int G, int T>
 void q8_0_tile(const uint8_t* g, size_t, int64_t nb, const void* const* acts, const void* aux, float* y, int64_t ldy) {
     static_assert(G == 1, "one group at a time");

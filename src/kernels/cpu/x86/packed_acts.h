@@ -29,6 +29,12 @@ namespace {
     }
 }
 
+// A Q8_0 block's values summed in fours: lane i = qs[4i] + ... + qs[4i + 3]
+inline __m256i sums_of_4(const int8_t* qs) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i*)qs)),
+                             _mm256_set1_epi16(1));
+}
+
 // A token's Q8_0 block: its scale and the sum of its 32 values, once per call
 struct Q0Act {
     float d;
@@ -37,17 +43,28 @@ struct Q0Act {
 
 [[maybe_unused]] void q0_act_info(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<Q0Act>& out) {
     if (out.size() < (size_t)(n_tok * nb)) out.resize((size_t)(n_tok * nb));
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int64_t t = 0; t < n_tok; ++t) {
         const auto* a = static_cast<const ref::BlockQ8_0*>(acts[t]);
         for (int64_t ib = 0; ib < nb; ++ib) {
-            const __m256i q = _mm256_loadu_si256((const __m256i*)a[ib].qs);
-            const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
+            const __m256i s32 = sums_of_4(a[ib].qs);
             __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
             x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4E));
             x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xB1));
             out[(size_t)(t * nb + ib)] = {_cvtsh_ss(a[ib].d), _mm_cvtsi128_si32(x)};
         }
+    }
+}
+
+// A token's Q8_0 blocks' sums of 4 (per chunk of the packed layout), once per call
+struct Q8Sums {
+    int32_t s[8];
+};
+
+[[maybe_unused]] void q8_act_sums(const void* const* acts, int64_t n_tok, int64_t nb, std::vector<Q8Sums>& out) {
+    if (out.size() < (size_t)(n_tok * nb)) out.resize((size_t)(n_tok * nb));
+    for (int64_t t = 0; t < n_tok; ++t) {
+        const auto* a = static_cast<const ref::BlockQ8_0*>(acts[t]);
+        for (int64_t ib = 0; ib < nb; ++ib) _mm256_storeu_si256((__m256i*)out[(size_t)(t * nb + ib)].s, sums_of_4(a[ib].qs));
     }
 }
 
