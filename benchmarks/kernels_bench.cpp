@@ -6,6 +6,7 @@
 //   build/bin/kernels_bench [--benchmark_filter=Q4_K]
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -108,16 +109,18 @@ void bench_gemm(benchmark::State& state, cpu::Isa isa, DType type, Shape shape, 
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// Prefill's routed experts as the forward calls them: a stack of 128 experts of shape.rows rows
-// (far more than the caches hold), each expert's rows in calls of 64 (4 groups) for n_tok tokens
-// whose activation rows are scattered (every other row of a buffer), as the routed slots'.
+// The routed experts as the forward calls them: a stack of 128 experts of shape.rows rows (far
+// more than the caches hold; for decode, n_tok = 1, enough for 1.5 GB: caches of hundreds of MB
+// exist), each expert's rows in calls of 64 (4 groups) for n_tok tokens whose activation rows are
+// scattered (every other row of a buffer), as the routed slots'.
 void bench_packed_experts(benchmark::State& state, cpu::Isa isa, DType type, Shape shape, int64_t n_tok) {
     const cpu::KernelTable& k = cpu::kernels_for(isa);
     const DType at = ref::vec_dot_type(type);
     const size_t rb = row_bytes(type, shape.cols), ab = row_bytes(at, shape.cols);
     const size_t gb = ref::packed_group_bytes(type, shape.cols);
-    constexpr int64_t kExperts = 128, kCallGroups = 4;
+    constexpr int64_t kCallGroups = 4;
     const int64_t groups = shape.rows / ref::kPackRows;
+    const int64_t kExperts = n_tok == 1 ? std::max<int64_t>(128, (int64_t)(1.5e9 / (double)(gb * (size_t)groups))) : 128;
     std::vector<uint8_t> w(rb * ref::kPackRows), packed(gb * (size_t)(groups * kExperts)), acts(2 * ab * (size_t)n_tok);
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0.0f, 0.02f);
@@ -295,8 +298,9 @@ int register_all() {
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa) || isa == cpu::Isa::generic) continue;
         for (DType t : {DType::Q4_K, DType::Q6_K})
-            for (const Shape& s : {kShapes[0], kShapes[1]})
-                for (int64_t n_tok : {24, 64}) {
+            for (const Shape& s : {kShapes[0], kShapes[1], kShapes[6], kShapes[7]})
+                for (int64_t n_tok : {1, 24, 64}) {
+                    if ((n_tok == 1) != (s.rows * s.cols > 4 << 20)) continue;  // decode: Qwen3-235B's experts
                     const std::string name = "packed_experts/" + std::string(cpu::isa_name(isa)) + "/" +
                                              std::string(dtype_name(t)) + "/" + s.name + "/" + std::to_string(n_tok);
                     benchmark::RegisterBenchmark(name.c_str(), bench_packed_experts, isa, t, s, n_tok)->Unit(benchmark::kMillisecond);

@@ -26,6 +26,11 @@ struct Sample {
     std::string error;
     int64_t prompt_tokens = 0, completion_tokens = 0;
     double ttft_s = 0, decode_s = 0, total_s = 0;
+    int stream = 0;  // which of the sweep's streams sent it
+    // (arrival, tokens generated so far) of each chunk, from the usage the server puts in every
+    // chunk (stream_options.continuous_usage_stats); empty when the server does not
+    std::vector<std::pair<Clock::time_point, int64_t>> progress;
+    Clock::time_point first, last;  // first and last token
     double prefill_tok_s() const { return ttft_s > 0 ? prompt_tokens / ttft_s : 0; }
     double decode_tok_s() const { return decode_s > 0 && completion_tokens > 1 ? (completion_tokens - 1) / decode_s : 0; }
 };
@@ -44,7 +49,8 @@ Sample one_request(const Target& t, int n_prompt, int gen, uint64_t seed) {
     json ids = json::array();
     for (int i = 0; i < n_prompt; ++i) ids.push_back(1000 + (int)(rng.next() % 100000));
     json body = {{"prompt", ids},         {"max_tokens", gen}, {"temperature", t.temperature}, {"ignore_eos", true},
-                 {"stream", true},        {"stream_options", {{"include_usage", true}}}, {"seed", seed >> 1}};
+                 {"stream", true},        {"stream_options", {{"include_usage", true}, {"continuous_usage_stats", true}}},
+                 {"seed", seed >> 1}};
     if (!t.model.empty()) body["model"] = t.model;
 
     httplib::Client cli(t.host_port);
@@ -87,6 +93,7 @@ Sample one_request(const Target& t, int n_prompt, int gen, uint64_t seed) {
             if (j.contains("usage") && j["usage"].is_object()) {
                 s.prompt_tokens = j["usage"].value("prompt_tokens", 0);
                 s.completion_tokens = j["usage"].value("completion_tokens", 0);
+                s.progress.emplace_back(now, s.completion_tokens);
             }
         }
         return true;
@@ -110,8 +117,35 @@ Sample one_request(const Target& t, int n_prompt, int gen, uint64_t seed) {
     }
     s.ttft_s = std::chrono::duration<double>(t_first - t0).count();
     s.decode_s = std::chrono::duration<double>(t_last - t_first).count();
+    s.first = t_first;
+    s.last = t_last;
     s.ok = s.error.empty();
     return s;
+}
+
+// Tokens per second streamed while every stream was decoding: from the last stream's first token
+// to the first stream's last token, counted from the usage in the chunks. Unlike a sum of each
+// request's decode rate, the steps in which the other streams' prompts were prefilled do not
+// count here. 0 when the server sends no usage per chunk or the window is empty.
+double all_decoding_tok_s(const std::vector<Sample>& samples, int streams) {
+    std::vector<Clock::time_point> first(streams, Clock::time_point::max()), last(streams, Clock::time_point::min());
+    for (const Sample& s : samples) {
+        if (s.progress.empty()) return 0;
+        first[s.stream] = std::min(first[s.stream], s.first);
+        last[s.stream] = std::max(last[s.stream], s.last);
+    }
+    const Clock::time_point w0 = *std::max_element(first.begin(), first.end());
+    const Clock::time_point w1 = *std::min_element(last.begin(), last.end());
+    if (w1 <= w0) return 0;
+    auto tokens_at = [](const Sample& s, Clock::time_point t) {
+        int64_t n = 0;
+        for (const auto& [when, count] : s.progress)
+            if (when <= t) n = count;
+        return n;
+    };
+    int64_t tokens = 0;
+    for (const Sample& s : samples) tokens += tokens_at(s, w1) - tokens_at(s, w0);
+    return (double)tokens / std::chrono::duration<double>(w1 - w0).count();
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -174,6 +208,7 @@ int run_bench_server(const BenchServerOptions& o) {
             threads.emplace_back([&, k] {
                 for (int r = 0; r < o.sweep_requests; ++r) {
                     Sample s = one_request(t, o.sweep_prompt, o.sweep_gen, seed + 7919 * (uint64_t)(k * 1000 + r + 1) + (uint64_t)c);
+                    s.stream = k;
                     std::lock_guard<std::mutex> lock(mu);
                     samples.push_back(s);
                 }
@@ -191,8 +226,9 @@ int run_bench_server(const BenchServerOptions& o) {
         }
         double mean = 0;
         for (double v : per) mean += v / (double)per.size();
-        // the streams decode at the same time: their decode rates add up
-        const double decode_sum = mean * c;
+        // what the streams decode together; without usage per chunk, the sum of their decode rates
+        double decode_sum = all_decoding_tok_s(samples, c);
+        if (decode_sum == 0) decode_sum = mean * c;
         sweep.push_back({c, gen / wall, decode_sum, mean, percentile(ttft, 50), percentile(ttft, 99), (int)samples.size()});
         out["sweep"].push_back({{"streams", c}, {"requests", samples.size()}, {"aggregate_tok_s", gen / wall},
                                 {"aggregate_decode_tok_s", decode_sum},
@@ -221,8 +257,9 @@ int run_bench_server(const BenchServerOptions& o) {
     if (!sweep.empty()) {
         std::printf("\nconcurrency sweep: prompt %d, %d tokens out, %d requests per stream\n", o.sweep_prompt, o.sweep_gen,
                     o.sweep_requests);
-        std::printf("(aggregate = generated tokens / wall time, prefill included; aggregate decode = sum of the "
-                    "streams' decode rates)\n");
+        std::printf("(aggregate = generated tokens / wall time, prefill included; aggregate decode = tokens "
+                    "streamed while every stream was decoding / that time, i.e. from the last stream's first token to "
+                    "the first stream's last)\n");
         std::printf("| streams | aggregate tok/s | aggregate decode tok/s | vs 1 stream | per-stream decode tok/s | "
                     "TTFT p50 s | TTFT p99 s |\n");
         std::printf("| ------: | --------------: | ---------------------: | ----------: | ----------------------: | "

@@ -1,6 +1,8 @@
 // tandem bench: the seed's table (prompt lengths as columns; prefill and decode tok/s), one
 // request at a time, with achieved GB/s against a bandwidth this command measures itself and
 // the time per stage.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -237,6 +239,9 @@ Runner add_bench(CLI::App& app) {
             j["model"] = o->model;
             j["threads"] = o->threads;
             j["isa"] = cpu::isa_name(k.isa);
+#if defined(__x86_64__)
+            j["prefetch"] = cpu::prefetch_target_name();
+#endif
             j["device"] = where;
             j["bandwidth_gb_s"] = bw;
             j["bytes_per_token"] = stats.active_bytes;
@@ -263,9 +268,14 @@ Runner add_bench(CLI::App& app) {
             std::printf("%s\n", j.dump().c_str());
             return 0;
         }
-        std::printf("model %s: %.2f GB, %.0f MB read per generated token; %d threads, %s kernels; on %s\n",
-                    o->model.c_str(), stats.total_bytes / 1e9, stats.active_bytes / 1e6, o->threads,
-                    cpu::isa_name(k.isa), where.c_str());
+#if defined(__x86_64__)
+        const std::string kernels = fmt::format("{} kernels (weights prefetched into {})", cpu::isa_name(k.isa),
+                                                cpu::prefetch_target_name());
+#else
+        const std::string kernels = fmt::format("{} kernels", cpu::isa_name(k.isa));
+#endif
+        std::printf("model %s: %.2f GB, %.0f MB read per generated token; %d threads, %s; on %s\n", o->model.c_str(),
+                    stats.total_bytes / 1e9, stats.active_bytes / 1e6, o->threads, kernels.c_str(), where.c_str());
         if (gpu_half) std::printf("the cpu reads %.0f MB per generated token (the routed experts)\n", cpu_bytes / 1e6);
         if (bw > 0) std::printf("memory read bandwidth (measured): %.1f GB/s -> decode roofline %.1f tok/s%s\n", bw,
                                 bw * 1e9 / cpu_bytes, gpu_half ? " (the cpu's experts alone)" : "");

@@ -113,6 +113,7 @@ struct ApiServer::Impl {
         std::string content, reasoning;
         std::vector<TokenLogprob> logprobs;
         int64_t n_events = 0;
+        int64_t n_prompt = 0, n_streamed = 0;  // for usage in every chunk (continuous_usage_stats)
     };
 
     void routes();
@@ -262,6 +263,7 @@ std::unique_ptr<ApiServer::Impl::Gen> ApiServer::Impl::start(const httplib::Requ
     if (chat) gen.stop_ids = chat->stop_ids;
     else if (tok.valid_id(tok.eos_id())) gen.stop_ids = {tok.eos_id()};
     if (r.ignore_eos) gen.stop_ids.clear();
+    g->n_prompt = (int64_t)prompt.size();
     SubmitResult sub = engine.submit(std::move(prompt), std::move(gen));
     if (!sub.handle) {
         send_error(res, sub.http_status, sub.error);
@@ -368,7 +370,12 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
                           {"created", g->created},
                           {"model", model},
                           {"choices", {choice}}};
-                if (g->req.include_usage) c["usage"] = nullptr;
+                if (g->req.include_usage && g->req.continuous_usage)
+                    c["usage"] = {{"prompt_tokens", g->n_prompt},
+                                  {"completion_tokens", g->n_streamed},
+                                  {"total_tokens", g->n_prompt + g->n_streamed}};
+                else if (g->req.include_usage)
+                    c["usage"] = nullptr;
                 return "data: " + dump(c) + "\n\n";
             };
             auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
@@ -388,6 +395,7 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
             if (!got) return true;
             std::string out;
             for (StreamEvent& ev : evs) {
+                g->n_streamed += ev.n_tokens;
                 std::string text = ev.text, reasoning;
                 if (g->think) {
                     auto o = g->think->push(ev.text);

@@ -236,8 +236,11 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
     if (const json* v = field(body, "stream_options")) {
         if (!v->is_object()) return make_error("stream_options must be an object");
         if (const json* u = field(*v, "include_usage")) {
-        TANDEM_ASSIGN(r.include_usage, get_bool(*u, "stream_options.include_usage"));
-    }
+            TANDEM_ASSIGN(r.include_usage, get_bool(*u, "stream_options.include_usage"));
+        }
+        if (const json* u = field(*v, "continuous_usage_stats")) {
+            TANDEM_ASSIGN(r.continuous_usage, get_bool(*u, "stream_options.continuous_usage_stats"));
+        }
     }
     if (chat) {
         if (const json* v = field(body, "logprobs")) {

@@ -33,6 +33,7 @@ struct ApiRequest {
     GenParams gen;
     bool stream = false;
     bool include_usage = false;
+    bool continuous_usage = false;       // stream_options.continuous_usage_stats (vLLM): usage in every chunk
     bool logprobs = false;
     bool echo = false;
     bool ignore_eos = false;             // keep generating after end-of-generation tokens (benchmarks)

@@ -2,6 +2,7 @@
 error line and a non-zero exit code, never a crash)."""
 import json
 import os
+import platform
 import struct
 import unittest
 
@@ -185,6 +186,12 @@ class Cli(TempDirTestCase):
             self.assertGreater(stages["lm_head"], 0)
         self.assertGreater(j["bytes_per_token"], 0)
         self.assertNotIn("batch_decode_tok_s", j)
+        if platform.machine() == "x86_64":  # where the packed kernels prefetch the weights: by vendor, or as told
+            self.assertIn(j["prefetch"], ("l1", "l2"))
+            for target in ("l1", "l2"):
+                jt = run_json([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8", "--gen", 2, "--json",
+                               "--no-bandwidth", "--threads", THREADS], env={"TANDEM_PREFETCH": target})
+                self.assertEqual(jt["prefetch"], target)
         # --batch: each count's sequences decode in turn with the others'
         j = run_json([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8", "--gen", 3, "--json",
                       "--no-bandwidth", "--threads", THREADS, "--batch", "1,3"])

@@ -161,6 +161,24 @@ class ServeTest(TempDirTestCase):
             if chat:
                 self.assertEqual(events[0]["choices"][0]["delta"]["role"], "assistant")
                 self.assertEqual(events[0]["object"], "chat.completion.chunk")
+            # without continuous_usage_stats the other chunks carry "usage": null
+            self.assertTrue(all(e["usage"] is None for e in events[:-1]))
+            # vLLM's continuous_usage_stats: every chunk carries the usage so far
+            opts = {"include_usage": True, "continuous_usage_stats": True}
+            status, events, done = self.srv.stream(path, dict(body, stream_options=opts))
+            self.assertEqual(status, 200)
+            self.assertTrue(done)
+            self.assertEqual(stream_text(events, chat)[0], expected)
+            counts = [e["usage"]["completion_tokens"] for e in events]
+            self.assertEqual(counts, sorted(counts))
+            self.assertEqual(counts[0], 0 if chat else 1)  # chat: the role chunk comes before any token
+            self.assertEqual(counts[-1], full["usage"]["completion_tokens"])
+            # a chunk per token here (prompts of plain text, no tokens held back)
+            self.assertGreater(len(set(counts)), full["usage"]["completion_tokens"] // 2)
+            for e in events:
+                u = e["usage"]
+                self.assertEqual(u["prompt_tokens"], full["usage"]["prompt_tokens"])
+                self.assertEqual(u["total_tokens"], u["prompt_tokens"] + u["completion_tokens"])
 
     def test_stop_strings_across_token_boundaries(self):
         r = self.greedy(PROMPTS[2], n=24)

@@ -108,7 +108,7 @@ TEST(OpenAiRequest, ParsesEveryField) {
         {"role": "tool", "tool_call_id": "1", "content": "r"}],
         "max_completion_tokens": 7, "temperature": 0.5, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "seed": 3,
         "stop": ["x", "y"], "presence_penalty": 1, "frequency_penalty": -1, "stream": true,
-        "stream_options": {"include_usage": true}, "logprobs": true, "top_logprobs": 4,
+        "stream_options": {"include_usage": true, "continuous_usage_stats": true}, "logprobs": true, "top_logprobs": 4,
         "chat_template_kwargs": {"enable_thinking": false}, "unknown_field": 1})",
                    true);
     ASSERT_TRUE(r.ok()) << r.error().message;
@@ -129,6 +129,7 @@ TEST(OpenAiRequest, ParsesEveryField) {
     EXPECT_FLOAT_EQ(r->gen.frequency_penalty, -1.0f);
     EXPECT_TRUE(r->stream);
     EXPECT_TRUE(r->include_usage);
+    EXPECT_TRUE(r->continuous_usage);
     EXPECT_EQ(r->gen.top_logprobs, 4);
     ASSERT_TRUE(r->enable_thinking.has_value());
     EXPECT_FALSE(*r->enable_thinking);
@@ -152,6 +153,7 @@ TEST(OpenAiRequest, RejectsInvalidFieldsWithTheirName) {
         {R"({"prompt": "a", "n": 3})", "n must be 1"},
         {R"({"prompt": "a", "stop": [1]})", "stop"},
         {R"({"prompt": "a", "stream": 1})", "stream"},
+        {R"({"prompt": "a", "stream_options": {"continuous_usage_stats": 1}})", "continuous_usage_stats"},
         {R"({"prompt": "a", "echo": true})", "echo"},
         {R"({"prompt": [1, "x"]})", "prompt"},
         {R"({"prompt": {}})", "prompt"},

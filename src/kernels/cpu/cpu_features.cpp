@@ -23,6 +23,7 @@ CpuFeatures detect() {
     f.n_cores = (int)std::max(1u, std::thread::hardware_concurrency());
 #if defined(__x86_64__)
     unsigned a, b, c, d;
+    if (__get_cpuid(0, &a, &b, &c, &d)) f.intel = b == 0x756e6547 && d == 0x49656e69 && c == 0x6c65746e;  // "GenuineIntel"
     if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
     const bool osxsave = c & (1u << 27);
     f.fma = c & (1u << 12);

@@ -12,6 +12,7 @@ struct CpuFeatures {
     bool avx512vnni = false, avx512bf16 = false, avxvnni = false;
     bool amx_int8 = false;  // AMX-TILE + AMX-INT8, enabled by the OS and granted to this process
     bool neon = false, dotprod = false, fp16 = false;  // aarch64: asimd, asimddp, asimdhp
+    bool intel = false;  // x86 vendor GenuineIntel
     int n_cores = 1;  // hardware threads available to this process
 
     bool has_avx2() const { return avx2 && fma && f16c; }

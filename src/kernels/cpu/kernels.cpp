@@ -194,6 +194,16 @@ bool isa_supported(Isa isa) {
     }
 }
 
+bool g_prefetch_l2 = [] {
+    if (const char* env = std::getenv("TANDEM_PREFETCH")) {
+        if (std::strcmp(env, "l2") == 0) return true;
+        if (std::strcmp(env, "l1") == 0) return false;
+    }
+    return cpu_features().intel;
+}();
+
+const char* prefetch_target_name() { return g_prefetch_l2 ? "l2" : "l1"; }
+
 const KernelTable& kernels_for(Isa isa) { return tables().t[(int)isa]; }
 
 const KernelTable& kernels() {

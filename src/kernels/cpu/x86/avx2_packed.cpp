@@ -33,7 +33,9 @@ namespace pq3 = ref::packed_q3_k;
 namespace pq2 = ref::packed_q2_k;
 namespace piq4 = ref::packed_iq4_xs;
 
-// Software prefetch this far ahead of the chunk being read (decode streams the weights once)
+// Software prefetch this far ahead of the chunk being read (decode streams the weights once; see
+// prefetch_weights: into L2 on Intel, where one core streamed Qwen3-235B's expert matrices 5-9%
+// faster than into L1)
 constexpr int kPrefetchBytes = 8192;
 
 inline __m256i bcast4(const int8_t* p) {
@@ -97,7 +99,7 @@ void affine_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, cons
             };
             auto chunk = [&]<int i>() {
                 const uint8_t* c = g + pq4::qs + 64 * (4 * j + i);
-                if constexpr (H0 == 0) _mm_prefetch((const char*)(c + kPrefetchBytes), _MM_HINT_T0);
+                if constexpr (H0 == 0) prefetch_weights(c + kPrefetchBytes);
                 __m256i lo[H], hi[H];
                 for (int h = 0; h < H; ++h) {
                     const __m256i x = load(c + 32 * (H0 + h));
@@ -201,7 +203,7 @@ void k16_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* 
         for (int s = 0; s < 16; ++s) {
             const uint8_t* u = g + Tr::unit(s);
             if constexpr (H0 == 0)
-                for (int l = 0; l < kLines; ++l) _mm_prefetch((const char*)(u + kPrefetchBytes + 64 * l), _MM_HINT_T0);
+                for (int l = 0; l < kLines; ++l) prefetch_weights(u + kPrefetchBytes + 64 * l);
             __m256i w[H][4], sc[H];
             for (int h = 0; h < H; ++h) {
                 k16_unit<K>(u, H0 + h, w[h]);
@@ -288,7 +290,7 @@ void iq4xs_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float
 #pragma GCC unroll 4
             for (int i = 0; i < 4; ++i) {
                 const uint8_t* c = g + piq4::qs + 64 * (4 * j + i);
-                if constexpr (H0 == 0) _mm_prefetch((const char*)(c + kPrefetchBytes), _MM_HINT_T0);
+                if constexpr (H0 == 0) prefetch_weights(c + kPrefetchBytes);
                 __m256i ml[H], ll[H], mh[H], lh[H];
                 for (int h = 0; h < H; ++h) {
                     const __m256i x = load(c + 32 * (H0 + h));
@@ -336,7 +338,7 @@ void q0_halves(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* const* a, con
         for (int t = 0; t < T; ++t) acc[h][t] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib, g += C::kBytes) {
         if constexpr (H0 == 0)  // every line of the block (4.5 to 6 lines)
-            for (size_t l = 0; l < C::kBytes; l += 64) _mm_prefetch((const char*)(g + kPrefetchBytes + l), _MM_HINT_T0);
+            for (size_t l = 0; l < C::kBytes; l += 64) prefetch_weights(g + kPrefetchBytes + l);
         __m256i sum[H][T], p[H][T], qh[H];
         if constexpr (kQ5)
             for (int h = 0; h < H; ++h) qh[h] = load(g + C::kQh + 32 * (H0 + h));
@@ -416,7 +418,7 @@ void q8_0_half(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* a, float* y) 
     for (int i = 0; i < 8; ++i) lane[i] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib, g += C::kBytes) {
         if constexpr (H0 == 0)
-            for (size_t l = 0; l < C::kBytes; l += 64) _mm_prefetch((const char*)(g + kPrefetchBytes + l), _MM_HINT_T0);
+            for (size_t l = 0; l < C::kBytes; l += 64) prefetch_weights(g + kPrefetchBytes + l);
         const __m256 dd = _mm256_mul_ps(load_f16x8(g + 16 * H0), _mm256_set1_ps(_cvtsh_ss(a[ib].d)));
 #pragma GCC unroll 8
         for (int i = 0; i < 8; ++i) {

@@ -35,10 +35,12 @@ namespace pq3 = ref::packed_q3_k;
 namespace pq2 = ref::packed_q2_k;
 namespace piq4 = ref::packed_iq4_xs;
 
-// Software prefetch this far ahead in the group. Decode streams the weights from DRAM once (one
-// core on Zen 5: Q4_K 27 -> 36 GB/s, Q6_K 25 -> 33 GB/s; 1-4 KB ahead helped less, 12 KB hurt);
-// prefill reads each group from DRAM before reusing it per tile (expert stage 0.86 -> 0.70 ms per
-// prompt token with the prefetch on for every tile size).
+// Software prefetch this far ahead in the group (prefetch_weights: into L2 on Intel, L1 on AMD).
+// Decode streams the weights from DRAM once (one core on Zen 5, into L1: Q4_K 27 -> 36 GB/s, Q6_K
+// 25 -> 33 GB/s; 1-4 KB ahead helped less, 12 KB hurt; one core of the Xeon with AMX, Qwen3-235B's
+// expert matrices from DRAM: into L1 10.7 / 10.1 GiB/s (Q4_K / Q6_K), into L2 11.7 / 10.9 at 4,
+// 8 and 16 KB ahead alike, non-temporal 6.3); prefill reads each group from DRAM before reusing it
+// per tile (expert stage 0.86 -> 0.70 ms per prompt token with the prefetch on for every tile size).
 constexpr int kPrefetchBytes = 8192;
 
 inline __m512i bcast4(const int8_t* p) {
@@ -141,7 +143,7 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
                 for (int h = 0; h < G; ++h) {
                     const uint8_t* c = g + h * gb + Tr::kQs + 64 * (4 * j + i);
                     const __m512i x = load(c);
-                    _mm_prefetch((const char*)(c + kPrefetchBytes), _MM_HINT_T0);
+                    prefetch_weights(c + kPrefetchBytes);
                     unpack4<i, Q5, K == K32::iq4>(x, Q5 ? qh[h] : x, levels, lo[h], hi[h]);
                 }
                 const int8_t* q[T];
@@ -197,7 +199,7 @@ template <K16 K>
 inline void k16_unit(const uint8_t* u, __m512i* w) {
     if constexpr (K == K16::q6) {
         const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
-        for (int l = 0; l < 3; ++l) _mm_prefetch((const char*)(u + kPrefetchBytes + 64 * l), _MM_HINT_T0);
+        for (int l = 0; l < 3; ++l) prefetch_weights(u + kPrefetchBytes + 64 * l);
         const __m512i qh = load(u), l0 = load(u + 64), l1 = load(u + 128);
         // (nibble & 0x0f) | (the matching 2 bits of qh moved to bits 4-5)
         w[0] = _mm512_ternarylogic_epi32(_mm512_and_si512(l0, m4), _mm512_slli_epi16(qh, 4), m30, 0xF8);
@@ -206,8 +208,8 @@ inline void k16_unit(const uint8_t* u, __m512i* w) {
         w[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4), _mm512_srli_epi16(qh, 2), m30, 0xF8);
     } else {
         const __m512i m3 = _mm512_set1_epi8(3);
-        _mm_prefetch((const char*)(u + kPrefetchBytes), _MM_HINT_T0);
-        if constexpr (K == K16::q3) _mm_prefetch((const char*)(u + kPrefetchBytes + 64), _MM_HINT_T0);
+        prefetch_weights(u + kPrefetchBytes);
+        if constexpr (K == K16::q3) prefetch_weights(u + kPrefetchBytes + 64);
         const __m512i q = load(u);
         w[0] = _mm512_and_si512(q, m3);
         w[1] = _mm512_and_si512(_mm512_srli_epi16(q, 2), m3);
@@ -325,7 +327,7 @@ void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* co
         // every line of the block kPrefetchBytes ahead (a block is 4.5 to 6 lines: one prefetch per
         // 64-byte chunk left a line in nine to DRAM latency, 24 vs 36 GB/s streaming one thread)
         for (int h = 0; h < G; ++h)
-            for (size_t l = 0; l < Tr::kBytes; l += 64) _mm_prefetch((const char*)(g + h * gb + kPrefetchBytes + l), _MM_HINT_T0);
+            for (size_t l = 0; l < Tr::kBytes; l += 64) prefetch_weights(g + h * gb + kPrefetchBytes + l);
         __m512i qh[G];
         if constexpr (kQ5)
             for (int h = 0; h < G; ++h) qh[h] = load(g + h * gb + Tr::kQh);
@@ -384,7 +386,7 @@ void q8_0_tile(const uint8_t* g, size_t, int64_t nb, const void* const* acts, co
     for (int t = 0; t < T; ++t)
         for (int i = 0; i < 8; ++i) lane[t][i] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib, g += kBytes) {
-        for (size_t l = 0; l < kBytes; l += 64) _mm_prefetch((const char*)(g + kPrefetchBytes + l), _MM_HINT_T0);
+        for (size_t l = 0; l < kBytes; l += 64) prefetch_weights(g + kPrefetchBytes + l);
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)g));
         __m512 dd[T];
         for (int t = 0; t < T; ++t) dd[t] = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(a[t][ib].d)));

@@ -13,10 +13,18 @@
 #include <cstdint>
 #include <utility>
 
+#include "kernels/cpu/kernels.h"
 #include "kernels/reference/packed.h"
 
 namespace tandem::cpu {
 namespace {
+
+// The kernels' prefetch of the weights kPrefetchBytes ahead of those being read: into L2 or L1 as
+// g_prefetch_l2 says (a predictable branch; the weights stream from DRAM at a few bytes per cycle)
+inline void prefetch_weights(const void* p) {
+    if (g_prefetch_l2) _mm_prefetch((const char*)p, _MM_HINT_T1);
+    else _mm_prefetch((const char*)p, _MM_HINT_T0);
+}
 
 // L2 prefetch of the next groups: one line in this many bytes (see run_tiles)
 constexpr size_t kSlicePrefetchStride = 256;
