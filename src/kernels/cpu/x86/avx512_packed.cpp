@@ -241,9 +241,9 @@ void k16_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const*
     for (int h = 0; h < G; ++h)
         for (int t = 0; t < T; ++t) acc[h][t] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib, g += Tr::kBlock) {
-        __m512i isum[G][T];
+        __m512 fsum[G][T];
         for (int h = 0; h < G; ++h)
-            for (int t = 0; t < T; ++t) isum[h][t] = _mm512_setzero_si512();
+            for (int t = 0; t < T; ++t) fsum[h][t] = _mm512_setzero_ps();
 #pragma GCC unroll 2
         for (int s = 0; s < 16; ++s) {
             __m512i w[G][4];
@@ -264,7 +264,8 @@ void k16_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const*
             for (int h = 0; h < G; ++h) {
                 const __m512i pair = scale_pairs<Tr::kSignedSc>(g + h * gb + Tr::kSc + 32 * (s / 2));
                 const __m512i sc = s % 2 == 0 ? _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16) : _mm512_srai_epi32(pair, 16);
-                for (int t = 0; t < T; ++t) isum[h][t] = _mm512_add_epi32(isum[h][t], _mm512_mullo_epi32(sacc[h][t], sc));
+                const __m512 scf = _mm512_cvtepi32_ps(sc);
+                for (int t = 0; t < T; ++t) fsum[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sacc[h][t]), scf, fsum[h][t]);
             }
         }
         for (int h = 0; h < G; ++h) {
@@ -277,15 +278,15 @@ void k16_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const*
                         mn = _mm512_dpwssd_epi32(mn, scale_pairs<false>(gh + pq2::m + 32 * j),
                                                  bcast4((const int8_t*)(a[t][ib].bsums + 2 * j)));
                     const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(gh + pq2::dmin)));
-                    const __m512 v = _mm512_fmsub_ps(dw, _mm512_cvtepi32_ps(isum[h][t]), _mm512_mul_ps(dmw, _mm512_cvtepi32_ps(mn)));
+                    const __m512 v = _mm512_fmsub_ps(dw, fsum[h][t], _mm512_mul_ps(dmw, _mm512_cvtepi32_ps(mn)));
                     acc[h][t] = _mm512_fmadd_ps(v, _mm512_set1_ps(a[t][ib].d), acc[h][t]);
                 } else {  // the levels' offset: sum_j sc_j bsums_j << shift
                     __m512i corr = _mm512_setzero_si512();
                     for (int j = 0; j < 8; ++j)
                         corr = _mm512_dpwssd_epi32(corr, scale_pairs<true>(gh + Tr::kSc + 32 * j),
                                                    bcast4((const int8_t*)(a[t][ib].bsums + 2 * j)));
-                    const __m512i v = _mm512_sub_epi32(isum[h][t], _mm512_slli_epi32(corr, Tr::kOffsetShift));
-                    acc[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw, _mm512_set1_ps(a[t][ib].d)), acc[h][t]);
+                    const __m512 v = _mm512_sub_ps(fsum[h][t], _mm512_cvtepi32_ps(_mm512_slli_epi32(corr, Tr::kOffsetShift)));
+                    acc[h][t] = _mm512_fmadd_ps(v, _mm512_mul_ps(dw, _mm512_set1_ps(a[t][ib].d)), acc[h][t]);
                 }
             }
         }
