@@ -86,6 +86,8 @@ void affine_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, cons
         __m256i isum[H][T];
         for (int h = 0; h < H; ++h)
             for (int t = 0; t < T; ++t) isum[h][t] = _mm256_setzero_si256();
+        if constexpr (H0 == 0)  // the header too (see affine_groups of avx512_packed.cpp)
+            for (size_t l = 0; l < pq4::qs; l += 64) prefetch_weights(g + kPrefetchBytes + l);
         for (int j = 0; j < 8; ++j) {  // sub-block j: chunks 4j .. 4j + 3
             __m256i p[H][T];
             __m256i qh[H];

@@ -131,6 +131,11 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
         __m512i isum[G][T];
         for (int h = 0; h < G; ++h)
             for (int t = 0; t < T; ++t) isum[h][t] = _mm512_setzero_si512();
+        // the header (scales, mins: 320 of Q4_K's 2368 bytes) kPrefetchBytes ahead too; the chunks
+        // prefetch only the levels (one core, Qwen3-235B's experts from DRAM: 13.0 -> 14.0 GiB/s;
+        // the same for the 16-element types' headers changed nothing)
+        for (int h = 0; h < G; ++h)
+            for (size_t l = 0; l < Tr::kQs; l += 64) prefetch_weights(g + h * gb + kPrefetchBytes + l);
         for (int j = 0; j < 8; ++j) {  // sub-block j: chunks 4j .. 4j + 3
             __m512i lo_acc[G][T], hi_acc[G][T];
             for (int h = 0; h < G; ++h)
