@@ -26,7 +26,6 @@ struct Sample {
     std::string error;
     int64_t prompt_tokens = 0, completion_tokens = 0;
     double ttft_s = 0, decode_s = 0, total_s = 0;
-    int stream = 0;  // which of the sweep's streams sent it
     // (arrival, tokens generated so far) of each chunk, from the usage the server puts in every
     // chunk (stream_options.continuous_usage_stats); empty when the server does not
     std::vector<std::pair<Clock::time_point, int64_t>> progress;
@@ -123,29 +122,38 @@ Sample one_request(const Target& t, int n_prompt, int gen, uint64_t seed) {
     return s;
 }
 
-// Tokens per second streamed while every stream was decoding: from the last stream's first token
-// to the first stream's last token, counted from the usage in the chunks. Unlike a sum of each
-// request's decode rate, the steps in which the other streams' prompts were prefilled do not
-// count here. 0 when the server sends no usage per chunk or the window is empty.
+// Tokens per second streamed while every stream was decoding (each between a request's first and
+// last token; the prefill of a stream's next request is a gap), counted from the usage in the
+// chunks. Unlike a sum of each request's decode rate, the steps in which other streams' prompts
+// were prefilled do not count. 0 when the server sends no usage per chunk or there is no such time.
 double all_decoding_tok_s(const std::vector<Sample>& samples, int streams) {
-    std::vector<Clock::time_point> first(streams, Clock::time_point::max()), last(streams, Clock::time_point::min());
+    // +1 / -1 at each request's first / last token; where the count is `streams`, all decode
+    std::vector<std::pair<Clock::time_point, int>> edges;
     for (const Sample& s : samples) {
         if (s.progress.empty()) return 0;
-        first[s.stream] = std::min(first[s.stream], s.first);
-        last[s.stream] = std::max(last[s.stream], s.last);
+        edges.emplace_back(s.first, +1);
+        edges.emplace_back(s.last, -1);
     }
-    const Clock::time_point w0 = *std::max_element(first.begin(), first.end());
-    const Clock::time_point w1 = *std::min_element(last.begin(), last.end());
-    if (w1 <= w0) return 0;
-    auto tokens_at = [](const Sample& s, Clock::time_point t) {
-        int64_t n = 0;
-        for (const auto& [when, count] : s.progress)
-            if (when <= t) n = count;
-        return n;
-    };
+    std::sort(edges.begin(), edges.end());  // at equal times the ends (-1) first
+    std::vector<std::pair<Clock::time_point, Clock::time_point>> all;
+    int active = 0;
+    for (const auto& [t, d] : edges) {
+        if (d < 0 && active == streams) all.back().second = t;
+        active += d;
+        if (d > 0 && active == streams) all.emplace_back(t, t);
+    }
+    double secs = 0;
+    for (const auto& [a, b] : all) secs += std::chrono::duration<double>(b - a).count();
+    if (secs <= 0) return 0;
+    // the tokens each chunk brought (a request's first chunk: its prefill's token, never inside)
     int64_t tokens = 0;
-    for (const Sample& s : samples) tokens += tokens_at(s, w1) - tokens_at(s, w0);
-    return (double)tokens / std::chrono::duration<double>(w1 - w0).count();
+    for (const Sample& s : samples)
+        for (size_t i = 1; i < s.progress.size(); ++i) {
+            const Clock::time_point t = s.progress[i].first;
+            for (const auto& [a, b] : all)
+                if (t > a && t <= b) tokens += s.progress[i].second - s.progress[i - 1].second;
+        }
+    return (double)tokens / secs;
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -208,7 +216,6 @@ int run_bench_server(const BenchServerOptions& o) {
             threads.emplace_back([&, k] {
                 for (int r = 0; r < o.sweep_requests; ++r) {
                     Sample s = one_request(t, o.sweep_prompt, o.sweep_gen, seed + 7919 * (uint64_t)(k * 1000 + r + 1) + (uint64_t)c);
-                    s.stream = k;
                     std::lock_guard<std::mutex> lock(mu);
                     samples.push_back(s);
                 }
@@ -258,8 +265,7 @@ int run_bench_server(const BenchServerOptions& o) {
         std::printf("\nconcurrency sweep: prompt %d, %d tokens out, %d requests per stream\n", o.sweep_prompt, o.sweep_gen,
                     o.sweep_requests);
         std::printf("(aggregate = generated tokens / wall time, prefill included; aggregate decode = tokens "
-                    "streamed while every stream was decoding / that time, i.e. from the last stream's first token to "
-                    "the first stream's last)\n");
+                    "streamed while every stream was decoding / that time)\n");
         std::printf("| streams | aggregate tok/s | aggregate decode tok/s | vs 1 stream | per-stream decode tok/s | "
                     "TTFT p50 s | TTFT p99 s |\n");
         std::printf("| ------: | --------------: | ---------------------: | ----------: | ----------------------: | "
