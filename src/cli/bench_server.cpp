@@ -125,12 +125,16 @@ Sample one_request(const Target& t, int n_prompt, int gen, uint64_t seed) {
 // Tokens per second streamed while every stream was decoding (each between a request's first and
 // last token; the prefill of a stream's next request is a gap), counted from the usage in the
 // chunks. Unlike a sum of each request's decode rate, the steps in which other streams' prompts
-// were prefilled do not count. 0 when the server sends no usage per chunk or there is no such time.
-double all_decoding_tok_s(const std::vector<Sample>& samples, int streams) {
+// were prefilled do not count. Zeros when the server sends no usage per chunk or there is no such time.
+struct AllDecoding {
+    int64_t tokens = 0;
+    double secs = 0;
+};
+AllDecoding all_decoding(const std::vector<Sample>& samples, int streams) {
     // +1 / -1 at each request's first / last token; where the count is `streams`, all decode
     std::vector<std::pair<Clock::time_point, int>> edges;
     for (const Sample& s : samples) {
-        if (s.progress.empty()) return 0;
+        if (s.progress.empty()) return {};
         edges.emplace_back(s.first, +1);
         edges.emplace_back(s.last, -1);
     }
@@ -144,7 +148,7 @@ double all_decoding_tok_s(const std::vector<Sample>& samples, int streams) {
     }
     double secs = 0;
     for (const auto& [a, b] : all) secs += std::chrono::duration<double>(b - a).count();
-    if (secs <= 0) return 0;
+    if (secs <= 0) return {};
     // the tokens each chunk brought (a request's first chunk: its prefill's token, never inside)
     int64_t tokens = 0;
     for (const Sample& s : samples)
@@ -153,7 +157,7 @@ double all_decoding_tok_s(const std::vector<Sample>& samples, int streams) {
             for (const auto& [a, b] : all)
                 if (t > a && t <= b) tokens += s.progress[i].second - s.progress[i - 1].second;
         }
-    return (double)tokens / secs;
+    return {tokens, secs};
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -234,12 +238,17 @@ int run_bench_server(const BenchServerOptions& o) {
         double mean = 0;
         for (double v : per) mean += v / (double)per.size();
         // what the streams decode together; without usage per chunk, the sum of their decode rates
-        double decode_sum = all_decoding_tok_s(samples, c);
-        if (decode_sum == 0) decode_sum = mean * c;
+        const AllDecoding all = all_decoding(samples, c);
+        const double decode_sum = all.secs > 0 ? (double)all.tokens / all.secs : mean * c;
         sweep.push_back({c, gen / wall, decode_sum, mean, percentile(ttft, 50), percentile(ttft, 99), (int)samples.size()});
-        out["sweep"].push_back({{"streams", c}, {"requests", samples.size()}, {"aggregate_tok_s", gen / wall},
+        out["sweep"].push_back({{"streams", c},
+                                {"requests", samples.size()},
+                                {"aggregate_tok_s", gen / wall},
                                 {"aggregate_decode_tok_s", decode_sum},
-                                {"per_stream_decode_tok_s", mean}, {"ttft_p50_s", percentile(ttft, 50)},
+                                {"all_decoding_tokens", all.tokens},
+                                {"all_decoding_s", all.secs},
+                                {"per_stream_decode_tok_s", mean},
+                                {"ttft_p50_s", percentile(ttft, 50)},
                                 {"ttft_p99_s", percentile(ttft, 99)}});
     }
     std::fprintf(stderr, "\r%70s\r", "");

@@ -105,8 +105,15 @@ class ServeTest(TempDirTestCase):
         for r in j["sweep"]:
             self.assertEqual(r["requests"], 2 * r["streams"])
             self.assertGreater(r["aggregate_tok_s"], 0)
-            self.assertGreater(r["aggregate_decode_tok_s"], 0)
             self.assertLessEqual(r["ttft_p50_s"], r["ttft_p99_s"])
+            # aggregate decode: the tokens streamed (usage in every chunk) while all streams decoded
+            self.assertGreater(r["all_decoding_s"], 0)
+            self.assertGreater(r["all_decoding_tokens"], 0)
+            self.assertAlmostEqual(r["aggregate_decode_tok_s"], r["all_decoding_tokens"] / r["all_decoding_s"], places=6)
+        # one stream: every token but each request's first (its prefill's) falls in the time decoding
+        self.assertEqual(j["sweep"][0]["all_decoding_tokens"], 2 * (4 - 1))
+        # two streams: at most the tokens after the later stream's first, before the earlier's last
+        self.assertLessEqual(j["sweep"][1]["all_decoding_tokens"], 4 * (4 - 1))
         # no table: only the sweep (sampled at temperature 1)
         out = run([TANDEM, "bench", "--server", url, "--prompt-lens", "", *sweep, "--temperature", 1]).stdout
         self.assertIn("temperature 1\n", out)
