@@ -160,10 +160,11 @@ class Cli(TempDirTestCase):
             m = self.make_model(f"fast-{quant}.gguf", "--quant", quant, "--layers", "2")
             cmd = [TANDEM, "run", "-m", m, "--prompt-ids", prompt, "-n", 24, "--json", "--ignore-eos", "--top", 2]
             ref = run_json(cmd, env={"TANDEM_ISA": "generic"})
-            # packed 16-row layouts (the default), the GGUF blocks as they are, and the AVX2 table
-            # (its own packed kernels) on a CPU that has more
+            # packed 16-row layouts (the default), the GGUF blocks as they are, and the AVX2 tables
+            # (their own packed kernels, without and with AVX-VNNI) on a CPU that has more
             for name, fast in (("packed", run_json(cmd)), ("--no-repack", run_json(cmd + ["--no-repack"])),
-                               ("avx2", run_json(cmd, env={"TANDEM_ISA": "avx2"}))):
+                               ("avx2", run_json(cmd, env={"TANDEM_ISA": "avx2"})),
+                               ("avx2_vnni", run_json(cmd, env={"TANDEM_ISA": "avx2_vnni"}))):
                 compared = 0
                 for i, step in enumerate(ref["steps"]):
                     if step["top"][0][1] - step["top"][1][1] < 0.05:

@@ -136,6 +136,11 @@ struct Tables {
             fill_avx2_attention(t[(int)Isa::avx2]);
             fill_avx2_packed(t[(int)Isa::avx2]);
         }
+        if (isa_supported(Isa::avx2_vnni)) {
+            fill_avx2(t[(int)Isa::avx2_vnni]);
+            fill_avx2_attention(t[(int)Isa::avx2_vnni]);
+            fill_avx2_vnni_packed(t[(int)Isa::avx2_vnni]);
+        }
         if (isa_supported(Isa::avx512)) {
             fill_avx2(t[(int)Isa::avx512]);
             fill_avx512(t[(int)Isa::avx512]);
@@ -163,6 +168,7 @@ struct Tables {
         fill_gemm_by_gemv<Isa::neon>(t[3]);
         fill_gemm_by_gemv<Isa::neon_v8>(t[4]);
         fill_gemm_by_gemv<Isa::amx>(t[5]);
+        fill_gemm_by_gemv<Isa::avx2_vnni>(t[6]);
     }
 };
 
@@ -174,7 +180,7 @@ const Tables& tables() {
 }  // namespace
 
 const char* isa_name(Isa isa) {
-    static constexpr const char* kNames[kNumIsa] = {"generic", "avx2", "avx512", "neon", "neon_v8", "amx"};
+    static constexpr const char* kNames[kNumIsa] = {"generic", "avx2", "avx512", "neon", "neon_v8", "amx", "avx2_vnni"};
     return kNames[(int)isa];
 }
 
@@ -184,6 +190,7 @@ bool isa_supported(Isa isa) {
         case Isa::generic: return true;
 #if defined(__x86_64__)
         case Isa::avx2: return f.has_avx2();
+        case Isa::avx2_vnni: return f.has_avx2() && f.avxvnni;
         case Isa::avx512: return f.has_avx512();
         case Isa::amx: return f.has_avx512() && f.amx_int8;
 #elif defined(__aarch64__)
@@ -209,7 +216,7 @@ const KernelTable& kernels_for(Isa isa) { return tables().t[(int)isa]; }
 const KernelTable& kernels() {
     static const KernelTable* best = [] {
         Isa pick = Isa::generic;
-        for (Isa i : {Isa::avx2, Isa::avx512, Isa::amx, Isa::neon_v8, Isa::neon})  // worst to best
+        for (Isa i : {Isa::avx2, Isa::avx2_vnni, Isa::avx512, Isa::amx, Isa::neon_v8, Isa::neon})  // worst to best
             if (isa_supported(i)) pick = i;
         if (const char* env = std::getenv("TANDEM_ISA")) {
             for (Isa i : kAllIsas)

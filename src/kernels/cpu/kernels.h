@@ -46,9 +46,11 @@ using AxpyFn = void (*)(float a, const float* x, float* y, int64_t n);
 // Causal attention of one job (kernels/reference/attention.h).
 using AttentionFn = void (*)(const ref::AttnJob& job);
 
-enum class Isa { generic = 0, avx2 = 1, avx512 = 2, neon = 3, neon_v8 = 4, amx = 5 };
-constexpr int kNumIsa = 6;
-constexpr Isa kAllIsas[kNumIsa] = {Isa::generic, Isa::avx2, Isa::avx512, Isa::neon, Isa::neon_v8, Isa::amx};
+// avx2_vnni: the AVX2 table with AVX-VNNI (VEX VPDPBUSD) packed kernels, for CPUs that have it
+// but no AVX-512 (Intel cores since Alder Lake, the E-core Xeons)
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2, neon = 3, neon_v8 = 4, amx = 5, avx2_vnni = 6 };
+constexpr int kNumIsa = 7;
+constexpr Isa kAllIsas[kNumIsa] = {Isa::generic, Isa::avx2, Isa::avx512, Isa::neon, Isa::neon_v8, Isa::amx, Isa::avx2_vnni};
 constexpr int kMaxTypeId = 32;
 
 struct KernelTable {
@@ -75,7 +77,7 @@ bool isa_supported(Isa isa);  // this CPU (and this build) can run the ISA's ker
 // Table of one ISA (for tests and benchmarks); must be supported.
 const KernelTable& kernels_for(Isa isa);
 // The best supported table, or the one named by the environment variable TANDEM_ISA
-// (generic|avx2|avx512|amx|neon|neon_v8) when it is supported.
+// (generic|avx2|avx2_vnni|avx512|amx|neon|neon_v8) when it is supported.
 const KernelTable& kernels();
 
 // Which cache the x86 packed kernels' software prefetch of the weights fills: L2 on Intel (Xeon
@@ -98,6 +100,7 @@ inline void convert_activation(DType act_type, const float* x, void* out, int64_
 void fill_avx2(KernelTable& t);
 void fill_avx2_attention(KernelTable& t);  // avx2_attention.cpp
 void fill_avx2_packed(KernelTable& t);     // packed-layout kernels (avx2_packed.cpp)
+void fill_avx2_vnni_packed(KernelTable& t);  // the same with AVX-VNNI (avx2_vnni_packed.cpp)
 void fill_avx512(KernelTable& t);
 void fill_avx512_packed(KernelTable& t);     // packed-layout kernels (avx512_packed.cpp)
 void fill_avx512_attention(KernelTable& t);  // avx512_attention.cpp
