@@ -113,7 +113,7 @@ TEST_P(PackedKernels, GemmMatchesTheReferenceOnTheOriginalRows) {
     }
 }
 
-// Packed Q8_0 on x86 (AVX2 and AVX-512) gives the GEMV's floats bit for bit (its 8 lanes and their
+// Packed Q8_0 on x86 (AVX2, with AVX-VNNI, AVX-512) gives the GEMV's floats bit for bit (its 8 lanes and their
 // final order): the GEMV is llama.cpp's dot, and a model's routing near-ties follow the last bit
 // of these sums.
 class PackedQ8_0X86 : public ::testing::TestWithParam<Isa> {};
@@ -146,7 +146,7 @@ TEST_P(PackedQ8_0X86, IsTheGemvBitForBit) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(X86, PackedQ8_0X86, ::testing::Values(Isa::avx2, Isa::avx512),
+INSTANTIATE_TEST_SUITE_P(X86, PackedQ8_0X86, ::testing::Values(Isa::avx2, Isa::avx2_vnni, Isa::avx512),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, PackedKernels, ::testing::ValuesIn(kAllIsas),

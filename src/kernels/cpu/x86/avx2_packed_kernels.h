@@ -408,7 +408,8 @@ void q0_halves(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* const* a, con
     using C = ref::Q0Const<K>;
     constexpr bool kQ5 = C::kQh != 0, kM = C::kM != 0, kLut = K == DType::IQ4_NL;
     constexpr int kOffset = K == DType::Q4_0 ? 8 : K == DType::Q5_0 ? 16 : 0;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m10 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m10 = _mm256_set1_epi8(0x10);
+    [[maybe_unused]] const __m256i ones = _mm256_set1_epi16(1);  // (without AVX-VNNI)
     const Iq4Lut lut;
     __m256 acc[H][T];
     for (int h = 0; h < H; ++h)
@@ -416,7 +417,10 @@ void q0_halves(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* const* a, con
     for (int64_t ib = 0; ib < nb; ++ib, g += C::kBytes) {
         if constexpr (H0 == 0)  // every line of the block (4.5 to 6 lines)
             for (size_t l = 0; l < C::kBytes; l += 64) prefetch_weights(g + kPrefetchBytes + l);
-        __m256i sum[H][T], p[H][T], qh[H];
+        __m256i sum[H][T], qh[H];
+#if !defined(__AVXVNNI__)
+        __m256i p[H][T];
+#endif
         if constexpr (kQ5)
             for (int h = 0; h < H; ++h) qh[h] = load(g + C::kQh + 32 * (H0 + h));
         auto chunk = [&]<int i>() {
@@ -442,6 +446,16 @@ void q0_halves(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* const* a, con
                 const int8_t* q = a[t][ib].qs + 4 * i;
                 const __m256i bl = bcast4(q), bh = bcast4(q + 16);
                 for (int h = 0; h < H; ++h) {
+#if defined(__AVXVNNI__)
+                    // int32 row sums by VPDPBUSD (IQ4_NL: magnitudes against the signed activations)
+                    __m256i v = i == 0 ? _mm256_setzero_si256() : sum[h][t];
+                    if constexpr (kLut) {
+                        v = _mm256_dpbusd_avx_epi32(v, lo[h], _mm256_sign_epi8(bl, ll[h]));
+                        sum[h][t] = _mm256_dpbusd_avx_epi32(v, hi[h], _mm256_sign_epi8(bh, lh[h]));
+                    } else {
+                        sum[h][t] = _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(v, lo[h], bl), hi[h], bh);
+                    }
+#else
                     if constexpr (kLut) {  // int16 pairs up to 2 x 127 x 128: into int32 at once
                         const __m256i v = _mm256_add_epi32(_mm256_madd_epi16(iq4_dot(lo[h], ll[h], bl), ones),
                                                            _mm256_madd_epi16(iq4_dot(hi[h], lh[h], bh), ones));
@@ -457,6 +471,7 @@ void q0_halves(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* const* a, con
                             sum[h][t] = kQ5 ? _mm256_add_epi32(sum[h][t], s32) : s32;
                         }
                     }
+#endif
                 }
             }
         };
@@ -490,7 +505,9 @@ void q0_halves(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* const* a, con
 template <int H0>
 void q8_0_half(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* a, float* y) {
     using C = ref::Q0Const<DType::Q8_0>;
+#if !defined(__AVXVNNI__)
     const __m256i ones = _mm256_set1_epi16(1);
+#endif
     __m256 lane[8];
     for (int i = 0; i < 8; ++i) lane[i] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib, g += C::kBytes) {
@@ -500,8 +517,13 @@ void q8_0_half(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* a, float* y) 
 #pragma GCC unroll 8
         for (int i = 0; i < 8; ++i) {
             const __m256i x = load(g + C::kQs + 64 * i + 32 * H0);
-            const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(bcast4(a[ib].qs + 4 * i), x));
-            lane[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), dd, lane[i]);
+            const __m256i u = _mm256_sign_epi8(x, x), b = _mm256_sign_epi8(bcast4(a[ib].qs + 4 * i), x);
+#if defined(__AVXVNNI__)  // the same int32 sums (VPMADDUBSW's pairs cannot saturate: 2 x 128 x 127)
+            const __m256i s32 = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, b);
+#else
+            const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(u, b), ones);
+#endif
+            lane[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), dd, lane[i]);
         }
     }
     _mm256_storeu_ps(y + 8 * H0, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(lane[0], lane[4]), _mm256_add_ps(lane[2], lane[6])),
