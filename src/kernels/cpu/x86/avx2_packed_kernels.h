@@ -363,7 +363,15 @@ void iq4xs_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float
             for (int t = 0; t < T; ++t) isum[h][t] = _mm256_setzero_si256();
         for (int j = 0; j < 8; ++j) {
             __m256i sc[H];
+#if defined(__AVXVNNI__)  // VPDPBUSD: int32 row sums of the sub-block (32 x 127 x 128), scaled once
+            __m256i sub[H][T];
+            for (int h = 0; h < H; ++h) {
+                sc[h] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(g + piq4::sc + 16 * j + 8 * (H0 + h))));
+                for (int t = 0; t < T; ++t) sub[h][t] = _mm256_setzero_si256();
+            }
+#else
             for (int h = 0; h < H; ++h) sc[h] = spread_i8(g + piq4::sc + 16 * j + 8 * (H0 + h));
+#endif
 #pragma GCC unroll 4
             for (int i = 0; i < 4; ++i) {
                 const uint8_t* c = g + piq4::qs + 64 * (4 * j + i);
@@ -381,12 +389,21 @@ void iq4xs_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float
                     const int8_t* q = a[t][ib].qs + 32 * j + 4 * i;
                     const __m256i bl = bcast4(q), bh = bcast4(q + 16);
                     for (int h = 0; h < H; ++h) {
+#if defined(__AVXVNNI__)
+                        sub[h][t] = _mm256_dpbusd_avx_epi32(sub[h][t], ml[h], _mm256_sign_epi8(bl, ll[h]));
+                        sub[h][t] = _mm256_dpbusd_avx_epi32(sub[h][t], mh[h], _mm256_sign_epi8(bh, lh[h]));
+#else
                         const __m256i v = _mm256_add_epi32(_mm256_madd_epi16(iq4_dot(ml[h], ll[h], bl), sc[h]),
                                                            _mm256_madd_epi16(iq4_dot(mh[h], lh[h], bh), sc[h]));
                         isum[h][t] = _mm256_add_epi32(isum[h][t], v);
+#endif
                     }
                 }
             }
+#if defined(__AVXVNNI__)
+            for (int h = 0; h < H; ++h)
+                for (int t = 0; t < T; ++t) isum[h][t] = _mm256_add_epi32(isum[h][t], _mm256_mullo_epi32(sub[h][t], sc[h]));
+#endif
         }
         for (int h = 0; h < H; ++h) {
             const __m256 dw = load_f16x8(g + piq4::d + 16 * (H0 + h));
