@@ -1,9 +1,9 @@
 // AVX2 kernels over the packed (16-row interleaved) layouts of kernels/reference/packed.h, for
 // CPUs without AVX-512 (Zen 2/3 servers, most desktop parts). Compiled twice: avx2_packed.cpp with
 // the avx2.cpp flags, avx2_vnni_packed.cpp with AVX-VNNI too (__AVXVNNI__: VPDPBUSD on ymm, Intel
-// cores since Alder Lake and the E-core Xeons, which have no AVX-512), where the Q4_K/Q5_K and
-// 16-element sub-block kernels sum each row's products in int32 directly (as the AVX-512 kernels
-// do) instead of VPMADDUBSW's int16 pairs. Everything here has internal linkage.
+// cores since Alder Lake and the E-core Xeons, which have no AVX-512), where every kernel sums
+// each row's products in int32 directly (as the AVX-512 kernels do) instead of VPMADDUBSW's int16
+// pairs and VPMADDWD: the `#if defined(__AVXVNNI__)` blocks. Everything here has internal linkage.
 //
 // A 64-byte packed chunk holds 4 columns of 16 rows (row r in 32-bit lane r); its two 32-byte
 // halves are rows 0-7 and 8-15, one ymm each. VPMADDUBSW multiplies a half's unsigned levels by
