@@ -11,7 +11,8 @@
 // sub-block add up in int16 as long as they cannot overflow (bounds below), then one VPMADDWD by
 // the rows' sub-block scales, spread as (scale, scale) int16 pairs, gives the scaled int32 row
 // sums: no per-row shuffles and no 32-bit multiplies in the loop. Integer sums are exact; only
-// the float accumulation order differs from the reference. One token (decode) takes both halves
+// the float accumulation order differs from the reference (with AVX-VNNI the 16-element types
+// scale their sub-block sums in float, as the AVX-512 kernels). One token (decode) takes both halves
 // in one pass over the weights; several tokens (prefill) take a half at a time (16 ymm registers
 // hold the accumulators of 8 rows for up to 4 tokens), the second pass reading the group again
 // from L1/L2.
@@ -73,6 +74,16 @@ inline __m256i dup_half(__m256i pairs) {
     return _mm256_shuffle_epi8(pairs, idx);
 }
 
+// Q5_K / Q5_0 / Q5_1, chunk i: bit 2i of qh to bit 4 of the low levels, bit 2i + 1 to the high
+template <int i>
+inline void add_fifth_bits(__m256i qh, __m256i& lo, __m256i& hi) {
+    const __m256i m10 = _mm256_set1_epi8(0x10);
+    const __m256i bl = 2 * i <= 4 ? _mm256_slli_epi16(qh, 4 - 2 * i) : _mm256_srli_epi16(qh, 2 * i - 4);
+    const __m256i bh = 2 * i + 1 <= 4 ? _mm256_slli_epi16(qh, 3 - 2 * i) : _mm256_srli_epi16(qh, 2 * i - 3);
+    lo = _mm256_or_si256(lo, _mm256_and_si256(bl, m10));
+    hi = _mm256_or_si256(hi, _mm256_and_si256(bh, m10));
+}
+
 // y (8 rows) = v for the first block, y += v after: the float sums live in the output rows, not in
 // registers (16 ymm hold the integer sums of up to 4 tokens; the float ones spilled)
 inline void accumulate(float* y, int64_t ib, __m256 v) {
@@ -87,7 +98,7 @@ template <bool Q5, int H0, int H, int T>
 void affine_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, const int16_t* const* ps, float* y,
                    int64_t ldy) {
     constexpr size_t kBlock = Q5 ? ref::kPackedQ5KBlock : ref::kPackedQ4KBlock;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m10 = _mm256_set1_epi8(0x10);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int64_t ib = 0; ib < nb; ++ib, g += kBlock) {
         __m256i isum[H][T];
         for (int h = 0; h < H; ++h)
@@ -129,12 +140,7 @@ void affine_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, cons
                     const __m256i x = load(c + 32 * (H0 + h));
                     lo[h] = _mm256_and_si256(x, m4);
                     hi[h] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
-                    if constexpr (Q5) {  // bit 2i of qh to bit 4 of the low level, bit 2i + 1 of the high
-                        const __m256i bl = 2 * i <= 4 ? _mm256_slli_epi16(qh[h], 4 - 2 * i) : _mm256_srli_epi16(qh[h], 2 * i - 4);
-                        const __m256i bh = 2 * i + 1 <= 4 ? _mm256_slli_epi16(qh[h], 3 - 2 * i) : _mm256_srli_epi16(qh[h], 2 * i - 3);
-                        lo[h] = _mm256_or_si256(lo[h], _mm256_and_si256(bl, m10));
-                        hi[h] = _mm256_or_si256(hi[h], _mm256_and_si256(bh, m10));
-                    }
+                    if constexpr (Q5) add_fifth_bits<i>(qh[h], lo[h], hi[h]);
                 }
 #pragma GCC unroll 4
                 for (int t = 0; t < T; ++t) {
@@ -425,7 +431,7 @@ void q0_halves(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* const* a, con
     using C = ref::Q0Const<K>;
     constexpr bool kQ5 = C::kQh != 0, kM = C::kM != 0, kLut = K == DType::IQ4_NL;
     constexpr int kOffset = K == DType::Q4_0 ? 8 : K == DType::Q5_0 ? 16 : 0;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m10 = _mm256_set1_epi8(0x10);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     [[maybe_unused]] const __m256i ones = _mm256_set1_epi16(1);  // (without AVX-VNNI)
     const Iq4Lut lut;
     __m256 acc[H][T];
@@ -446,12 +452,7 @@ void q0_halves(const uint8_t* g, int64_t nb, const ref::BlockQ8_0* const* a, con
                 const __m256i x = load(g + C::kQs + 64 * i + 32 * (H0 + h));
                 lo[h] = _mm256_and_si256(x, m4);
                 hi[h] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
-                if constexpr (kQ5) {  // as affine_halves
-                    const __m256i bl = 2 * i <= 4 ? _mm256_slli_epi16(qh[h], 4 - 2 * i) : _mm256_srli_epi16(qh[h], 2 * i - 4);
-                    const __m256i bh = 2 * i + 1 <= 4 ? _mm256_slli_epi16(qh[h], 3 - 2 * i) : _mm256_srli_epi16(qh[h], 2 * i - 3);
-                    lo[h] = _mm256_or_si256(lo[h], _mm256_and_si256(bl, m10));
-                    hi[h] = _mm256_or_si256(hi[h], _mm256_and_si256(bh, m10));
-                }
+                if constexpr (kQ5) add_fifth_bits<i>(qh[h], lo[h], hi[h]);
                 if constexpr (kLut) {
                     ll[h] = _mm256_shuffle_epi8(lut.lev, lo[h]);
                     lh[h] = _mm256_shuffle_epi8(lut.lev, hi[h]);

@@ -4,10 +4,11 @@
 // One 64-byte load of a packed chunk gives 4 columns of 16 rows twice (low and high nibbles);
 // VPDPBUSD multiplies each by the token's 4 activations of those columns, broadcast, into 16
 // int32 row sums: 64 multiply-adds per instruction with no per-row shuffles. Per sub-block the
-// sums are scaled by the 16 rows' integer scales (VPMULLD); per super-block the Q4_K mins come
-// from the activation block sums (VPDPWSSD on (min, min) x (sum, sum) pairs) and the float scales
-// are applied once. Integer sums are exact; only the float accumulation order differs from the
-// reference. Several tokens share each unpacked chunk, and two groups each broadcast activation.
+// sums are scaled by the 16 rows' integer scales: Q4_K, Q5_K, IQ4_XS in int32 (VPMULLD, exact),
+// the 16-element types in float (convert + FMA: VPMULLD's two uops compete with VPDPBUSD for its
+// port); per super-block the Q4_K mins come from the activation block sums (VPDPWSSD on (min,
+// min) x (sum, sum) pairs) and the float scales are applied once. Only the float operations'
+// order and rounding differ from the reference. Several tokens share each unpacked chunk, and two groups each broadcast activation.
 // The 32-element block types (Q4_0 ... Q8_0, IQ4_NL) run the same way per block of 32, their
 // activations' block sums taking the levels' offsets back.
 #include <immintrin.h>
@@ -197,8 +198,8 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
 }
 
 // The types with 16-element sub-blocks (Q6_K, Q3_K, Q2_K): a unit is one sub-block of 16 rows,
-// four 64-byte operand vectors (4 columns x 16 rows each) of unsigned levels, and one int32 scale
-// per row. What differs per type: how a unit's levels unpack, which activations each vector
+// four 64-byte operand vectors (4 columns x 16 rows each) of unsigned levels, and one scale per
+// row (applied in float). What differs per type: how a unit's levels unpack, which activations each vector
 // meets, and how the block's sum is finished (the levels' offset through the Q8_K block sums).
 // The four operand vectors of unit s (u: its bytes)
 template <K16 K>
