@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/reference/ops.h"
 #include "kernels/reference/packed.h"
@@ -145,6 +146,45 @@ TEST_P(PackedQ8_0X86, IsTheGemvBitForBit) {
         }
     }
 }
+
+#if defined(__x86_64__)
+// The AVX-512 table takes its packed kernels from the VBMI build where the CPU has AVX512-VBMI;
+// the build without it (Skylake-SP, Cascade Lake) must give the same floats bit for bit (only
+// how the unpacking shifts bits differs), so the reference test above, run on the VBMI build,
+// covers both.
+TEST(PackedAvx512, WithAndWithoutVbmiAreBitForBitEqual) {
+    const CpuFeatures& f = cpu_features();
+    if (!f.has_avx512() || !f.avx512vbmi) GTEST_SKIP() << "AVX-512 with VBMI not supported by this CPU";
+    KernelTable plain = kernels_for(Isa::generic), vbmi = plain;
+    fill_avx512_packed(plain);
+    fill_avx512_vbmi_packed(vbmi);
+    EXPECT_EQ(kernels_for(Isa::avx512).packed_gemm[(int)DType::Q6_K], vbmi.packed_gemm[(int)DType::Q6_K])
+        << "the avx512 table takes the VBMI build on this CPU";
+    for (DType wt : kPackedTypes) {
+        for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{2048, 1}, {768, 4}, {512, 8}, {256, 19}, {96, 5}}) {
+            if (n % 256 != 0 && ref::q0_layout(wt).bytes == 0) continue;
+            const int64_t groups = 4, rows = groups * ref::kPackRows;
+            const DType at = ref::vec_dot_type(wt);
+            const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n), gb = ref::packed_group_bytes(wt, n);
+            const auto w = make_rows(wt, rows, n, 61 + (uint32_t)n);
+            std::vector<uint8_t> packed(gb * groups), acts(ab * (size_t)n_tok);
+            for (int64_t g = 0; g < groups; ++g)
+                ref::pack_group(wt, w.data() + (size_t)(g * ref::kPackRows) * rb, rb, n, packed.data() + g * gb);
+            const auto xf = gaussian((size_t)(n * n_tok), 63);
+            std::vector<const void*> ap;
+            for (int64_t t = 0; t < n_tok; ++t) {
+                ref::convert_activation(at, xf.data() + t * n, acts.data() + t * ab, n);
+                ap.push_back(acts.data() + t * ab);
+            }
+            std::vector<float> a((size_t)(rows * n_tok)), b((size_t)(rows * n_tok));
+            plain.packed_gemm[(int)wt](packed.data(), groups, n, ap.data(), n_tok, a.data(), rows);
+            vbmi.packed_gemm[(int)wt](packed.data(), groups, n, ap.data(), n_tok, b.data(), rows);
+            for (size_t i = 0; i < a.size(); ++i)
+                ASSERT_EQ(a[i], b[i]) << dtype_name(wt) << " n=" << n << " tokens " << n_tok << " output " << i;
+        }
+    }
+}
+#endif
 
 INSTANTIATE_TEST_SUITE_P(X86, PackedQ8_0X86, ::testing::Values(Isa::avx2, Isa::avx2_vnni, Isa::avx512),
                          [](const auto& info) { return std::string(isa_name(info.param)); });

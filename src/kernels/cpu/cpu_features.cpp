@@ -45,6 +45,7 @@ CpuFeatures detect() {
             f.avx512bw = b & (1u << 30);
             f.avx512vl = b & (1u << 31);
             f.avx512vnni = c & (1u << 11);
+            f.avx512vbmi = c & (1u << 1);
         }
         // AMX: tile config + tile data state in XCR0; Linux hands the 8 KiB tile data state
         // out per process on request (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA = 18)
@@ -84,6 +85,7 @@ std::string CpuFeatures::describe() const {
     add(avx512bw, "avx512bw");
     add(avx512vl, "avx512vl");
     add(avx512vnni, "avx512_vnni");
+    add(avx512vbmi, "avx512_vbmi");
     add(avx512bf16, "avx512_bf16");
     add(avxvnni, "avx_vnni");
     add(amx_int8, "amx_int8");

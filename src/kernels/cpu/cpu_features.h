@@ -9,7 +9,7 @@ namespace tandem::cpu {
 struct CpuFeatures {
     bool avx2 = false, fma = false, f16c = false;
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
-    bool avx512vnni = false, avx512bf16 = false, avxvnni = false;
+    bool avx512vnni = false, avx512bf16 = false, avx512vbmi = false, avxvnni = false;
     bool amx_int8 = false;  // AMX-TILE + AMX-INT8, enabled by the OS and granted to this process
     bool neon = false, dotprod = false, fp16 = false;  // aarch64: asimd, asimddp, asimdhp
     bool intel = false;  // x86 vendor GenuineIntel

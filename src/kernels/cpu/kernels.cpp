@@ -122,6 +122,14 @@ void fill_gemm_by_gemv(KernelTable& t) {
 }
 
 // t[i] is the table of Isa i; unsupported ISAs keep copies of the generic table.
+#if defined(__x86_64__)
+// The AVX-512 packed kernels with VBMI where the CPU has it (the same results bit for bit)
+void fill_avx512_packed_for_cpu(KernelTable& t) {
+    if (cpu_features().avx512vbmi) fill_avx512_vbmi_packed(t);
+    else fill_avx512_packed(t);
+}
+#endif
+
 struct Tables {
     KernelTable t[kNumIsa];
     Tables() {
@@ -144,7 +152,7 @@ struct Tables {
         if (isa_supported(Isa::avx512)) {
             fill_avx2(t[(int)Isa::avx512]);
             fill_avx512(t[(int)Isa::avx512]);
-            fill_avx512_packed(t[(int)Isa::avx512]);
+            fill_avx512_packed_for_cpu(t[(int)Isa::avx512]);
             fill_avx512_attention(t[(int)Isa::avx512]);
             fill_avx512_ops(t[(int)Isa::avx512]);
             fill_avx512_lowbit(t[(int)Isa::avx512]);
@@ -152,7 +160,7 @@ struct Tables {
         if (isa_supported(Isa::amx)) {
             fill_avx2(t[(int)Isa::amx]);
             fill_avx512(t[(int)Isa::amx]);
-            fill_avx512_packed(t[(int)Isa::amx]);
+            fill_avx512_packed_for_cpu(t[(int)Isa::amx]);
             fill_avx512_attention(t[(int)Isa::amx]);
             fill_avx512_ops(t[(int)Isa::amx]);
             fill_avx512_lowbit(t[(int)Isa::amx]);

@@ -102,7 +102,8 @@ void fill_avx2_attention(KernelTable& t);  // avx2_attention.cpp
 void fill_avx2_packed(KernelTable& t);     // packed-layout kernels (avx2_packed.cpp)
 void fill_avx2_vnni_packed(KernelTable& t);  // the same with AVX-VNNI (avx2_vnni_packed.cpp)
 void fill_avx512(KernelTable& t);
-void fill_avx512_packed(KernelTable& t);     // packed-layout kernels (avx512_packed.cpp)
+void fill_avx512_packed(KernelTable& t);       // packed-layout kernels (avx512_packed_kernels.h)
+void fill_avx512_vbmi_packed(KernelTable& t);  // the same with AVX512-VBMI (avx512_vbmi_packed.cpp)
 void fill_avx512_attention(KernelTable& t);  // avx512_attention.cpp
 void fill_avx512_ops(KernelTable& t);        // avx512_ops.cpp
 void fill_avx512_lowbit(KernelTable& t);     // Q2_K, Q3_K, IQ4_XS, IQ4_NL, Q4_1, Q5_1 (avx512_lowbit.cpp)

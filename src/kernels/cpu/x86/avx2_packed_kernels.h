@@ -103,7 +103,7 @@ void affine_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, cons
         __m256i isum[H][T];
         for (int h = 0; h < H; ++h)
             for (int t = 0; t < T; ++t) isum[h][t] = _mm256_setzero_si256();
-        if constexpr (H0 == 0)  // the header too (see affine_groups of avx512_packed.cpp)
+        if constexpr (H0 == 0)  // the header too (see affine_groups of avx512_packed_kernels.h)
             for (size_t l = 0; l < pq4::qs; l += 64) prefetch_weights(g + kPrefetchBytes + l);
         for (int j = 0; j < 8; ++j) {  // sub-block j: chunks 4j .. 4j + 3
             __m256i p[H][T];
@@ -241,7 +241,7 @@ void k16_halves(const uint8_t* g, int64_t nb, const BlockQ8_K* const* a, float* 
     constexpr int kLines = K == K16::q6 ? 3 : K == K16::q3 ? 2 : 1;  // 64-byte lines per unit (Q3_K: 1.5)
     for (int64_t ib = 0; ib < nb; ++ib, g += Tr::kBlock) {
 #if defined(__AVXVNNI__)
-        // VPDPBUSD: a unit's int32 row sums, scaled in float per sub-block (as avx512_packed.cpp)
+        // VPDPBUSD: a unit's int32 row sums, scaled in float per sub-block (as avx512_packed_kernels.h)
         __m256 fsum[H][T];
         for (int h = 0; h < H; ++h)
             for (int t = 0; t < T; ++t) fsum[h][t] = _mm256_setzero_ps();

@@ -1,4 +1,4 @@
-// What the x86 packed kernels (avx2_packed_kernels.h, avx512_packed.cpp) compute once per call from
+// What the x86 packed kernels (avx2_packed_kernels.h, avx512_packed_kernels.h) compute once per call from
 // each token's activations, for every group of the call. AVX2 code with internal linkage: include
 // it only from files compiled with at least -mavx2 (each file uses what it needs: maybe_unused).
 #pragma once

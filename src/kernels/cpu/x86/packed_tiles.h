@@ -1,4 +1,4 @@
-// The tile driver of the x86 packed kernels (avx512_packed.cpp, avx2_packed_kernels.h): a kernel is a
+// The tile driver of the x86 packed kernels (avx512_packed_kernels.h, avx2_packed_kernels.h): a kernel is a
 // set of tiles, each multiplying G consecutive groups of 16 rows by T tokens; run_tiles cuts a
 // call's groups and tokens into tiles and prefetches the next groups while a group's tiles run;
 // and the layout traits of the 16-element sub-block types both ISAs' kernels read.
