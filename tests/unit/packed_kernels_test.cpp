@@ -71,15 +71,15 @@ TEST(PackedLayout, EveryBlockQuantHasOne) {
 
 class PackedKernels : public ::testing::TestWithParam<Isa> {};
 
-// Groups x tokens: one token (decode), a partial tile, several full tiles and a remainder (AMX:
-// tiles of 16 tokens from 16 on).
+// Groups x tokens: one token (decode), 2-4 tokens (batched decode: pairs of groups, then one),
+// a partial tile, several full tiles and a remainder (AMX: tiles of 16 tokens from 16 on).
 TEST_P(PackedKernels, GemmMatchesTheReferenceOnTheOriginalRows) {
     if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
     const KernelTable& k = kernels_for(GetParam());
     for (DType wt : kPackedTypes) {
         ASSERT_NE(k.packed_gemm[(int)wt], nullptr) << isa_name(GetParam()) << " " << dtype_name(wt);
         for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 1}, {2048, 1}, {768, 5}, {2048, 19}, {4096, 8}, {64, 3},
-                                {96, 9}, {512, 16}, {512, 37}}) {
+                                {96, 9}, {512, 16}, {512, 37}, {512, 4}, {256, 2}}) {
             if (n % 256 != 0 && ref::q0_layout(wt).bytes == 0) continue;  // (the 32-element types only)
             const int64_t groups = 3, rows = groups * ref::kPackRows;
             const DType at = ref::vec_dot_type(wt);

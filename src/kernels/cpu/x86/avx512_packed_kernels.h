@@ -531,6 +531,7 @@ constexpr auto kQ5KTwo = tiles<Q5K, 2>(std::make_integer_sequence<int, 6>{});
 constexpr auto kIQ4XSOne = tiles<IQ4XS, 1>(std::make_integer_sequence<int, 8>{});
 constexpr auto kIQ4XSTwo = tiles<IQ4XS, 2>(std::make_integer_sequence<int, 6>{});
 constexpr auto kQ6KOne = tiles<Q6K, 1>(std::make_integer_sequence<int, 8>{});
+constexpr auto kQ6KTwo = tiles<Q6K, 2>(std::make_integer_sequence<int, 4>{});
 constexpr auto kQ3KOne = tiles<Q3K, 1>(std::make_integer_sequence<int, 8>{});
 constexpr auto kQ2KOne = tiles<Q2K, 1>(std::make_integer_sequence<int, 8>{});
 
@@ -583,7 +584,13 @@ template <DType kType>
 void packed_gemm_k16(const uint8_t* w, int64_t n_groups, int64_t n, const void* const* acts, int64_t n_tok, float* y,
                      int64_t ldy) {
     const TileFn* one = kType == DType::Q6_K ? kQ6KOne.data() : kType == DType::Q3_K ? kQ3KOne.data() : kQ2KOne.data();
-    run_tiles({one, 8, nullptr, 0}, ref::packed_group_bytes(kType, n), w, n_groups, n / kQK_K, acts, n_tok, nullptr, 0,
+    // Q6_K, 2-4 tokens (a batch of decode steps; the LM head of the Q4_K_M mixes): pairs of groups,
+    // two streams from DRAM instead of one (one core, `kernels_bench
+    // --benchmark_filter=packed/avx512/Q6_K/a3b.lm_head/4`: 8.6 / 8.2 -> 9.4 / 9.2 GB/s; the bench
+    // model's LM head at 4 streams 11.6-12.0 -> 10.8-11.4 ms). Not for one token (pairs there cost
+    // the model's decode 3-10%) nor for prefill (see the tile sizes above).
+    const bool two = kType == DType::Q6_K && n_tok <= 4;
+    run_tiles({one, 8, two ? kQ6KTwo.data() : nullptr, two ? 4 : 0}, ref::packed_group_bytes(kType, n), w, n_groups, n / kQK_K, acts, n_tok, nullptr, 0,
               y, ldy);
 }
 
