@@ -123,9 +123,12 @@ void fill_gemm_by_gemv(KernelTable& t) {
 
 // t[i] is the table of Isa i; unsupported ISAs keep copies of the generic table.
 #if defined(__x86_64__)
-// The AVX-512 packed kernels with VBMI where the CPU has it (the same results bit for bit)
+// The AVX-512 packed kernels with VBMI on Intel CPUs that have it (the same results bit for bit).
+// Measured on a Xeon only, where VPDPBUSD and the shifts share port 0; AMD's Zen 4/5 lay out
+// their pipes differently and keep the build without VBMI until it is measured there.
 void fill_avx512_packed_for_cpu(KernelTable& t) {
-    if (cpu_features().avx512vbmi) fill_avx512_vbmi_packed(t);
+    const CpuFeatures& f = cpu_features();
+    if (f.avx512vbmi && f.intel) fill_avx512_vbmi_packed(t);
     else fill_avx512_packed(t);
 }
 #endif
