@@ -38,6 +38,29 @@ std::vector<uint8_t> make_rows(DType t, int64_t rows, int64_t n, uint32_t seed) 
     return w;
 }
 
+// groups x 16 rows of type wt (make_rows, seed) packed, and n_tok tokens of activations with a
+// few outliers, converted to the type's activation type (ap: one pointer per token)
+struct PackedCase {
+    DType at;
+    size_t rb;
+    std::vector<uint8_t> w, packed, acts;
+    std::vector<const void*> ap;
+    PackedCase(DType wt, int64_t groups, int64_t n, int64_t n_tok, uint32_t seed)
+        : at(ref::vec_dot_type(wt)), rb(row_bytes(wt, n)), w(make_rows(wt, groups * ref::kPackRows, n, seed)) {
+        const size_t ab = row_bytes(at, n), gb = ref::packed_group_bytes(wt, n);
+        packed.resize(gb * (size_t)groups);
+        acts.resize(ab * (size_t)n_tok);
+        for (int64_t g = 0; g < groups; ++g)
+            ref::pack_group(wt, w.data() + (size_t)(g * ref::kPackRows) * rb, rb, n, packed.data() + g * gb);
+        auto xf = gaussian((size_t)(n * n_tok), seed + 2);
+        for (int64_t i = 0; i < n; i += 97) xf[(size_t)i] *= 30.0f;  // outlier activations
+        for (int64_t t = 0; t < n_tok; ++t) {
+            ref::convert_activation(at, xf.data() + t * n, acts.data() + t * ab, n);
+            ap.push_back(acts.data() + t * ab);
+        }
+    }
+};
+
 TEST(PackedLayout, PackThenUnpackGivesTheSameBytes) {
     for (DType t : kPackedTypes) {
         for (int64_t n : {256, 768, 2048}) {
@@ -82,19 +105,12 @@ TEST_P(PackedKernels, GemmMatchesTheReferenceOnTheOriginalRows) {
                                 {96, 9}, {512, 16}, {512, 37}, {512, 4}, {256, 2}}) {
             if (n % 256 != 0 && ref::q0_layout(wt).bytes == 0) continue;  // (the 32-element types only)
             const int64_t groups = 3, rows = groups * ref::kPackRows;
-            const DType at = ref::vec_dot_type(wt);
-            const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n), gb = ref::packed_group_bytes(wt, n);
-            const auto w = make_rows(wt, rows, n, 41 + (uint32_t)n);
-            std::vector<uint8_t> packed(gb * groups), acts(ab * (size_t)n_tok);
-            for (int64_t g = 0; g < groups; ++g)
-                ref::pack_group(wt, w.data() + (size_t)(g * ref::kPackRows) * rb, rb, n, packed.data() + g * gb);
-            auto xf = gaussian((size_t)(n * n_tok), 43);
-            for (int64_t i = 0; i < n; i += 97) xf[(size_t)i] *= 30.0f;  // outlier activations
-            std::vector<const void*> ap;
-            for (int64_t t = 0; t < n_tok; ++t) {
-                ref::convert_activation(at, xf.data() + t * n, acts.data() + t * ab, n);
-                ap.push_back(acts.data() + t * ab);
-            }
+            const PackedCase c(wt, groups, n, n_tok, 41 + (uint32_t)n);
+            const DType at = c.at;
+            const size_t rb = c.rb;
+            const auto& w = c.w;
+            const auto& packed = c.packed;
+            const auto& ap = c.ap;
             const int64_t ldy = rows + 3;  // a stride wider than the rows: nothing may be written there
             std::vector<float> got((size_t)(ldy * n_tok), -7.0f), want((size_t)rows), wrow((size_t)n), arow((size_t)n);
             k.packed_gemm[(int)wt](packed.data(), groups, n, ap.data(), n_tok, got.data(), ldy);
@@ -165,21 +181,10 @@ TEST(PackedAvx512, WithAndWithoutVbmiAreBitForBitEqual) {
         for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{2048, 1}, {768, 4}, {512, 8}, {256, 19}, {96, 5}}) {
             if (n % 256 != 0 && ref::q0_layout(wt).bytes == 0) continue;
             const int64_t groups = 4, rows = groups * ref::kPackRows;
-            const DType at = ref::vec_dot_type(wt);
-            const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n), gb = ref::packed_group_bytes(wt, n);
-            const auto w = make_rows(wt, rows, n, 61 + (uint32_t)n);
-            std::vector<uint8_t> packed(gb * groups), acts(ab * (size_t)n_tok);
-            for (int64_t g = 0; g < groups; ++g)
-                ref::pack_group(wt, w.data() + (size_t)(g * ref::kPackRows) * rb, rb, n, packed.data() + g * gb);
-            const auto xf = gaussian((size_t)(n * n_tok), 63);
-            std::vector<const void*> ap;
-            for (int64_t t = 0; t < n_tok; ++t) {
-                ref::convert_activation(at, xf.data() + t * n, acts.data() + t * ab, n);
-                ap.push_back(acts.data() + t * ab);
-            }
+            const PackedCase c(wt, groups, n, n_tok, 61 + (uint32_t)n);
             std::vector<float> a((size_t)(rows * n_tok)), b((size_t)(rows * n_tok));
-            plain.packed_gemm[(int)wt](packed.data(), groups, n, ap.data(), n_tok, a.data(), rows);
-            vbmi.packed_gemm[(int)wt](packed.data(), groups, n, ap.data(), n_tok, b.data(), rows);
+            plain.packed_gemm[(int)wt](c.packed.data(), groups, n, c.ap.data(), n_tok, a.data(), rows);
+            vbmi.packed_gemm[(int)wt](c.packed.data(), groups, n, c.ap.data(), n_tok, b.data(), rows);
             for (size_t i = 0; i < a.size(); ++i)
                 ASSERT_EQ(a[i], b[i]) << dtype_name(wt) << " n=" << n << " tokens " << n_tok << " output " << i;
         }
