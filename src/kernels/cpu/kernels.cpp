@@ -121,7 +121,6 @@ void fill_gemm_by_gemv(KernelTable& t) {
 #undef TANDEM_GEMM
 }
 
-// t[i] is the table of Isa i; unsupported ISAs keep copies of the generic table.
 #if defined(__x86_64__)
 // The AVX-512 packed kernels with VBMI on Intel CPUs that have it (the same results bit for bit).
 // Measured on a Xeon only, where VPDPBUSD and the shifts share port 0; AMD's Zen 4/5 lay out
@@ -133,6 +132,7 @@ void fill_avx512_packed_for_cpu(KernelTable& t) {
 }
 #endif
 
+// t[i] is the table of Isa i; unsupported ISAs keep copies of the generic table.
 struct Tables {
     KernelTable t[kNumIsa];
     Tables() {

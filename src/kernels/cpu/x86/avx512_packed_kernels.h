@@ -63,7 +63,7 @@ inline __m512i load(const uint8_t* p) { return _mm512_loadu_si512((const void*)p
 // come in at the other end are unspecified: callers mask them off. With VBMI one VPMULTISHIFTQB
 // (byte i of each qword takes the 8 bits from bit 8i + S on, wrapping round the qword) on port 5,
 // else a 16-bit shift on port 0. Only the 16-element types' unpacking takes it (one core, in
-// cache, one token: Q6_K 33.7 -> 35.8 GB/s, Q3_K 19.7 -> 22.2; 4-32 tokens 2-8% faster): the
+// cache, one token: Q6_K 30 -> 34 GB/s, Q3_K 19 -> 21, Q2_K 19 -> 23; 4-32 tokens 4-8% faster): the
 // 32-element types' unpacking already keeps port 5 busy (VPTERNLOG, VPSHUFB), and there it cost
 // 2-8% (Q5_K, IQ4_XS).
 template <int S>
