@@ -241,6 +241,7 @@ Runner add_bench(CLI::App& app) {
             j["isa"] = cpu::isa_name(k.isa);
 #if defined(__x86_64__)
             j["prefetch"] = cpu::prefetch_target_name();
+            j["vbmi"] = k.vbmi;
 #endif
             j["device"] = where;
             j["bandwidth_gb_s"] = bw;
@@ -269,8 +270,8 @@ Runner add_bench(CLI::App& app) {
             return 0;
         }
 #if defined(__x86_64__)
-        const std::string kernels = fmt::format("{} kernels (weights prefetched into {})", cpu::isa_name(k.isa),
-                                                cpu::prefetch_target_name());
+        const std::string kernels = fmt::format("{} kernels ({}weights prefetched into {})", cpu::isa_name(k.isa),
+                                                k.vbmi ? "VBMI; " : "", cpu::prefetch_target_name());
 #else
         const std::string kernels = fmt::format("{} kernels", cpu::isa_name(k.isa));
 #endif

@@ -3,6 +3,7 @@ error line and a non-zero exit code, never a crash)."""
 import json
 import os
 import platform
+import re
 import struct
 import unittest
 
@@ -189,6 +190,11 @@ class Cli(TempDirTestCase):
         self.assertNotIn("batch_decode_tok_s", j)
         if platform.machine() == "x86_64":  # where the packed kernels prefetch the weights: by vendor, or as told
             self.assertIn(j["prefetch"], ("l1", "l2"))
+            # the AVX-512 packed kernels' VBMI build: on Intel CPUs with avx512vbmi
+            cpuinfo = open("/proc/cpuinfo").read()
+            flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M).group(1).split()
+            want_vbmi = j["isa"] in ("avx512", "amx") and "avx512vbmi" in flags and "GenuineIntel" in cpuinfo
+            self.assertEqual(j["vbmi"], want_vbmi)
             for target in ("l1", "l2"):
                 jt = run_json([TANDEM, "bench", "-m", self.model, "--prompt-lens", "8", "--gen", 2, "--json",
                                "--no-bandwidth", "--threads", THREADS], env={"TANDEM_PREFETCH": target})

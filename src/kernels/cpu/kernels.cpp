@@ -127,7 +127,8 @@ void fill_gemm_by_gemv(KernelTable& t) {
 // their pipes differently and keep the build without VBMI until it is measured there.
 void fill_avx512_packed_for_cpu(KernelTable& t) {
     const CpuFeatures& f = cpu_features();
-    if (f.avx512vbmi && f.intel) fill_avx512_vbmi_packed(t);
+    t.vbmi = f.avx512vbmi && f.intel;
+    if (t.vbmi) fill_avx512_vbmi_packed(t);
     else fill_avx512_packed(t);
 }
 #endif

@@ -55,6 +55,7 @@ constexpr int kMaxTypeId = 32;
 
 struct KernelTable {
     Isa isa = Isa::generic;
+    bool vbmi = false;  // avx512/amx: the packed kernels' AVX512-VBMI build (avx512_vbmi_packed.cpp)
     GemvFn gemv[kMaxTypeId] = {};        // by weight type id
     ConvertFn convert[kMaxTypeId] = {};  // by activation type id
     GemmFn gemm[kMaxTypeId] = {};        // by weight type id
