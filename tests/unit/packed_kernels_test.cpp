@@ -139,7 +139,7 @@ TEST_P(PackedQ8_0X86, IsTheGemvBitForBit) {
     if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
     const KernelTable& k = kernels_for(GetParam());
     const DType wt = DType::Q8_0;
-    for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 1}, {2048, 5}, {96, 3}, {4096, 2}}) {
+    for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 1}, {2048, 5}, {96, 3}, {4096, 2}, {512, 4}, {256, 8}}) {
         const int64_t groups = 2, rows = groups * ref::kPackRows;
         const size_t rb = row_bytes(wt, n), ab = row_bytes(wt, n), gb = ref::packed_group_bytes(wt, n);
         const auto w = make_rows(wt, rows, n, 51 + (uint32_t)n);
