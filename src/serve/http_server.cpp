@@ -86,6 +86,11 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
 
 int64_t unix_now() { return (int64_t)std::time(nullptr); }
 
+// OpenAI's usage counts (the final response's, and every chunk's with continuous_usage_stats)
+json usage_counts(int64_t prompt, int64_t completion) {
+    return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+}
+
 }  // namespace
 
 struct ApiServer::Impl {
@@ -150,10 +155,9 @@ json tool_calls_json(const std::vector<ToolCall>& calls, const std::string& id) 
 }
 
 json ApiServer::Impl::usage(const Gen& g) const {
-    return {{"prompt_tokens", g.stats.n_prompt},
-            {"completion_tokens", g.stats.n_generated},
-            {"total_tokens", g.stats.n_prompt + g.stats.n_generated},
-            {"prompt_tokens_details", {{"cached_tokens", g.stats.n_prefix_hit}}}};
+    json u = usage_counts(g.stats.n_prompt, g.stats.n_generated);
+    u["prompt_tokens_details"] = {{"cached_tokens", g.stats.n_prefix_hit}};
+    return u;
 }
 
 json ApiServer::Impl::timings(const Gen& g) const {
@@ -371,9 +375,7 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
                           {"model", model},
                           {"choices", {choice}}};
                 if (g->req.include_usage && g->req.continuous_usage)
-                    c["usage"] = {{"prompt_tokens", g->n_prompt},
-                                  {"completion_tokens", g->n_streamed},
-                                  {"total_tokens", g->n_prompt + g->n_streamed}};
+                    c["usage"] = usage_counts(g->n_prompt, g->n_streamed);
                 else if (g->req.include_usage)
                     c["usage"] = nullptr;
                 return "data: " + dump(c) + "\n\n";
