@@ -1,9 +1,10 @@
 // Request bodies of /v1/chat/completions and /v1/completions: parsing never crashes, whatever the
-// JSON; the first byte picks the endpoint.
+// JSON; the first byte picks the endpoint. A response_format's schema reads the body itself.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
+#include "serve/json_schema.h"
 #include "serve/openai_api.h"
 #include "serve/text_stream.h"
 
@@ -22,6 +23,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         tandem::ThinkSplitter t(chat);
         for (size_t i = 0; i < text.size(); i += 5) t.push(text.substr(i, 5));
         t.flush();
+        // a response_format's schema matched against the request's own bytes
+        if (r->response_schema) {
+            tandem::JsonMatcher jm(r->response_schema);
+            for (char c : text)
+                if (!jm.feed_byte((uint8_t)c)) break;
+            jm.can_end();
+        }
     }
     return 0;
 }

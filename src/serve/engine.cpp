@@ -49,6 +49,7 @@ struct Engine::Active {
     Sampler sampler;
     StreamingDecoder decoder;
     StopMatcher stop;
+    std::unique_ptr<TokenConstraint> constraint;  // response_format
     std::unordered_map<int32_t, int> counts;  // generated ids, for the penalties
     Clock::time_point t_submit, t_admit, t_first, t_last;
     bool admitted = false;
@@ -63,6 +64,12 @@ Engine::Engine(const Model& model, const Tokenizer& tok, ThreadPool& pool, Engin
         v.pages_total = kv_.n_pages();
         v.page_size = config_.page_size;
     });
+    auto single = [&](const char* text) {
+        auto ids = tok_.encode(text, /*parse_special=*/true);
+        return ids && ids->size() == 1 ? (*ids)[0] : -1;
+    };
+    think_open_ = single("<think>");
+    think_close_ = single("</think>");
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -89,6 +96,9 @@ SubmitResult Engine::submit(std::vector<int32_t> prompt, GenParams params) {
     for (int32_t id : prompt)
         if (!tok_.valid_id(id) || id >= model_.hparams().n_vocab)
             return reject(400, fmt::format("token id {} is out of the vocabulary", id));
+    for (auto [id, bias] : params.logit_bias)
+        if (!tok_.valid_id(id) || id >= model_.hparams().n_vocab)
+            return reject(400, fmt::format("logit_bias: token id {} is out of the vocabulary", id));
     auto max_len = sched_.max_len_for((int64_t)prompt.size(), params.max_new_tokens);
     if (!max_len) return reject(400, max_len.error().message);
     if (n_queued_.load() >= sched_.config().max_queue)
@@ -127,6 +137,11 @@ void Engine::take_new() {
             ev.error = st.error().message;
             a->handle->push(std::move(ev));
             continue;
+        }
+        if (a->params.constraint.schema) {
+            if (!vocab_) vocab_ = std::make_shared<const VocabIndex>(tok_);
+            a->constraint = std::make_unique<TokenConstraint>(vocab_, a->params.constraint, think_open_, think_close_,
+                                                              a->params.stop_ids);
         }
         active_.push_back(std::move(a));
     }
@@ -290,12 +305,18 @@ void Engine::run_step(StepPlan& plan) {
             if (a->params.top_logprobs >= 0) raws[(size_t)i].assign(row, row + nv);
             if (a->params.presence_penalty != 0.0f || a->params.frequency_penalty != 0.0f)
                 for (auto [id, n] : a->counts) row[id] -= a->params.presence_penalty + a->params.frequency_penalty * (float)n;
+            for (auto [id, bias] : a->params.logit_bias) row[id] += bias;
             ids[(size_t)i] = a->sampler.sample(row, nv);
+            if (a->constraint) ids[(size_t)i] = a->constraint->choose(row, nv, ids[(size_t)i], a->sampler);
         }
     });
     for (size_t i = 0; i < sampled.size(); ++i) {
         Active* a = who[i];
         if (!a || a->done) continue;
+        if (ids[i] < 0) {  // a response format that no token can continue
+            finish(*a, FinishReason::error, "no token of the vocabulary can continue the response format here");
+            continue;
+        }
         const float* row = logits_.data() + i * (size_t)nv;
         on_token(*a, ids[i], raws[i].empty() ? row : raws[i].data());
     }

@@ -24,6 +24,7 @@
 #include "runtime/sampler.h"
 #include "serve/metrics.h"
 #include "serve/scheduler.h"
+#include "serve/token_constraint.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tandem {
@@ -36,6 +37,8 @@ struct GenParams {
     float presence_penalty = 0.0f;
     float frequency_penalty = 0.0f;
     int top_logprobs = -1;           // -1: no logprobs; otherwise the alternatives per token (0..20)
+    std::vector<std::pair<int32_t, float>> logit_bias;  // added to those tokens' logits before sampling
+    ConstraintSpec constraint;       // response_format: the JSON Schema the response follows
 };
 
 enum class FinishReason { none, stop, length, cancelled, error };
@@ -145,6 +148,8 @@ private:
     std::vector<int32_t> step_ids_;
     std::vector<std::vector<float>> step_raws_;
     std::vector<int32_t> top_scratch_;  // top_logprobs ids
+    std::shared_ptr<const VocabIndex> vocab_;  // for response formats, made at the first one
+    int32_t think_open_ = -1, think_close_ = -1;  // <think>, </think> (-1: not single tokens)
     std::vector<SeqChunk> chunks_;
     std::thread thread_;
 };

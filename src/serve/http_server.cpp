@@ -226,6 +226,7 @@ std::unique_ptr<ApiServer::Impl::Gen> ApiServer::Impl::start(const httplib::Requ
         return nullptr;
     }
     std::vector<int32_t> prompt;
+    ThinkMode think_mode = ThinkMode::none;
     if (chat_api) {
         if (!chat) {
             send_error(res, 400, "this model has no chat template: use /v1/completions");
@@ -241,7 +242,13 @@ std::unique_ptr<ApiServer::Impl::Gen> ApiServer::Impl::start(const httplib::Requ
         std::string_view t = *text;
         while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.remove_suffix(1);
         const bool opened = t.size() >= 7 && t.substr(t.size() - 7) == "<think>";
+        const bool closed = t.size() >= 8 && t.substr(t.size() - 8) == "</think>";
         g->think = std::make_unique<ThinkSplitter>(opened);
+        // a response format applies to the answer: after the reasoning the prompt opened, or the
+        // one the model may open with its first token
+        think_mode = opened ? ThinkMode::free_until_close
+                     : closed || r.enable_thinking == std::optional<bool>(false) ? ThinkMode::none
+                                                                                : ThinkMode::may_open;
         if (!r.tools.is_null()) g->tools = std::make_unique<ToolCallStream>();
         auto ids = tok.encode(*text, /*parse_special=*/true);
         if (!ids) {
@@ -267,6 +274,7 @@ std::unique_ptr<ApiServer::Impl::Gen> ApiServer::Impl::start(const httplib::Requ
     if (chat) gen.stop_ids = chat->stop_ids;
     else if (tok.valid_id(tok.eos_id())) gen.stop_ids = {tok.eos_id()};
     if (r.ignore_eos) gen.stop_ids.clear();
+    gen.constraint = {r.response_schema, think_mode};
     g->n_prompt = (int64_t)prompt.size();
     SubmitResult sub = engine.submit(std::move(prompt), std::move(gen));
     if (!sub.handle) {

@@ -226,6 +226,38 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
     if (const json* v = field(body, "ignore_eos")) {
         TANDEM_ASSIGN(r.ignore_eos, get_bool(*v, "ignore_eos"));
     }
+    if (const json* v = field(body, "logit_bias")) {
+        if (!v->is_object()) return make_error("logit_bias must be an object of token ids (as strings) to numbers");
+        if (v->size() > 1024) return make_error("logit_bias may hold at most 1024 tokens");
+        for (auto it = v->begin(); it != v->end(); ++it) {
+            const std::string& k = it.key();
+            int64_t id = -1;
+            if (!k.empty() && k.size() <= 10 && k.find_first_not_of("0123456789") == std::string::npos) id = std::stoll(k);
+            if (id < 0 || id > std::numeric_limits<int32_t>::max())
+                return make_error("logit_bias: '{}' is not a token id", k);
+            TANDEM_ASSIGN(double b, get_num(it.value(), "a logit_bias value", -100.0, 100.0));
+            g.logit_bias.emplace_back((int32_t)id, (float)b);
+        }
+    }
+    if (const json* v = field(body, "response_format")) {
+        if (!v->is_object()) return make_error("response_format must be an object");
+        const json* type = field(*v, "type");
+        if (!type || !type->is_string()) return make_error("response_format.type must be text, json_object or json_schema");
+        const std::string t = type->get<std::string>();
+        if (t == "json_object") {
+            r.response_schema = JsonSchema::any_object();
+        } else if (t == "json_schema") {
+            const json* js = field(*v, "json_schema");
+            if (!js || !js->is_object()) return make_error("response_format.json_schema must be an object with a schema");
+            const json* sc = field(*js, "schema");
+            if (!sc) return make_error("response_format.json_schema.schema is required");
+            auto compiled = JsonSchema::compile(*sc);
+            if (!compiled) return make_error("response_format.json_schema: {}", compiled.error().message);
+            r.response_schema = *compiled;
+        } else if (t != "text") {
+            return make_error("response_format.type must be text, json_object or json_schema (not '{}')", t);
+        }
+    }
     if (const json* v = field(body, "n")) {
         TANDEM_ASSIGN(int64_t n, get_int(*v, "n", 1, 128));
         if (n != 1) return make_error("n must be 1 (one choice per request)");

@@ -12,6 +12,7 @@
 #include "chat/value.h"
 #include "core/status.h"
 #include "serve/engine.h"
+#include "serve/json_schema.h"
 
 namespace tandem {
 
@@ -37,6 +38,9 @@ struct ApiRequest {
     bool logprobs = false;
     bool echo = false;
     bool ignore_eos = false;             // keep generating after end-of-generation tokens (benchmarks)
+    // response_format json_object / json_schema (null: free text); gen.constraint gets it with the
+    // reasoning mode the prompt implies (http_server.cpp)
+    std::shared_ptr<const JsonSchema> response_schema;
 };
 
 // Error messages name the field: "max_tokens must be an integer >= 1".

@@ -255,6 +255,71 @@ class ServeTest(TempDirTestCase):
             self.assertAlmostEqual(e["logprob"], e["top_logprobs"][0]["logprob"], places=4)
             self.assertEqual(bytes(e["bytes"]).decode(errors="replace"), e["token"])
 
+    def test_logit_bias(self):
+        status, r = self.srv.post("/tokenize", {"content": " blue"})
+        self.assertEqual(status, 200, r)
+        (blue,) = r["tokens"]
+        r = self.greedy(PROMPTS[0], n=4, logit_bias={str(blue): 100})
+        self.assertEqual(r["choices"][0]["text"], " blue" * 4)
+        # -100 takes the greedy choice away
+        first = self.greedy(PROMPTS[0], n=1)["choices"][0]["logprobs"]["tokens"][0]
+        status, t = self.srv.post("/tokenize", {"content": first})
+        other = self.greedy(PROMPTS[0], n=1, logit_bias={str(i): -100 for i in t["tokens"]})
+        self.assertNotEqual(other["choices"][0]["logprobs"]["tokens"][0], first)
+
+    def test_response_format_json_schema(self):
+        schema = {"type": "object",
+                  "properties": {"city": {"type": "string", "maxLength": 12}, "sunny": {"type": "boolean"},
+                                 "temp": {"type": "integer"}, "wind": {"enum": ["low", "high"]},
+                                 "hours": {"type": "array", "items": {"type": "number"}, "maxItems": 3}},
+                  "required": ["city", "sunny", "temp", "wind"], "additionalProperties": False}
+        fmt = {"type": "json_schema", "json_schema": {"name": "weather", "schema": schema, "strict": True}}
+        ids = {t: self.srv.post("/tokenize", {"content": t})[1]["tokens"] for t in ("<think>", "</think>")}
+        self.assertEqual([len(v) for v in ids.values()], [1, 1], ids)
+        open_id, close_id = str(ids["<think>"][0]), str(ids["</think>"][0])
+        # (thinking on, the model may open its reasoning with the first token: the biases make it
+        # open and close it at once, or never open it; the document follows in both)
+        cases = [(0, False, {}), (1.0, False, {}), (0.8, True, {open_id: 70, close_id: 100}), (1.2, True, {open_id: -100})]
+        for i, (temperature, think, bias) in enumerate(cases):
+            body = {"messages": [{"role": "user", "content": f"Weather in city {i}?"}], "max_tokens": 400,
+                    "temperature": temperature, "seed": 7 + i, "response_format": fmt,
+                    "chat_template_kwargs": {"enable_thinking": think}, "logit_bias": bias, "logprobs": True}
+            status, r = self.srv.post("/v1/chat/completions", body)
+            self.assertEqual(status, 200, r)
+            choice = r["choices"][0]
+            self.assertEqual(choice["finish_reason"], "stop", choice)
+            tokens = [e["token"] for e in choice["logprobs"]["content"]]
+            if bias.get(open_id, 0) > 0:  # reasoning first (empty here), then the document
+                self.assertEqual(tokens[:2], ["<think>", "</think>"], tokens)
+            self.assertNotIn("<think>", tokens[2:])
+            doc = json.loads(choice["message"]["content"])
+            self.assertEqual(set(doc) - set(schema["properties"]), set())
+            self.assertTrue({"city", "sunny", "temp", "wind"} <= set(doc), doc)
+            self.assertIsInstance(doc["city"], str)
+            self.assertLessEqual(len(doc["city"]), 12)
+            self.assertIsInstance(doc["sunny"], bool)
+            self.assertIsInstance(doc["temp"], int)
+            self.assertIn(doc["wind"], ["low", "high"])
+            self.assertLessEqual(len(doc.get("hours", [])), 3)
+            # streamed, the same text
+            if temperature == 0:
+                status, events, done = self.srv.stream("/v1/chat/completions", dict(body, stream=True))
+                self.assertEqual((status, done), (200, True))
+                self.assertEqual(stream_text(events, True)[0], choice["message"]["content"])
+
+    def test_response_format_json_object(self):
+        for seed in range(3):
+            body = {"prompt": "A JSON object:", "max_tokens": 300, "temperature": 0.7, "seed": seed,
+                    "response_format": {"type": "json_object"}}
+            status, r = self.srv.post("/v1/completions", body)
+            self.assertEqual(status, 200, r)
+            text = r["choices"][0]["text"]
+            if r["choices"][0]["finish_reason"] == "stop":
+                self.assertIsInstance(json.loads(text), dict)
+            else:  # cut at max_tokens: still the start of an object
+                self.assertEqual(r["choices"][0]["finish_reason"], "length")
+                self.assertTrue(text.lstrip().startswith("{"), text)
+
     def test_tokenize_detokenize(self):
         status, r = self.srv.post("/tokenize", {"content": "Hello world"})
         self.assertEqual(status, 200)
@@ -405,6 +470,15 @@ class ServeTest(TempDirTestCase):
             ("unknown model", comp, {"prompt": "a", "model": "gpt-17"}, 404),
             ("unknown route", "/v1/engines", {"prompt": "a"}, 404),
             ("10 MB body", comp, "{\"prompt\": \"" + "a" * (10 << 20) + "\"}", 413),
+            ("logit_bias a list", comp, {"prompt": "a", "logit_bias": [1, 2]}, 400),
+            ("logit_bias key not an id", comp, {"prompt": "a", "logit_bias": {"x": 1}}, 400),
+            ("logit_bias value 500", comp, {"prompt": "a", "logit_bias": {"5": 500}}, 400),
+            ("logit_bias id out of vocabulary", comp, {"prompt": "a", "logit_bias": {"999999999": 1}}, 400),
+            ("response_format a string", chat, {"messages": msgs, "response_format": "json"}, 400),
+            ("response_format unknown type", chat, {"messages": msgs, "response_format": {"type": "yaml"}}, 400),
+            ("json_schema without a schema", chat, {"messages": msgs, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, 400),
+            ("json_schema unknown type", chat, {"messages": msgs, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "thing"}}}}, 400),
+            ("json_schema $ref to nothing", chat, {"messages": msgs, "response_format": {"type": "json_schema", "json_schema": {"schema": {"$ref": "#/$defs/a"}}}}, 400),
         ]
         for name, path, body, expected in cases:
             with self.subTest(name):

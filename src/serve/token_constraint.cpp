@@ -1,0 +1,114 @@
+#include "serve/token_constraint.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "formats/hf_tokenizer.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tandem {
+
+VocabIndex::VocabIndex(const Tokenizer& tok) {
+    by_id_.resize((size_t)tok.n_vocab());
+    for (int32_t id = 0; id < tok.n_vocab(); ++id) {
+        const int32_t type = tok.token_type(id);
+        const std::string_view b = tok.token_bytes(id);
+        if ((type != (int32_t)TokenType::normal && type != (int32_t)TokenType::byte) || b.empty()) continue;
+        by_id_[(size_t)id] = b;
+        entries_.push_back({b, id, 0});
+    }
+    std::sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) { return a.bytes < b.bytes || (a.bytes == b.bytes && a.id < b.id); });
+    for (size_t i = 1; i < entries_.size(); ++i) {
+        const std::string_view a = entries_[i - 1].bytes, b = entries_[i].bytes;
+        int32_t l = 0;
+        while (l < (int32_t)a.size() && l < (int32_t)b.size() && a[(size_t)l] == b[(size_t)l]) ++l;
+        entries_[i].lcp = l;
+    }
+}
+
+TokenConstraint::TokenConstraint(std::shared_ptr<const VocabIndex> vocab, const ConstraintSpec& spec, int32_t think_open,
+                                 int32_t think_close, std::vector<int32_t> end_ids)
+    : vocab_(std::move(vocab)),
+      matcher_(spec.schema),
+      state_(State::active),
+      think_open_(think_open),
+      think_close_(think_close),
+      end_ids_(std::move(end_ids)) {
+    if (spec.think == ThinkMode::free_until_close && think_close_ >= 0) state_ = State::thinking;
+    else if (spec.think == ThinkMode::may_open && think_open_ >= 0 && think_close_ >= 0) state_ = State::first;
+}
+
+bool TokenConstraint::allows(int32_t id) const {
+    if (state_ == State::thinking) return true;
+    if (state_ == State::first && id == think_open_) return true;
+    if (std::find(end_ids_.begin(), end_ids_.end(), id) != end_ids_.end()) return matcher_.can_end();
+    const std::string_view* t = vocab_->text(id);
+    if (!t) return false;
+    JsonMatcher m = matcher_;
+    return m.feed(*t);
+}
+
+void TokenConstraint::take(int32_t id) {
+    if (state_ == State::thinking) {
+        if (id == think_close_) state_ = State::active;
+        return;
+    }
+    if (state_ == State::first && id == think_open_) {
+        state_ = State::thinking;
+        return;
+    }
+    state_ = State::active;
+    if (const std::string_view* t = vocab_->text(id)) matcher_.feed(*t);
+}
+
+void TokenConstraint::allowed_ids(std::vector<uint8_t>& ok) const {
+    ok.assign((size_t)vocab_->n_vocab(), 0);
+    if (state_ == State::thinking) {
+        std::fill(ok.begin(), ok.end(), 1);
+        return;
+    }
+    if (state_ == State::first && think_open_ >= 0 && think_open_ < (int32_t)ok.size()) ok[(size_t)think_open_] = 1;
+    if (matcher_.can_end())
+        for (int32_t id : end_ids_)
+            if (id >= 0 && id < (int32_t)ok.size()) ok[(size_t)id] = 1;
+    // levels_[d]: the matcher after the first d bytes of the current token; `dead`: the length of
+    // the shortest prefix of the last token that was rejected (tokens sharing it are too)
+    const auto& es = vocab_->entries();
+    if (levels_.empty()) levels_.assign(1, matcher_);
+    levels_[0] = matcher_;
+    int32_t dead = std::numeric_limits<int32_t>::max();
+    for (const VocabIndex::Entry& e : es) {
+        if (e.lcp >= dead) continue;  // starts with a rejected prefix
+        dead = std::numeric_limits<int32_t>::max();
+        const int32_t n = (int32_t)e.bytes.size();
+        if ((int32_t)levels_.size() < n + 1) levels_.resize((size_t)n + 1, matcher_);
+        bool alive = true;
+        for (int32_t d = e.lcp; d < n; ++d) {
+            levels_[(size_t)d + 1] = levels_[(size_t)d];
+            if (!levels_[(size_t)d + 1].feed_byte((uint8_t)e.bytes[(size_t)d])) {
+                dead = d + 1;
+                alive = false;
+                break;
+            }
+        }
+        if (alive) ok[(size_t)e.id] = 1;
+    }
+}
+
+int32_t TokenConstraint::choose(float* logits, int64_t n_vocab, int32_t sampled, Sampler& sampler) {
+    if (!allows(sampled)) {
+        allowed_ids(ok_);
+        bool any = false;
+        for (int64_t i = 0; i < n_vocab; ++i) {
+            if (i < (int64_t)ok_.size() && ok_[(size_t)i]) any = true;
+            else logits[i] = -std::numeric_limits<float>::infinity();
+        }
+        if (!any) return -1;
+        sampled = sampler.sample(logits, n_vocab);
+        if (!allows(sampled)) return -1;  // (the sampler returned a masked token: cannot happen)
+    }
+    take(sampled);
+    return sampled;
+}
+
+}  // namespace tandem

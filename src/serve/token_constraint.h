@@ -1,0 +1,81 @@
+// A response_format on tokens: which tokens may come next so that the response stays a prefix of
+// a document its JSON Schema accepts (json_schema.h), applied while sampling. The sampled token
+// is checked first (usually it fits: one copy of the matcher state and its bytes fed); only when
+// it does not is the whole vocabulary checked (a walk over the token texts in sorted order, each
+// shared prefix fed once, a rejected prefix skipping every token that starts with it), the
+// tokens that cannot continue set to -inf, and the sampler asked again.
+//
+// Reasoning models think first: with `think` free_until_close (the prompt opened <think>) the
+// tokens are free until </think>; with may_open the first token may be <think> as well as the
+// document's start.
+#pragma once
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "runtime/sampler.h"
+#include "serve/json_schema.h"
+
+namespace tandem {
+
+class Tokenizer;
+
+// The texts of the tokens a document may contain (normal and byte tokens, not control or
+// added ones), sorted, with each one's common prefix length with the one before. Built once per
+// tokenizer (~0.1 s for 152K tokens).
+class VocabIndex {
+public:
+    explicit VocabIndex(const Tokenizer& tok);
+    struct Entry {
+        std::string_view bytes;
+        int32_t id;
+        int32_t lcp;
+    };
+    const std::vector<Entry>& entries() const { return entries_; }
+    // the text of a token that may appear in a document; nullptr for the others
+    const std::string_view* text(int32_t id) const {
+        return id >= 0 && id < (int32_t)by_id_.size() && by_id_[(size_t)id].data() ? &by_id_[(size_t)id] : nullptr;
+    }
+    int32_t n_vocab() const { return (int32_t)by_id_.size(); }
+
+private:
+    std::vector<Entry> entries_;
+    std::vector<std::string_view> by_id_;
+};
+
+enum class ThinkMode { none, free_until_close, may_open };
+
+struct ConstraintSpec {
+    std::shared_ptr<const JsonSchema> schema;  // null: no constraint
+    ThinkMode think = ThinkMode::none;
+};
+
+class TokenConstraint {
+public:
+    TokenConstraint(std::shared_ptr<const VocabIndex> vocab, const ConstraintSpec& spec, int32_t think_open,
+                    int32_t think_close, std::vector<int32_t> end_ids);
+
+    // `sampled` if it may come next; otherwise every token that may not is set to -inf in
+    // logits and the sampler draws again. The token returned is taken (the state moves past it);
+    // -1 when no token may come next.
+    int32_t choose(float* logits, int64_t n_vocab, int32_t sampled, Sampler& sampler);
+
+    bool allows(int32_t id) const;
+    void take(int32_t id);
+    // every token id that may come next, by the vocabulary walk (for tests and choose)
+    void allowed_ids(std::vector<uint8_t>& ok) const;
+    bool active() const { return state_ == State::active || state_ == State::first; }
+
+private:
+    enum class State { thinking, first, active };
+    std::shared_ptr<const VocabIndex> vocab_;
+    JsonMatcher matcher_;
+    State state_;
+    int32_t think_open_, think_close_;
+    std::vector<int32_t> end_ids_;
+    mutable std::vector<JsonMatcher> levels_;  // the walk's matcher after each prefix length
+    mutable std::vector<uint8_t> ok_;
+};
+
+}  // namespace tandem
