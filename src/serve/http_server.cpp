@@ -119,6 +119,9 @@ struct ApiServer::Impl {
         std::vector<TokenLogprob> logprobs;
         int64_t n_events = 0;
         int64_t n_prompt = 0, n_streamed = 0;  // for usage in every chunk (continuous_usage_stats)
+        ToolCallParse parse_calls(const std::string& text) const {
+            return req.forced_tools ? parse_forced_tool_calls(text, req.forced_tool) : parse_tool_calls(text);
+        }
     };
 
     void routes();
@@ -249,7 +252,7 @@ std::unique_ptr<ApiServer::Impl::Gen> ApiServer::Impl::start(const httplib::Requ
         think_mode = opened ? ThinkMode::free_until_close
                      : closed || r.enable_thinking == std::optional<bool>(false) ? ThinkMode::none
                                                                                 : ThinkMode::may_open;
-        if (!r.tools.is_null()) g->tools = std::make_unique<ToolCallStream>();
+        if (!r.tools.is_null()) g->tools = std::make_unique<ToolCallStream>(/*hold_all=*/r.forced_tools);
         auto ids = tok.encode(*text, /*parse_special=*/true);
         if (!ids) {
             send_error(res, 400, "cannot tokenize the prompt: " + ids.error().message);
@@ -346,7 +349,7 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
             json msg = {{"role", "assistant"}, {"content", g->content}};
             if (!g->reasoning.empty()) msg["reasoning_content"] = g->reasoning;
             if (g->tools) {
-                ToolCallParse tc = parse_tool_calls(g->content);
+                ToolCallParse tc = g->parse_calls(g->content);
                 if (!tc.calls.empty()) {
                     msg["content"] = tc.content.empty() ? json(nullptr) : json(tc.content);
                     msg["tool_calls"] = tool_calls_json(tc.calls, g->id);
@@ -422,7 +425,7 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
                     text = g->tools->push(text);
                     if (ev.finish != FinishReason::none) {
                         text += g->tools->flush();
-                        ToolCallParse tc = parse_tool_calls(g->tools->held());
+                        ToolCallParse tc = g->parse_calls(g->tools->held());
                         if (!tc.calls.empty()) {
                             text += tc.content;
                             calls = tool_calls_json(tc.calls, g->id);

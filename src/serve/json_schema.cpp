@@ -27,7 +27,7 @@ std::string key_text(const std::string& key) {  // a key as it appears between t
 
 class JsonSchemaCompiler {
 public:
-    explicit JsonSchemaCompiler(const json& root) : root_(root) {
+    explicit JsonSchemaCompiler(const json& root) : root_(&root) {
         auto& n = s_.nodes_;
         n.resize(6);
         n[kAny].kind = JsonSchema::Kind::any;
@@ -42,7 +42,53 @@ public:
     }
 
     Result<JsonSchema> run() {
-        TANDEM_ASSIGN(s_.root_, node(root_, "schema", 0));
+        TANDEM_ASSIGN(s_.root_, node(*root_, "schema", 0));
+        return std::move(s_);
+    }
+
+    // A schema that is a document of its own ($refs resolve in it) inside this one.
+    Result<int32_t> sub_schema(const json& root, const std::string& path) {
+        const json* outer = root_;
+        std::map<std::string, int32_t> refs, memo;
+        root_ = &root;
+        refs.swap(refs_);
+        memo.swap(memo_);
+        auto n = node(root, path, 0);
+        root_ = outer;
+        refs.swap(refs_);
+        memo.swap(memo_);
+        return n;
+    }
+
+    Result<JsonSchema> tool_calls(const std::vector<std::pair<std::string, json>>& fns, bool array, int64_t max_calls) {
+        if (fns.empty()) return make_error("no tools");
+        if (fns.size() > (size_t)JsonSchema::kMaxLiterals) return make_error("at most {} tools are supported", JsonSchema::kMaxLiterals);
+        const json no_args = {{"type", "object"}, {"additionalProperties", false}};
+        JsonSchema::Node calls;
+        calls.kind = JsonSchema::Kind::any_of;
+        for (const auto& [name, params] : fns) {
+            TANDEM_ASSIGN(const int32_t args, sub_schema(params.is_null() ? no_args : params,
+                                                         "tools[" + name + "].function.parameters"));
+            if (!array) {
+                s_.root_ = args;
+                return std::move(s_);
+            }
+            JsonSchema::Node name_node;
+            name_node.kind = JsonSchema::Kind::literal;
+            name_node.literals = {json(name).dump()};
+            JsonSchema::Node call;
+            call.kind = JsonSchema::Kind::object;
+            call.keys = {"name", "arguments"};
+            call.key_nodes = {add(std::move(name_node)), args};
+            call.required = 3;
+            calls.alts.push_back(add(std::move(call)));
+        }
+        JsonSchema::Node list;
+        list.kind = JsonSchema::Kind::array;
+        list.items = add(std::move(calls));
+        list.min_items = 1;
+        list.max_items = max_calls;
+        s_.root_ = add(std::move(list));
         return std::move(s_);
     }
 
@@ -56,14 +102,15 @@ private:
         if (auto it = refs_.find(r); it != refs_.end()) return it->second;
         const json* target = nullptr;
         if (r == "#") {
-            target = &root_;
+            target = root_;
         } else {
             for (const char* prefix : {"#/$defs/", "#/definitions/"}) {
                 const std::string p = prefix;
                 if (r.rfind(p, 0) != 0) continue;
                 const std::string section = p.substr(2, p.size() - 3), name = r.substr(p.size());
-                if (root_.is_object() && root_.contains(section) && root_[section].is_object() && root_[section].contains(name))
-                    target = &root_[section][name];
+                const json& r0 = *root_;
+                if (r0.is_object() && r0.contains(section) && r0[section].is_object() && r0[section].contains(name))
+                    target = &r0[section][name];
             }
         }
         if (!target) return make_error("{}: $ref '{}' does not name a schema of this document (#, #/$defs/NAME, #/definitions/NAME)", path, r);
@@ -230,7 +277,7 @@ private:
         return add(std::move(n));
     }
 
-    const json& root_;
+    const json* root_;
     JsonSchema s_;
     std::map<std::string, int32_t> refs_;
     std::map<std::string, int32_t> memo_;  // schema text -> node
@@ -239,6 +286,14 @@ private:
 Result<std::shared_ptr<const JsonSchema>> JsonSchema::compile(const json& schema) {
     JsonSchemaCompiler c(schema);
     TANDEM_ASSIGN(JsonSchema s, c.run());
+    return std::make_shared<const JsonSchema>(std::move(s));
+}
+
+Result<std::shared_ptr<const JsonSchema>> JsonSchema::tool_calls(const std::vector<std::pair<std::string, json>>& fns, bool array,
+                                                                 int64_t max_calls) {
+    const json none;
+    JsonSchemaCompiler c(none);
+    TANDEM_ASSIGN(JsonSchema s, c.tool_calls(fns, array, max_calls));
     return std::make_shared<const JsonSchema>(std::move(s));
 }
 

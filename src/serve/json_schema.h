@@ -36,6 +36,13 @@ public:
     static Result<std::shared_ptr<const JsonSchema>> compile(const nlohmann::ordered_json& schema);
     // response_format {"type": "json_object"}: any JSON object.
     static std::shared_ptr<const JsonSchema> any_object();
+    // tool_choice: `fns` are the tools' (name, parameters schema; null: no arguments). One
+    // function (`array` false): its arguments object. Otherwise (tool_choice "required") a
+    // non-empty array of {"name": NAME, "arguments": {...}} calls of any of them (at most
+    // max_calls; -1: any number). Each parameters
+    // schema resolves its own $refs.
+    static Result<std::shared_ptr<const JsonSchema>> tool_calls(const std::vector<std::pair<std::string, nlohmann::ordered_json>>& fns,
+                                                                bool array, int64_t max_calls = -1);
 
     enum class Kind : uint8_t { any, object, array, string, number, integer, literal, any_of };
     struct Node {

@@ -106,6 +106,55 @@ Result<chat::Json> parse_messages(const json& msgs) {
     return out;
 }
 
+// tool_choice: "auto" (the default), "none" (the tools are not offered), "required" or
+// {"type": "function", "function": {"name": N}} (the answer is sampled as calls: JsonSchema::tool_calls;
+// parallel_tool_calls false: one call).
+Status parse_tool_choice(const json& body, ApiRequest& r) {
+    const json* v = field(body, "tool_choice");
+    if (!v) return {};
+    std::string mode, named;
+    if (v->is_string()) {
+        mode = v->get<std::string>();
+        if (mode != "auto" && mode != "none" && mode != "required")
+            return make_error("tool_choice must be auto, none, required or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}");
+    } else if (v->is_object() && v->value("type", "") == "function" && v->contains("function") && (*v)["function"].is_object() &&
+               (*v)["function"].contains("name") && (*v)["function"]["name"].is_string()) {
+        mode = "named";
+        named = (*v)["function"]["name"].get<std::string>();
+    } else {
+        return make_error("tool_choice must be auto, none, required or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}");
+    }
+    if (mode == "auto") return {};
+    if (mode == "none") {
+        r.tools = nullptr;
+        return {};
+    }
+    if (r.tools.is_null()) return make_error("tool_choice {} needs tools", mode == "named" ? "naming a function" : "required");
+    if (r.response_schema) return make_error("tool_choice {} and response_format cannot both shape the answer", mode == "named" ? "naming a function" : "required");
+    std::vector<std::pair<std::string, nlohmann::ordered_json>> fns;
+    for (size_t i = 0; i < r.tools.size(); ++i) {
+        const json& t = r.tools[i];
+        const json* fn = t.is_object() ? field(t, "function") : nullptr;
+        const json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
+        if (!name || !name->is_string()) return make_error("tools[{}].function.name must be a string", i);
+        if (mode == "named" && name->get<std::string>() != named) continue;
+        const json* params = field(*fn, "parameters");
+        fns.emplace_back(name->get<std::string>(), params ? *params : json());
+    }
+    if (fns.empty()) return make_error("tool_choice names '{}', which is not one of the tools", named);
+    int64_t max_calls = -1;
+    if (const json* p = field(body, "parallel_tool_calls")) {
+        TANDEM_ASSIGN(const bool parallel, get_bool(*p, "parallel_tool_calls"));
+        if (!parallel) max_calls = 1;
+    }
+    auto schema = JsonSchema::tool_calls(fns, mode == "required", max_calls);
+    if (!schema) return make_error("tool_choice: {}", schema.error().message);
+    r.response_schema = *schema;
+    r.forced_tools = true;
+    r.forced_tool = named;
+    return {};
+}
+
 }  // namespace
 
 nlohmann::json api_error(int status, const std::string& message) {
@@ -258,6 +307,7 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
             return make_error("response_format.type must be text, json_object or json_schema (not '{}')", t);
         }
     }
+    if (chat) TANDEM_TRY(parse_tool_choice(body, r));
     if (const json* v = field(body, "n")) {
         TANDEM_ASSIGN(int64_t n, get_int(*v, "n", 1, 128));
         if (n != 1) return make_error("n must be 1 (one choice per request)");

@@ -41,6 +41,10 @@ struct ApiRequest {
     // response_format json_object / json_schema (null: free text); gen.constraint gets it with the
     // reasoning mode the prompt implies (http_server.cpp)
     std::shared_ptr<const JsonSchema> response_schema;
+    // tool_choice "required" or a named function: the answer is sampled as the calls (their
+    // schema in response_schema) and comes back as tool_calls; forced_tool names the function
+    bool forced_tools = false;
+    std::string forced_tool;
 };
 
 // Error messages name the field: "max_tokens must be an integer >= 1".

@@ -44,6 +44,20 @@ ToolCallParse parse_tool_calls(const std::string& text) {
     return out;
 }
 
+ToolCallParse parse_forced_tool_calls(const std::string& text, const std::string& named) {
+    ToolCallParse out;
+    const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (!named.empty() && j.is_object()) {
+        out.calls.push_back({named, j.dump()});
+    } else if (named.empty() && j.is_array()) {
+        for (const nlohmann::json& c : j)
+            if (c.is_object() && c.contains("name") && c["name"].is_string() && c.contains("arguments"))
+                out.calls.push_back({c["name"].get<std::string>(), c["arguments"].dump()});
+    }
+    if (out.calls.empty()) out.content = text;
+    return out;
+}
+
 std::string ToolCallStream::flush() {
     std::string out;
     out.swap(pending_);

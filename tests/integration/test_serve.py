@@ -307,6 +307,56 @@ class ServeTest(TempDirTestCase):
                 self.assertEqual((status, done), (200, True))
                 self.assertEqual(stream_text(events, True)[0], choice["message"]["content"])
 
+    def test_tool_choice_required_and_named(self):
+        tools = [
+            {"type": "function", "function": {"name": "get_weather", "parameters": {
+                "type": "object", "properties": {"city": {"type": "string", "maxLength": 10},
+                                                 "unit": {"$ref": "#/$defs/unit"}},
+                "required": ["city", "unit"], "$defs": {"unit": {"enum": ["C", "F"]}}}}},
+            {"type": "function", "function": {"name": "now"}},  # no parameters: {} only
+        ]
+        msgs = [{"role": "user", "content": "Weather in Paris, and the time?"}]
+        for i, choice_ in enumerate(["required", {"type": "function", "function": {"name": "get_weather"}}]):
+            body = {"messages": msgs, "tools": tools, "tool_choice": choice_, "max_tokens": 600, "parallel_tool_calls": False,
+                    "temperature": 0.9, "seed": 3 + i, "chat_template_kwargs": {"enable_thinking": False}}
+            status, r = self.srv.post("/v1/chat/completions", body)
+            self.assertEqual(status, 200, r)
+            choice = r["choices"][0]
+            self.assertEqual(choice["finish_reason"], "tool_calls", choice)
+            calls = choice["message"]["tool_calls"]
+            self.assertEqual(len(calls), 1)
+            self.assertIsNone(choice["message"]["content"])
+            for c in calls:
+                args = json.loads(c["function"]["arguments"])
+                if c["function"]["name"] == "get_weather":
+                    self.assertEqual(set(args), {"city", "unit"})
+                    self.assertIsInstance(args["city"], str)
+                    self.assertLessEqual(len(args["city"]), 10)
+                    self.assertIn(args["unit"], ["C", "F"])
+                else:
+                    self.assertEqual((c["function"]["name"], args), ("now", {}))
+            if isinstance(choice_, dict):
+                self.assertEqual([c["function"]["name"] for c in calls], ["get_weather"])
+            # streamed: the same calls, in one delta at the end, and no content
+            status, events, done = self.srv.stream("/v1/chat/completions", dict(body, stream=True))
+            self.assertEqual((status, done), (200, True))
+            deltas = [ch.get("delta", {}) for e in events for ch in e.get("choices", [])]
+            self.assertEqual("".join(d.get("content") or "" for d in deltas), "")
+            streamed = [tc for d in deltas for tc in d.get("tool_calls", [])]
+            self.assertEqual([(c["function"]["name"], c["function"]["arguments"]) for c in streamed],
+                             [(c["function"]["name"], c["function"]["arguments"]) for c in calls])
+            self.assertEqual(events[-1]["choices"][0]["finish_reason"], "tool_calls")
+        # none: the tools are not offered, the answer is text
+        status, r = self.srv.post("/v1/chat/completions", {"messages": msgs, "tools": tools, "tool_choice": "none",
+                                                           "max_tokens": 8, "temperature": 0})
+        self.assertEqual(status, 200, r)
+        self.assertNotIn("tool_calls", r["choices"][0]["message"])
+        for bad in ["sometimes", {"type": "function", "function": {"name": "fly"}}, {"type": "function"}]:
+            status, r = self.srv.post("/v1/chat/completions", {"messages": msgs, "tools": tools, "tool_choice": bad})
+            self.assertEqual(status, 400, r)
+        status, r = self.srv.post("/v1/chat/completions", {"messages": msgs, "tool_choice": "required"})
+        self.assertEqual(status, 400, r)
+
     def test_response_format_json_object(self):
         for seed in range(3):
             body = {"prompt": "A JSON object:", "max_tokens": 300, "temperature": 0.7, "seed": seed,

@@ -11,6 +11,7 @@
 #include "runtime/sampler.h"
 #include "serve/json_schema.h"
 #include "serve/token_constraint.h"
+#include "serve/tool_calls.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tandem {
@@ -234,6 +235,45 @@ TEST(JsonSchema, RejectsSchemasItCannotFollowWithThePath) {
         ASSERT_FALSE(s.ok()) << schema;
         EXPECT_NE(s.error().message.find(what), std::string::npos) << schema << ": " << s.error().message;
     }
+}
+
+// tool_choice: each tool's parameters resolve their own $refs (the same text means different
+// things in two tools), calls name one of the tools, and the forced answer parses into calls.
+TEST(JsonSchema, ToolCallsResolveEachToolsReferences) {
+    const json a = json::parse(R"({"type": "object", "properties": {"v": {"$ref": "#/$defs/x"}}, "required": ["v"],
+                                   "$defs": {"x": {"type": "integer"}}})");
+    const json b = json::parse(R"({"type": "object", "properties": {"v": {"$ref": "#/$defs/x"}}, "required": ["v"],
+                                   "$defs": {"x": {"type": "boolean"}}})");
+    auto any = JsonSchema::tool_calls({{"a", a}, {"b", b}, {"c", json()}}, true);
+    ASSERT_TRUE(any.ok()) << any.error().message;
+    const std::string three = R"([{"name": "a", "arguments": {"v": 1}}, {"arguments": {"v": true}, "name": "b"},
+                                 {"name": "c", "arguments": {}}])";
+    EXPECT_TRUE(whole(*any, three));
+    EXPECT_FALSE(whole(*any, R"([{"name": "a", "arguments": {"v": true}}])"));
+    EXPECT_FALSE(whole(*any, R"([{"name": "d", "arguments": {}}])"));
+    EXPECT_FALSE(whole(*any, R"([{"name": "c", "arguments": {"x": 1}}])"));
+    EXPECT_FALSE(whole(*any, "[]"));
+    auto one = JsonSchema::tool_calls({{"a", a}, {"b", b}}, true, 1);
+    ASSERT_TRUE(one.ok());
+    EXPECT_TRUE(whole(*one, R"([{"name": "b", "arguments": {"v": false}}])"));
+    EXPECT_FALSE(whole(*one, R"([{"name": "b", "arguments": {"v": false}}, {"name": "b", "arguments": {"v": false}}])"));
+    auto named = JsonSchema::tool_calls({{"b", b}}, false);
+    ASSERT_TRUE(named.ok());
+    EXPECT_TRUE(whole(*named, R"({"v": false})"));
+    EXPECT_FALSE(whole(*named, R"({"v": 1})"));
+    EXPECT_FALSE(JsonSchema::tool_calls({{"a", json::parse(R"({"type": "wat"})")}}, true).ok());
+
+    ToolCallParse p = parse_forced_tool_calls(three, "");
+    ASSERT_EQ(p.calls.size(), 3u);
+    EXPECT_EQ(p.calls[1].name, "b");
+    EXPECT_EQ(json::parse(p.calls[1].arguments), json::parse(R"({"v": true})"));
+    EXPECT_EQ(p.content, "");
+    p = parse_forced_tool_calls(R"({"v": false})", "b");
+    ASSERT_EQ(p.calls.size(), 1u);
+    EXPECT_EQ(p.calls[0].name, "b");
+    p = parse_forced_tool_calls(R"([{"name": "a", "argu)", "");  // cut short: stays text
+    EXPECT_TRUE(p.calls.empty());
+    EXPECT_EQ(p.content, R"([{"name": "a", "argu)");
 }
 
 // Random documents grown byte by byte through the matcher (any byte it allows, some preference
