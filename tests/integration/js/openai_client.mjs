@@ -90,6 +90,32 @@ const sampled = async (seed) =>
 assert.equal(await sampled(7), await sampled(7));
 ok("seeded sampling");
 
+// structured output: response_format json_schema, and a forced tool call, as the SDK sends them
+const schema = {
+  type: "object", additionalProperties: false, required: ["answer", "sure"],
+  properties: { answer: { type: "integer" }, sure: { type: "boolean" } },
+};
+const structured = await client.chat.completions.create({
+  model, messages, max_tokens: 600, temperature: 0,
+  response_format: { type: "json_schema", json_schema: { name: "prime", schema, strict: true } },
+  chat_template_kwargs: { enable_thinking: false },
+});
+assert.equal(structured.choices[0].finish_reason, "stop");
+const parsed = JSON.parse(structured.choices[0].message.content);
+assert.deepEqual(Object.keys(parsed).sort(), ["answer", "sure"]);
+assert.ok(Number.isInteger(parsed.answer) && typeof parsed.sure === "boolean");
+const forced = await client.chat.completions.create({
+  model, messages, max_tokens: 600, temperature: 0, parallel_tool_calls: false,
+  tools: [{ type: "function", function: { name: "check_prime", parameters: schema } }],
+  tool_choice: { type: "function", function: { name: "check_prime" } },
+  chat_template_kwargs: { enable_thinking: false },
+});
+assert.equal(forced.choices[0].finish_reason, "tool_calls");
+const call = forced.choices[0].message.tool_calls[0];
+assert.equal(call.function.name, "check_prime");
+assert.deepEqual(Object.keys(JSON.parse(call.function.arguments)).sort(), ["answer", "sure"]);
+ok("response_format json_schema, tool_choice naming a function");
+
 // errors come back as the client's typed errors
 const expectError = async (fn, Cls, status) => {
   try {
