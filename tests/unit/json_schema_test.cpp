@@ -389,8 +389,11 @@ TEST_F(JsonTokens, SamplingThroughTheConstraintGivesValidDocuments) {
     std::normal_distribution<float> normal(0.0f, 2.0f);
     std::vector<float> logits((size_t)nv);
     for (int round = 0; round < 4; ++round) {
-        SamplerParams sp;
-        sp.temperature = 1.0f;
+        SamplerParams sp;  // (the masked logits through every sampler path)
+        sp.temperature = round == 3 ? 0.0f : 1.0f;
+        sp.top_k = round == 1 ? 40 : 0;
+        sp.top_p = round == 2 ? 0.9f : 1.0f;
+        sp.min_p = round == 2 ? 0.05f : 0.0f;
         sp.seed = 100 + round;
         Sampler sampler(sp);
         TokenConstraint c(vocab_, {s, ThinkMode::none}, -1, -1, {eos});
