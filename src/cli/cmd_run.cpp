@@ -13,6 +13,8 @@
 #include "model/model.h"
 #include "runtime/chat_session.h"
 #include "runtime/sampler.h"
+#include "serve/json_schema.h"
+#include "serve/token_constraint.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tandem::cli {
@@ -32,12 +34,28 @@ nlohmann::json top_logits(const float* logits, int64_t n_vocab, int k) {
     return top;
 }
 
+// -j: inline JSON (starts with { or is true) or the name of a file holding it
+Result<std::shared_ptr<const JsonSchema>> load_json_schema(const std::string& arg) {
+    std::string text = arg;
+    const size_t first = arg.find_first_not_of(" \t\n\r");
+    if (first == std::string::npos || (arg[first] != '{' && arg.compare(first, 4, "true") != 0)) {
+        std::ifstream in(arg, std::ios::binary);
+        if (!in) return make_error("--json-schema: '{}' is neither a JSON object nor a readable file", arg);
+        text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    const auto j = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return make_error("--json-schema: not valid JSON");
+    auto s = JsonSchema::compile(j);
+    if (!s) return make_error("--json-schema: {}", s.error().message);
+    return *s;
+}
+
 }  // namespace
 
 Runner add_run(CLI::App& app) {
     struct Opts {
         DeviceOpts dev;
-        std::string model, prompt_ids, prompt, logits_out, system, think = "on", experts;
+        std::string model, prompt_ids, prompt, logits_out, system, think = "on", experts, json_schema;
         int n = 32;
         int64_t ctx = 0;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
@@ -69,6 +87,9 @@ Runner add_run(CLI::App& app) {
     app.add_option("--min-p", o->sp.min_p, "Min-p (0: off)")->capture_default_str();
     app.add_option("--seed", o->sp.seed, "Sampling seed")->capture_default_str();
     app.add_flag("--ignore-eos", o->ignore_eos, "Keep generating after the end-of-sequence token");
+    app.add_option("-j,--json-schema", o->json_schema,
+                   "Sample the answer as JSON that this JSON Schema accepts (inline JSON, or a file); {} for any "
+                   "value. With --chat and thinking, after the reasoning");
     app.add_flag("--json", o->json, "Print one JSON object: prompt_ids, ids, timings");
     app.add_option("--top", o->top, "With --json: the top N logits of every step");
     app.add_flag("--prompt-top", o->prompt_top, "With --json and --top: also the top logits after every prompt position");
@@ -123,6 +144,21 @@ Runner add_run(CLI::App& app) {
         int64_t eos = -1;
         if (const GgufValue* v = model.file().find(key::kTokEos); v && v->is_integer()) eos = v->as_int();
 
+        std::unique_ptr<TokenConstraint> constraint;
+        if (!o->json_schema.empty()) {
+            if (!tok) return fail("--json-schema needs the model's tokenizer: " + tok.error().message);
+            auto schema = load_json_schema(o->json_schema);
+            if (!schema) return fail(schema.error().message);
+            const auto single = [&](const char* t) {
+                auto ids = tok->encode(t, /*parse_special=*/true);
+                return ids && ids->size() == 1 ? (*ids)[0] : -1;
+            };
+            const ThinkMode think = o->chat && o->think == "on" ? ThinkMode::may_open : ThinkMode::none;
+            constraint = std::make_unique<TokenConstraint>(std::make_shared<const VocabIndex>(*tok), ConstraintSpec{*schema, think},
+                                                           single("<think>"), single("</think>"),
+                                                           std::vector<int32_t>{(int32_t)eos});
+        }
+
         ThreadPool pool(o->threads);
         auto device = open_device_for(model, o->dev, pool, o->no_repack, ctx);
         if (!device) return fail(device.error().message);
@@ -158,7 +194,9 @@ Runner add_run(CLI::App& app) {
         const auto t_gen = Clock::now();
         for (int i = 0; i < o->n; ++i) {
             if (o->top > 0) steps.push_back({{"top", top_logits(logits.data(), h.n_vocab, o->top)}});
-            const int32_t id = sampler.sample(logits.data(), h.n_vocab);
+            int32_t id = sampler.sample(logits.data(), h.n_vocab);
+            if (constraint && (id = constraint->choose(logits.data(), h.n_vocab, id, sampler)) < 0)
+                return fail("--json-schema: no token of the vocabulary can continue the document here");
             out_ids.push_back(id);
             const bool stop = id == eos && !o->ignore_eos;
             if (stream) {

@@ -103,6 +103,27 @@ class Cli(TempDirTestCase):
         s2 = run_json(base + ["--temp", "5", "--seed", "1"])
         self.assertEqual(s1["ids"], s2["ids"])
 
+    def test_run_json_schema(self):
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"},
+                                                   "tag": {"enum": ["a", "b"]}},
+                  "required": ["n", "ok", "tag"], "additionalProperties": False}
+        path = self.path("schema.json")
+        with open(path, "w") as f:
+            json.dump(schema, f)
+        for i, arg in enumerate([path, json.dumps(schema)]):
+            r = run_json([TANDEM, "run", "-m", self.model, "-p", "JSON please:", "-n", 500, "--temp", "0.9",
+                          "--seed", 5 + i, "--json", "-j", arg])
+            self.assertEqual(r["finish_reason"], "eos", r["text"][-200:])
+            doc = json.loads(r["text"])
+            self.assertEqual(set(doc), {"n", "ok", "tag"})
+            self.assertIsInstance(doc["n"], int)
+            self.assertIsInstance(doc["ok"], bool)
+            self.assertIn(doc["tag"], ["a", "b"])
+        for bad, what in [('{"type": "wat"}', "unknown type 'wat'"), (self.path("none.json"), "neither a JSON object")]:
+            p = run([TANDEM, "run", "-m", self.model, "-p", "x", "-n", 2, "-j", bad], check=False)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn(what, p.stderr)
+
     def test_missing_file(self):
         self.assert_error([TANDEM, "inspect", self.path("nope.gguf")], "nope.gguf", "cannot open")
         self.assert_error([TANDEM, "run", "-m", self.path("nope.gguf"), "--prompt-ids", "1"], "nope.gguf")
@@ -191,7 +212,8 @@ class Cli(TempDirTestCase):
         if platform.machine() == "x86_64":  # where the packed kernels prefetch the weights: by vendor, or as told
             self.assertIn(j["prefetch"], ("l1", "l2"))
             # the AVX-512 packed kernels' VBMI build: on Intel CPUs with avx512vbmi
-            cpuinfo = open("/proc/cpuinfo").read()
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
             flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M).group(1).split()
             want_vbmi = j["isa"] in ("avx512", "amx") and "avx512vbmi" in flags and "GenuineIntel" in cpuinfo
             self.assertEqual(j["vbmi"], want_vbmi)
