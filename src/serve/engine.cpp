@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_map>
 
 #include "core/log.h"
@@ -20,6 +21,18 @@ const char* finish_reason_name(FinishReason r) {
         case FinishReason::none: break;
     }
     return "none";
+}
+
+void adjust_logits(float* row, const GenParams& p, const std::unordered_map<int32_t, int>& counts,
+                   const std::vector<int32_t>& seen, int64_t n_generated) {
+    // the bias first, then the penalties (as vLLM and llama.cpp order them)
+    for (auto [id, bias] : p.logit_bias) row[id] += bias;
+    if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
+        for (auto [id, n] : counts) row[id] -= p.presence_penalty + p.frequency_penalty * (float)n;
+    if (const float r = p.repetition_penalty; r != 1.0f)
+        for (int32_t id : seen) row[id] = row[id] > 0 ? row[id] / r : row[id] * r;
+    if (n_generated < p.min_tokens)
+        for (int32_t id : p.stop_ids) row[id] = -std::numeric_limits<float>::infinity();
 }
 
 bool RequestHandle::wait(std::vector<StreamEvent>& out, std::chrono::milliseconds timeout) {
@@ -51,6 +64,7 @@ struct Engine::Active {
     StopMatcher stop;
     std::unique_ptr<TokenConstraint> constraint;  // response_format
     std::unordered_map<int32_t, int> counts;  // generated ids, for the penalties
+    std::vector<int32_t> seen;                // repetition_penalty: the distinct ids of the prompt and the output
     Clock::time_point t_submit, t_admit, t_first, t_last;
     bool admitted = false;
     bool done = false;
@@ -99,6 +113,9 @@ SubmitResult Engine::submit(std::vector<int32_t> prompt, GenParams params) {
     for (auto [id, bias] : params.logit_bias)
         if (!tok_.valid_id(id) || id >= model_.hparams().n_vocab)
             return reject(400, fmt::format("logit_bias: token id {} is out of the vocabulary", id));
+    for (int32_t id : params.stop_ids)
+        if (!tok_.valid_id(id) || id >= model_.hparams().n_vocab)
+            return reject(400, fmt::format("stop_token_ids: token id {} is out of the vocabulary", id));
     auto max_len = sched_.max_len_for((int64_t)prompt.size(), params.max_new_tokens);
     if (!max_len) return reject(400, max_len.error().message);
     if (n_queued_.load() >= sched_.config().max_queue)
@@ -137,6 +154,11 @@ void Engine::take_new() {
             ev.error = st.error().message;
             a->handle->push(std::move(ev));
             continue;
+        }
+        if (a->params.repetition_penalty != 1.0f) {
+            a->seen = a->seq.tokens;
+            std::sort(a->seen.begin(), a->seen.end());
+            a->seen.erase(std::unique(a->seen.begin(), a->seen.end()), a->seen.end());
         }
         if (a->params.constraint.schema) {
             if (!vocab_) vocab_ = std::make_shared<const VocabIndex>(tok_);
@@ -198,7 +220,9 @@ void Engine::on_token(Active& a, int32_t id, const float* logits) {
     const auto now = Clock::now();
     const bool first = a.seq.n_generated() == 0;
     a.seq.tokens.push_back(id);
-    ++a.counts[id];
+    if (++a.counts[id] == 1 && a.params.repetition_penalty != 1.0f &&
+        std::find(a.seen.begin(), a.seen.end(), id) == a.seen.end())
+        a.seen.push_back(id);
     if (first) {
         a.t_first = now;
         metrics_.update([&](MetricValues&, Histogram& ttft, Histogram&) {
@@ -303,9 +327,7 @@ void Engine::run_step(StepPlan& plan) {
             if (!a) continue;
             float* row = logits_.data() + (size_t)i * (size_t)nv;
             if (a->params.top_logprobs >= 0) raws[(size_t)i].assign(row, row + nv);
-            if (a->params.presence_penalty != 0.0f || a->params.frequency_penalty != 0.0f)
-                for (auto [id, n] : a->counts) row[id] -= a->params.presence_penalty + a->params.frequency_penalty * (float)n;
-            for (auto [id, bias] : a->params.logit_bias) row[id] += bias;
+            adjust_logits(row, a->params, a->counts, a->seen, a->seq.n_generated());
             ids[(size_t)i] = a->sampler.sample(row, nv);
             if (a->constraint) ids[(size_t)i] = a->constraint->choose(row, nv, ids[(size_t)i], a->sampler);
         }

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "model/forward.h"
@@ -38,8 +39,16 @@ struct GenParams {
     float frequency_penalty = 0.0f;
     int top_logprobs = -1;           // -1: no logprobs; otherwise the alternatives per token (0..20)
     std::vector<std::pair<int32_t, float>> logit_bias;  // added to those tokens' logits before sampling
+    float repetition_penalty = 1.0f;  // (vLLM, llama.cpp) tokens of the prompt or the output: logit / p if > 0, else * p
+    int64_t min_tokens = 0;           // the stop ids are not sampled before this many tokens
     ConstraintSpec constraint;       // response_format: the JSON Schema the response follows
 };
+
+// A sequence's logits before its sampler: logit_bias, then presence / frequency penalties over
+// the generated ids (`counts`), repetition_penalty over the distinct ids of the prompt and the
+// output (`seen`), and the stop ids masked while fewer than min_tokens were generated.
+void adjust_logits(float* row, const GenParams& p, const std::unordered_map<int32_t, int>& counts,
+                   const std::vector<int32_t>& seen, int64_t n_generated);
 
 enum class FinishReason { none, stop, length, cancelled, error };
 const char* finish_reason_name(FinishReason r);

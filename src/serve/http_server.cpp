@@ -277,6 +277,7 @@ std::unique_ptr<ApiServer::Impl::Gen> ApiServer::Impl::start(const httplib::Requ
     if (chat) gen.stop_ids = chat->stop_ids;
     else if (tok.valid_id(tok.eos_id())) gen.stop_ids = {tok.eos_id()};
     if (r.ignore_eos) gen.stop_ids.clear();
+    gen.stop_ids.insert(gen.stop_ids.end(), r.stop_token_ids.begin(), r.stop_token_ids.end());
     gen.constraint = {r.response_schema, think_mode};
     g->n_prompt = (int64_t)prompt.size();
     SubmitResult sub = engine.submit(std::move(prompt), std::move(gen));

@@ -275,6 +275,21 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
     if (const json* v = field(body, "ignore_eos")) {
         TANDEM_ASSIGN(r.ignore_eos, get_bool(*v, "ignore_eos"));
     }
+    if (const json* v = field(body, "repetition_penalty")) {  // (vLLM)
+        TANDEM_ASSIGN(double t, get_num(*v, "repetition_penalty", 0.0, 2.0));
+        if (t <= 0.0) return make_error("repetition_penalty must be greater than 0");
+        g.repetition_penalty = (float)t;
+    }
+    if (const json* v = field(body, "min_tokens")) {  // (vLLM)
+        TANDEM_ASSIGN(g.min_tokens, get_int(*v, "min_tokens", 0, std::numeric_limits<int32_t>::max()));
+    }
+    if (const json* v = field(body, "stop_token_ids")) {  // (vLLM): more end tokens, as the model's own
+        if (!v->is_array() || v->size() > 64) return make_error("stop_token_ids must be an array of at most 64 token ids");
+        for (const json& id : *v) {
+            TANDEM_ASSIGN(int64_t t, get_int(id, "a stop_token_ids entry", 0, std::numeric_limits<int32_t>::max()));
+            r.stop_token_ids.push_back((int32_t)t);
+        }
+    }
     if (const json* v = field(body, "logit_bias")) {
         if (!v->is_object()) return make_error("logit_bias must be an object of token ids (as strings) to numbers");
         if (v->size() > 1024) return make_error("logit_bias may hold at most 1024 tokens");

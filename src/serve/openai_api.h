@@ -38,6 +38,7 @@ struct ApiRequest {
     bool logprobs = false;
     bool echo = false;
     bool ignore_eos = false;             // keep generating after end-of-generation tokens (benchmarks)
+    std::vector<int32_t> stop_token_ids; // (vLLM) end tokens besides the model's
     // response_format json_object / json_schema (null: free text); gen.constraint gets it with the
     // reasoning mode the prompt implies (http_server.cpp)
     std::shared_ptr<const JsonSchema> response_schema;

@@ -267,6 +267,30 @@ class ServeTest(TempDirTestCase):
         other = self.greedy(PROMPTS[0], n=1, logit_bias={str(i): -100 for i in t["tokens"]})
         self.assertNotEqual(other["choices"][0]["logprobs"]["tokens"][0], first)
 
+    def test_vllm_sampling_extras(self):
+        # stop_token_ids: the greedy run's third token ends it (not emitted)
+        base = self.greedy(PROMPTS[2], n=8)
+        ids = self.srv.post("/tokenize", {"content": "".join(base["choices"][0]["logprobs"]["tokens"])})[1]["tokens"]
+        cut = self.greedy(PROMPTS[2], n=8, stop_token_ids=[ids[2]])
+        self.assertEqual(cut["choices"][0]["finish_reason"], "stop")
+        self.assertEqual(cut["choices"][0]["logprobs"]["tokens"], base["choices"][0]["logprobs"]["tokens"][:2])
+        # min_tokens: the same end token cannot come before it
+        later = self.greedy(PROMPTS[2], n=8, stop_token_ids=[ids[2]], min_tokens=3)
+        self.assertGreaterEqual(later["usage"]["completion_tokens"], 3)
+        self.assertNotEqual(later["choices"][0]["logprobs"]["tokens"][:3], base["choices"][0]["logprobs"]["tokens"][:2])
+        # repetition_penalty (its arithmetic: AdjustLogits in serve_test.cpp): 1 changes nothing,
+        # 2 is taken
+        body = {"prompt": PROMPTS[4], "max_tokens": 6, "temperature": 0}
+        plain = self.srv.post("/v1/completions", body)[1]["choices"][0]["text"]
+        same = self.srv.post("/v1/completions", dict(body, repetition_penalty=1.0))[1]["choices"][0]["text"]
+        self.assertEqual(plain, same)
+        pen = self.srv.post("/v1/completions", dict(body, repetition_penalty=2.0))
+        self.assertEqual(pen[0], 200, pen[1])
+        for bad in [{"repetition_penalty": 0}, {"repetition_penalty": 3}, {"min_tokens": -1},
+                    {"stop_token_ids": [999999999]}, {"stop_token_ids": "x"}]:
+            status, r = self.srv.post("/v1/completions", dict(body, **bad))
+            self.assertEqual(status, 400, (bad, r))
+
     def test_response_format_json_schema(self):
         schema = {"type": "object",
                   "properties": {"city": {"type": "string", "maxLength": 12}, "sunny": {"type": "boolean"},

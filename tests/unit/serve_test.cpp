@@ -2,8 +2,10 @@
 // validation, metrics text.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <random>
 
+#include "serve/engine.h"
 #include "serve/metrics.h"
 #include "serve/openai_api.h"
 #include "serve/text_stream.h"
@@ -23,6 +25,36 @@ std::string feed(StopMatcher& m, const std::string& text, const std::vector<size
     out += m.push(text.substr(prev));
     out += m.flush();
     return out;
+}
+
+TEST(AdjustLogits, BiasThenPenaltiesThenMinTokens) {
+    GenParams p;
+    p.logit_bias = {{0, 2.0f}, {5, -1.0f}};
+    p.presence_penalty = 0.5f;
+    p.frequency_penalty = 0.25f;
+    p.repetition_penalty = 2.0f;
+    p.stop_ids = {7};
+    p.min_tokens = 3;
+    const std::unordered_map<int32_t, int> counts = {{1, 2}, {2, 1}};  // generated: 1 twice, 2 once
+    const std::vector<int32_t> seen = {1, 2, 3, 4};                    // prompt 3, 4 and the output
+    std::vector<float> row = {1.0f, 4.0f, -2.0f, 6.0f, -3.0f, 0.5f, 9.0f, 8.0f};
+    adjust_logits(row.data(), p, counts, seen, 2);
+    EXPECT_EQ(row[0], 3.0f);                          // bias only
+    EXPECT_EQ(row[1], (4.0f - 0.5f - 0.5f) / 2.0f);   // presence + 2 x frequency, then / 2 (positive)
+    EXPECT_EQ(row[2], (-2.0f - 0.5f - 0.25f) * 2.0f); // ..., then x 2 (negative)
+    EXPECT_EQ(row[3], 3.0f);                          // in the prompt only: / 2
+    EXPECT_EQ(row[4], -6.0f);                         // x 2
+    EXPECT_EQ(row[5], -0.5f);                         // bias only
+    EXPECT_EQ(row[6], 9.0f);                          // untouched
+    EXPECT_EQ(row[7], -std::numeric_limits<float>::infinity());  // a stop id before min_tokens
+    row[7] = 8.0f;
+    GenParams q = p;
+    q.logit_bias.clear();
+    q.presence_penalty = q.frequency_penalty = 0.0f;
+    q.repetition_penalty = 1.0f;
+    std::vector<float> same = row;
+    adjust_logits(same.data(), q, counts, seen, 3);  // nothing asked, min_tokens reached: unchanged
+    EXPECT_EQ(same, row);
 }
 
 TEST(StopMatcher, StopsBeforeTheFirstMatchWhateverTheSplit) {
