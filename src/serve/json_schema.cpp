@@ -42,12 +42,21 @@ public:
     }
 
     Result<JsonSchema> run() {
+        TANDEM_TRY(size_ok(*root_, "schema"));
         TANDEM_ASSIGN(s_.root_, node(*root_, "schema", 0));
         return std::move(s_);
     }
 
+    // (each node's text is its memo key: bounded, the texts of a schema nested 64 deep stay small)
+    static Status size_ok(const json& root, const std::string& path) {
+        if (root.dump().size() > JsonSchema::kMaxSchemaBytes)
+            return make_error("{}: larger than {} KiB", path, JsonSchema::kMaxSchemaBytes >> 10);
+        return {};
+    }
+
     // A schema that is a document of its own ($refs resolve in it) inside this one.
     Result<int32_t> sub_schema(const json& root, const std::string& path) {
+        TANDEM_TRY(size_ok(root, path));
         const json* outer = root_;
         std::map<std::string, int32_t> refs, memo;
         root_ = &root;

@@ -12,7 +12,8 @@
 // strict mode requires additionalProperties: false anyway); one without properties takes any key.
 // Whitespace between tokens is allowed in runs of at most kMaxWs bytes, numbers are at most
 // kMaxNumber bytes long (integers at most 15 digits, exponents 2: every JSON parser reads them
-// exactly, none overflows), nesting at most kMaxDepth levels.
+// exactly, none overflows), nesting at most kMaxDepth levels; a schema's text at most
+// kMaxSchemaBytes.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -31,6 +32,7 @@ class JsonSchema {
 public:
     static constexpr int kMaxWs = 48, kMaxNumber = 32, kMaxDepth = 32, kMaxProps = 64, kMaxLiterals = 64;
     static constexpr int kMaxReadings = 64;  // ways to read a prefix that the matcher follows at once
+    static constexpr size_t kMaxSchemaBytes = 256 << 10;  // a schema's JSON text
 
     // A schema (an object or a boolean); errors name the path of the offending keyword.
     static Result<std::shared_ptr<const JsonSchema>> compile(const nlohmann::ordered_json& schema);

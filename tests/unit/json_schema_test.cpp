@@ -219,7 +219,7 @@ TEST(JsonSchema, AnyValueAndLimits) {
 }
 
 TEST(JsonSchema, RejectsSchemasItCannotFollowWithThePath) {
-    const std::vector<std::pair<const char*, const char*>> bad = {
+    const std::vector<std::pair<std::string, const char*>> bad = {
         {"false", "accepts nothing"},
         {"3", "must be an object"},
         {R"({"type": "thing"})", "unknown type 'thing'"},
@@ -228,6 +228,7 @@ TEST(JsonSchema, RejectsSchemasItCannotFollowWithThePath) {
         {R"({"type": "array", "minItems": 3, "maxItems": 2})", "maxItems is below minItems"},
         {R"({"allOf": [{}, {}]})", "allOf"},
         {R"({"anyOf": []})", "anyOf must be a non-empty array"},
+        {R"({"description": ")" + std::string(JsonSchema::kMaxSchemaBytes, 'x') + R"("})", "larger than 256 KiB"},
     };
     for (const auto& [schema, what] : bad) {
         auto s = JsonSchema::compile(json::parse(schema));
