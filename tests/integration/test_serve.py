@@ -586,15 +586,22 @@ class ServeTest(TempDirTestCase):
             drop = rng.random() < 1 / 3
             prompt = rng.choice(PROMPTS) + " " + " ".join(rng.choice(["alpha", "beta", "gamma", "delta"])
                                                            for _ in range(rng.randrange(0, 60)))
-            plans.append((chat, stream, drop, prompt, rng.randrange(1, 32), rng.random()))
-        errors, completed, dropped = [], [0], [0]
+            # a quarter of them shaped: a response format, a logit bias and a repetition penalty
+            shaped = rng.random() < 0.25
+            plans.append((chat, stream, drop, prompt, rng.randrange(1, 32), rng.random(), shaped))
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}, "t": {"enum": ["a", "b"]}},
+                  "required": ["n", "t"]}
+        formats = [{"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}]
+        errors, completed, dropped, documents = [], [0], [0], [0]
         lock = threading.Lock()
 
         def one(plan):
-            chat, stream, drop, prompt, n, temp = plan
+            chat, stream, drop, prompt, n, temp, shaped = plan
             path = "/v1/chat/completions" if chat else "/v1/completions"
             body = {"max_tokens": n, "temperature": temp}
             body.update({"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt})
+            if shaped:
+                body.update(response_format=formats[n % 2], logit_bias={str(100 + n): 3}, repetition_penalty=1.1)
             if drop:
                 c = self.srv.conn(60)
                 c.request("POST", path, body=json.dumps(dict(body, stream=stream, max_tokens=n + 200)),
@@ -621,6 +628,11 @@ class ServeTest(TempDirTestCase):
                 ok = status == 200 and r["choices"][0]["finish_reason"] in ("stop", "length") and \
                     r["usage"]["completion_tokens"] <= n and \
                     isinstance(r["choices"][0]["message" if chat else "text"], (dict, str))
+                if ok and shaped and r["choices"][0]["finish_reason"] == "stop":  # a whole document
+                    text = r["choices"][0]["message"]["content"] if chat else r["choices"][0]["text"]
+                    ok = isinstance(json.loads(text), dict)
+                    with lock:
+                        documents[0] += 1
             with lock:
                 if ok:
                     completed[0] += 1
@@ -644,7 +656,8 @@ class ServeTest(TempDirTestCase):
         elapsed = time.time() - t0
         m = self.srv.wait_idle(timeout=30)
         print(f"\nsoak: {len(plans)} requests from 16 clients in {elapsed:.0f} s: {completed[0]} completed, "
-              f"{dropped[0]} dropped by the client; pages used {m['tandem_kv_pages_used']:.0f}, "
+              f"{dropped[0]} dropped by the client ({documents[0]} whole JSON documents checked); "
+              f"pages used {m['tandem_kv_pages_used']:.0f}, "
               f"cached {m['tandem_kv_pages_cached']:.0f}")
         self.assertEqual(errors, [])
         self.assertEqual(completed[0] + dropped[0], len(plans))
