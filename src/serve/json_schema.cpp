@@ -306,6 +306,22 @@ Result<std::shared_ptr<const JsonSchema>> JsonSchema::tool_calls(const std::vect
     return std::make_shared<const JsonSchema>(std::move(s));
 }
 
+Result<std::shared_ptr<const JsonSchema>> JsonSchema::choice(const std::vector<std::string>& texts) {
+    if (texts.empty() || texts.size() > (size_t)kMaxLiterals) return make_error("1 to {} choices are supported", kMaxLiterals);
+    JsonSchema s;
+    s.nodes_.resize(1);
+    JsonSchema::Node n;
+    n.kind = Kind::literal;
+    for (const std::string& t : texts) {
+        if (t.empty() || t.size() > 4096) return make_error("a choice must have 1 to 4096 bytes");
+        n.literals.push_back(t);
+    }
+    s.nodes_.push_back(std::move(n));
+    s.root_ = 1;
+    s.leading_ws_ = false;
+    return std::make_shared<const JsonSchema>(std::move(s));
+}
+
 std::shared_ptr<const JsonSchema> JsonSchema::any_object() {
     auto s = compile(json{{"type", "object"}});
     return *s;
@@ -476,11 +492,14 @@ void JsonMatcher::step(Stack& s, uint8_t c, std::vector<Stack>& out) const {
         return &g;
     };
     switch (f.kind) {
-        case kDoc:
-            if (f.phase != 0 || !push(kValue, schema_->root())) return;
+        case kDoc: {
+            Frame* v = f.phase == 0 ? push(kValue, schema_->root()) : nullptr;
+            if (!v) return;
+            if (!schema_->leading_ws()) v->ws = JsonSchema::kMaxWs;  // (its run is full already)
             f.phase = 1;
             step(s, c, out);
             return;
+        }
         case kValue: {
             if (is_ws(c)) {
                 if (take_ws(f)) out.push_back(s);

@@ -64,12 +64,17 @@ public:
         // any_of
         std::vector<int32_t> alts;
     };
+    // vLLM's guided_choice: exactly one of these texts (as they are, not JSON), nothing before it.
+    static Result<std::shared_ptr<const JsonSchema>> choice(const std::vector<std::string>& texts);
+
     const std::vector<Node>& nodes() const { return nodes_; }
     int32_t root() const { return root_; }
+    bool leading_ws() const { return leading_ws_; }  // whitespace before the document
 
 private:
     std::vector<Node> nodes_;  // nodes_[0]: any value
     int32_t root_ = 0;
+    bool leading_ws_ = true;
     friend class JsonSchemaCompiler;
 };
 

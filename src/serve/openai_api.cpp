@@ -322,6 +322,27 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
             return make_error("response_format.type must be text, json_object or json_schema (not '{}')", t);
         }
     }
+    // vLLM's guided decoding fields: guided_json (a schema), guided_choice (one of some texts)
+    if (const json* v = field(body, "guided_json")) {
+        if (r.response_schema) return make_error("guided_json and response_format cannot both shape the answer");
+        const json sc = v->is_string() ? json::parse(v->get<std::string>(), nullptr, false) : *v;
+        if (sc.is_discarded()) return make_error("guided_json: not valid JSON");
+        auto compiled = JsonSchema::compile(sc);
+        if (!compiled) return make_error("guided_json: {}", compiled.error().message);
+        r.response_schema = *compiled;
+    }
+    if (const json* v = field(body, "guided_choice")) {
+        if (r.response_schema) return make_error("guided_choice and another response format cannot both shape the answer");
+        if (!v->is_array()) return make_error("guided_choice must be an array of strings");
+        std::vector<std::string> texts;
+        for (const json& t : *v) {
+            if (!t.is_string()) return make_error("guided_choice must be an array of strings");
+            texts.push_back(t.get<std::string>());
+        }
+        auto compiled = JsonSchema::choice(texts);
+        if (!compiled) return make_error("guided_choice: {}", compiled.error().message);
+        r.response_schema = *compiled;
+    }
     if (chat) TANDEM_TRY(parse_tool_choice(body, r));
     if (const json* v = field(body, "n")) {
         TANDEM_ASSIGN(int64_t n, get_int(*v, "n", 1, 128));

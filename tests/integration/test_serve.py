@@ -381,6 +381,27 @@ class ServeTest(TempDirTestCase):
         status, r = self.srv.post("/v1/chat/completions", {"messages": msgs, "tool_choice": "required"})
         self.assertEqual(status, 400, r)
 
+    def test_vllm_guided_choice_and_json(self):
+        choices = ["positive", "negative", "neutral"]
+        for i, temperature in enumerate([0, 1.0, 1.3]):
+            r = self.srv.post("/v1/completions", {"prompt": f"Sentiment {i}:", "max_tokens": 20, "seed": i,
+                                                  "temperature": temperature, "guided_choice": choices})[1]
+            self.assertEqual(r["choices"][0]["finish_reason"], "stop", r)
+            self.assertIn(r["choices"][0]["text"], choices)
+        schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+        for guided in (schema, json.dumps(schema)):  # an object, or its JSON text
+            status, r = self.srv.post("/v1/chat/completions", {
+                "messages": [{"role": "user", "content": "ok?"}], "max_tokens": 300, "temperature": 0,
+                "guided_json": guided, "chat_template_kwargs": {"enable_thinking": False}})
+            self.assertEqual(status, 200, r)
+            self.assertEqual(r["choices"][0]["finish_reason"], "stop", r)
+            self.assertIsInstance(json.loads(r["choices"][0]["message"]["content"])["ok"], bool)
+        for bad in [{"guided_choice": []}, {"guided_choice": "yes"}, {"guided_choice": ["a", 1]},
+                    {"guided_json": "{not json"}, {"guided_json": {"type": "x"}},
+                    {"guided_choice": ["a"], "response_format": {"type": "json_object"}}]:
+            status, r = self.srv.post("/v1/completions", dict({"prompt": "x", "max_tokens": 2}, **bad))
+            self.assertEqual(status, 400, (bad, r))
+
     def test_response_format_json_object(self):
         for seed in range(3):
             body = {"prompt": "A JSON object:", "max_tokens": 300, "temperature": 0.7, "seed": seed,

@@ -237,6 +237,20 @@ TEST(JsonSchema, RejectsSchemasItCannotFollowWithThePath) {
     }
 }
 
+// guided_choice: one of the texts exactly, one a prefix of another included, nothing before it
+TEST(JsonSchema, ChoiceIsOneOfTheTextsExactly) {
+    auto s = JsonSchema::choice({"no", "none", "yes, sure", "\"q\""});
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    for (const char* t : {"no", "none", "yes, sure", "\"q\""}) EXPECT_TRUE(whole(*s, t)) << t;
+    for (const char* t : {"n", "non", "nonee", " no", "yes", "\"q", "q", ""}) EXPECT_FALSE(whole(*s, t)) << t;
+    JsonMatcher m(*s);
+    ASSERT_TRUE(m.feed("no"));
+    EXPECT_TRUE(m.can_end());  // "no" is whole, and may still grow into "none"
+    EXPECT_TRUE(m.feed("ne"));
+    EXPECT_FALSE(JsonSchema::choice({}).ok());
+    EXPECT_FALSE(JsonSchema::choice({""}).ok());
+}
+
 // tool_choice: each tool's parameters resolve their own $refs (the same text means different
 // things in two tools), calls name one of the tools, and the forced answer parses into calls.
 TEST(JsonSchema, ToolCallsResolveEachToolsReferences) {
