@@ -477,7 +477,7 @@ void ApiServer::Impl::completion(const httplib::Request& req, httplib::Response&
 }
 
 void ApiServer::Impl::routes() {
-    svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
         res.set_header("Access-Control-Allow-Origin", "*");
         return httplib::Server::HandlerResponse::Unhandled;
     });
