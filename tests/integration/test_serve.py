@@ -476,7 +476,8 @@ class ServeTest(TempDirTestCase):
                 self.assert_same_greedy(self.greedy(PROMPTS[i], n=12), results[i][1], f"cpu-split + experts prompt {i}")
         finally:
             self.assertEqual(srv.close(), 0, srv.read_log())
-        self.assertIn("--gpu-experts: 3 of 8 routed experts per layer", open(self.path("split-experts.log")).read())
+        with open(self.path("split-experts.log")) as f:
+            self.assertIn("--gpu-experts: 3 of 8 routed experts per layer", f.read())
 
     def test_prefix_reuse_cuts_time_to_first_token(self):
         rng = random.Random(5)
