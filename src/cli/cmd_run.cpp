@@ -149,13 +149,8 @@ Runner add_run(CLI::App& app) {
             if (!tok) return fail("--json-schema needs the model's tokenizer: " + tok.error().message);
             auto schema = load_json_schema(o->json_schema);
             if (!schema) return fail(schema.error().message);
-            const auto single = [&](const char* t) {
-                auto ids = tok->encode(t, /*parse_special=*/true);
-                return ids && ids->size() == 1 ? (*ids)[0] : -1;
-            };
             const ThinkMode think = o->chat && o->think == "on" ? ThinkMode::may_open : ThinkMode::none;
             constraint = std::make_unique<TokenConstraint>(std::make_shared<const VocabIndex>(*tok), ConstraintSpec{*schema, think},
-                                                           single("<think>"), single("</think>"),
                                                            std::vector<int32_t>{(int32_t)eos});
         }
 

@@ -14,13 +14,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-// The id of a special token written as text, or -1 when the vocabulary has no such token.
-int32_t special_id(const Tokenizer& tok, const std::string& text) {
-    auto ids = tok.encode(text, /*parse_special=*/true);
-    if (!ids || ids->size() != 1 || tok.token_bytes((*ids)[0]) != text) return -1;
-    return (*ids)[0];
-}
-
 }  // namespace
 
 double TurnStats::decode_tok_s() const {
@@ -38,7 +31,7 @@ Status chat_config_from_model(const GgufFile& file, const Tokenizer& tok, ChatCo
     config.stop_ids.clear();
     if (tok.valid_id(tok.eos_id())) config.stop_ids.push_back(tok.eos_id());
     for (const char* s : {"<|im_end|>", "<|endoftext|>"})
-        if (int32_t id = special_id(tok, s); id >= 0 && id != tok.eos_id()) config.stop_ids.push_back(id);
+        if (int32_t id = tok.special_id(s); id >= 0 && id != tok.eos_id()) config.stop_ids.push_back(id);
     return ok_status();
 }
 
@@ -56,8 +49,8 @@ Result<std::vector<int32_t>> render_chat_prompt(const ChatConfig& config, const 
 
 ChatSession::ChatSession(Forward& fwd, const Tokenizer& tok, ChatConfig config)
     : fwd_(fwd), tok_(tok), config_(std::move(config)), kv_(fwd.make_cache(config_.n_ctx)), sampler_(config_.sampler) {
-    think_open_ = special_id(tok, "<think>");
-    think_close_ = special_id(tok, "</think>");
+    think_open_ = tok.special_id("<think>");
+    think_close_ = tok.special_id("</think>");
 }
 
 chat::Json ChatSession::messages() const {

@@ -78,12 +78,6 @@ Engine::Engine(const Model& model, const Tokenizer& tok, ThreadPool& pool, Engin
         v.pages_total = kv_.n_pages();
         v.page_size = config_.page_size;
     });
-    auto single = [&](const char* text) {
-        auto ids = tok_.encode(text, /*parse_special=*/true);
-        return ids && ids->size() == 1 ? (*ids)[0] : -1;
-    };
-    think_open_ = single("<think>");
-    think_close_ = single("</think>");
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -162,8 +156,7 @@ void Engine::take_new() {
         }
         if (a->params.constraint.schema) {
             if (!vocab_) vocab_ = std::make_shared<const VocabIndex>(tok_);
-            a->constraint = std::make_unique<TokenConstraint>(vocab_, a->params.constraint, think_open_, think_close_,
-                                                              a->params.stop_ids);
+            a->constraint = std::make_unique<TokenConstraint>(vocab_, a->params.constraint, a->params.stop_ids);
         }
         active_.push_back(std::move(a));
     }

@@ -158,7 +158,6 @@ private:
     std::vector<std::vector<float>> step_raws_;
     std::vector<int32_t> top_scratch_;  // top_logprobs ids
     std::shared_ptr<const VocabIndex> vocab_;  // for response formats, made at the first one
-    int32_t think_open_ = -1, think_close_ = -1;  // <think>, </think> (-1: not single tokens)
     std::vector<SeqChunk> chunks_;
     std::thread thread_;
 };

@@ -17,6 +17,8 @@ VocabIndex::VocabIndex(const Tokenizer& tok) {
         by_id_[(size_t)id] = b;
         entries_.push_back({b, id, 0});
     }
+    think_open_ = tok.special_id("<think>");
+    think_close_ = tok.special_id("</think>");
     std::sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) { return a.bytes < b.bytes || (a.bytes == b.bytes && a.id < b.id); });
     for (size_t i = 1; i < entries_.size(); ++i) {
         const std::string_view a = entries_[i - 1].bytes, b = entries_[i].bytes;
@@ -26,13 +28,13 @@ VocabIndex::VocabIndex(const Tokenizer& tok) {
     }
 }
 
-TokenConstraint::TokenConstraint(std::shared_ptr<const VocabIndex> vocab, const ConstraintSpec& spec, int32_t think_open,
-                                 int32_t think_close, std::vector<int32_t> end_ids)
+TokenConstraint::TokenConstraint(std::shared_ptr<const VocabIndex> vocab, const ConstraintSpec& spec, std::vector<int32_t> end_ids)
     : vocab_(std::move(vocab)),
       matcher_(spec.schema),
+      trial_(spec.schema),
       state_(State::active),
-      think_open_(think_open),
-      think_close_(think_close),
+      think_open_(vocab_->think_open()),
+      think_close_(vocab_->think_close()),
       end_ids_(std::move(end_ids)) {
     if (spec.think == ThinkMode::free_until_close && think_close_ >= 0) state_ = State::thinking;
     else if (spec.think == ThinkMode::may_open && think_open_ >= 0 && think_close_ >= 0) state_ = State::first;
@@ -48,17 +50,23 @@ bool TokenConstraint::allows(int32_t id) const {
     return m.feed(*t);
 }
 
-void TokenConstraint::take(int32_t id) {
+bool TokenConstraint::take(int32_t id) {
     if (state_ == State::thinking) {
         if (id == think_close_) state_ = State::active;
-        return;
+        return true;
     }
     if (state_ == State::first && id == think_open_) {
         state_ = State::thinking;
-        return;
+        return true;
     }
+    if (std::find(end_ids_.begin(), end_ids_.end(), id) != end_ids_.end()) return matcher_.can_end();
+    const std::string_view* t = vocab_->text(id);
+    if (!t) return false;
+    trial_ = matcher_;
+    if (!trial_.feed(*t)) return false;
+    std::swap(matcher_, trial_);
     state_ = State::active;
-    if (const std::string_view* t = vocab_->text(id)) matcher_.feed(*t);
+    return true;
 }
 
 void TokenConstraint::allowed_ids(std::vector<uint8_t>& ok) const {
@@ -96,7 +104,7 @@ void TokenConstraint::allowed_ids(std::vector<uint8_t>& ok) const {
 }
 
 int32_t TokenConstraint::choose(float* logits, int64_t n_vocab, int32_t sampled, Sampler& sampler) {
-    if (!allows(sampled)) {
+    if (!take(sampled)) {
         allowed_ids(ok_);
         bool any = false;
         for (int64_t i = 0; i < n_vocab; ++i) {
@@ -105,9 +113,8 @@ int32_t TokenConstraint::choose(float* logits, int64_t n_vocab, int32_t sampled,
         }
         if (!any) return -1;
         sampled = sampler.sample(logits, n_vocab);
-        if (!allows(sampled)) return -1;  // (the sampler returned a masked token: cannot happen)
+        if (!take(sampled)) return -1;  // (the sampler returned a masked token: cannot happen)
     }
-    take(sampled);
     return sampled;
 }
 

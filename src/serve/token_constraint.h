@@ -38,10 +38,14 @@ public:
         return id >= 0 && id < (int32_t)by_id_.size() && by_id_[(size_t)id].data() ? &by_id_[(size_t)id] : nullptr;
     }
     int32_t n_vocab() const { return (int32_t)by_id_.size(); }
+    // <think> and </think> (-1: not tokens of this vocabulary)
+    int32_t think_open() const { return think_open_; }
+    int32_t think_close() const { return think_close_; }
 
 private:
     std::vector<Entry> entries_;
     std::vector<std::string_view> by_id_;
+    int32_t think_open_ = -1, think_close_ = -1;
 };
 
 enum class ThinkMode { none, free_until_close, may_open };
@@ -53,24 +57,23 @@ struct ConstraintSpec {
 
 class TokenConstraint {
 public:
-    TokenConstraint(std::shared_ptr<const VocabIndex> vocab, const ConstraintSpec& spec, int32_t think_open,
-                    int32_t think_close, std::vector<int32_t> end_ids);
+    TokenConstraint(std::shared_ptr<const VocabIndex> vocab, const ConstraintSpec& spec, std::vector<int32_t> end_ids);
 
     // `sampled` if it may come next; otherwise every token that may not is set to -inf in
     // logits and the sampler draws again. The token returned is taken (the state moves past it);
     // -1 when no token may come next.
     int32_t choose(float* logits, int64_t n_vocab, int32_t sampled, Sampler& sampler);
 
-    bool allows(int32_t id) const;
-    void take(int32_t id);
+    bool allows(int32_t id) const;  // (on a copy of the state)
+    // Takes id if it may come next (its bytes fed once); false, and nothing taken, if not.
+    bool take(int32_t id);
     // every token id that may come next, by the vocabulary walk (for tests and choose)
     void allowed_ids(std::vector<uint8_t>& ok) const;
-    bool active() const { return state_ == State::active || state_ == State::first; }
 
 private:
     enum class State { thinking, first, active };
     std::shared_ptr<const VocabIndex> vocab_;
-    JsonMatcher matcher_;
+    JsonMatcher matcher_, trial_;  // the state; a candidate token fed to a copy (buffers kept)
     State state_;
     int32_t think_open_, think_close_;
     std::vector<int32_t> end_ids_;

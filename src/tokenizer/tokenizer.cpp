@@ -346,6 +346,12 @@ void Tokenizer::bpe(std::string_view word, std::vector<int32_t>& out) const {
     for (size_t i = 0; i < n; i = (size_t)next[i]) out.push_back(sym[i]);
 }
 
+int32_t Tokenizer::special_id(std::string_view text) const {
+    auto ids = encode(text, /*parse_special=*/true);
+    if (!ids || ids->size() != 1 || token_bytes((*ids)[0]) != text) return -1;
+    return (*ids)[0];
+}
+
 std::string_view Tokenizer::token_bytes(int32_t id) const {
     return valid_id(id) ? std::string_view(bytes_[(size_t)id]) : std::string_view();
 }

@@ -57,6 +57,8 @@ public:
     const std::string& token_text(int32_t id) const { return tokens_[(size_t)id]; }
     int32_t token_type(int32_t id) const { return types_[(size_t)id]; }
     int32_t eos_id() const { return eos_id_; }
+    // The id of a special token written as text ("<think>"), or -1 when the vocabulary has none.
+    int32_t special_id(std::string_view text) const;
     int32_t bos_id() const { return bos_id_; }
 
 private:

@@ -367,12 +367,12 @@ TEST_F(JsonTokens, VocabularyWalkEqualsCheckingEveryToken) {
     const std::string doc = R"({"name": "Ann", "age": 31, "pet": {"kind": "cat"}})";
     std::vector<uint8_t> walk;
     for (size_t cut : {(size_t)0, (size_t)1, (size_t)3, (size_t)9, (size_t)15, (size_t)24, (size_t)25, (size_t)33, doc.size()}) {
-        TokenConstraint c(vocab_, {s, ThinkMode::none}, -1, -1, {eos});
+        TokenConstraint c(vocab_, {s, ThinkMode::none}, {eos});
         for (char ch : doc.substr(0, cut)) {  // (the byte tokens: one per character here, all ASCII)
             const int32_t t = id(std::string(1, ch).c_str());
             ASSERT_GE(t, 0);
             ASSERT_TRUE(c.allows(t)) << doc.substr(0, cut);
-            c.take(t);
+            ASSERT_TRUE(c.take(t));
         }
         const auto t0 = std::chrono::steady_clock::now();
         c.allowed_ids(walk);
@@ -411,7 +411,7 @@ TEST_F(JsonTokens, SamplingThroughTheConstraintGivesValidDocuments) {
         sp.min_p = round == 2 ? 0.05f : 0.0f;
         sp.seed = 100 + round;
         Sampler sampler(sp);
-        TokenConstraint c(vocab_, {s, ThinkMode::none}, -1, -1, {eos});
+        TokenConstraint c(vocab_, {s, ThinkMode::none}, {eos});
         std::string doc;
         for (int step = 0;; ++step) {
             ASSERT_LT(step, 3000) << doc.substr(0, 400);
@@ -435,26 +435,33 @@ TEST_F(JsonTokens, ReasoningComesFirst) {
     ASSERT_GE(open, 0);
     ASSERT_GE(close, 0);
     ASSERT_GE(word, 0);
+    EXPECT_EQ(vocab_->think_open(), open);
+    EXPECT_EQ(vocab_->think_close(), close);
     const int32_t brace = id("{");
     // the prompt opened the reasoning: free text until </think>, then the document
-    TokenConstraint a(vocab_, {obj, ThinkMode::free_until_close}, open, close, {eos});
+    TokenConstraint a(vocab_, {obj, ThinkMode::free_until_close}, {eos});
     EXPECT_TRUE(a.allows(word));
-    a.take(word);
+    ASSERT_TRUE(a.take(word));
     EXPECT_TRUE(a.allows(close));
-    a.take(close);
+    ASSERT_TRUE(a.take(close));
     EXPECT_FALSE(a.allows(word));
     EXPECT_TRUE(a.allows(brace));
     // the model may open it with its first token, or start the document at once
-    TokenConstraint b(vocab_, {obj, ThinkMode::may_open}, open, close, {eos});
+    TokenConstraint b(vocab_, {obj, ThinkMode::may_open}, {eos});
     EXPECT_TRUE(b.allows(open));
     EXPECT_TRUE(b.allows(brace));
     EXPECT_FALSE(b.allows(word));
-    b.take(brace);
+    ASSERT_TRUE(b.take(brace));
     EXPECT_FALSE(b.allows(open));
     // without reasoning, only the document
-    TokenConstraint n(vocab_, {obj, ThinkMode::none}, open, close, {eos});
+    TokenConstraint n(vocab_, {obj, ThinkMode::none}, {eos});
     EXPECT_FALSE(n.allows(open));
     EXPECT_FALSE(n.allows(eos));
+    // a token refused is not taken: the state stays where it was
+    EXPECT_FALSE(n.take(word));
+    EXPECT_TRUE(n.allows(brace));
+    ASSERT_TRUE(n.take(brace));
+    EXPECT_FALSE(n.allows(brace));
 }
 
 }  // namespace
