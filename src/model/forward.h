@@ -40,6 +40,7 @@ struct SeqChunk {
     const int32_t* pages = nullptr;
     int64_t n_pages = 0;
     bool want_logits = false;  // logits of the chunk's last token
+    bool all_logits = false;   // logits of every token of the chunk (prompt logprobs)
 };
 
 class Forward {
@@ -55,7 +56,7 @@ public:
     Status eval(KvCache& kv, const int32_t* tokens, int64_t n, std::vector<float>& logits, bool all_logits = false);
 
     // Evaluates the chunks of several sequences in one pass over the weights. logits receives
-    // n_vocab floats for each chunk with want_logits, in chunk order.
+    // n_vocab floats for each chunk with want_logits (c.n rows for one with all_logits), in chunk order.
     Status eval_batch(KvPool& pool, const std::vector<SeqChunk>& chunks, std::vector<float>& logits);
 
     KvCache make_cache(int64_t n_ctx) const;

@@ -157,11 +157,12 @@ Status Forward::eval_batch(KvPool& pool, const std::vector<SeqChunk>& chunks, st
         for (int64_t i = 0; i < c.n_pages; ++i)
             if (c.pages[i] < 0 || c.pages[i] >= pool.n_pages()) return make_error("eval: page {} out of range", c.pages[i]);
         for (int64_t t = 0; t < c.n; ++t) {
+            if (c.all_logits) out_rows_.push_back((int64_t)tokens_.size());
             tokens_.push_back(c.tokens[t]);
             tok_pos_.push_back(c.pos0 + t);
             tok_pages_.push_back(c.pages);
         }
-        if (c.want_logits) out_rows_.push_back((int64_t)tokens_.size() - 1);
+        if (c.want_logits && !c.all_logits) out_rows_.push_back((int64_t)tokens_.size() - 1);
     }
     if (tokens_.empty()) return make_error("eval: empty batch");
     return run(tokens_, out_rows_, logits);

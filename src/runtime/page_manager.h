@@ -22,6 +22,7 @@ namespace tandem {
 class PageManager {
 public:
     PageManager(int64_t n_pages, int64_t page_size, bool prefix_cache = true);
+    bool prefix_cache() const { return prefix_cache_; }
 
     int64_t n_pages() const { return (int64_t)pages_.size(); }
     int64_t page_size() const { return page_size_; }

@@ -51,6 +51,25 @@ void RequestHandle::push(StreamEvent ev) {
         events_.push_back(std::move(ev));
     }
     cv_.notify_all();
+    if (signal_) signal_->notify();
+}
+
+uint64_t EventSignal::count() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return n_;
+}
+
+void EventSignal::wait_past(uint64_t seen, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return n_ != seen; });
+}
+
+void EventSignal::notify() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++n_;
+    }
+    cv_.notify_all();
 }
 
 // One request in the engine: its sequence, sampler, text state and timings.
@@ -66,6 +85,7 @@ struct Engine::Active {
     std::unordered_map<int32_t, int> counts;  // generated ids, for the penalties
     std::vector<int32_t> seen;                // repetition_penalty: the distinct ids of the prompt and the output
     Clock::time_point t_submit, t_admit, t_first, t_last;
+    int64_t prompt_lp_next = 1;  // prompt logprobs: the next prompt position to report
     bool admitted = false;
     bool done = false;
 };
@@ -93,7 +113,7 @@ void Engine::stop() {
     if (thread_.joinable()) thread_.join();
 }
 
-SubmitResult Engine::submit(std::vector<int32_t> prompt, GenParams params) {
+SubmitResult Engine::submit(std::vector<int32_t> prompt, GenParams params, std::shared_ptr<EventSignal> signal) {
     SubmitResult r;
     auto reject = [&](int status, std::string msg) {
         metrics_.update([](MetricValues& v, Histogram&, Histogram&) { ++v.requests_rejected; });
@@ -117,6 +137,11 @@ SubmitResult Engine::submit(std::vector<int32_t> prompt, GenParams params) {
 
     auto a = std::make_unique<Active>(tok_, std::move(params));
     a->handle = std::make_shared<RequestHandle>();
+    a->handle->signal_ = std::move(signal);
+    if (a->params.prompt_logprobs >= 0) {
+        a->seq.match_prefix = false;
+        a->seq.max_chunk = kPromptLogitsChunk;
+    }
     a->seq.n_prompt = (int64_t)prompt.size();
     a->seq.tokens = std::move(prompt);
     a->seq.max_len = *max_len;
@@ -259,9 +284,64 @@ void Engine::on_token(Active& a, int32_t id, const float* logits) {
     else if (at_limit) finish(a, FinishReason::length);
 }
 
+Engine::Active* Engine::owner(const Sequence* seq) {
+    for (auto& x : active_)
+        if (&x->seq == seq) return x.get();
+    return nullptr;
+}
+
+bool Engine::wants_prompt_logits(const Active& a, const SeqChunk& c) const {
+    return a.params.prompt_logprobs >= 0 && a.prompt_lp_next < a.seq.n_prompt && c.pos0 + c.n >= a.prompt_lp_next;
+}
+
+// The log-softmax of each prompt row at the token that follows it, its rank and the best
+// alternatives (rows in parallel: each is a pass or two over the vocabulary), then one event per
+// request with its new positions in order.
+void Engine::push_prompt_logprobs() {
+    if (prompt_rows_.empty()) return;
+    const int64_t nv = model_.hparams().n_vocab;
+    std::vector<std::pair<size_t, int64_t>> work;  // (prompt_rows_ index, row)
+    for (size_t k = 0; k < prompt_rows_.size(); ++k) {
+        PromptRows& pr = prompt_rows_[k];
+        pr.out.assign((size_t)pr.n, TokenLogprob{});
+        for (int64_t r = 0; r < pr.n; ++r) {
+            const int64_t p = pr.pos0 + 1 + r;
+            if (p >= pr.a->prompt_lp_next && p < pr.a->seq.n_prompt) work.emplace_back(k, r);
+        }
+    }
+    pool_.parallel_for((int64_t)work.size(), 1, [&](int64_t b, int64_t e) {
+        std::vector<int32_t> top;
+        for (int64_t w = b; w < e; ++w) {
+            auto [k, r] = work[(size_t)w];
+            PromptRows& pr = prompt_rows_[k];
+            const float* row = logits_.data() + (pr.first_row + (size_t)r) * (size_t)nv;
+            const int32_t id = pr.a->seq.tokens[(size_t)(pr.pos0 + 1 + r)];
+            const float lse = log_sum_exp(row, nv), x = row[id];
+            TokenLogprob& lp = pr.out[(size_t)r];
+            lp.id = id;
+            lp.logprob = x - lse;
+            lp.rank = 1 + (int32_t)std::count_if(row, row + nv, [x](float v) { return v > x; });
+            if (const int k_top = pr.a->params.prompt_logprobs; k_top > 0) {
+                top_ids(row, nv, k_top, top);
+                for (int32_t t : top) lp.top.emplace_back(t, row[t] - lse);
+            }
+        }
+    });
+    for (PromptRows& pr : prompt_rows_) {
+        StreamEvent ev;
+        for (TokenLogprob& lp : pr.out)
+            if (lp.rank > 0) ev.prompt_logprobs.push_back(std::move(lp));
+        pr.a->prompt_lp_next += (int64_t)ev.prompt_logprobs.size();
+        if (!ev.prompt_logprobs.empty()) pr.a->handle->push(std::move(ev));
+    }
+}
+
 void Engine::run_step(StepPlan& plan) {
     chunks_.clear();
+    prompt_rows_.clear();
     std::vector<StepItem> sampled;
+    std::vector<size_t> sample_row;  // each sampled sequence's logits row
+    size_t n_rows = 0;
     for (const StepItem& it : plan.items) {
         Sequence* s = it.seq;
         SeqChunk c;
@@ -271,7 +351,18 @@ void Engine::run_step(StepPlan& plan) {
         c.pages = s->pages.data();
         c.n_pages = (int64_t)s->pages.size();
         c.want_logits = it.want_logits();
-        if (c.want_logits) sampled.push_back(it);
+        if (Active* a = owner(s); a && wants_prompt_logits(*a, c)) {
+            c.all_logits = true;
+            prompt_rows_.push_back({a, c.pos0, c.n, n_rows, {}});
+            n_rows += (size_t)c.n;
+            if (c.want_logits) {
+                sampled.push_back(it);
+                sample_row.push_back(n_rows - 1);
+            }
+        } else if (c.want_logits) {
+            sampled.push_back(it);
+            sample_row.push_back(n_rows++);
+        }
         chunks_.push_back(c);
     }
     for (auto& a : active_)
@@ -288,8 +379,7 @@ void Engine::run_step(StepPlan& plan) {
     if (Status st = fwd_.eval_batch(kv_, chunks_, logits_); !st) {
         log::warn("step failed: {}", st.error().message);
         for (const StepItem& it : plan.items)
-            for (auto& a : active_)
-                if (&a->seq == it.seq) finish(*a, FinishReason::error, "internal error: " + st.error().message);
+            if (Active* a = owner(it.seq)) finish(*a, FinishReason::error, "internal error: " + st.error().message);
         return;
     }
     if (log::level() <= log::Level::debug) {
@@ -301,6 +391,7 @@ void Engine::run_step(StepPlan& plan) {
                    st.experts, st.lm_head);
     }
     sched_.complete(plan);
+    push_prompt_logprobs();
     const int64_t nv = model_.hparams().n_vocab;
     // each sampled sequence's sampler (its own state and seed) on its own row, in parallel (a
     // temperature draw over 152K logits takes ~1 ms); then the tokens in order
@@ -311,20 +402,27 @@ void Engine::run_step(StepPlan& plan) {
     ids.assign(sampled.size(), -1);
     if (raws.size() < sampled.size()) raws.resize(sampled.size());
     for (size_t i = 0; i < sampled.size(); ++i) raws[i].clear();
-    for (size_t i = 0; i < sampled.size(); ++i)
-        for (auto& x : active_)
-            if (&x->seq == sampled[i].seq && !x->done) who[i] = x.get();
+    for (size_t i = 0; i < sampled.size(); ++i) {
+        Active* a = owner(sampled[i].seq);
+        if (!a || a->done) continue;
+        if (a->params.max_new_tokens == 0) {  // the prompt's logprobs were all it asked for
+            finish(*a, FinishReason::length);
+            continue;
+        }
+        who[i] = a;
+    }
     pool_.parallel_for((int64_t)sampled.size(), 1, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
             Active* a = who[(size_t)i];
             if (!a) continue;
-            float* row = logits_.data() + (size_t)i * (size_t)nv;
+            float* row = logits_.data() + sample_row[(size_t)i] * (size_t)nv;
             if (a->params.top_logprobs >= 0) raws[(size_t)i].assign(row, row + nv);
             adjust_logits(row, a->params, a->counts, a->seen, a->seq.n_generated());
             ids[(size_t)i] = a->sampler.sample(row, nv);
             if (a->constraint) ids[(size_t)i] = a->constraint->choose(row, nv, ids[(size_t)i], a->sampler);
         }
     });
+    int64_t n_sampled = 0;
     for (size_t i = 0; i < sampled.size(); ++i) {
         Active* a = who[i];
         if (!a || a->done) continue;
@@ -332,12 +430,13 @@ void Engine::run_step(StepPlan& plan) {
             finish(*a, FinishReason::error, "no token of the vocabulary can continue the response format here");
             continue;
         }
-        const float* row = logits_.data() + i * (size_t)nv;
+        const float* row = logits_.data() + sample_row[i] * (size_t)nv;
         on_token(*a, ids[i], raws[i].empty() ? row : raws[i].data());
+        ++n_sampled;
     }
     metrics_.update([&](MetricValues& v, Histogram&, Histogram&) {
         ++v.steps;
-        v.generated_tokens += (int64_t)sampled.size();
+        v.generated_tokens += n_sampled;
         v.preemptions += (int64_t)plan.preempted.size();
     });
 }

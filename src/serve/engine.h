@@ -38,6 +38,9 @@ struct GenParams {
     float presence_penalty = 0.0f;
     float frequency_penalty = 0.0f;
     int top_logprobs = -1;           // -1: no logprobs; otherwise the alternatives per token (0..20)
+    int prompt_logprobs = -1;        // -1: none; otherwise the alternatives per prompt position (0..20):
+                                     // every prompt position is computed (no prefix cache), in chunks of
+                                     // at most kPromptLogitsChunk tokens
     std::vector<std::pair<int32_t, float>> logit_bias;  // added to those tokens' logits before sampling
     float repetition_penalty = 1.0f;  // (vLLM, llama.cpp) tokens of the prompt or the output: logit / p if > 0, else * p
     int64_t min_tokens = 0;           // the stop ids are not sampled before this many tokens
@@ -56,6 +59,7 @@ const char* finish_reason_name(FinishReason r);
 struct TokenLogprob {
     int32_t id = 0;
     float logprob = 0.0f;
+    int32_t rank = 0;  // prompt logprobs: 1 + the tokens the model ranked above this one
     std::vector<std::pair<int32_t, float>> top;  // best alternatives, best first
 };
 
@@ -70,10 +74,26 @@ struct RequestStats {
 struct StreamEvent {
     std::string text;
     std::vector<TokenLogprob> logprobs;  // when asked for
+    std::vector<TokenLogprob> prompt_logprobs;  // prompt positions 1, 2, ... in order, as they are computed
     int64_t n_tokens = 0;                // tokens generated in this event
     FinishReason finish = FinishReason::none;
     std::string error;                   // finish == error
     RequestStats stats;                  // when finished
+};
+
+// Wakes a handler that waits on several requests at once (n choices, lists of prompts): every
+// handle given it at submit bumps its count when it gets events.
+class EventSignal {
+public:
+    uint64_t count();
+    // Returns when count() differs from `seen`, or after `timeout`.
+    void wait_past(uint64_t seen, std::chrono::milliseconds timeout);
+    void notify();
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    uint64_t n_ = 0;
 };
 
 class RequestHandle {
@@ -92,6 +112,7 @@ private:
     std::condition_variable cv_;
     std::deque<StreamEvent> events_;
     std::atomic<bool> cancelled_{false};
+    std::shared_ptr<EventSignal> signal_;
 };
 
 struct EngineConfig {
@@ -116,7 +137,10 @@ public:
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
 
-    SubmitResult submit(std::vector<int32_t> prompt, GenParams params);
+    // Queues a request; its handle also wakes `signal` (when given) on every event.
+    SubmitResult submit(std::vector<int32_t> prompt, GenParams params, std::shared_ptr<EventSignal> signal = {});
+    // Most prompt tokens per step of a request with prompt logprobs (each one's logits are kept).
+    static constexpr int64_t kPromptLogitsChunk = 128;
     // Tokens of a prompt that can never run (context/pool), or the limit on prompt + generated.
     Result<int64_t> max_len_for(int64_t n_prompt, int64_t max_new) const { return sched_.max_len_for(n_prompt, max_new); }
     Metrics& metrics() { return metrics_; }
@@ -130,6 +154,9 @@ private:
     void drop_cancelled();
     void run_step(StepPlan& plan);
     void on_token(Active& a, int32_t id, const float* logits);
+    Active* owner(const Sequence* seq);
+    bool wants_prompt_logits(const Active& a, const SeqChunk& c) const;
+    void push_prompt_logprobs();
     void finish(Active& a, FinishReason reason, std::string error = {});
     void update_gauges();
 
@@ -157,6 +184,13 @@ private:
     std::vector<int32_t> step_ids_;
     std::vector<std::vector<float>> step_raws_;
     std::vector<int32_t> top_scratch_;  // top_logprobs ids
+    struct PromptRows {                 // a chunk whose rows give prompt logprobs
+        Active* a;
+        int64_t pos0, n;                // row r predicts the token at pos0 + 1 + r
+        size_t first_row;
+        std::vector<TokenLogprob> out;  // (one per row; rank 0: not a prompt position)
+    };
+    std::vector<PromptRows> prompt_rows_;
     std::shared_ptr<const VocabIndex> vocab_;  // for response formats, made at the first one
     std::vector<SeqChunk> chunks_;
     std::thread thread_;

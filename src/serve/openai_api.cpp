@@ -195,32 +195,47 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
     } else {
         const json* p = field(body, "prompt");
         if (!p) return make_error("prompt is required");
-        const json* one = p;
-        if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) one = &(*p)[0];
-        if (one->is_string()) {
-            r.prompt_text = one->get<std::string>();
-            if (r.prompt_text.empty()) return make_error("prompt is empty");
-        } else if (one->is_array() && !one->empty()) {
-            r.prompt_is_ids = true;
-            for (const json& id : *one) {
-                if (!id.is_number_integer()) return make_error("prompt must be a string or an array of token ids");
-                TANDEM_ASSIGN(int64_t v, get_int(id, "prompt token id", 0, std::numeric_limits<int32_t>::max()));
-                r.prompt_ids.push_back((int32_t)v);
+        // a text, an array of token ids, or an array of several of either (one choice set each)
+        auto one_prompt = [&](const json& v, const std::string& where) -> Status {
+            PromptInput in;
+            if (v.is_string()) {
+                in.text = v.get<std::string>();
+                if (in.text.empty()) return make_error("{} is empty", where);
+            } else if (v.is_array() && !v.empty()) {
+                in.is_ids = true;
+                for (const json& id : v) {
+                    if (!id.is_number_integer()) return make_error("{} must be a string or an array of token ids", where);
+                    TANDEM_ASSIGN(int64_t x, get_int(id, "prompt token id", 0, std::numeric_limits<int32_t>::max()));
+                    in.ids.push_back((int32_t)x);
+                }
+            } else {
+                return make_error("{} must be a non-empty string or array of token ids", where);
+            }
+            r.prompts.push_back(std::move(in));
+            return {};
+        };
+        if (p->is_array() && !p->empty() && ((*p)[0].is_string() || (*p)[0].is_array())) {
+            if (p->size() > (size_t)kMaxChoices)
+                return make_error("prompt lists at most {} prompts, not {}", kMaxChoices, p->size());
+            for (size_t i = 0; i < p->size(); ++i) {
+                if (!(*p)[i].is_string() && !(*p)[i].is_array())
+                    return make_error("prompt[{}] must be a string or an array of token ids", i);
+                TANDEM_TRY(one_prompt((*p)[i], fmt::format("prompt[{}]", i)));
             }
         } else {
-            return make_error("prompt must be a non-empty string, an array of token ids, or an array of one of them");
+            TANDEM_TRY(one_prompt(*p, "prompt"));
         }
         if (const json* e = field(body, "echo")) {
-        TANDEM_ASSIGN(r.echo, get_bool(*e, "echo"));
-    }
-        if (r.echo) return make_error("echo is not supported");
+            TANDEM_ASSIGN(r.echo, get_bool(*e, "echo"));
+        }
     }
 
     GenParams& g = r.gen;
     g.max_new_tokens = limits.default_max_tokens;
     for (const char* name : {"max_tokens", "max_completion_tokens"})
         if (const json* v = field(body, name)) {
-            TANDEM_ASSIGN(int64_t n, get_int(*v, name, 1, std::numeric_limits<int32_t>::max()));
+            // 0 only with echo: the prompt (and its logprobs) and nothing more, as OpenAI allowed
+            TANDEM_ASSIGN(int64_t n, get_int(*v, name, r.echo ? 0 : 1, std::numeric_limits<int32_t>::max()));
             g.max_new_tokens = n;
         }
     g.max_new_tokens = std::min(g.max_new_tokens, limits.max_tokens_cap);
@@ -345,9 +360,10 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
     }
     if (chat) TANDEM_TRY(parse_tool_choice(body, r));
     if (const json* v = field(body, "n")) {
-        TANDEM_ASSIGN(int64_t n, get_int(*v, "n", 1, 128));
-        if (n != 1) return make_error("n must be 1 (one choice per request)");
+        TANDEM_ASSIGN(r.n, get_int(*v, "n", 1, kMaxChoices));
     }
+    if (r.n * (int64_t)std::max<size_t>(1, r.prompts.size()) > kMaxChoices)
+        return make_error("n x prompts = {} choices, more than {}", r.n * (int64_t)r.prompts.size(), kMaxChoices);
     if (const json* v = field(body, "stream")) {
         TANDEM_ASSIGN(r.stream, get_bool(*v, "stream"));
     }
@@ -376,6 +392,14 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
         r.logprobs = true;
         g.top_logprobs = (int)k;
     }
+    // the prompt's own logprobs: with echo and logprobs (OpenAI's legacy completions, what
+    // evaluation harnesses send), or vLLM's prompt_logprobs
+    if (const json* v = field(body, "prompt_logprobs")) {
+        TANDEM_ASSIGN(int64_t k, get_int(*v, "prompt_logprobs", 0, 20));
+        r.prompt_logprobs = (int)k;
+    }
+    if (r.echo && r.logprobs) g.prompt_logprobs = g.top_logprobs;
+    if (r.prompt_logprobs >= 0) g.prompt_logprobs = std::max(g.prompt_logprobs, r.prompt_logprobs);
     return r;
 }
 

@@ -21,6 +21,16 @@ struct ApiLimits {
     int64_t max_tokens_cap = 1 << 30;   // --max-new-tokens
 };
 
+// One prompt of /v1/completions: text, or token ids.
+struct PromptInput {
+    std::string text;
+    std::vector<int32_t> ids;
+    bool is_ids = false;
+};
+
+// Most choices one request may ask for (n x the prompts of a list).
+inline constexpr int64_t kMaxChoices = 128;
+
 struct ApiRequest {
     bool chat = false;
     std::string model;                   // empty when absent
@@ -28,15 +38,15 @@ struct ApiRequest {
     chat::Json tools;                    // chat: null or the tools array
     std::optional<bool> enable_thinking; // chat_template_kwargs.enable_thinking
     chat::Json template_kwargs;          // every chat_template_kwargs entry (object or null)
-    std::string prompt_text;             // completions: text prompt ...
-    std::vector<int32_t> prompt_ids;     // ... or token ids
-    bool prompt_is_ids = false;
+    std::vector<PromptInput> prompts;    // completions: one or a list (choices prompt by prompt, n each)
+    int64_t n = 1;                       // choices per prompt
     GenParams gen;
     bool stream = false;
     bool include_usage = false;
     bool continuous_usage = false;       // stream_options.continuous_usage_stats (vLLM): usage in every chunk
     bool logprobs = false;
-    bool echo = false;
+    bool echo = false;                   // completions: the prompt comes back before the answer
+    int prompt_logprobs = -1;            // (vLLM) the prompt's logprobs with this many alternatives
     bool ignore_eos = false;             // keep generating after end-of-generation tokens (benchmarks)
     std::vector<int32_t> stop_token_ids; // (vLLM) end tokens besides the model's
     // response_format json_object / json_schema (null: free text); gen.constraint gets it with the

@@ -58,18 +58,32 @@ void Scheduler::preempt(Sequence* seq) {
 
 bool Scheduler::admit(Sequence* seq) {
     const int64_t ps = pages_.page_size(), n = (int64_t)seq->tokens.size();
-    if (seq->pages.empty()) {
+    if (seq->pages.empty() && seq->match_prefix) {
         // at least the last token is evaluated, for its logits
         seq->pages = pages_.match_prefix(seq->tokens.data(), n, (n - 1) / ps, seq->hashes);
         seq->n_cached = (int64_t)seq->pages.size() * ps;
     }
-    const int64_t first_chunk = std::min(n - seq->n_cached, config_.chunk_size);
+    const int64_t first_chunk = std::min(n - seq->n_cached, chunk_of(seq));
     if (!grow_to(seq, seq->n_cached + first_chunk)) {
         release_pages(seq);
         return false;
     }
     if (seq->n_preempted == 0) seq->n_prefix_hit = seq->n_cached;
     return true;
+}
+
+bool Scheduler::prefix_in_progress(const Sequence* seq) const {
+    const int64_t ps = pages_.page_size(), n = (int64_t)seq->tokens.size();
+    if (!seq->pages.empty() || !seq->match_prefix || !pages_.prefix_cache() || (n - 1) / ps == 0) return false;
+    const int64_t matchable = (n - 1) / ps * ps;  // the positions match_prefix could give it
+    for (const Sequence* r : running_) {
+        if (!r->prefilling() || r->n_cached >= matchable) continue;
+        const int64_t m = std::min(matchable, (int64_t)r->tokens.size());
+        const int64_t common = std::mismatch(seq->tokens.begin(), seq->tokens.begin() + m, r->tokens.begin()).first -
+                               seq->tokens.begin();
+        if (common / ps * ps > r->n_cached) return true;  // full shared pages r has not published yet
+    }
+    return false;
 }
 
 StepPlan Scheduler::schedule() {
@@ -109,7 +123,7 @@ StepPlan Scheduler::schedule() {
 
     // 2. prompt chunks of admitted sequences, then 3. new sequences from the head of the queue
     auto add_chunk = [&](Sequence* s) {
-        int64_t n = std::min({(int64_t)s->tokens.size() - s->n_cached, config_.chunk_size, budget});
+        int64_t n = std::min({(int64_t)s->tokens.size() - s->n_cached, chunk_of(s), budget});
         grow_to(s, s->n_cached + n);  // as many pages as there are
         n = std::min(n, (int64_t)s->pages.size() * ps - s->n_cached);
         if (n <= 0) return;
@@ -122,7 +136,7 @@ StepPlan Scheduler::schedule() {
     }
     while (!waiting_.empty() && (int64_t)running_.size() < config_.max_batch_size && budget > 0) {
         Sequence* s = waiting_.front();
-        if (!admit(s)) break;
+        if (prefix_in_progress(s) || !admit(s)) break;
         waiting_.pop_front();
         s->running = true;
         running_.push_back(s);

@@ -7,10 +7,14 @@
 // in the batch and pages for them. When a generating sequence needs a page and none is left, the
 // most recently admitted other sequence is preempted: its pages are released (full pages stay in
 // the prefix cache) and it goes back to the head of the queue, to be recomputed when it returns.
+// A waiting sequence whose prompt shares full pages with one that is still computing them waits
+// for them instead of computing them a second time (n choices of one prompt, clients that send
+// the same long system prompt at once): it then takes them from the prefix cache.
 //
 // Pure logic over token ids and page numbers (no model, no threads), so it is unit-tested alone.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -40,6 +44,8 @@ struct Sequence {
     int64_t n_prefix_hit = 0;     // prompt tokens taken from the prefix cache (first admission)
     int n_preempted = 0;
     bool running = false;
+    bool match_prefix = true;     // false: every prompt position is computed (prompt logprobs need their logits)
+    int64_t max_chunk = 0;        // > 0: at most this many tokens per step (bounds its logits rows)
 
     int64_t n_generated() const { return (int64_t)tokens.size() - n_prompt; }
     bool prefilling() const { return n_cached + 1 < (int64_t)tokens.size(); }
@@ -86,6 +92,10 @@ private:
     void release_pages(Sequence* seq);
     void preempt(Sequence* seq);
     bool admit(Sequence* seq);  // prefix lookup on first admission; false if no page for it
+    bool prefix_in_progress(const Sequence* seq) const;
+    int64_t chunk_of(const Sequence* s) const {
+        return s->max_chunk > 0 ? std::min(s->max_chunk, config_.chunk_size) : config_.chunk_size;
+    }  // a running one is computing pages seq could share
 
     SchedulerConfig config_;
     PageManager& pages_;

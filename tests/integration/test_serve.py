@@ -415,6 +415,124 @@ class ServeTest(TempDirTestCase):
                 self.assertEqual(r["choices"][0]["finish_reason"], "length")
                 self.assertTrue(text.lstrip().startswith("{"), text)
 
+    def test_n_choices_and_prompt_lists(self):
+        # greedy: every choice of a prompt is its single answer, prompt by prompt (i * n + j)
+        ids = self.srv.post("/tokenize", {"content": PROMPTS[1]})[1]["tokens"]
+        alone = [self.greedy(PROMPTS[0], n=10), self.greedy(ids, n=10)]
+        status, r = self.srv.post("/v1/completions", {"prompt": [PROMPTS[0], ids], "max_tokens": 10, "temperature": 0,
+                                                      "logprobs": 2, "n": 3})
+        self.assertEqual(status, 200, r)
+        self.assertEqual([c["index"] for c in r["choices"]], list(range(6)))
+        for c in r["choices"]:
+            self.assert_same_greedy(alone[c["index"] // 3], {"choices": [c]}, f"choice {c['index']}")
+        u = r["usage"]
+        self.assertEqual(u["prompt_tokens"], sum(a["usage"]["prompt_tokens"] for a in alone))  # each prompt once
+        self.assertEqual(u["completion_tokens"], 3 * 10 + 3 * 10)
+        # sampled: the choices differ, and the request is repeatable with its seed
+        body = {"prompt": PROMPTS[3], "max_tokens": 12, "temperature": 1.0, "seed": 5, "n": 4}
+        texts = [c["text"] for c in self.srv.post("/v1/completions", body)[1]["choices"]]
+        self.assertEqual(len(texts), 4)
+        self.assertGreater(len(set(texts)), 1, texts)
+        # streamed: one chunk stream per choice, each equal to its answer, one finish each
+        body = {"prompt": [PROMPTS[0], PROMPTS[2]], "max_tokens": 8, "temperature": 0, "n": 2}
+        status, full = self.srv.post("/v1/completions", body)
+        self.assertEqual(status, 200, full)
+        status, events, done = self.srv.stream("/v1/completions", dict(body, stream_options={"include_usage": True}))
+        self.assertEqual(status, 200)
+        self.assertTrue(done)
+        got, finishes = {}, {}
+        for e in events[:-1]:
+            (c,) = e["choices"]
+            got[c["index"]] = got.get(c["index"], "") + c["text"]
+            if c["finish_reason"]:
+                finishes[c["index"]] = finishes.get(c["index"], 0) + 1
+        self.assertEqual(got, {c["index"]: c["text"] for c in full["choices"]})
+        self.assertEqual(finishes, {i: 1 for i in range(4)})
+        self.assertEqual(events[-1]["usage"]["completion_tokens"], full["usage"]["completion_tokens"])
+        # chat: n answers of one conversation
+        chat = {"messages": [{"role": "user", "content": "Name a fruit"}], "max_tokens": 6, "temperature": 0,
+                "chat_template_kwargs": {"enable_thinking": False}}
+        one = self.srv.post("/v1/chat/completions", chat)[1]["choices"][0]["message"]["content"]
+        status, r = self.srv.post("/v1/chat/completions", dict(chat, n=2))
+        self.assertEqual(status, 200, r)
+        self.assertEqual([c["message"]["content"] for c in r["choices"]], [one, one])
+        status, events, done = self.srv.stream("/v1/chat/completions", dict(chat, n=2))
+        self.assertTrue(done)
+        roles = [c["index"] for e in events for c in e["choices"] if c["delta"].get("role")]
+        self.assertEqual(sorted(roles), [0, 1])
+        self.srv.wait_idle()
+
+    def test_echo_and_prompt_logprobs(self):
+        # what lm-evaluation-harness sends for loglikelihood: echo, logprobs, max_tokens 0 or 1
+        text = PROMPTS[2] + " there lived a dragon who loved to count the stars"
+        ids = self.srv.post("/tokenize", {"content": text})[1]["tokens"]
+        body = {"prompt": text, "echo": True, "logprobs": 3, "max_tokens": 0, "temperature": 0}
+        status, r = self.srv.post("/v1/completions", body)
+        self.assertEqual(status, 200, r)
+        c = r["choices"][0]
+        self.assertEqual(c["text"], text)
+        self.assertEqual(c["finish_reason"], "length")
+        self.assertEqual(r["usage"]["completion_tokens"], 0)
+        lp = c["logprobs"]
+        self.assertEqual(len(lp["tokens"]), len(ids))
+        self.assertEqual("".join(lp["tokens"]), text)
+        self.assertEqual(lp["text_offset"][0], 0)
+        self.assertEqual(lp["text_offset"][-1], len(text.encode()) - len(lp["tokens"][-1].encode()))
+        self.assertIsNone(lp["token_logprobs"][0])
+        self.assertIsNone(lp["top_logprobs"][0])
+        for i in range(1, len(ids)):
+            self.assertLessEqual(lp["token_logprobs"][i], 0)
+            top = lp["top_logprobs"][i]
+            self.assertLessEqual(len(top), 3)
+            self.assertLessEqual(lp["token_logprobs"][i], max(top.values()) + 1e-5)
+        # each position equals the logprob of that token sampled after the prompt's head
+        # (logit_bias forces the token; logprobs report the model's own distribution)
+        for p in (1, len(ids) // 2, len(ids) - 1):
+            one = self.greedy(ids[:p], n=1, logit_bias={str(ids[p]): 100}, logprobs=0)
+            self.assertEqual(one["choices"][0]["logprobs"]["tokens"][0], lp["tokens"][p])
+            self.assertAlmostEqual(one["choices"][0]["logprobs"]["token_logprobs"][0], lp["token_logprobs"][p],
+                                   delta=2e-3, msg=f"position {p}")
+        # max_tokens 1: the prompt, then one token
+        status, r1 = self.srv.post("/v1/completions", dict(body, max_tokens=1))
+        self.assertEqual(status, 200, r1)
+        lp1 = r1["choices"][0]["logprobs"]
+        self.assertEqual(len(lp1["tokens"]), len(ids) + 1)
+        self.assertEqual(r1["choices"][0]["text"], text + lp1["tokens"][-1])
+        for a, b in zip(lp["token_logprobs"][1:], lp1["token_logprobs"][1:len(ids)]):
+            self.assertAlmostEqual(a, b, delta=2e-3)
+        # streamed: the echo (with the prompt's logprobs) first, then the answer
+        status, events, done = self.srv.stream("/v1/completions", dict(body, max_tokens=3))
+        self.assertTrue(done)
+        first = events[0]["choices"][0]
+        self.assertEqual(first["text"], text)
+        self.assertEqual(first["logprobs"]["tokens"], lp["tokens"])
+        # vLLM's prompt_logprobs: per position the prompt token's logprob and rank, and the best k;
+        # a long prompt (several 128-token chunks) that the prefix cache holds is still computed
+        long_ids = (ids * 40)[:300]
+        for attempt in range(2):
+            status, v = self.srv.post("/v1/completions", {"prompt": long_ids, "prompt_logprobs": 2, "max_tokens": 1,
+                                                          "temperature": 0})
+            self.assertEqual(status, 200, v)
+            pl = v["choices"][0]["prompt_logprobs"]
+            self.assertEqual(len(pl), 300)
+            self.assertIsNone(pl[0])
+            for p in range(1, 300):
+                entry = pl[p][str(long_ids[p])]
+                best = max(e["logprob"] for e in pl[p].values())
+                self.assertEqual(entry["rank"] == 1, abs(entry["logprob"] - best) < 1e-6, (p, pl[p]))
+                self.assertTrue(any(e["rank"] == 1 for e in pl[p].values()))
+            if attempt == 0:
+                first_run = pl
+            else:
+                self.assertEqual(v["usage"]["prompt_tokens_details"]["cached_tokens"], 0)
+                for p in range(1, 300):
+                    self.assertAlmostEqual(pl[p][str(long_ids[p])]["logprob"], first_run[p][str(long_ids[p])]["logprob"],
+                                           delta=1e-4)
+        for p in (200, 299):  # past the first chunks
+            one = self.greedy(long_ids[:p], n=1, logit_bias={str(long_ids[p]): 100}, logprobs=0)
+            self.assertAlmostEqual(one["choices"][0]["logprobs"]["token_logprobs"][0],
+                                   first_run[p][str(long_ids[p])]["logprob"], delta=2e-3, msg=f"position {p}")
+
     def test_tokenize_detokenize(self):
         status, r = self.srv.post("/tokenize", {"content": "Hello world"})
         self.assertEqual(status, 200)
@@ -556,7 +674,11 @@ class ServeTest(TempDirTestCase):
             ("temperature negative", comp, {"prompt": "a", "temperature": -1}, 400),
             ("temperature a string", comp, {"prompt": "a", "temperature": "hot"}, 400),
             ("top_p zero", comp, {"prompt": "a", "top_p": 0}, 400),
-            ("n = 2", comp, {"prompt": "a", "n": 2}, 400),
+            ("n = 200", comp, {"prompt": "a", "n": 200}, 400),
+            ("n x prompts beyond the queue", comp, {"prompt": ["a", "b"], "n": 40}, 400),
+            ("a number in a prompt list", comp, {"prompt": ["a", 5]}, 400),
+            ("prompt_logprobs streamed", comp, {"prompt": "a", "prompt_logprobs": 1, "stream": True}, 400),
+            ("max_tokens 0 without echo", comp, {"prompt": "a", "max_tokens": 0, "echo": False}, 400),
             ("stop a number", comp, {"prompt": "a", "stop": 3}, 400),
             ("stream a string", comp, {"prompt": "a", "stream": "yes"}, 400),
             ("top_logprobs 50", chat, {"messages": msgs, "logprobs": True, "top_logprobs": 50}, 400),

@@ -132,6 +132,12 @@ struct Sim {
             EXPECT_TRUE(in_step.insert(it.seq).second) << "a sequence twice in one step";
             EXPECT_GT(it.n, 0);
             EXPECT_LE(it.n, c.chunk_size);
+            if (it.seq->max_chunk > 0) {
+                EXPECT_LE(it.n, it.seq->max_chunk);
+            }
+            if (!it.seq->match_prefix) {
+                EXPECT_EQ(it.seq->n_prefix_hit, 0);
+            }
             EXPECT_LE(it.seq->n_cached + it.n, (int64_t)it.seq->pages.size() * pm.page_size());
             EXPECT_LE(it.seq->n_cached + it.n, (int64_t)it.seq->tokens.size());
         }
@@ -254,6 +260,66 @@ TEST(Scheduler, RepeatedPrefixComesFromTheCache) {
     EXPECT_GT(sim.pm.n_cached(), 0);
 }
 
+TEST(Scheduler, SamePromptWaitsForTheSharedPagesInsteadOfComputingThemTwice) {
+    SchedulerConfig cfg;
+    cfg.chunk_size = 32;
+    Sim sim(64, 16, cfg);
+    const auto prompt = iota_tokens(100);
+    Sequence* a = sim.add(prompt, 2);
+    Sequence* b = sim.add(prompt, 2);  // n = 2 of one request: both arrive together
+    int64_t b_computed = 0;
+    for (int i = 0; i < 50 && sim.finished.size() < 2; ++i) {
+        StepPlan p = sim.step();
+        for (const StepItem& it : p.items)
+            if (it.seq == b) b_computed += it.n;
+    }
+    ASSERT_EQ(sim.finished.size(), 2u);
+    EXPECT_EQ(a->n_prefix_hit, 0);
+    EXPECT_EQ(b->n_prefix_hit, 96);      // every full page but the one holding the last token
+    // its prompt's last 4 tokens (whose step samples the first new token), then one decode token
+    EXPECT_EQ(b_computed, (100 - 96) + (2 - 1));
+    EXPECT_EQ(sim.pm.n_used(), 0);
+
+    // sharing only a first page: the newcomer waits for that page, not for the whole prompt
+    auto long_prompt = iota_tokens(200, 500);
+    std::vector<int32_t> other(long_prompt.begin(), long_prompt.begin() + 20);
+    for (int i = 0; i < 30; ++i) other.push_back(7 + i);
+    Sequence* d = sim.add(long_prompt, 2);
+    Sequence* c = sim.add(other, 2);
+    StepPlan p1 = sim.step();
+    ASSERT_EQ(p1.items.size(), 1u);
+    EXPECT_EQ(p1.items[0].seq, d);
+    StepPlan p2 = sim.step();
+    ASSERT_EQ(p2.items.size(), 2u);
+    EXPECT_EQ(p2.items[1].seq, c);
+    EXPECT_EQ(c->n_prefix_hit, 16);
+    EXPECT_TRUE(d->prefilling());
+
+    // one that computes every prompt position (prompt logprobs) neither waits nor matches
+    Sequence* e = sim.add(prompt, 2);
+    Sequence* f = sim.add(prompt, 2);
+    e->match_prefix = false;
+    e->max_chunk = 8;
+    f->match_prefix = false;
+    StepPlan p3 = sim.step();
+    bool saw_e = false, saw_f = false;
+    for (const StepItem& it : p3.items) {
+        if (it.seq == e) {
+            saw_e = true;
+            EXPECT_EQ(it.n, 8);
+        }
+        if (it.seq == f) {
+            saw_f = true;
+            EXPECT_EQ(it.n, 32);
+        }
+    }
+    EXPECT_TRUE(saw_e && saw_f);
+    while (sim.finished.size() < 6) sim.step();
+    EXPECT_EQ(e->n_prefix_hit, 0);
+    EXPECT_EQ(f->n_prefix_hit, 0);
+    EXPECT_EQ(sim.pm.n_used(), 0);
+}
+
 TEST(Scheduler, RandomWorkloadKeepsInvariantsAndFinishesEverything) {
     std::mt19937 rng(7);
     for (int round = 0; round < 20; ++round) {
@@ -273,7 +339,11 @@ TEST(Scheduler, RandomWorkloadKeepsInvariantsAndFinishesEverything) {
             if (added < n_req && rng() % 3 == 0) {
                 std::vector<int32_t> prompt(shared.begin(), shared.begin() + (long)(rng() % 60));
                 for (int i = 0, extra = 1 + (int)(rng() % 80); i < extra; ++i) prompt.push_back((int32_t)(rng() % 50));
-                sim.add(prompt, 1 + (int64_t)(rng() % 60));
+                Sequence* s = sim.add(prompt, 1 + (int64_t)(rng() % 60));
+                if (rng() % 5 == 0) {  // as the engine makes one that wants its prompt's logprobs
+                    s->match_prefix = false;
+                    s->max_chunk = 1 + (int64_t)(rng() % 8);
+                }
                 ++added;
             }
             if (rng() % 50 == 0) {  // cancel a random unfinished sequence

@@ -168,10 +168,34 @@ TEST(OpenAiRequest, ParsesEveryField) {
 
     auto c = parse(R"({"prompt": [[1, 2, 3]], "logprobs": 2, "max_tokens": 1e2})", false);
     ASSERT_TRUE(c.ok()) << c.error().message;
-    EXPECT_EQ(c->prompt_ids, (std::vector<int32_t>{1, 2, 3}));
+    ASSERT_EQ(c->prompts.size(), 1u);
+    EXPECT_TRUE(c->prompts[0].is_ids);
+    EXPECT_EQ(c->prompts[0].ids, (std::vector<int32_t>{1, 2, 3}));
     EXPECT_EQ(c->gen.top_logprobs, 2);
+    EXPECT_EQ(c->gen.prompt_logprobs, -1);  // no echo: the prompt's are not computed
     EXPECT_EQ(c->gen.max_new_tokens, 100);
     EXPECT_FLOAT_EQ(c->gen.sampler.temperature, 1.0f);  // OpenAI's default
+    EXPECT_EQ(c->n, 1);
+
+    // a list of prompts (texts or ids), n choices each; echo with logprobs asks for the prompt's
+    auto l = parse(R"({"prompt": ["ab", [4, 5]], "n": 3, "echo": true, "logprobs": 1, "max_tokens": 0})", false);
+    ASSERT_TRUE(l.ok()) << l.error().message;
+    ASSERT_EQ(l->prompts.size(), 2u);
+    EXPECT_EQ(l->prompts[0].text, "ab");
+    EXPECT_FALSE(l->prompts[0].is_ids);
+    EXPECT_EQ(l->prompts[1].ids, (std::vector<int32_t>{4, 5}));
+    EXPECT_EQ(l->n, 3);
+    EXPECT_TRUE(l->echo);
+    EXPECT_EQ(l->gen.max_new_tokens, 0);
+    EXPECT_EQ(l->gen.prompt_logprobs, 1);
+    auto v = parse(R"({"prompt": [7], "prompt_logprobs": 3, "logprobs": 1, "echo": true})", false);
+    ASSERT_TRUE(v.ok()) << v.error().message;
+    EXPECT_EQ(v->prompts[0].ids, (std::vector<int32_t>{7}));
+    EXPECT_EQ(v->prompt_logprobs, 3);
+    EXPECT_EQ(v->gen.prompt_logprobs, 3);  // the larger of the two asks
+    auto e = parse(R"({"prompt": "a", "echo": true})", false);
+    ASSERT_TRUE(e.ok());
+    EXPECT_EQ(e->gen.prompt_logprobs, -1);  // echo alone needs no logits
 }
 
 TEST(OpenAiRequest, RejectsInvalidFieldsWithTheirName) {
@@ -182,11 +206,17 @@ TEST(OpenAiRequest, RejectsInvalidFieldsWithTheirName) {
         {R"({"prompt": "a", "temperature": 3})", "temperature"},
         {R"({"prompt": "a", "top_p": 0})", "top_p"},
         {R"({"prompt": "a", "min_p": -0.1})", "min_p"},
-        {R"({"prompt": "a", "n": 3})", "n must be 1"},
+        {R"({"prompt": "a", "n": 0})", "n is out of range"},
+        {R"({"prompt": "a", "n": 129})", "n is out of range"},
+        {R"({"prompt": ["a", "b", "c"], "n": 64})", "choices"},
+        {R"({"prompt": ["a", 5]})", "prompt[1]"},
+        {R"({"prompt": ["a", ""]})", "prompt[1] is empty"},
+        {R"({"prompt": [[1], []]})", "prompt[1]"},
+        {R"({"prompt": "a", "prompt_logprobs": 21})", "prompt_logprobs"},
+        {R"({"prompt": "a", "echo": 1})", "echo"},
         {R"({"prompt": "a", "stop": [1]})", "stop"},
         {R"({"prompt": "a", "stream": 1})", "stream"},
         {R"({"prompt": "a", "stream_options": {"continuous_usage_stats": 1}})", "continuous_usage_stats"},
-        {R"({"prompt": "a", "echo": true})", "echo"},
         {R"({"prompt": [1, "x"]})", "prompt"},
         {R"({"prompt": {}})", "prompt"},
         {R"({"prompt": "a", "logprobs": 21})", "logprobs"},

@@ -90,6 +90,18 @@ const sampled = async (seed) =>
 assert.equal(await sampled(7), await sampled(7));
 ok("seeded sampling");
 
+// n choices of a list of prompts, and the prompt's logprobs by echo (as lm-eval sends them)
+const multi = await client.completions.create({ model, prompt: [prompt, "Hello"], n: 2, max_tokens: 4, temperature: 0 });
+assert.deepEqual(multi.choices.map((c) => c.index), [0, 1, 2, 3]);
+assert.ok(multi.choices.every((c) => typeof c.text === "string" && c.finish_reason === "length"));
+assert.equal(multi.usage.completion_tokens, 4 * 4);
+const echoed = await client.completions.create({ model, prompt, echo: true, logprobs: 1, max_tokens: 0, temperature: 0 });
+assert.equal(echoed.choices[0].text, prompt);
+assert.equal(echoed.choices[0].logprobs.tokens.join(""), prompt);
+assert.equal(echoed.choices[0].logprobs.token_logprobs[0], null);
+assert.ok(echoed.choices[0].logprobs.token_logprobs.slice(1).every((x) => x <= 0));
+ok("n, prompt lists, echo with logprobs");
+
 // structured output: response_format json_schema, and a forced tool call, as the SDK sends them
 const schema = {
   type: "object", additionalProperties: false, required: ["answer", "sure"],

@@ -1,0 +1,32 @@
+// POST /v1/chat/completions and /v1/completions. A request becomes one engine request per choice
+// (`n` for each prompt; /v1/completions also takes a list of prompts: prompt i's choices are
+// i*n .. i*n+n-1), all submitted at once and waited on together. Their events are turned into one
+// JSON answer, or into server-sent events with one chunk per choice event. The completions API
+// can also send the prompt back (`echo`) with the logprobs of its tokens, as evaluation harnesses
+// ask (`echo: true, logprobs: k, max_tokens: 0 or 1`), and vLLM's `prompt_logprobs`.
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "runtime/chat_session.h"
+#include "serve/engine.h"
+#include "serve/http_server.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tandem {
+
+struct CompletionContext {
+    Engine& engine;
+    const Tokenizer& tok;
+    const ChatConfig* chat;  // null: the model has no chat template
+    const ServerConfig& config;
+    std::atomic<int64_t>& next_id;
+};
+
+// Answers one request (authorization already checked); every error is an OpenAI error object.
+void serve_completion(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res, bool chat_api);
+
+}  // namespace tandem
