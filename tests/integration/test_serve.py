@@ -732,7 +732,9 @@ class ServeTest(TempDirTestCase):
                                                            for _ in range(rng.randrange(0, 60)))
             # a quarter of them shaped: a response format, a logit bias and a repetition penalty
             shaped = rng.random() < 0.25
-            plans.append((chat, stream, drop, prompt, rng.randrange(1, 32), rng.random(), shaped))
+            # some with two choices (completions: with the prompt echoed and its logprobs)
+            multi = rng.random() < 0.15
+            plans.append((chat, stream, drop, prompt, rng.randrange(1, 32), rng.random(), shaped, multi))
         schema = {"type": "object", "properties": {"n": {"type": "integer"}, "t": {"enum": ["a", "b"]}},
                   "required": ["n", "t"]}
         formats = [{"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}]
@@ -740,12 +742,15 @@ class ServeTest(TempDirTestCase):
         lock = threading.Lock()
 
         def one(plan):
-            chat, stream, drop, prompt, n, temp, shaped = plan
+            chat, stream, drop, prompt, n, temp, shaped, multi = plan
             path = "/v1/chat/completions" if chat else "/v1/completions"
             body = {"max_tokens": n, "temperature": temp}
             body.update({"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt})
             if shaped:
                 body.update(response_format=formats[n % 2], logit_bias={str(100 + n): 3}, repetition_penalty=1.1)
+            k = 2 if multi else 1
+            if multi:
+                body.update(n=2) if chat else body.update(n=2, echo=True, logprobs=1)
             if drop:
                 c = self.srv.conn(60)
                 c.request("POST", path, body=json.dumps(dict(body, stream=stream, max_tokens=n + 200)),
@@ -765,13 +770,20 @@ class ServeTest(TempDirTestCase):
                 return
             if stream:
                 status, events, done = self.srv.stream(path, body)
-                ok = status == 200 and done and events and any(
-                    c.get("finish_reason") in ("stop", "length") for e in events for c in e["choices"])
+                ok = status == 200 and done and events and sorted(
+                    c["index"] for e in events for c in e["choices"]
+                    if c.get("finish_reason") in ("stop", "length")) == list(range(k))
             else:
                 status, r = self.srv.post(path, body)
-                ok = status == 200 and r["choices"][0]["finish_reason"] in ("stop", "length") and \
-                    r["usage"]["completion_tokens"] <= n and \
+                ok = status == 200 and len(r["choices"]) == k and \
+                    all(c["finish_reason"] in ("stop", "length") for c in r["choices"]) and \
+                    r["usage"]["completion_tokens"] <= n * k and \
                     isinstance(r["choices"][0]["message" if chat else "text"], (dict, str))
+                if ok and multi and not chat:  # the echo, and a logprob for every prompt token but the first
+                    lp = r["choices"][1]["logprobs"]
+                    ok = r["choices"][1]["text"].startswith(prompt) and lp["token_logprobs"][0] is None and \
+                        len(lp["tokens"]) >= r["usage"]["prompt_tokens"] and \
+                        all(x <= 0 for x in lp["token_logprobs"][1:r["usage"]["prompt_tokens"]])
                 if ok and shaped and r["choices"][0]["finish_reason"] == "stop":  # a whole document
                     text = r["choices"][0]["message"]["content"] if chat else r["choices"][0]["text"]
                     ok = isinstance(json.loads(text), dict)
