@@ -528,6 +528,12 @@ class ServeTest(TempDirTestCase):
                 for p in range(1, 300):
                     self.assertAlmostEqual(pl[p][str(long_ids[p])]["logprob"], first_run[p][str(long_ids[p])]["logprob"],
                                            delta=1e-4)
+        # chat: vLLM puts them at the top of the answer
+        status, cr = self.srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}],
+                                                            "prompt_logprobs": 0, "max_tokens": 1})
+        self.assertEqual(status, 200, cr)
+        self.assertEqual(len(cr["prompt_logprobs"]), cr["usage"]["prompt_tokens"])
+        self.assertTrue(all(len(e) == 1 for e in cr["prompt_logprobs"][1:]))  # k = 0: the prompt token alone
         for p in (200, 299):  # past the first chunks
             one = self.greedy(long_ids[:p], n=1, logit_bias={str(long_ids[p]): 100}, logprobs=0)
             self.assertAlmostEqual(one["choices"][0]["logprobs"]["token_logprobs"][0],
