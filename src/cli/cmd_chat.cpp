@@ -138,7 +138,7 @@ const char* kHelp =
 Runner add_chat(CLI::App& app) {
     struct Opts {
         DeviceOpts dev;
-        std::string model, system, think = "on", experts;
+        std::string model, system, think = "on", experts, chat_template;
         int n = 1024;
         int64_t ctx = 0;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
@@ -151,6 +151,7 @@ Runner add_chat(CLI::App& app) {
     add_no_repack_flag(app, o->no_repack);
     add_device_options(app, o->dev);
     app.add_option("--system", o->system, "System message");
+    app.add_option("--chat-template", o->chat_template, "A Jinja chat template (a file, or the template text) instead of the model's");
     app.add_option("--think", o->think, "Thinking (Qwen3 enable_thinking)")
         ->check(CLI::IsMember({"on", "off"}))
         ->capture_default_str();
@@ -173,7 +174,7 @@ Runner add_chat(CLI::App& app) {
         if (!tok) return fail(tok.error().message);
 
         ChatConfig config;
-        if (Status st = chat_config_from_model(model.file(), *tok, config); !st) return fail(st.error().message);
+        if (Status st = chat_config_from_model(model.file(), *tok, config, o->chat_template); !st) return fail(st.error().message);
         const int64_t n_train = model.hparams().max_context();
         config.n_ctx = o->ctx > 0 ? std::min(o->ctx, n_train) : std::min<int64_t>(n_train, 4096);
         config.max_tokens = o->n;

@@ -55,7 +55,7 @@ Result<std::shared_ptr<const JsonSchema>> load_json_schema(const std::string& ar
 Runner add_run(CLI::App& app) {
     struct Opts {
         DeviceOpts dev;
-        std::string model, prompt_ids, prompt, logits_out, system, think = "on", experts, json_schema;
+        std::string model, prompt_ids, prompt, logits_out, system, think = "on", experts, json_schema, chat_template;
         int n = 32;
         int64_t ctx = 0;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
@@ -72,6 +72,7 @@ Runner add_run(CLI::App& app) {
     auto* chat_opt = app.add_flag("--chat", o->chat, "Render -p as a user message with the model's chat template");
     chat_opt->needs(text_opt);
     app.add_option("--system", o->system, "With --chat: a system message")->needs(chat_opt);
+    app.add_option("--chat-template", o->chat_template, "With --chat: a Jinja chat template (a file, or the template text) instead of the model's")->needs(chat_opt);
     app.add_option("--think", o->think, "With --chat: thinking (Qwen3 enable_thinking)")
         ->check(CLI::IsMember({"on", "off"}))
         ->needs(chat_opt)
@@ -117,7 +118,7 @@ Runner add_run(CLI::App& app) {
             Result<std::vector<int32_t>> ids = std::vector<int32_t>();
             if (o->chat) {
                 ChatConfig config;
-                if (Status st = chat_config_from_model(model.file(), *tok, config); !st) return fail(st.error().message);
+                if (Status st = chat_config_from_model(model.file(), *tok, config, o->chat_template); !st) return fail(st.error().message);
                 config.think = o->think == "on";
                 chat::Json messages = chat::Json::array();
                 if (!o->system.empty()) messages.push_back({{"role", "system"}, {"content", o->system}});

@@ -24,7 +24,7 @@ namespace tandem::cli {
 Runner add_serve(CLI::App& app) {
     struct Opts {
         DeviceOpts dev;
-        std::string model, host = "127.0.0.1", api_key, api_key_file, model_name, experts;
+        std::string model, host = "127.0.0.1", api_key, api_key_file, model_name, experts, chat_template;
         int port = 10002;
         int threads = (int)std::max(1u, std::thread::hardware_concurrency());
         int64_t cache_lens = 16384, page_size = 128, chunk_size = 512, max_batch = 4, max_new = 0, max_queue = 64;
@@ -41,6 +41,7 @@ Runner add_serve(CLI::App& app) {
     app.add_option("--api-key", o->api_key, "Require Authorization: Bearer KEY (default: $TANDEM_API_KEY, else none)");
     app.add_option("--api-key-file", o->api_key_file, "Read the API key from a file (first line)");
     app.add_option("--model-name", o->model_name, "Model id in the API (default: the file name without .gguf)");
+    app.add_option("--chat-template", o->chat_template, "A Jinja chat template (a file, or the template text) instead of the model's");
     app.add_option("-t,--cpu-infer,--threads", o->threads, "CPU threads for inference")->capture_default_str();
     add_no_repack_flag(app, o->no_repack);
     add_device_options(app, o->dev);
@@ -91,7 +92,9 @@ Runner add_serve(CLI::App& app) {
         auto tok = Tokenizer::from_gguf(model.file());
         if (!tok) return fail("the server needs the model's tokenizer: " + tok.error().message);
         ChatConfig chat;
-        const bool has_chat = (bool)chat_config_from_model(model.file(), *tok, chat);
+        const Status chat_st = chat_config_from_model(model.file(), *tok, chat, o->chat_template);
+        if (!chat_st && !o->chat_template.empty()) return fail(chat_st.error().message);
+        const bool has_chat = (bool)chat_st;
         if (!has_chat) log::warn("the model has no chat template: /v1/chat/completions will answer 400");
 
         EngineConfig ec;

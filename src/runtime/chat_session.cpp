@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <iterator>
 
 #include "chat/chat_template.h"
 #include "core/log.h"
@@ -21,11 +23,28 @@ double TurnStats::decode_tok_s() const {
     return n_generated > 1 && decode_ms > 0 ? (double)(n_generated - 1) / (decode_ms / 1e3) : 0.0;
 }
 
-Status chat_config_from_model(const GgufFile& file, const Tokenizer& tok, ChatConfig& config) {
-    const GgufValue* t = file.find(key::kChatTemplate);
-    if (!t || t->type != GgufType::STRING || t->str.empty())
-        return make_error("{}: the model has no chat template", key::kChatTemplate);
-    config.chat_template = t->str;
+Status chat_config_from_model(const GgufFile& file, const Tokenizer& tok, ChatConfig& config,
+                              const std::string& override_template) {
+    if (!override_template.empty()) {
+        const bool inline_text = override_template.find("{%") != std::string::npos ||
+                                 override_template.find("{{") != std::string::npos;
+        std::string text = override_template;
+        if (!inline_text) {
+            std::ifstream in(override_template, std::ios::binary);
+            if (!in) return make_error("--chat-template: cannot read {}", override_template);
+            text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+            if (text.empty()) return make_error("--chat-template: {} is empty", override_template);
+        }
+        if (auto parsed = ChatTemplate::parse(text); !parsed)
+            return make_error("--chat-template: {}", parsed.error().message);
+        config.chat_template = std::move(text);
+    } else {
+        const GgufValue* t = file.find(key::kChatTemplate);
+        if (!t || t->type != GgufType::STRING || t->str.empty())
+            return make_error("{}: the model has no chat template (give one with --chat-template FILE)",
+                              key::kChatTemplate);
+        config.chat_template = t->str;
+    }
     config.bos_token = tok.valid_id(tok.bos_id()) ? std::string(tok.token_bytes(tok.bos_id())) : std::string();
     config.eos_token = tok.valid_id(tok.eos_id()) ? std::string(tok.token_bytes(tok.eos_id())) : std::string();
     config.stop_ids.clear();

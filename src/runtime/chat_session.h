@@ -39,9 +39,11 @@ struct ChatConfig {
     std::vector<int32_t> stop_ids;  // end of an answer (<|im_end|>, <|endoftext|>, eos)
 };
 
-// Fills chat_template, bos/eos tokens and stop ids from a model file and its tokenizer;
-// error when the file has no chat template.
-Status chat_config_from_model(const GgufFile& file, const Tokenizer& tok, ChatConfig& config);
+// Fills chat_template, bos/eos tokens and stop ids from a model file and its tokenizer; error
+// when the file has no chat template. `override_template` (--chat-template: a Jinja file, or the
+// template itself when it contains "{%" or "{{") replaces the file's; it must parse.
+Status chat_config_from_model(const GgufFile& file, const Tokenizer& tok, ChatConfig& config,
+                              const std::string& override_template = {});
 
 // The prompt ids of messages rendered by config's template with add_generation_prompt and
 // enable_thinking = config.think (control tokens in the text are parsed).

@@ -85,6 +85,26 @@ class ChatPipe(TempDirTestCase):
         if out["finish_reason"] == "length" and len(out["ids"]) == 10:
             self.assertEqual(conv[2]["content"], out["text"].lstrip("\n"))
 
+    def test_chat_template_option(self):
+        # a template of our own, as a file or inline: the prompt is what it renders
+        tmpl = "{% for m in messages %}[{{ m.role }}: {{ m.content }}]{% endfor %}{% if add_generation_prompt %}=>{% endif %}"
+        path = self.path("t.jinja")
+        with open(path, "w") as f:
+            f.write(tmpl)
+        want = run_json([TANDEM, "tokenize", "-m", self.model, "[system: S][user: Hi]=>"])
+        for arg in (path, tmpl):
+            out = run_json([TANDEM, "run", "-m", self.model, "-p", "Hi", "--chat", "--system", "S", "--chat-template",
+                            arg, "-n", "2", "--json", "--threads", THREADS])
+            self.assertEqual(out["prompt_ids"], want)
+        # the same through chat: the saved conversation answers the rendered prompt
+        p = chat(self.model, "Hi\n", "-n", "2", "--chat-template", path)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for bad, what in [("{% for %}", "--chat-template:"), (self.path("none.jinja"), "cannot read")]:
+            p = run([TANDEM, "run", "-m", self.model, "-p", "Hi", "--chat", "--chat-template", bad, "-n", "2"],
+                    check=False)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(what, p.stderr)
+
     def test_help(self):
         self.assertIn("--max-tokens", run([TANDEM, "chat", "--help"]).stdout)
         self.assertIn("--chat", run([TANDEM, "run", "--help"]).stdout)

@@ -848,6 +848,20 @@ class ServeLimitsTest(TempDirTestCase):
         finally:
             self.assertEqual(srv.close(), 0)
 
+    def test_chat_template_option(self):
+        tmpl = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>"
+        srv = Server(self.model, "--chat-template", tmpl, log_path=self.path("tmpl.log"))
+        try:
+            want = srv.post("/tokenize", {"content": "<user>Hi<assistant>"})[1]["tokens"]
+            status, r = srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+            self.assertEqual(status, 200, r)
+            self.assertEqual(r["usage"]["prompt_tokens"], len(want))
+        finally:
+            self.assertEqual(srv.close(), 0)
+        p = run([TANDEM, "serve", "-m", self.model, "--port", 0, "--chat-template", "{% if %}"], check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--chat-template:", p.stderr)
+
     def test_full_queue_answers_429_with_retry_after(self):
         srv = Server(self.model, "--max-batch-size", 1, "--max-queue", 1, log_path=self.path("queue.log"))
         try:
