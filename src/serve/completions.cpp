@@ -1,5 +1,7 @@
 #include "serve/completions.h"
 
+#include "serve/completion_call.h"
+
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -7,6 +9,7 @@
 #include <vector>
 
 #include "chat/chat_template.h"
+#include "serve/anthropic_api.h"
 #include "serve/http_util.h"
 #include "serve/openai_api.h"
 #include "serve/text_stream.h"
@@ -34,124 +37,79 @@ json tool_calls_json(const std::vector<ToolCall>& calls, const std::string& id) 
     return out;
 }
 
-// One choice: an engine request and what its client has been sent or will be.
-struct Gen {
-    int64_t index = 0;
-    size_t prompt_i = 0;
-    std::shared_ptr<RequestHandle> handle;
-    std::unique_ptr<ThinkSplitter> think;   // chat only
-    std::unique_ptr<ToolCallStream> tools;  // chat with tools: holds text from <tool_call> on
-    FinishReason finish = FinishReason::none;
-    std::string error;
-    RequestStats stats;
-    std::string content, reasoning;
-    std::vector<TokenLogprob> logprobs, prompt_logprobs;
-    int64_t n_streamed = 0;
-    int64_t text_offset = 0;  // completions logprobs: bytes of text before the next token
-    bool opened = false;      // streaming: its role chunk (chat) or its echo (completions) went out
-    bool done() const { return finish != FinishReason::none; }
-};
+}  // namespace
 
-struct Prompt {
-    std::vector<int32_t> ids;
-    std::string text;  // as the client gave it, or its ids decoded (echo)
-};
+bool Call::fail(httplib::Response& res, int status, const std::string& msg) const {
+    send_error(res, status, msg, api_ == Api::messages);
+    return false;
+}
 
-class Call {
-public:
-    Call(const CompletionContext& ctx, bool chat_api) : ctx_(ctx), chat_api_(chat_api) {}
-
-    // Parses the body, renders or tokenizes the prompts and submits every choice; on error
-    // fills res (cancelling what was submitted) and returns false.
-    bool start(const httplib::Request& req, httplib::Response& res);
-    void respond_whole(const httplib::Request& req, httplib::Response& res);
-    static void respond_stream(std::shared_ptr<Call> self, const httplib::Request& req, httplib::Response& res);
-    bool streaming() const { return req_.stream; }
-
-private:
-    bool fail(httplib::Response& res, int status, const std::string& msg) {
-        send_error(res, status, msg);
-        return false;
-    }
-    bool all_done() const {
-        for (const Gen& g : gens_)
-            if (!g.done()) return false;
-        return true;
-    }
-    void cancel_all() {
-        for (Gen& g : gens_)
-            if (!g.done()) g.handle->cancel();
-    }
-    // Hands the pending events of every choice to fn(gen, event), in each choice's order; waits
-    // up to `timeout` for one when none is pending. False when none came.
-    template <class F>
-    bool poll(std::chrono::milliseconds timeout, F&& fn);
-    // Cancels every choice and waits (a second at most without news) until the engine dropped
-    // them, so that their pages are free when the handler returns.
-    void cancel_and_wait();
-    void accumulate(Gen& g, StreamEvent& ev);
-    std::string stream_event(Gen& g, StreamEvent& ev);
-    std::string chunk(const Gen& g, json delta_or_text, const json& finish, const json& lps) const;
-    ToolCallParse parse_calls(const std::string& text) const {
-        return req_.forced_tools ? parse_forced_tool_calls(text, req_.forced_tool) : parse_tool_calls(text);
-    }
-    json usage() const;
-    json timings() const;
-    // the prefix of a choice's tool call ids: the response id (and the choice index after the first)
-    std::string call_id(const Gen& g) const { return g.index == 0 ? id_ : fmt::format("{}_{}", id_, g.index); }
-    json token_logprob(int32_t id, float lp) const;
-    json chat_logprobs(const std::vector<TokenLogprob>& lps) const;
-    // The legacy completions object {tokens, token_logprobs, top_logprobs, text_offset} for the
-    // prompt's tokens (echo: the first has no logprob) and/or generated ones; advances g.text_offset.
-    json completion_logprobs(Gen& g, const Prompt* echo, const std::vector<TokenLogprob>& generated) const;
-    // vLLM's prompt_logprobs: [null, {"id": {logprob, rank, decoded_token}}, ...]
-    json vllm_prompt_logprobs(const Gen& g) const;
-
-    const CompletionContext ctx_;  // (references to the server's parts, which outlive every call)
-    const bool chat_api_;
-    ApiRequest req_;
-    std::string id_;
-    int64_t created_ = 0;
-    std::vector<Prompt> prompts_;
-    std::vector<Gen> gens_;
-    std::shared_ptr<EventSignal> signal_ = std::make_shared<EventSignal>();
-    int64_t n_streamed_ = 0;  // all choices, for continuous usage
-    bool failed_ = false;     // streaming: a choice ended with an error, the stream ends
-};
-
-bool Call::start(const httplib::Request& req, httplib::Response& res) {
+bool Call::parse(const httplib::Request& req, httplib::Response& res) {
     chat::Json body = chat::Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (body.is_discarded()) return fail(res, 400, "the request body is not valid JSON");
+    if (api_ == Api::messages) {
+        auto converted = anthropic_to_openai(body);
+        if (!converted) return fail(res, 400, converted.error().message);
+        body = std::move(*converted);
+    }
     auto parsed = parse_api_request(body, chat_api_, ctx_.config.limits);
     if (!parsed) return fail(res, 400, parsed.error().message);
     req_ = std::move(*parsed);
-    const ApiRequest& r = req_;
-    if (!r.model.empty() && r.model != ctx_.config.model_name)
-        return fail(res, 404, fmt::format("the model '{}' does not exist; this server serves '{}'", r.model,
+    // Anthropic clients name their own models (claude-...): the answer carries the name asked for
+    model_ = api_ == Api::messages && !req_.model.empty() ? req_.model : ctx_.config.model_name;
+    if (api_ != Api::messages && !req_.model.empty() && req_.model != ctx_.config.model_name)
+        return fail(res, 404, fmt::format("the model '{}' does not exist; this server serves '{}'", req_.model,
                                           ctx_.config.model_name));
+    return true;
+}
+
+Result<Call::Rendered> Call::render_conversation() const {
+    if (!ctx_.chat) return make_error("this model has no chat template: use /v1/completions or --chat-template");
+    const ChatConfig& chat = *ctx_.chat;
+    const ApiRequest& r = req_;
+    chat::Json kwargs = r.template_kwargs.is_object() ? r.template_kwargs : chat::Json::object();
+    auto text = render_chat(chat.chat_template, r.messages, r.tools, true, kwargs, chat.bos_token, chat.eos_token);
+    if (!text) return make_error("the chat template failed on these messages: {}", text.error().message);
+    Rendered out;
+    // the template may open the reasoning block itself
+    std::string_view t = *text;
+    while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.remove_suffix(1);
+    out.think_opened = t.size() >= 7 && t.substr(t.size() - 7) == "<think>";
+    const bool closed = t.size() >= 8 && t.substr(t.size() - 8) == "</think>";
+    // a response format applies to the answer: after the reasoning the prompt opened, or the
+    // one the model may open with its first token
+    out.mode = out.think_opened ? ThinkMode::free_until_close
+               : closed || r.enable_thinking == std::optional<bool>(false) ? ThinkMode::none
+                                                                          : ThinkMode::may_open;
+    auto ids = ctx_.tok.encode(*text, /*parse_special=*/true);
+    if (!ids) return make_error("cannot tokenize the prompt: {}", ids.error().message);
+    out.ids = std::move(*ids);
+    return out;
+}
+
+void Call::count_tokens(const httplib::Request& req, httplib::Response& res) {
+    if (!parse(req, res)) return;
+    auto rendered = render_conversation();
+    if (!rendered) {
+        fail(res, 400, rendered.error().message);
+        return;
+    }
+    res.set_content(dump_json({{"input_tokens", rendered->ids.size()}}), "application/json");
+}
+
+bool Call::start(const httplib::Request& req, httplib::Response& res) {
+    if (!parse(req, res)) return false;
+    const ApiRequest& r = req_;
     if (r.stream && r.prompt_logprobs >= 0) return fail(res, 400, "prompt_logprobs cannot be streamed (stream: false)");
     const Tokenizer& tok = ctx_.tok;
     ThinkMode think_mode = ThinkMode::none;
     bool think_opened = false;
     if (chat_api_) {
-        if (!ctx_.chat) return fail(res, 400, "this model has no chat template: use /v1/completions");
-        const ChatConfig& chat = *ctx_.chat;
-        chat::Json kwargs = r.template_kwargs.is_object() ? r.template_kwargs : chat::Json::object();
-        auto text = render_chat(chat.chat_template, r.messages, r.tools, true, kwargs, chat.bos_token, chat.eos_token);
-        if (!text) return fail(res, 400, "the chat template failed on these messages: " + text.error().message);
-        // the template may open the reasoning block itself
-        std::string_view t = *text;
-        while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.remove_suffix(1);
-        think_opened = t.size() >= 7 && t.substr(t.size() - 7) == "<think>";
-        const bool closed = t.size() >= 8 && t.substr(t.size() - 8) == "</think>";
-        // a response format applies to the answer: after the reasoning the prompt opened, or the
-        // one the model may open with its first token
-        think_mode = think_opened ? ThinkMode::free_until_close
-                     : closed || r.enable_thinking == std::optional<bool>(false) ? ThinkMode::none
-                                                                                : ThinkMode::may_open;
-        auto ids = tok.encode(*text, /*parse_special=*/true);
-        if (!ids) return fail(res, 400, "cannot tokenize the prompt: " + ids.error().message);
-        prompts_.push_back({std::move(*ids), std::string()});
+        auto rendered = render_conversation();
+        if (!rendered) return fail(res, 400, rendered.error().message);
+        think_mode = rendered->mode;
+        think_opened = rendered->think_opened;
+        prompts_.push_back({std::move(rendered->ids), std::string()});
     } else {
         for (const PromptInput& in : r.prompts) {
             Prompt p;
@@ -207,7 +165,8 @@ bool Call::start(const httplib::Request& req, httplib::Response& res) {
             }
             g.handle = sub.handle;
         }
-    id_ = fmt::format("{}-{}", chat_api_ ? "chatcmpl" : "cmpl", ctx_.next_id.fetch_add(1));
+    id_ = fmt::format("{}{}", api_ == Api::messages ? "msg_" : api_ == Api::chat ? "chatcmpl-" : "cmpl-",
+                      ctx_.next_id.fetch_add(1));
     created_ = unix_now();
     return true;
 }
@@ -346,12 +305,19 @@ void Call::accumulate(Gen& g, StreamEvent& ev) {
     if (ev.finish == FinishReason::none) return;
     g.finish = ev.finish;
     g.error = ev.error;
+    g.stop_string = ev.stop_string;
     g.stats = ev.stats;
     if (g.think) {
         auto o = g.think->flush();
         g.content += o.content;
         g.reasoning += o.reasoning;
     }
+}
+
+int64_t Call::prompt_tokens() const {
+    int64_t n = 0;
+    for (const Prompt& p : prompts_) n += (int64_t)p.ids.size();
+    return n;
 }
 
 void Call::respond_whole(const httplib::Request& req, httplib::Response& res) {
@@ -368,12 +334,19 @@ void Call::respond_whole(const httplib::Request& req, httplib::Response& res) {
     }
     for (const Gen& g : gens_)
         if (g.finish == FinishReason::error || g.finish == FinishReason::cancelled) {
-            send_error(res, 503, g.error.empty() ? "the request was cancelled" : g.error);
+            fail(res, 503, g.error.empty() ? "the request was cancelled" : g.error);
             return;
         }
+    if (api_ == Api::messages) whole_anthropic(res);
+    else whole_openai(res);
+}
+
+void Call::whole_openai(httplib::Response& res) {
     json choices = json::array();
     for (Gen& g : gens_) {
         json choice = {{"index", g.index}, {"finish_reason", finish_reason_name(g.finish)}};
+        // vLLM's stop_reason: the stop string that ended it
+        choice["stop_reason"] = g.stop_string.empty() ? json(nullptr) : json(g.stop_string);
         const Prompt& prompt = prompts_[g.prompt_i];
         if (chat_api_) {
             choice["logprobs"] = req_.logprobs ? chat_logprobs(g.logprobs) : json(nullptr);
@@ -403,7 +376,7 @@ void Call::respond_whole(const httplib::Request& req, httplib::Response& res) {
     json out = {{"id", id_},
                 {"object", chat_api_ ? "chat.completion" : "text_completion"},
                 {"created", created_},
-                {"model", ctx_.config.model_name},
+                {"model", model_},
                 {"choices", choices},
                 {"usage", usage()},
                 {"timings", timings()}};
@@ -419,23 +392,54 @@ std::string Call::chunk(const Gen& g, json delta_or_text, const json& finish, co
     json c = {{"id", id_},
               {"object", chat_api_ ? "chat.completion.chunk" : "text_completion"},
               {"created", created_},
-              {"model", ctx_.config.model_name},
+              {"model", model_},
               {"choices", json::array({std::move(choice)})}};
-    if (req_.include_usage && req_.continuous_usage) {
-        int64_t prompt = 0;
-        for (const Prompt& p : prompts_) prompt += (int64_t)p.ids.size();
-        c["usage"] = usage_counts(prompt, n_streamed_);
-    } else if (req_.include_usage) {
-        c["usage"] = nullptr;
-    }
+    if (req_.include_usage && req_.continuous_usage) c["usage"] = usage_counts(prompt_tokens(), n_streamed_);
+    else if (req_.include_usage) c["usage"] = nullptr;
     return "data: " + dump_json(c) + "\n\n";
 }
 
-// One engine event of one choice as SSE chunks.
-std::string Call::stream_event(Gen& g, StreamEvent& ev) {
-    std::string out;
+StreamPieces Call::take_pieces(Gen& g, StreamEvent& ev) {
+    StreamPieces p;
     g.n_streamed += ev.n_tokens;
     n_streamed_ += ev.n_tokens;
+    p.text = ev.text;
+    if (g.think) {
+        auto o = g.think->push(ev.text);
+        p.text = o.content;
+        p.reasoning = o.reasoning;
+        if (ev.finish != FinishReason::none) {
+            auto f = g.think->flush();
+            p.text += f.content;
+            p.reasoning += f.reasoning;
+        }
+    }
+    if (g.tools) {  // at the end: the calls held back from the stream
+        p.text = g.tools->push(p.text);
+        if (ev.finish != FinishReason::none) {
+            p.text += g.tools->flush();
+            ToolCallParse tc = parse_calls(g.tools->held());
+            if (!tc.calls.empty()) {
+                p.text += tc.content;
+                p.calls = std::move(tc.calls);
+            } else {
+                p.text += g.tools->held();
+            }
+        }
+    }
+    if (ev.finish != FinishReason::none) {
+        g.finish = ev.finish;
+        g.error = ev.error;
+        g.stop_string = ev.stop_string;
+        g.stats = ev.stats;
+        if (ev.finish == FinishReason::error || ev.finish == FinishReason::cancelled) failed_ = true;
+    }
+    return p;
+}
+
+// One engine event of one choice as SSE chunks.
+std::string Call::openai_stream_event(Gen& g, StreamEvent& ev) {
+    std::string out;
     for (auto& lp : ev.prompt_logprobs) g.prompt_logprobs.push_back(std::move(lp));
     const bool news = ev.n_tokens > 0 || !ev.text.empty() || ev.finish != FinishReason::none;
     if (!chat_api_ && !g.opened && news) {
@@ -449,68 +453,58 @@ std::string Call::stream_event(Gen& g, StreamEvent& ev) {
             g.text_offset = (int64_t)prompt.text.size();
         }
     }
-    std::string text = ev.text, reasoning;
-    if (g.think) {
-        auto o = g.think->push(ev.text);
-        text = o.content;
-        reasoning = o.reasoning;
-        if (ev.finish != FinishReason::none) {
-            auto f = g.think->flush();
-            text += f.content;
-            reasoning += f.reasoning;
-        }
-    }
-    json calls;  // at the end of a chat with tools: the calls held back from the stream
-    if (g.tools) {
-        text = g.tools->push(text);
-        if (ev.finish != FinishReason::none) {
-            text += g.tools->flush();
-            ToolCallParse tc = parse_calls(g.tools->held());
-            if (!tc.calls.empty()) {
-                text += tc.content;
-                calls = tool_calls_json(tc.calls, call_id(g));
-            } else {
-                text += g.tools->held();
-            }
-        }
-    }
+    StreamPieces p = take_pieces(g, ev);
     json lps;
     if (req_.logprobs && !ev.logprobs.empty())
         lps = chat_api_ ? chat_logprobs(ev.logprobs) : completion_logprobs(g, nullptr, ev.logprobs);
-    if (!reasoning.empty()) out += chunk(g, {{"reasoning_content", reasoning}}, nullptr, nullptr);
-    if (!text.empty() || !lps.is_null()) out += chunk(g, chat_api_ ? json{{"content", text}} : json(text), nullptr, lps);
+    if (!p.reasoning.empty()) out += chunk(g, {{"reasoning_content", p.reasoning}}, nullptr, nullptr);
+    if (!p.text.empty() || !lps.is_null())
+        out += chunk(g, chat_api_ ? json{{"content", p.text}} : json(p.text), nullptr, lps);
     if (ev.finish == FinishReason::none) return out;
-    g.finish = ev.finish;
-    g.stats = ev.stats;
-    if (ev.finish == FinishReason::error || ev.finish == FinishReason::cancelled) {
+    if (failed_) {
         out += "data: " + dump_json(api_error(503, ev.error.empty() ? "the request was cancelled" : ev.error)) + "\n\n";
-        failed_ = true;
         return out;
     }
-    if (!calls.is_null()) out += chunk(g, {{"tool_calls", calls}}, nullptr, nullptr);
-    out += chunk(g, chat_api_ ? json::object() : json(""), calls.is_null() ? finish_reason_name(ev.finish) : "tool_calls",
+    if (!p.calls.empty()) out += chunk(g, {{"tool_calls", tool_calls_json(p.calls, call_id(g))}}, nullptr, nullptr);
+    out += chunk(g, chat_api_ ? json::object() : json(""), p.calls.empty() ? finish_reason_name(ev.finish) : "tool_calls",
                  nullptr);
     return out;
+}
+
+std::string Call::openai_stream_end() {
+    std::string out;
+    if (!failed_ && req_.include_usage) {
+        json u = {{"id", id_},
+                  {"object", chat_api_ ? "chat.completion.chunk" : "text_completion"},
+                  {"created", created_},
+                  {"model", model_},
+                  {"choices", json::array()},
+                  {"usage", usage()},
+                  {"timings", timings()}};
+        out += "data: " + dump_json(u) + "\n\n";
+    }
+    return out + "data: [DONE]\n\n";
 }
 
 void Call::respond_stream(std::shared_ptr<Call> self, const httplib::Request& req, httplib::Response& res) {
     auto watch = std::make_shared<ConnectionWatch>(req);
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
-    auto ended = std::make_shared<bool>(false);  // [DONE] went out
+    auto ended = std::make_shared<bool>(false);  // the last event went out
     res.set_chunked_content_provider(
         "text/event-stream",
         [self, watch, ended](size_t, httplib::DataSink& sink) -> bool {
             Call& c = *self;
+            const bool anthropic = c.api_ == Api::messages;
             std::string out;
-            if (c.chat_api_)
-                for (Gen& g : c.gens_)
-                    if (!g.opened) {
-                        g.opened = true;
-                        out += c.chunk(g, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr);
-                    }
+            for (Gen& g : c.gens_)
+                if (c.chat_api_ && !g.opened) {  // the role chunk (chat), message_start (messages)
+                    g.opened = true;
+                    out += anthropic ? c.anthropic_stream_start()
+                                     : c.chunk(g, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr);
+                }
             const bool got = c.poll(100ms, [&](Gen& g, StreamEvent& ev) {
-                if (!c.failed_) out += c.stream_event(g, ev);
+                if (!c.failed_) out += anthropic ? c.anthropic_stream_event(g, ev) : c.openai_stream_event(g, ev);
             });
             if (watch->closed()) {  // a poll() per chunk: the client may be gone before a write fails
                 c.cancel_all();
@@ -520,17 +514,7 @@ void Call::respond_stream(std::shared_ptr<Call> self, const httplib::Request& re
             const bool end = c.failed_ || c.all_done();
             if (end) {
                 if (c.failed_) c.cancel_all();
-                else if (c.req_.include_usage) {
-                    json u = {{"id", c.id_},
-                              {"object", c.chat_api_ ? "chat.completion.chunk" : "text_completion"},
-                              {"created", c.created_},
-                              {"model", c.ctx_.config.model_name},
-                              {"choices", json::array()},
-                              {"usage", c.usage()},
-                              {"timings", c.timings()}};
-                    out += "data: " + dump_json(u) + "\n\n";
-                }
-                out += "data: [DONE]\n\n";
+                if (!anthropic) out += c.openai_stream_end();
             }
             if (!out.empty() && !sink.write(out.data(), out.size())) {
                 c.cancel_all();
@@ -547,13 +531,22 @@ void Call::respond_stream(std::shared_ptr<Call> self, const httplib::Request& re
         });
 }
 
-}  // namespace
-
 void serve_completion(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res, bool chat_api) {
-    auto call = std::make_shared<Call>(ctx, chat_api);
+    auto call = std::make_shared<Call>(ctx, chat_api ? Api::chat : Api::completions);
     if (!call->start(req, res)) return;
     if (call->streaming()) Call::respond_stream(call, req, res);
     else call->respond_whole(req, res);
+}
+
+void serve_messages(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res) {
+    auto call = std::make_shared<Call>(ctx, Api::messages);
+    if (!call->start(req, res)) return;
+    if (call->streaming()) Call::respond_stream(call, req, res);
+    else call->respond_whole(req, res);
+}
+
+void serve_count_tokens(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res) {
+    Call(ctx, Api::messages).count_tokens(req, res);
 }
 
 }  // namespace tandem

@@ -3,7 +3,8 @@
 // i*n .. i*n+n-1), all submitted at once and waited on together. Their events are turned into one
 // JSON answer, or into server-sent events with one chunk per choice event. The completions API
 // can also send the prompt back (`echo`) with the logprobs of its tokens, as evaluation harnesses
-// ask (`echo: true, logprobs: k, max_tokens: 0 or 1`), and vLLM's `prompt_logprobs`.
+// ask (`echo: true, logprobs: k, max_tokens: 0 or 1`), and vLLM's `prompt_logprobs`. Anthropic's
+// Messages API runs through the same path (anthropic_api.h).
 #pragma once
 
 #include <httplib.h>
@@ -28,5 +29,9 @@ struct CompletionContext {
 
 // Answers one request (authorization already checked); every error is an OpenAI error object.
 void serve_completion(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res, bool chat_api);
+
+// POST /v1/messages and /v1/messages/count_tokens (anthropic_api.h); errors in Anthropic's shape.
+void serve_messages(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res);
+void serve_count_tokens(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res);
 
 }  // namespace tandem

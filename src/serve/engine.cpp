@@ -204,6 +204,7 @@ void Engine::finish(Active& a, FinishReason reason, std::string error) {
     }
     ev.finish = reason;
     ev.error = std::move(error);
+    if (reason == FinishReason::stop && a.stop.stopped()) ev.stop_string = a.stop.matched();
     RequestStats& s = ev.stats;
     const auto now = Clock::now();
     s.n_prompt = a.seq.n_prompt;

@@ -78,6 +78,7 @@ struct StreamEvent {
     int64_t n_tokens = 0;                // tokens generated in this event
     FinishReason finish = FinishReason::none;
     std::string error;                   // finish == error
+    std::string stop_string;             // finish == stop by one of the request's stop strings: that one
     RequestStats stats;                  // when finished
 };
 

@@ -35,20 +35,21 @@ struct ApiServer::Impl {
     CompletionContext completions{engine, tok, chat, config, next_id};
 
     void routes();
-    bool authorized(const httplib::Request& req, httplib::Response& res) const;
+    bool authorized(const httplib::Request& req, httplib::Response& res, bool anthropic = false) const;
     void completion(const httplib::Request& req, httplib::Response& res, bool chat_api) {
         if (authorized(req, res)) serve_completion(completions, req, res, chat_api);
     }
 };
 
-bool ApiServer::Impl::authorized(const httplib::Request& req, httplib::Response& res) const {
+bool ApiServer::Impl::authorized(const httplib::Request& req, httplib::Response& res, bool anthropic) const {
     if (config.api_key.empty()) return true;
     std::string key;
     const std::string auth = req.get_header_value("Authorization");
     if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
     else key = req.get_header_value("x-api-key");
     if (!key.empty() && constant_time_equal(key, config.api_key)) return true;
-    send_error(res, 401, key.empty() ? "missing API key: send Authorization: Bearer KEY" : "invalid API key");
+    send_error(res, 401, key.empty() ? "missing API key: send Authorization: Bearer KEY (or x-api-key: KEY)" : "invalid API key",
+               anthropic);
     return false;
 }
 
@@ -82,6 +83,13 @@ void ApiServer::Impl::routes() {
     svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) { completion(req, res, false); });
     svr.Post("/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { completion(req, res, true); });
     svr.Post("/completions", [this](const httplib::Request& req, httplib::Response& res) { completion(req, res, false); });
+    // Anthropic's Messages API (Claude Code and other Anthropic clients)
+    svr.Post("/v1/messages", [this](const httplib::Request& req, httplib::Response& res) {
+        if (authorized(req, res, true)) serve_messages(completions, req, res);
+    });
+    svr.Post("/v1/messages/count_tokens", [this](const httplib::Request& req, httplib::Response& res) {
+        if (authorized(req, res, true)) serve_count_tokens(completions, req, res);
+    });
     svr.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
         if (!authorized(req, res)) return;
         const EngineConfig& ec = engine.config();
@@ -125,7 +133,7 @@ void ApiServer::Impl::routes() {
     });
     svr.Options(R"(.*)", [](const httplib::Request&, httplib::Response& res) {
         res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, x-api-key, anthropic-version");
         res.status = 204;
     });
 }

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "serve/anthropic_api.h"
 #include "serve/openai_api.h"
 
 namespace tandem {
@@ -31,9 +32,10 @@ std::string addr_of(const sockaddr_storage& a) {
 
 std::string dump_json(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
-void send_error(httplib::Response& res, int status, const std::string& message) {
+void send_error(httplib::Response& res, int status, const std::string& message, bool anthropic) {
     res.status = status;
-    res.set_content(dump_json(api_error(status, message)), "application/json");
+    res.set_content(dump_json(anthropic ? anthropic_error(status, message) : api_error(status, message)),
+                    "application/json");
     if (status == 429 || status == 503) res.set_header("Retry-After", "1");
 }
 

@@ -13,8 +13,8 @@ namespace tandem {
 // Compact JSON; invalid UTF-8 (a token cut in the middle of a character) becomes U+FFFD.
 std::string dump_json(const nlohmann::json& j);
 
-// An OpenAI error object with its status (429/503 also say Retry-After).
-void send_error(httplib::Response& res, int status, const std::string& message);
+// An OpenAI (or Anthropic) error object with its status (429/503 also say Retry-After).
+void send_error(httplib::Response& res, int status, const std::string& message, bool anthropic = false);
 
 int64_t unix_now();
 

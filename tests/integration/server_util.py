@@ -82,17 +82,23 @@ class Server:
             data = r.read()
             c.close()
             return r.status, [json.loads(data)], False
-        events, done = [], False
+        events, done, name = [], False, None
         for raw in r:
             line = raw.decode().rstrip("\r\n")
             if not line:
+                continue
+            if line.startswith("event: "):  # Anthropic's named events: each data says its type too
+                name = line[7:]
                 continue
             assert line.startswith("data: "), line
             payload = line[6:]
             if payload == "[DONE]":
                 done = True
                 continue
-            events.append(json.loads(payload))
+            event = json.loads(payload)
+            if name is not None:
+                assert event.get("type") == name, (name, event)
+            events.append(event)
         c.close()
         return 200, events, done
 

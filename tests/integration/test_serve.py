@@ -539,6 +539,85 @@ class ServeTest(TempDirTestCase):
             self.assertAlmostEqual(one["choices"][0]["logprobs"]["token_logprobs"][0],
                                    first_run[p][str(long_ids[p])]["logprob"], delta=2e-3, msg=f"position {p}")
 
+    def test_anthropic_messages(self):
+        # the same conversation through the Messages API and the chat API: the same greedy answer
+        body = {"model": "claude-haiku-4-5", "max_tokens": 12, "temperature": 0, "system": "Be brief.",
+                "messages": [{"role": "user", "content": "Tell me a story"}], "thinking": {"type": "disabled"}}
+        status, m = self.srv.post("/v1/messages", body)
+        self.assertEqual(status, 200, m)
+        chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me a story"}],
+                "max_tokens": 12, "temperature": 0, "chat_template_kwargs": {"enable_thinking": False}}
+        status, c = self.srv.post("/v1/chat/completions", chat)
+        self.assertEqual(status, 200, c)
+        self.assertEqual(m["type"], "message")
+        self.assertEqual(m["model"], "claude-haiku-4-5")
+        self.assertEqual([b["type"] for b in m["content"]], ["text"])
+        self.assertEqual(m["content"][0]["text"], c["choices"][0]["message"]["content"])
+        self.assertEqual(m["stop_reason"], {"length": "max_tokens", "stop": "end_turn"}[c["choices"][0]["finish_reason"]])
+        u = m["usage"]
+        self.assertEqual(u["input_tokens"] + u["cache_read_input_tokens"], c["usage"]["prompt_tokens"])
+        self.assertEqual(u["output_tokens"], c["usage"]["completion_tokens"])
+        # streamed: message_start, one text block's deltas, message_delta, message_stop
+        status, events, _ = self.srv.stream("/v1/messages", body)
+        self.assertEqual(status, 200)
+        kinds = [e["type"] for e in events]
+        self.assertEqual(kinds[:2], ["message_start", "content_block_start"])
+        self.assertEqual(kinds[-3:], ["content_block_stop", "message_delta", "message_stop"])
+        self.assertEqual(set(kinds[2:-3]), {"content_block_delta"})
+        self.assertEqual("".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta"),
+                         m["content"][0]["text"])
+        self.assertEqual(events[-2]["delta"]["stop_reason"], m["stop_reason"])
+        self.assertEqual(events[-2]["usage"]["output_tokens"], u["output_tokens"])
+        # a stop sequence: cut before it, reported with the sequence
+        text = m["content"][0]["text"]
+        stop = next((text[i:i + 3] for i in range(len(text) // 3, len(text) - 3) if text[i:i + 3].isalpha()), None)
+        if stop:
+            status, cut = self.srv.post("/v1/messages", dict(body, stop_sequences=[stop]))
+            self.assertEqual(cut["content"][0]["text"], text[:text.find(stop)])
+            self.assertEqual((cut["stop_reason"], cut["stop_sequence"]), ("stop_sequence", stop))
+        # tool use and tool results render as the OpenAI conversation they mean (count_tokens),
+        # and a forced call comes back as a tool_use block following the tool's schema
+        tools = [{"name": "weather", "description": "Weather of a city",
+                  "input_schema": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+                                   "required": ["city"], "additionalProperties": False}}]
+        conv = [{"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": [{"type": "text", "text": "Checking."},
+                                                  {"type": "tool_use", "id": "toolu_9", "name": "weather",
+                                                   "input": {"city": "Paris"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "sunny"},
+                                             {"type": "text", "text": "And tomorrow?"}]}]
+        status, n = self.srv.post("/v1/messages/count_tokens", {"model": "x", "messages": conv, "tools": tools})
+        self.assertEqual(status, 200, n)
+        oa = [{"role": "user", "content": "Weather in Paris?"},
+              {"role": "assistant", "content": "Checking.", "tool_calls": [
+                  {"id": "toolu_9", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+              {"role": "tool", "tool_call_id": "toolu_9", "content": "sunny"},
+              {"role": "user", "content": "And tomorrow?"}]
+        status, c = self.srv.post("/v1/chat/completions", {"messages": oa, "max_tokens": 1, "tools": [
+            {"type": "function", "function": {"name": "weather", "description": "Weather of a city",
+                                              "parameters": tools[0]["input_schema"]}}]})
+        self.assertEqual(status, 200, c)
+        self.assertEqual(n["input_tokens"], c["usage"]["prompt_tokens"])
+        status, t = self.srv.post("/v1/messages", {"max_tokens": 120, "messages": conv, "tools": tools,
+                                                   "tool_choice": {"type": "tool", "name": "weather"},
+                                                   "thinking": {"type": "disabled"}})
+        self.assertEqual(status, 200, t)
+        self.assertEqual(t["stop_reason"], "tool_use")
+        use = [b for b in t["content"] if b["type"] == "tool_use"]
+        self.assertEqual(len(use), 1)
+        self.assertEqual(use[0]["name"], "weather")
+        self.assertEqual(list(use[0]["input"]), ["city"])
+        self.assertLessEqual(len(use[0]["input"]["city"]), 12)
+        # errors in Anthropic's shape
+        for bad in [{"messages": []}, {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
+                    {"messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
+                    {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "bash_20250124", "name": "bash"}]}]:
+            status, e = self.srv.post("/v1/messages", bad)
+            self.assertEqual(status, 400, (bad, e))
+            self.assertEqual(e["type"], "error")
+            self.assertEqual(e["error"]["type"], "invalid_request_error")
+            self.assertTrue(e["error"]["message"])
+
     def test_tokenize_detokenize(self):
         status, r = self.srv.post("/tokenize", {"content": "Hello world"})
         self.assertEqual(status, 200)
@@ -861,6 +940,35 @@ class ServeLimitsTest(TempDirTestCase):
         p = run([TANDEM, "serve", "-m", self.model, "--port", 0, "--chat-template", "{% if %}"], check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("--chat-template:", p.stderr)
+
+    def test_anthropic_thinking_blocks_and_node_client(self):
+        # a template that opens the reasoning block: what the model writes is thinking
+        tmpl = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant><think>\n"
+        srv = Server(self.model, "--chat-template", tmpl, log_path=self.path("think.log"))
+        try:
+            body = {"max_tokens": 8, "temperature": 0, "messages": [{"role": "user", "content": "Hi"}]}
+            status, m = srv.post("/v1/messages", body)
+            self.assertEqual(status, 200, m)
+            self.assertEqual(m["content"][0]["type"], "thinking")
+            self.assertTrue(m["content"][0]["thinking"])
+            status, events, _ = srv.stream("/v1/messages", body)
+            starts = [e["content_block"]["type"] for e in events if e["type"] == "content_block_start"]
+            self.assertEqual(starts, [b["type"] for b in m["content"]])
+            thought = "".join(e["delta"].get("thinking", "") for e in events if e["type"] == "content_block_delta")
+            self.assertEqual(thought, m["content"][0]["thinking"])
+            self.assertIn("signature_delta", [e["delta"]["type"] for e in events if e["type"] == "content_block_delta"])
+        finally:
+            self.assertEqual(srv.close(), 0)
+        # the official Anthropic SDK, as Claude Code uses it, with an API key
+        srv = Server(self.model, "--api-key", "k-anthropic", log_path=self.path("anthropic.log"))
+        try:
+            p = subprocess.run([NODE, os.path.join(HERE, "js", "anthropic_client.mjs"), f"http://{srv.host}:{srv.port}",
+                                "k-anthropic"], capture_output=True, text=True, timeout=600,
+                               env=dict(os.environ, NODE_PATH=NPM))
+            print(p.stdout)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        finally:
+            self.assertEqual(srv.close(), 0)
 
     def test_full_queue_answers_429_with_retry_after(self):
         srv = Server(self.model, "--max-batch-size", 1, "--max-queue", 1, log_path=self.path("queue.log"))

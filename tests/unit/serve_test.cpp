@@ -5,6 +5,7 @@
 #include <limits>
 #include <random>
 
+#include "serve/anthropic_api.h"
 #include "serve/engine.h"
 #include "serve/metrics.h"
 #include "serve/openai_api.h"
@@ -248,6 +249,100 @@ TEST(OpenAiRequest, MaxTokensIsCappedAndDefaulted) {
     EXPECT_EQ(r->gen.max_new_tokens, 50);
     r = parse_api_request(chat::Json::parse(R"({"prompt": "a", "max_tokens": 1000})"), false, lim);
     EXPECT_EQ(r->gen.max_new_tokens, 80);
+}
+
+TEST(AnthropicRequest, TranslatesIntoTheOpenAiChatRequestItMeans) {
+    auto body = chat::Json::parse(R"({
+        "model": "claude-x", "max_tokens": 9, "temperature": 0.3, "top_k": 5, "stream": true,
+        "system": [{"type": "text", "text": "Be"}, {"type": "text", "text": "brief."}],
+        "stop_sequences": ["END"],
+        "messages": [
+            {"role": "user", "content": "What is 2+2?"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "easy", "signature": "s"},
+                {"type": "text", "text": "Let me add."},
+                {"type": "tool_use", "id": "toolu_1", "name": "add", "input": {"a": 2, "b": 2}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "4"}]},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "bad", "is_error": true},
+                {"type": "text", "text": "Thanks"}]}],
+        "tools": [{"name": "add", "description": "adds", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+        "thinking": {"type": "enabled", "budget_tokens": 100},
+        "metadata": {"user_id": "u"}
+    })");
+    auto r = anthropic_to_openai(body);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    const chat::Json& o = *r;
+    EXPECT_EQ(o["model"], "claude-x");
+    EXPECT_EQ(o["max_tokens"], 9);
+    EXPECT_EQ(o["top_k"], 5);
+    EXPECT_EQ(o["stream"], true);
+    EXPECT_EQ(o["stop"], chat::Json::array({"END"}));
+    const chat::Json& m = o["messages"];
+    ASSERT_EQ(m.size(), 6u);
+    EXPECT_EQ(m[0], chat::Json({{"role", "system"}, {"content", "Be\nbrief."}}));
+    EXPECT_EQ(m[1]["content"], "What is 2+2?");
+    EXPECT_EQ(m[2]["role"], "assistant");
+    EXPECT_EQ(m[2]["content"], "Let me add.");
+    EXPECT_EQ(m[2]["reasoning_content"], "easy");
+    EXPECT_EQ(m[2]["tool_calls"][0]["id"], "toolu_1");
+    EXPECT_EQ(chat::Json::parse(m[2]["tool_calls"][0]["function"]["arguments"].get<std::string>()),
+              chat::Json({{"a", 2}, {"b", 2}}));
+    // tool results first (in order), then the user's text
+    EXPECT_EQ(m[3], chat::Json({{"role", "tool"}, {"tool_call_id", "toolu_1"}, {"content", "4"}}));
+    EXPECT_EQ(m[4]["content"], "Error: bad");
+    EXPECT_EQ(m[5], chat::Json({{"role", "user"}, {"content", "Thanks"}}));
+    EXPECT_EQ(o["tools"][0]["function"]["name"], "add");
+    EXPECT_EQ(o["tools"][0]["function"]["parameters"], chat::Json({{"type", "object"}}));
+    EXPECT_EQ(o["tool_choice"], "required");
+    EXPECT_EQ(o["parallel_tool_calls"], false);
+    EXPECT_EQ(o["chat_template_kwargs"]["enable_thinking"], true);
+    // and the OpenAI parser takes it as it is
+    auto api = parse_api_request(o, true, ApiLimits{});
+    ASSERT_TRUE(api.ok()) << api.error().message;
+    EXPECT_TRUE(api->forced_tools);
+    EXPECT_EQ(api->gen.max_new_tokens, 9);
+
+    auto named = anthropic_to_openai(chat::Json::parse(
+        R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "tool", "name": "add"},
+            "thinking": {"type": "disabled"}})"));
+    ASSERT_TRUE(named.ok());
+    EXPECT_EQ((*named)["tool_choice"]["function"]["name"], "add");
+    EXPECT_EQ((*named)["chat_template_kwargs"]["enable_thinking"], false);
+}
+
+TEST(AnthropicRequest, RejectsWhatItCannotServeWithTheField) {
+    const std::pair<const char*, const char*> bad[] = {
+        {R"({"messages": []})", "messages"},
+        {R"({"messages": [{"role": "system", "content": "x"}]})", "messages[0].role"},
+        {R"({"messages": [{"role": "user"}]})", "messages[0].content"},
+        {R"({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]})", "messages[0].content[0]"},
+        {R"({"messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b"}]}]})", "tool_use"},
+        {R"({"messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": 3}]}]})", "input"},
+        {R"({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": 1}]}]})", "tool_use_id"},
+        {R"({"messages": [{"role": "user", "content": "x"}], "system": 5})", "system"},
+        {R"({"messages": [{"role": "user", "content": "x"}], "system": [{"type": "image"}]})", "system[0]"},
+        {R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search_20250305", "name": "w"}]})", "tools[0]"},
+        {R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f"}]})", "input_schema"},
+        {R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "sometimes"}})", "tool_choice"},
+        {R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "tool"}})", "tool_choice.name"},
+        {R"({"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "deep"}})", "thinking"},
+        {R"({"messages": [{"role": "user", "content": "x"}], "stop_sequences": "END"})", "stop_sequences"},
+    };
+    for (auto [text, word] : bad) {
+        auto r = anthropic_to_openai(chat::Json::parse(text));
+        ASSERT_FALSE(r.ok()) << text;
+        EXPECT_NE(r.error().message.find(word), std::string::npos) << text << " -> " << r.error().message;
+    }
+    EXPECT_FALSE(anthropic_to_openai(chat::Json::array()).ok());
+    EXPECT_EQ(anthropic_error(401, "k")["error"]["type"], "authentication_error");
+    EXPECT_EQ(anthropic_error(503, "busy")["error"]["type"], "overloaded_error");
+    EXPECT_EQ(anthropic_error(400, "x")["type"], "error");
+    EXPECT_STREQ(anthropic_stop_reason(FinishReason::length, false, false), "max_tokens");
+    EXPECT_STREQ(anthropic_stop_reason(FinishReason::stop, true, false), "stop_sequence");
+    EXPECT_STREQ(anthropic_stop_reason(FinishReason::stop, false, true), "tool_use");
+    EXPECT_STREQ(anthropic_stop_reason(FinishReason::stop, false, false), "end_turn");
 }
 
 TEST(Metrics, PrometheusTextHasCumulativeHistogramBuckets) {
