@@ -1,15 +1,13 @@
 #include "serve/anthropic_api.h"
 
+#include "serve/json_field.h"
+
 namespace tandem {
 namespace {
 
 using json = chat::Json;
 
-const json* field(const json& obj, const char* name) {
-    auto it = obj.find(name);
-    if (it == obj.end() || it->is_null()) return nullptr;
-    return &*it;
-}
+const json* field(const json& obj, const char* name) { return json_field(obj, name); }
 
 // The text of a string or of an array of blocks where only text blocks may appear (system,
 // tool_result content), joined by newlines.

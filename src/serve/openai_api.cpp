@@ -3,16 +3,14 @@
 #include <cmath>
 #include <limits>
 
+#include "serve/json_field.h"
+
 namespace tandem {
 namespace {
 
 using json = chat::Json;
 
-const json* field(const json& body, const char* name) {
-    auto it = body.find(name);
-    if (it == body.end() || it->is_null()) return nullptr;
-    return &*it;
-}
+const json* field(const json& obj, const char* name) { return json_field(obj, name); }
 
 // An integer in [lo, hi] (floats with an integral value are accepted, as JSON has one number type).
 Result<int64_t> get_int(const json& v, const char* name, int64_t lo, int64_t hi) {
