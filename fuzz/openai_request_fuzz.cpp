@@ -1,6 +1,7 @@
-// Request bodies of /v1/chat/completions, /v1/completions and /v1/messages: parsing never crashes,
-// whatever the JSON; the first byte picks the endpoint (bit 0: chat, bit 1: Anthropic's messages,
-// translated first). A response_format's schema reads the body itself.
+// Request bodies of /v1/chat/completions, /v1/completions, /v1/messages and /v1/responses: parsing
+// never crashes, whatever the JSON; the first byte picks the endpoint (bit 0: chat, bit 1:
+// Anthropic's messages, bit 2: responses; both translated first). A response_format's schema
+// reads the body itself.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -8,17 +9,18 @@
 #include "serve/anthropic_api.h"
 #include "serve/json_schema.h"
 #include "serve/openai_api.h"
+#include "serve/responses_api.h"
 #include "serve/text_stream.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
-    const bool anthropic = data[0] & 2;
-    const bool chat = anthropic || (data[0] & 1);
+    const bool anthropic = data[0] & 2, responses = !anthropic && (data[0] & 4);
+    const bool chat = anthropic || responses || (data[0] & 1);
     const std::string text((const char*)data + 1, size - 1);
     tandem::chat::Json body = tandem::chat::Json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (body.is_discarded()) return 0;
-    if (anthropic) {
-        auto converted = tandem::anthropic_to_openai(body);
+    if (anthropic || responses) {
+        auto converted = anthropic ? tandem::anthropic_to_openai(body) : tandem::responses_to_openai(body);
         if (!converted) return 0;
         body = std::move(*converted);
     }

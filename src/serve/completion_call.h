@@ -19,7 +19,7 @@
 
 namespace tandem {
 
-enum class Api { chat, completions, messages };
+enum class Api { chat, completions, messages, responses };
 
 // One choice: an engine request and what its client has been sent or will be.
 struct Gen {
@@ -123,6 +123,17 @@ private:
     nlohmann::json anthropic_usage(const Gen& g) const;
     std::string tool_use_id(const Gen& g, size_t i) const { return fmt::format("toolu_{}_{}", call_id(g), i); }
 
+    // OpenAI Responses (responses_output.cpp)
+    void whole_responses(httplib::Response& res);
+    std::string responses_stream_start();
+    std::string responses_stream_event(Gen& g, StreamEvent& ev);
+    std::string responses_event(const char* type, nlohmann::json data);  // numbered in sequence
+    std::string responses_item(const std::string& type);  // closes the open item, opens one of `type`
+    std::string responses_close_item(const char* status = "completed");
+    nlohmann::json response_object(const std::string& status, nlohmann::json output, const Gen* done) const;
+    nlohmann::json responses_text_item(const std::string& type, const std::string& id, const std::string& text,
+                                       const char* status) const;
+
     const CompletionContext ctx_;  // (references to the server's parts, which outlive every call)
     const Api api_;
     const bool chat_api_;          // chat or messages: a rendered conversation
@@ -135,9 +146,13 @@ private:
     std::shared_ptr<EventSignal> signal_ = std::make_shared<EventSignal>();
     int64_t n_streamed_ = 0;       // all choices, for continuous usage
     bool failed_ = false;          // streaming: a choice ended with an error, the stream ends
-    // Anthropic streaming: the content block open now ("" none) and the next block's index
+    // Anthropic / Responses streaming: the content block (output item) open now ("" none), the
+    // next one's index; Responses: the open item's id and text, the events' sequence number
     std::string open_block_;
     int64_t next_block_ = 0;
+    std::string item_id_, item_text_;
+    int64_t seq_no_ = 0;
+    nlohmann::json done_items_ = nlohmann::json::array();  // Responses: the finished output items
 };
 
 }  // namespace tandem

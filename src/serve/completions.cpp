@@ -12,6 +12,7 @@
 #include "serve/anthropic_api.h"
 #include "serve/http_util.h"
 #include "serve/openai_api.h"
+#include "serve/responses_api.h"
 #include "serve/text_stream.h"
 #include "serve/tool_calls.h"
 
@@ -47,8 +48,8 @@ bool Call::fail(httplib::Response& res, int status, const std::string& msg) cons
 bool Call::parse(const httplib::Request& req, httplib::Response& res) {
     chat::Json body = chat::Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (body.is_discarded()) return fail(res, 400, "the request body is not valid JSON");
-    if (api_ == Api::messages) {
-        auto converted = anthropic_to_openai(body);
+    if (api_ == Api::messages || api_ == Api::responses) {
+        auto converted = api_ == Api::messages ? anthropic_to_openai(body) : responses_to_openai(body);
         if (!converted) return fail(res, 400, converted.error().message);
         body = std::move(*converted);
     }
@@ -165,8 +166,11 @@ bool Call::start(const httplib::Request& req, httplib::Response& res) {
             }
             g.handle = sub.handle;
         }
-    id_ = fmt::format("{}{}", api_ == Api::messages ? "msg_" : api_ == Api::chat ? "chatcmpl-" : "cmpl-",
-                      ctx_.next_id.fetch_add(1));
+    const char* prefix = api_ == Api::messages    ? "msg_"
+                         : api_ == Api::responses ? "resp_"
+                         : api_ == Api::chat      ? "chatcmpl-"
+                                                  : "cmpl-";
+    id_ = fmt::format("{}{}", prefix, ctx_.next_id.fetch_add(1));
     created_ = unix_now();
     return true;
 }
@@ -338,6 +342,7 @@ void Call::respond_whole(const httplib::Request& req, httplib::Response& res) {
             return;
         }
     if (api_ == Api::messages) whole_anthropic(res);
+    else if (api_ == Api::responses) whole_responses(res);
     else whole_openai(res);
 }
 
@@ -495,16 +500,19 @@ void Call::respond_stream(std::shared_ptr<Call> self, const httplib::Request& re
         "text/event-stream",
         [self, watch, ended](size_t, httplib::DataSink& sink) -> bool {
             Call& c = *self;
-            const bool anthropic = c.api_ == Api::messages;
             std::string out;
             for (Gen& g : c.gens_)
-                if (c.chat_api_ && !g.opened) {  // the role chunk (chat), message_start (messages)
+                if (c.chat_api_ && !g.opened) {  // the role chunk (chat), message_start / response.created
                     g.opened = true;
-                    out += anthropic ? c.anthropic_stream_start()
-                                     : c.chunk(g, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr);
+                    out += c.api_ == Api::messages    ? c.anthropic_stream_start()
+                           : c.api_ == Api::responses ? c.responses_stream_start()
+                                                      : c.chunk(g, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr);
                 }
             const bool got = c.poll(100ms, [&](Gen& g, StreamEvent& ev) {
-                if (!c.failed_) out += anthropic ? c.anthropic_stream_event(g, ev) : c.openai_stream_event(g, ev);
+                if (c.failed_) return;
+                out += c.api_ == Api::messages    ? c.anthropic_stream_event(g, ev)
+                       : c.api_ == Api::responses ? c.responses_stream_event(g, ev)
+                                                  : c.openai_stream_event(g, ev);
             });
             if (watch->closed()) {  // a poll() per chunk: the client may be gone before a write fails
                 c.cancel_all();
@@ -514,7 +522,7 @@ void Call::respond_stream(std::shared_ptr<Call> self, const httplib::Request& re
             const bool end = c.failed_ || c.all_done();
             if (end) {
                 if (c.failed_) c.cancel_all();
-                if (!anthropic) out += c.openai_stream_end();
+                if (c.api_ == Api::chat || c.api_ == Api::completions) out += c.openai_stream_end();
             }
             if (!out.empty() && !sink.write(out.data(), out.size())) {
                 c.cancel_all();
@@ -531,18 +539,27 @@ void Call::respond_stream(std::shared_ptr<Call> self, const httplib::Request& re
         });
 }
 
-void serve_completion(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res, bool chat_api) {
-    auto call = std::make_shared<Call>(ctx, chat_api ? Api::chat : Api::completions);
+namespace {
+
+void run_call(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res, Api api) {
+    auto call = std::make_shared<Call>(ctx, api);
     if (!call->start(req, res)) return;
     if (call->streaming()) Call::respond_stream(call, req, res);
     else call->respond_whole(req, res);
 }
 
+}  // namespace
+
+void serve_completion(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res, bool chat_api) {
+    run_call(ctx, req, res, chat_api ? Api::chat : Api::completions);
+}
+
 void serve_messages(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res) {
-    auto call = std::make_shared<Call>(ctx, Api::messages);
-    if (!call->start(req, res)) return;
-    if (call->streaming()) Call::respond_stream(call, req, res);
-    else call->respond_whole(req, res);
+    run_call(ctx, req, res, Api::messages);
+}
+
+void serve_responses(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res) {
+    run_call(ctx, req, res, Api::responses);
 }
 
 void serve_count_tokens(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res) {

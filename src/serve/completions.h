@@ -33,5 +33,7 @@ void serve_completion(const CompletionContext& ctx, const httplib::Request& req,
 // POST /v1/messages and /v1/messages/count_tokens (anthropic_api.h); errors in Anthropic's shape.
 void serve_messages(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res);
 void serve_count_tokens(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res);
+// POST /v1/responses (responses_api.h)
+void serve_responses(const CompletionContext& ctx, const httplib::Request& req, httplib::Response& res);
 
 }  // namespace tandem

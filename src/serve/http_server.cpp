@@ -83,6 +83,9 @@ void ApiServer::Impl::routes() {
     svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) { completion(req, res, false); });
     svr.Post("/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { completion(req, res, true); });
     svr.Post("/completions", [this](const httplib::Request& req, httplib::Response& res) { completion(req, res, false); });
+    svr.Post("/v1/responses", [this](const httplib::Request& req, httplib::Response& res) {
+        if (authorized(req, res)) serve_responses(completions, req, res);
+    });
     // Anthropic's Messages API (Claude Code and other Anthropic clients)
     svr.Post("/v1/messages", [this](const httplib::Request& req, httplib::Response& res) {
         if (authorized(req, res, true)) serve_messages(completions, req, res);

@@ -618,6 +618,69 @@ class ServeTest(TempDirTestCase):
             self.assertEqual(e["error"]["type"], "invalid_request_error")
             self.assertTrue(e["error"]["message"])
 
+    def test_responses_api(self):
+        # the same conversation through /v1/responses and the chat API: the same greedy answer
+        body = {"input": "Tell me a story", "instructions": "Be brief.", "max_output_tokens": 12, "temperature": 0,
+                "reasoning": {"effort": "none"}}
+        status, r = self.srv.post("/v1/responses", body)
+        self.assertEqual(status, 200, r)
+        chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me a story"}],
+                "max_tokens": 12, "temperature": 0, "chat_template_kwargs": {"enable_thinking": False}}
+        c = self.srv.post("/v1/chat/completions", chat)[1]
+        self.assertEqual(r["object"], "response")
+        self.assertEqual(r["output_text"], c["choices"][0]["message"]["content"])
+        self.assertEqual([o["type"] for o in r["output"]], ["message"])
+        self.assertEqual(r["status"], {"length": "incomplete", "stop": "completed"}[c["choices"][0]["finish_reason"]])
+        self.assertEqual(r["usage"]["input_tokens"], c["usage"]["prompt_tokens"])
+        self.assertEqual(r["usage"]["output_tokens"], c["usage"]["completion_tokens"])
+        # streamed: numbered events, text deltas that add up, the final response carrying the same
+        status, events, _ = self.srv.stream("/v1/responses", body)
+        self.assertEqual(status, 200)
+        self.assertEqual([e["sequence_number"] for e in events], list(range(len(events))))
+        kinds = [e["type"] for e in events]
+        self.assertEqual(kinds[:4], ["response.created", "response.in_progress", "response.output_item.added",
+                                     "response.content_part.added"])
+        self.assertEqual(kinds[-4:], ["response.output_text.done", "response.content_part.done",
+                                      "response.output_item.done", "response." + r["status"]])
+        self.assertEqual("".join(e["delta"] for e in events if e["type"] == "response.output_text.delta"), r["output_text"])
+        self.assertEqual(events[-1]["response"]["output_text"], r["output_text"])
+        # function_call / function_call_output items render as the chat conversation they mean
+        fn = {"type": "function", "name": "weather", "description": "Weather of a city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+                             "required": ["city"], "additionalProperties": False}}
+        items = [{"role": "user", "content": "Weather in Paris?"},
+                 {"type": "function_call", "call_id": "call_9", "name": "weather", "arguments": "{\"city\": \"Paris\"}"},
+                 {"type": "function_call_output", "call_id": "call_9", "output": "sunny"},
+                 {"role": "user", "content": [{"type": "input_text", "text": "And tomorrow?"}]}]
+        status, r2 = self.srv.post("/v1/responses", {"input": items, "tools": [fn, {"type": "web_search"}],
+                                                     "max_output_tokens": 1})
+        self.assertEqual(status, 200, r2)
+        oa = [{"role": "user", "content": "Weather in Paris?"},
+              {"role": "assistant", "content": "", "tool_calls": [
+                  {"id": "call_9", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+              {"role": "tool", "tool_call_id": "call_9", "content": "sunny"},
+              {"role": "user", "content": "And tomorrow?"}]
+        c2 = self.srv.post("/v1/chat/completions", {"messages": oa, "max_tokens": 1, "tools": [
+            {"type": "function", "function": {k: fn[k] for k in ("name", "description", "parameters")}}]})[1]
+        self.assertEqual(r2["usage"]["input_tokens"], c2["usage"]["prompt_tokens"])
+        # a forced call: a function_call item following the schema, streamed the same
+        forced = {"input": items, "tools": [fn], "tool_choice": {"type": "function", "name": "weather"},
+                  "max_output_tokens": 120, "reasoning": {"effort": "none"}, "temperature": 0}
+        status, r3 = self.srv.post("/v1/responses", forced)
+        self.assertEqual(status, 200, r3)
+        calls = [o for o in r3["output"] if o["type"] == "function_call"]
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(list(json.loads(calls[0]["arguments"])), ["city"])
+        status, events, _ = self.srv.stream("/v1/responses", forced)
+        done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+        self.assertEqual([d["arguments"] for d in done if d["type"] == "function_call"], [calls[0]["arguments"]])
+        # stateless: previous_response_id is refused, and what cannot be served says which field
+        for bad in [dict(body, previous_response_id=r["id"]), {"input": [{"type": "computer_call"}]},
+                    {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, {}]:
+            status, e = self.srv.post("/v1/responses", bad)
+            self.assertEqual(status, 400, (bad, e))
+            self.assertTrue(e["error"]["message"])
+
     def test_tokenize_detokenize(self):
         status, r = self.srv.post("/tokenize", {"content": "Hello world"})
         self.assertEqual(status, 200)
@@ -941,7 +1004,7 @@ class ServeLimitsTest(TempDirTestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("--chat-template:", p.stderr)
 
-    def test_anthropic_thinking_blocks_and_node_client(self):
+    def test_reasoning_blocks_and_the_anthropic_client(self):
         # a template that opens the reasoning block: what the model writes is thinking
         tmpl = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant><think>\n"
         srv = Server(self.model, "--chat-template", tmpl, log_path=self.path("think.log"))
@@ -957,6 +1020,16 @@ class ServeLimitsTest(TempDirTestCase):
             thought = "".join(e["delta"].get("thinking", "") for e in events if e["type"] == "content_block_delta")
             self.assertEqual(thought, m["content"][0]["thinking"])
             self.assertIn("signature_delta", [e["delta"]["type"] for e in events if e["type"] == "content_block_delta"])
+            # the Responses API: a reasoning item, streamed as reasoning_text deltas
+            status, r = srv.post("/v1/responses", {"input": "Hi", "max_output_tokens": 8, "temperature": 0})
+            self.assertEqual(status, 200, r)
+            self.assertEqual(r["output"][0]["type"], "reasoning")
+            self.assertEqual(r["output"][0]["content"][0]["text"], m["content"][0]["thinking"])
+            status, events, _ = srv.stream("/v1/responses", {"input": "Hi", "max_output_tokens": 8, "temperature": 0})
+            self.assertEqual("".join(e["delta"] for e in events if e["type"] == "response.reasoning_text.delta"),
+                             r["output"][0]["content"][0]["text"])
+            strip = lambda out: [{k: v for k, v in o.items() if k != "id"} for o in out]  # noqa: E731
+            self.assertEqual(strip(events[-1]["response"]["output"]), strip(r["output"]))
         finally:
             self.assertEqual(srv.close(), 0)
         # the official Anthropic SDK, as Claude Code uses it, with an API key

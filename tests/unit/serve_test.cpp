@@ -9,6 +9,7 @@
 #include "serve/engine.h"
 #include "serve/metrics.h"
 #include "serve/openai_api.h"
+#include "serve/responses_api.h"
 #include "serve/text_stream.h"
 #include "serve/tool_calls.h"
 
@@ -343,6 +344,83 @@ TEST(AnthropicRequest, RejectsWhatItCannotServeWithTheField) {
     EXPECT_STREQ(anthropic_stop_reason(FinishReason::stop, true, false), "stop_sequence");
     EXPECT_STREQ(anthropic_stop_reason(FinishReason::stop, false, true), "tool_use");
     EXPECT_STREQ(anthropic_stop_reason(FinishReason::stop, false, false), "end_turn");
+}
+
+TEST(ResponsesRequest, TranslatesIntoTheChatRequestItMeans) {
+    auto body = chat::Json::parse(R"({
+        "model": "m", "instructions": "Be brief.", "max_output_tokens": 50, "temperature": 0.2, "stream": true,
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Is 7 "}, {"type": "input_text", "text": "prime?"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+            {"type": "function_call", "call_id": "c1", "name": "check", "arguments": "{\"n\":7}"},
+            {"type": "function_call", "call_id": "c2", "name": "check", "arguments": "{\"n\":8}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "yes"},
+            {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "no"}]},
+            {"type": "function_call", "call_id": "c3", "name": "check", "arguments": "{}"}],
+        "tools": [{"type": "function", "name": "check", "description": "d", "parameters": {"type": "object"}, "strict": true},
+                  {"type": "web_search"}, {"type": "local_shell"}],
+        "tool_choice": {"type": "function", "name": "check"}, "parallel_tool_calls": false,
+        "reasoning": {"effort": "minimal"}, "store": false, "include": ["reasoning.encrypted_content"]
+    })");
+    auto r = responses_to_openai(body);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    const chat::Json& o = *r;
+    const chat::Json& m = o["messages"];
+    ASSERT_EQ(m.size(), 6u);
+    EXPECT_EQ(m[0], chat::Json({{"role", "system"}, {"content", "Be brief."}}));
+    EXPECT_EQ(m[1], chat::Json({{"role", "user"}, {"content", "Is 7 prime?"}}));
+    // the calls after an assistant message are its tool_calls; a call after tool results opens a new turn
+    EXPECT_EQ(m[2]["content"], "Checking.");
+    ASSERT_EQ(m[2]["tool_calls"].size(), 2u);
+    EXPECT_EQ(m[2]["tool_calls"][1]["id"], "c2");
+    EXPECT_EQ(m[2]["tool_calls"][1]["function"]["arguments"], "{\"n\":8}");
+    EXPECT_EQ(m[3], chat::Json({{"role", "tool"}, {"tool_call_id", "c1"}, {"content", "yes"}}));
+    EXPECT_EQ(m[4]["content"], "no");
+    EXPECT_EQ(m[5]["role"], "assistant");
+    EXPECT_EQ(m[5]["tool_calls"][0]["id"], "c3");
+    ASSERT_EQ(o["tools"].size(), 1u);  // the OpenAI-run tools are left out
+    EXPECT_EQ(o["tools"][0]["function"]["parameters"], chat::Json({{"type", "object"}}));
+    EXPECT_EQ(o["tool_choice"]["function"]["name"], "check");
+    EXPECT_EQ(o["max_tokens"], 50);
+    EXPECT_EQ(o["parallel_tool_calls"], false);
+    EXPECT_EQ(o["chat_template_kwargs"]["enable_thinking"], false);
+    auto api = parse_api_request(o, true, ApiLimits{});
+    ASSERT_TRUE(api.ok()) << api.error().message;
+    EXPECT_TRUE(api->forced_tools);
+
+    auto text = responses_to_openai(chat::Json::parse(
+        R"({"input": "hi", "reasoning": {"effort": "high"},
+            "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}, "strict": true}}})"));
+    ASSERT_TRUE(text.ok());
+    EXPECT_EQ((*text)["messages"], chat::Json::array({{{"role", "user"}, {"content", "hi"}}}));
+    EXPECT_EQ((*text)["chat_template_kwargs"]["enable_thinking"], true);
+    EXPECT_EQ((*text)["response_format"]["json_schema"]["name"], "x");
+    auto shaped = parse_api_request(*text, true, ApiLimits{});
+    ASSERT_TRUE(shaped.ok()) << shaped.error().message;
+    EXPECT_TRUE(shaped->response_schema != nullptr);
+
+    const std::pair<const char*, const char*> bad[] = {
+        {R"({"input": "x", "previous_response_id": "resp_1"})", "previous_response_id"},
+        {R"({"input": "x", "conversation": "c"})", "conversation"},
+        {R"({"model": "m"})", "input is required"},
+        {R"({"input": []})", "no messages"},
+        {R"({"input": 5})", "input"},
+        {R"({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]})", "input[0].content[0]"},
+        {R"({"input": [{"type": "computer_call", "id": "x"}]})", "input[0]"},
+        {R"({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]})", "call_id"},
+        {R"({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {}}]})", "arguments"},
+        {R"({"input": "x", "tools": [{"type": "function"}]})", "tools[0].name"},
+        {R"({"input": "x", "tool_choice": {"type": "file_search"}})", "tool_choice"},
+        {R"({"input": "x", "text": {"format": {"type": "yaml"}}})", "text.format.type"},
+        {R"({"input": "x", "reasoning": {"effort": "extreme"}})", "reasoning.effort"},
+        {R"({"input": "x", "instructions": 3})", "instructions"},
+    };
+    for (auto [t, word] : bad) {
+        auto e = responses_to_openai(chat::Json::parse(t));
+        ASSERT_FALSE(e.ok()) << t;
+        EXPECT_NE(e.error().message.find(word), std::string::npos) << t << " -> " << e.error().message;
+    }
 }
 
 TEST(Metrics, PrometheusTextHasCumulativeHistogramBuckets) {

@@ -128,6 +128,48 @@ assert.equal(call.function.name, "check_prime");
 assert.deepEqual(Object.keys(JSON.parse(call.function.arguments)).sort(), ["answer", "sure"]);
 ok("response_format json_schema, tool_choice naming a function");
 
+// the Responses API (what Codex CLI and the Agents SDK send): text, streamed the same,
+// a function call and its output sent back, structured text, stateless errors
+const rbase = { model, input: "Name a prime number.", instructions: "You are terse.", max_output_tokens: 12,
+                temperature: 0, reasoning: { effort: "none" } };
+const resp = await client.responses.create(rbase);
+assert.equal(resp.object, "response");
+assert.ok(resp.id.startsWith("resp_"));
+assert.ok(["completed", "incomplete"].includes(resp.status));
+assert.equal(resp.output.at(-1).type, "message");
+assert.ok(resp.output_text.length > 0);
+assert.ok(resp.usage.output_tokens > 0 && resp.usage.output_tokens <= 12);
+const rstream = client.responses.stream(rbase);
+let rtext = "";
+rstream.on("response.output_text.delta", (e) => { rtext += e.delta; });
+const rfinal = await rstream.finalResponse();
+assert.equal(rtext, resp.output_text);
+assert.equal(rfinal.output_text, resp.output_text);
+assert.equal(rfinal.status, resp.status);
+const fnTool = { type: "function", name: "check_prime", parameters: schema, strict: true };
+const rcall = await client.responses.create({
+  ...rbase, max_output_tokens: 600, tools: [fnTool, { type: "web_search" }],
+  tool_choice: { type: "function", name: "check_prime" },
+});
+const fc = rcall.output.find((o) => o.type === "function_call");
+assert.equal(fc.name, "check_prime");
+assert.deepEqual(Object.keys(JSON.parse(fc.arguments)).sort(), ["answer", "sure"]);
+const rcallStreamed = await client.responses.stream({
+  ...rbase, max_output_tokens: 600, tools: [fnTool], tool_choice: { type: "function", name: "check_prime" },
+}).finalResponse();
+assert.equal(rcallStreamed.output.find((o) => o.type === "function_call").arguments, fc.arguments);
+const rafter = await client.responses.create({
+  ...rbase, tools: [fnTool],
+  input: [{ role: "user", content: "Is 7 prime?" }, fc, { type: "function_call_output", call_id: fc.call_id, output: "yes" }],
+});
+assert.equal(rafter.output.at(-1).type, "message");
+const rjson = await client.responses.create({
+  ...rbase, max_output_tokens: 600, text: { format: { type: "json_schema", name: "prime", schema, strict: true } },
+});
+assert.equal(rjson.status, "completed");
+assert.deepEqual(Object.keys(JSON.parse(rjson.output_text)).sort(), ["answer", "sure"]);
+ok("responses: create, stream, function call and output, json_schema");
+
 // errors come back as the client's typed errors
 const expectError = async (fn, Cls, status) => {
   try {
@@ -144,6 +186,7 @@ await expectError(() => client.chat.completions.create({ model: "no-such-model",
   OpenAI.NotFoundError, 404);
 await expectError(() => client.chat.completions.create({ model, messages, max_tokens: -5 }), OpenAI.BadRequestError, 400);
 await expectError(() => client.chat.completions.create({ model, messages: [], max_tokens: 2 }), OpenAI.BadRequestError, 400);
+await expectError(() => client.responses.create({ ...rbase, previous_response_id: resp.id }), OpenAI.BadRequestError, 400);
 const wrongKey = new OpenAI({ baseURL, apiKey: "wrong", maxRetries: 0 });
 await expectError(() => wrongKey.models.list(), OpenAI.AuthenticationError, 401);
 ok("errors: 404 model, 400 bad request, 401 key");
