@@ -1,6 +1,6 @@
 #include "serve/anthropic_api.h"
 
-#include "serve/json_field.h"
+#include "serve/request_json.h"
 
 namespace tandem {
 namespace {
@@ -9,26 +9,8 @@ using json = chat::Json;
 
 const json* field(const json& obj, const char* name) { return json_field(obj, name); }
 
-// The text of a string or of an array of blocks where only text blocks may appear (system,
-// tool_result content), joined by newlines.
-Result<std::string> text_of(const json& v, const std::string& where) {
-    if (v.is_string()) return v.get<std::string>();
-    if (!v.is_array()) return make_error("{} must be a string or an array of text blocks", where);
-    std::string out;
-    for (size_t i = 0; i < v.size(); ++i) {
-        const json& b = v[i];
-        const json* type = b.is_object() ? field(b, "type") : nullptr;
-        if (!type || !type->is_string()) return make_error("{}[{}] must be a block with a type", where, i);
-        if (*type != "text")
-            return make_error("{}[{}]: blocks of type '{}' are not supported (the models served read text)", where, i,
-                              type->get<std::string>());
-        const json* t = field(b, "text");
-        if (!t || !t->is_string()) return make_error("{}[{}].text must be a string", where, i);
-        if (!out.empty()) out += "\n";
-        out += t->get<std::string>();
-    }
-    return out;
-}
+// system and tool_result content: a string or text blocks, joined by newlines
+Result<std::string> text_of(const json& v, const std::string& where) { return text_of_parts(v, where, {"text"}, "\n"); }
 
 // One Anthropic message as OpenAI messages (a user turn with tool results becomes the tool
 // messages, then the user's text).
@@ -135,11 +117,7 @@ Result<chat::Json> anthropic_to_openai(const chat::Json& body) {
             if (!name || !name->is_string()) return make_error("tools[{}].name must be a string", i);
             const json* schema = field(t, "input_schema");
             if (!schema || !schema->is_object()) return make_error("tools[{}].input_schema must be an object", i);
-            // (in OpenAI's order: templates print the tools as JSON)
-            json fn = {{"name", *name}};
-            if (const json* d = field(t, "description"); d && d->is_string()) fn["description"] = *d;
-            fn["parameters"] = *schema;
-            tools.push_back({{"type", "function"}, {"function", std::move(fn)}});
+            tools.push_back(function_tool(*name, field(t, "description"), *schema));
         }
         if (!tools.empty()) out["tools"] = std::move(tools);
     }

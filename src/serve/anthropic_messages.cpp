@@ -35,15 +35,7 @@ void Call::whole_anthropic(httplib::Response& res) {
     Gen& g = gens_[0];
     json content = json::array();
     if (!g.reasoning.empty()) content.push_back({{"type", "thinking"}, {"thinking", g.reasoning}, {"signature", ""}});
-    std::string text = g.content;
-    std::vector<ToolCall> calls;
-    if (g.tools) {
-        ToolCallParse tc = parse_calls(g.content);
-        if (!tc.calls.empty()) {
-            text = tc.content;
-            calls = std::move(tc.calls);
-        }
-    }
+    auto [text, calls] = answer_of(g);
     if (!text.empty() || (content.empty() && calls.empty())) content.push_back({{"type", "text"}, {"text", text}});
     for (size_t i = 0; i < calls.size(); ++i)
         content.push_back({{"type", "tool_use"}, {"id", tool_use_id(g, i)}, {"name", calls[i].name}, {"input", input_of(calls[i])}});

@@ -94,6 +94,13 @@ private:
     ToolCallParse parse_calls(const std::string& text) const {
         return req_.forced_tools ? parse_forced_tool_calls(text, req_.forced_tool) : parse_tool_calls(text);
     }
+    // A finished chat answer: its text and the tool calls parsed from it (none without tools,
+    // or when none parses: then the text is all of it)
+    ToolCallParse answer_of(const Gen& g) const {
+        if (g.tools)
+            if (ToolCallParse tc = parse_calls(g.content); !tc.calls.empty()) return tc;
+        return {g.content, {}};
+    }
     // the prefix of a choice's tool call ids: the response id (and the choice index after the first)
     std::string call_id(const Gen& g) const { return g.index == 0 ? id_ : fmt::format("{}_{}", id_, g.index); }
     int64_t prompt_tokens() const;

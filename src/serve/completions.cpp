@@ -357,13 +357,10 @@ void Call::whole_openai(httplib::Response& res) {
             choice["logprobs"] = req_.logprobs ? chat_logprobs(g.logprobs) : json(nullptr);
             json msg = {{"role", "assistant"}, {"content", g.content}};
             if (!g.reasoning.empty()) msg["reasoning_content"] = g.reasoning;
-            if (g.tools) {
-                ToolCallParse tc = parse_calls(g.content);
-                if (!tc.calls.empty()) {
-                    msg["content"] = tc.content.empty() ? json(nullptr) : json(tc.content);
-                    msg["tool_calls"] = tool_calls_json(tc.calls, call_id(g));
-                    choice["finish_reason"] = "tool_calls";
-                }
+            if (ToolCallParse tc = answer_of(g); !tc.calls.empty()) {
+                msg["content"] = tc.content.empty() ? json(nullptr) : json(tc.content);
+                msg["tool_calls"] = tool_calls_json(tc.calls, call_id(g));
+                choice["finish_reason"] = "tool_calls";
             }
             choice["message"] = msg;
         } else {

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "serve/json_field.h"
+#include "serve/request_json.h"
 
 namespace tandem {
 namespace {
@@ -44,15 +44,7 @@ Result<bool> get_bool(const json& v, const char* name) {
 // Message content: a string, null, or an array of {"type": "text", "text": ...} parts.
 Result<std::string> content_text(const json& c, size_t i) {
     if (c.is_null()) return std::string();
-    if (c.is_string()) return c.get<std::string>();
-    if (!c.is_array()) return make_error("messages[{}].content must be a string or an array of parts", i);
-    std::string out;
-    for (const json& part : c) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
-            return make_error("messages[{}].content: only parts of type \"text\" are supported", i);
-        out += part["text"].get<std::string>();
-    }
-    return out;
+    return text_of_parts(c, fmt::format("messages[{}].content", i), {"text"});
 }
 
 Result<chat::Json> parse_messages(const json& msgs) {

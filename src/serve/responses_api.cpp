@@ -1,6 +1,6 @@
 #include "serve/responses_api.h"
 
-#include "serve/json_field.h"
+#include "serve/request_json.h"
 
 namespace tandem {
 namespace {
@@ -11,21 +11,7 @@ const json* field(const json& obj, const char* name) { return json_field(obj, na
 
 // A message's content: a string, or parts of type input_text / output_text / text.
 Result<std::string> content_text(const json& c, const std::string& where) {
-    if (c.is_string()) return c.get<std::string>();
-    if (!c.is_array()) return make_error("{}.content must be a string or an array of parts", where);
-    std::string out;
-    for (size_t i = 0; i < c.size(); ++i) {
-        const json& p = c[i];
-        const json* type = p.is_object() ? field(p, "type") : nullptr;
-        if (!type || !type->is_string()) return make_error("{}.content[{}] must be a part with a type", where, i);
-        if (*type != "input_text" && *type != "output_text" && *type != "text")
-            return make_error("{}.content[{}]: parts of type '{}' are not supported (the models served read text)",
-                              where, i, type->get<std::string>());
-        const json* t = field(p, "text");
-        if (!t || !t->is_string()) return make_error("{}.content[{}].text must be a string", where, i);
-        out += t->get<std::string>();
-    }
-    return out;
+    return text_of_parts(c, where, {"input_text", "output_text", "text"});
 }
 
 Status convert_input(const json& input, json& messages) {
@@ -45,7 +31,7 @@ Status convert_input(const json& input, json& messages) {
             if (!role || !role->is_string()) return make_error("{}.role must be a string", where);
             const json* content = field(it, "content");
             if (!content) return make_error("{}.content is required", where);
-            TANDEM_ASSIGN(std::string text, content_text(*content, where));
+            TANDEM_ASSIGN(std::string text, content_text(*content, where + ".content"));
             messages.push_back({{"role", *role}, {"content", text}});
         } else if (type == "function_call") {
             const json* id = field(it, "call_id");
@@ -113,10 +99,7 @@ Result<chat::Json> responses_to_openai(const chat::Json& body) {
             if (!type || *type != "function") continue;  // web_search, local_shell, custom, ...: run by OpenAI only
             const json* name = field(t, "name");
             if (!name || !name->is_string()) return make_error("tools[{}].name must be a string", i);
-            json fn = {{"name", *name}};
-            if (const json* d = field(t, "description"); d && d->is_string()) fn["description"] = *d;
-            fn["parameters"] = field(t, "parameters") ? t["parameters"] : json::object();
-            tools.push_back({{"type", "function"}, {"function", std::move(fn)}});
+            tools.push_back(function_tool(*name, field(t, "description"), field(t, "parameters") ? t["parameters"] : json::object()));
         }
         if (!tools.empty()) out["tools"] = std::move(tools);
     }

@@ -70,15 +70,7 @@ void Call::whole_responses(httplib::Response& res) {
     Gen& g = gens_[0];
     json output = json::array();
     if (!g.reasoning.empty()) output.push_back(responses_text_item("reasoning", fmt::format("rs_{}_0", id_), g.reasoning, "completed"));
-    std::string text = g.content;
-    std::vector<ToolCall> calls;
-    if (g.tools) {
-        ToolCallParse tc = parse_calls(g.content);
-        if (!tc.calls.empty()) {
-            text = tc.content;
-            calls = std::move(tc.calls);
-        }
-    }
+    auto [text, calls] = answer_of(g);
     const char* status = g.finish == FinishReason::length ? "incomplete" : "completed";
     if (!text.empty() || (output.empty() && calls.empty()))  // (an empty answer: one empty message)
         output.push_back(responses_text_item("message", fmt::format("msg_{}_{}", id_, output.size()), text, status));

@@ -1,0 +1,36 @@
+// Reading request bodies of the OpenAI and Anthropic APIs: a member that may be absent, and text
+// given as a string or as an array of typed parts.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+
+#include "chat/value.h"
+#include "core/status.h"
+
+namespace tandem {
+
+// A member of a JSON object, or null when it is absent or JSON null (the APIs treat both as "not
+// given").
+inline const chat::Json* json_field(const chat::Json& obj, const char* name) {
+    auto it = obj.find(name);
+    if (it == obj.end() || it->is_null()) return nullptr;
+    return &*it;
+}
+
+// Text given as a string or as an array of parts {"type": T, "text": ...} where T is one of
+// `types`, joined by `sep`. Another part type is an error naming `where` and the part: the models
+// served read text.
+Result<std::string> text_of_parts(const chat::Json& v, const std::string& where,
+                                  std::initializer_list<const char*> types, const char* sep = "");
+
+// An OpenAI chat tool {"type": "function", "function": {name, description, parameters}}, keys in
+// OpenAI's order (chat templates print tools as JSON, so the order reaches the prompt).
+inline chat::Json function_tool(const chat::Json& name, const chat::Json* description, const chat::Json& parameters) {
+    chat::Json fn = {{"name", name}};
+    if (description && description->is_string()) fn["description"] = *description;
+    fn["parameters"] = parameters;
+    return {{"type", "function"}, {"function", std::move(fn)}};
+}
+
+}  // namespace tandem
