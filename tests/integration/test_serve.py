@@ -882,7 +882,10 @@ class ServeTest(TempDirTestCase):
             shaped = rng.random() < 0.25
             # some with two choices (completions: with the prompt echoed and its logprobs)
             multi = rng.random() < 0.15
-            plans.append((chat, stream, drop, prompt, rng.randrange(1, 32), rng.random(), shaped, multi))
+            n, temp = rng.randrange(1, 32), rng.random()
+            # a third of the chats through Anthropic's Messages API or the Responses API instead
+            api = rng.choice(["chat", "chat", "chat", "chat", "messages", "responses"]) if chat else "completions"
+            plans.append((chat, stream, drop, prompt, n, temp, shaped, multi, api))
         schema = {"type": "object", "properties": {"n": {"type": "integer"}, "t": {"enum": ["a", "b"]}},
                   "required": ["n", "t"]}
         formats = [{"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}]
@@ -890,7 +893,9 @@ class ServeTest(TempDirTestCase):
         lock = threading.Lock()
 
         def one(plan):
-            chat, stream, drop, prompt, n, temp, shaped, multi = plan
+            chat, stream, drop, prompt, n, temp, shaped, multi, api = plan
+            if api != "chat" and api != "completions":
+                return one_other_api(plan)
             path = "/v1/chat/completions" if chat else "/v1/completions"
             body = {"max_tokens": n, "temperature": temp}
             body.update({"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt})
@@ -900,22 +905,7 @@ class ServeTest(TempDirTestCase):
             if multi:
                 body.update(n=2) if chat else body.update(n=2, echo=True, logprobs=1)
             if drop:
-                c = self.srv.conn(60)
-                c.request("POST", path, body=json.dumps(dict(body, stream=stream, max_tokens=n + 200)),
-                          headers={"Content-Type": "application/json"})
-                try:
-                    if stream:  # leave after the first event (or after a while in the queue)
-                        r = c.getresponse()
-                        r.readline()
-                    else:
-                        time.sleep(rng.random() * 0.2)
-                except socket.timeout:
-                    pass
-                c.sock.shutdown(socket.SHUT_RDWR)
-                c.close()
-                with lock:
-                    dropped[0] += 1
-                return
+                return hang_up(path, dict(body, stream=stream, max_tokens=n + 200), stream)
             if stream:
                 status, events, done = self.srv.stream(path, body)
                 ok = status == 200 and done and events and sorted(
@@ -937,6 +927,53 @@ class ServeTest(TempDirTestCase):
                     ok = isinstance(json.loads(text), dict)
                     with lock:
                         documents[0] += 1
+            with lock:
+                if ok:
+                    completed[0] += 1
+                else:
+                    errors.append((plan, status))
+
+        def hang_up(path, body, stream):
+            c = self.srv.conn(60)
+            c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            try:
+                if stream:  # leave after the first event (or after a while in the queue)
+                    r = c.getresponse()
+                    r.readline()
+                else:
+                    time.sleep(rng.random() * 0.2)
+            except socket.timeout:
+                pass
+            c.sock.shutdown(socket.SHUT_RDWR)
+            c.close()
+            with lock:
+                dropped[0] += 1
+
+        def one_other_api(plan):
+            _, stream, drop, prompt, n, temp, _, _, api = plan
+            if api == "messages":
+                path, limit = "/v1/messages", "max_tokens"
+                body = {"messages": [{"role": "user", "content": prompt}], "temperature": min(temp, 1.0)}
+            else:
+                path, limit = "/v1/responses", "max_output_tokens"
+                body = {"input": prompt, "temperature": temp}
+            if drop:
+                return hang_up(path, dict(body, stream=stream, **{limit: n + 200}), stream)
+            body[limit] = n
+            if stream:
+                status, events, _ = self.srv.stream(path, body)
+                if api == "messages":
+                    ok = status == 200 and events[-1]["type"] == "message_stop" and \
+                        events[-2]["delta"]["stop_reason"] in ("end_turn", "max_tokens")
+                else:
+                    ok = status == 200 and events[-1]["type"] in ("response.completed", "response.incomplete")
+            else:
+                status, r = self.srv.post(path, body)
+                if api == "messages":
+                    ok = status == 200 and r["type"] == "message" and r["usage"]["output_tokens"] <= n and \
+                        r["stop_reason"] in ("end_turn", "max_tokens")
+                else:
+                    ok = status == 200 and r["status"] in ("completed", "incomplete") and r["usage"]["output_tokens"] <= n
             with lock:
                 if ok:
                     completed[0] += 1
