@@ -139,6 +139,14 @@ Result<chat::Json> anthropic_to_openai(const chat::Json& body) {
             if (d->get<bool>()) out["parallel_tool_calls"] = false;
         }
     }
+    // structured outputs: output_format {"type": "json_schema", "schema": ...}
+    if (const json* v = field(body, "output_format")) {
+        const json* type = v->is_object() ? field(*v, "type") : nullptr;
+        if (!type || *type != "json_schema") return make_error("output_format.type must be json_schema");
+        const json* schema = field(*v, "schema");
+        if (!schema || !schema->is_object()) return make_error("output_format.schema must be an object");
+        out["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "output"}, {"schema", *schema}}}};
+    }
     if (const json* v = field(body, "thinking")) {
         const json* type = v->is_object() ? field(*v, "type") : nullptr;
         if (!type || !type->is_string()) return make_error("thinking must be an object with a type");

@@ -17,7 +17,8 @@ namespace tandem {
 // user text and tool_result blocks as user / tool messages; assistant text, thinking and tool_use
 // blocks as content, reasoning_content and tool_calls; stop_sequences as stop; tools
 // ({name, description, input_schema}) as functions; tool_choice auto / any / tool / none and
-// disable_parallel_tool_use; thinking enabled / disabled as enable_thinking. Image, document and
+// disable_parallel_tool_use; thinking enabled / disabled as enable_thinking; output_format
+// (structured outputs) as a json_schema response_format. Image, document and
 // server-tool blocks are refused (the models served read text). Errors name the field.
 Result<chat::Json> anthropic_to_openai(const chat::Json& body);
 

@@ -608,6 +608,14 @@ class ServeTest(TempDirTestCase):
         self.assertEqual(use[0]["name"], "weather")
         self.assertEqual(list(use[0]["input"]), ["city"])
         self.assertLessEqual(len(use[0]["input"]["city"]), 12)
+        # structured outputs (output_format): the text block is a document of the schema
+        schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+                  "additionalProperties": False}
+        status, j = self.srv.post("/v1/messages", dict(body, max_tokens=200, output_format={"type": "json_schema",
+                                                                                             "schema": schema}))
+        self.assertEqual(status, 200, j)
+        self.assertEqual(j["stop_reason"], "end_turn")
+        self.assertEqual(list(json.loads(j["content"][0]["text"])), ["ok"])
         # errors in Anthropic's shape
         for bad in [{"messages": []}, {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
                     {"messages": [{"role": "user", "content": "x"}], "max_tokens": 0},

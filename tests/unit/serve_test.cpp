@@ -311,6 +311,14 @@ TEST(AnthropicRequest, TranslatesIntoTheOpenAiChatRequestItMeans) {
     ASSERT_TRUE(named.ok());
     EXPECT_EQ((*named)["tool_choice"]["function"]["name"], "add");
     EXPECT_EQ((*named)["chat_template_kwargs"]["enable_thinking"], false);
+
+    auto structured = anthropic_to_openai(chat::Json::parse(
+        R"({"messages": [{"role": "user", "content": "x"}],
+            "output_format": {"type": "json_schema", "schema": {"type": "object", "properties": {"a": {}}, "required": ["a"]}}})"));
+    ASSERT_TRUE(structured.ok());
+    auto shaped = parse_api_request(*structured, true, ApiLimits{});
+    ASSERT_TRUE(shaped.ok()) << shaped.error().message;
+    EXPECT_TRUE(shaped->response_schema != nullptr);
 }
 
 TEST(AnthropicRequest, RejectsWhatItCannotServeWithTheField) {
@@ -330,6 +338,8 @@ TEST(AnthropicRequest, RejectsWhatItCannotServeWithTheField) {
         {R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "tool"}})", "tool_choice.name"},
         {R"({"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "deep"}})", "thinking"},
         {R"({"messages": [{"role": "user", "content": "x"}], "stop_sequences": "END"})", "stop_sequences"},
+        {R"({"messages": [{"role": "user", "content": "x"}], "output_format": {"type": "xml"}})", "output_format"},
+        {R"({"messages": [{"role": "user", "content": "x"}], "output_format": {"type": "json_schema"}})", "output_format.schema"},
     };
     for (auto [text, word] : bad) {
         auto r = anthropic_to_openai(chat::Json::parse(text));
