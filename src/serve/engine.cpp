@@ -435,6 +435,10 @@ void Engine::run_step(StepPlan& plan) {
         on_token(*a, ids[i], raws[i].empty() ? row : raws[i].data());
         ++n_sampled;
     }
+    // a step of prompt logprobs may have grown the logits to hundreds of rows: give that back
+    // once the steps need far fewer (decode steps need one row per sequence)
+    if (logits_.capacity() >= (size_t)(kPromptLogitsChunk * nv) && logits_.capacity() > 8 * logits_.size())
+        std::vector<float>().swap(logits_);
     metrics_.update([&](MetricValues& v, Histogram&, Histogram&) {
         ++v.steps;
         v.generated_tokens += n_sampled;
