@@ -467,6 +467,7 @@ class ServeTest(TempDirTestCase):
         text = PROMPTS[2] + " there lived a dragon who loved to count the stars"
         ids = self.srv.post("/tokenize", {"content": text})[1]["tokens"]
         body = {"prompt": text, "echo": True, "logprobs": 3, "max_tokens": 0, "temperature": 0}
+        lm_eval = {"prompt": [ids], "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0, "seed": 1234}
         status, r = self.srv.post("/v1/completions", body)
         self.assertEqual(status, 200, r)
         c = r["choices"][0]
@@ -493,13 +494,25 @@ class ServeTest(TempDirTestCase):
             self.assertAlmostEqual(one["choices"][0]["logprobs"]["token_logprobs"][0], lp["token_logprobs"][p],
                                    delta=2e-3, msg=f"position {p}")
         # max_tokens 1: the prompt, then one token
-        status, r1 = self.srv.post("/v1/completions", dict(body, max_tokens=1))
+        status, r1 = self.srv.post("/v1/completions", lm_eval)
         self.assertEqual(status, 200, r1)
         lp1 = r1["choices"][0]["logprobs"]
         self.assertEqual(len(lp1["tokens"]), len(ids) + 1)
         self.assertEqual(r1["choices"][0]["text"], text + lp1["tokens"][-1])
         for a, b in zip(lp["token_logprobs"][1:], lp1["token_logprobs"][1:len(ids)]):
             self.assertAlmostEqual(a, b, delta=2e-3)
+        # lm-evaluation-harness reads a continuation as greedy when each token's logprob equals the
+        # best of its top_logprobs exactly: where the prompt token is the top one, the two are equal
+        # (the generated token, greedy at temperature 0, is one such position)
+        greedy_positions = 0
+        for i in range(1, len(ids) + 1):
+            (best_tok, best), = lp1["top_logprobs"][i].items()
+            if best_tok == lp1["tokens"][i]:
+                self.assertEqual(lp1["token_logprobs"][i], best)
+                greedy_positions += 1
+            else:
+                self.assertLess(lp1["token_logprobs"][i], best)
+        self.assertGreaterEqual(greedy_positions, 1)
         # streamed: the echo (with the prompt's logprobs) first, then the answer
         status, events, done = self.srv.stream("/v1/completions", dict(body, max_tokens=3))
         self.assertTrue(done)
