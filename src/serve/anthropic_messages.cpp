@@ -26,7 +26,7 @@ json input_of(const ToolCall& c) {
 json Call::anthropic_usage(const Gen& g) const {
     const int64_t cached = g.stats.n_prefix_hit;
     return {{"input_tokens", (int64_t)prompts_[g.prompt_i].ids.size() - cached},
-            {"output_tokens", g.done() ? g.stats.n_generated : g.n_streamed},
+            {"output_tokens", g.stats.n_generated},
             {"cache_read_input_tokens", cached},
             {"cache_creation_input_tokens", 0}};
 }

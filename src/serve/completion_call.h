@@ -33,7 +33,6 @@ struct Gen {
     RequestStats stats;
     std::string content, reasoning;
     std::vector<TokenLogprob> logprobs, prompt_logprobs;
-    int64_t n_streamed = 0;
     int64_t text_offset = 0;  // completions logprobs: bytes of text before the next token
     bool opened = false;      // streaming: its role chunk (chat) or its echo (completions) went out
     bool done() const { return finish != FinishReason::none; }

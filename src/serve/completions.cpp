@@ -183,7 +183,7 @@ bool Call::poll(std::chrono::milliseconds timeout, F&& fn) {
         for (Gen& g : gens_) {
             if (g.done()) continue;
             evs.clear();
-            if (!g.handle->wait(evs, 0ms)) continue;
+            if (!g.handle->take(evs)) continue;
             got = true;
             for (StreamEvent& ev : evs) fn(g, ev);
         }
@@ -403,7 +403,6 @@ std::string Call::chunk(const Gen& g, json delta_or_text, const json& finish, co
 
 StreamPieces Call::take_pieces(Gen& g, StreamEvent& ev) {
     StreamPieces p;
-    g.n_streamed += ev.n_tokens;
     n_streamed_ += ev.n_tokens;
     p.text = ev.text;
     if (g.think) {

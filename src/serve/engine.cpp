@@ -35,9 +35,9 @@ void adjust_logits(float* row, const GenParams& p, const std::unordered_map<int3
         for (int32_t id : p.stop_ids) row[id] = -std::numeric_limits<float>::infinity();
 }
 
-bool RequestHandle::wait(std::vector<StreamEvent>& out, std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return false;
+bool RequestHandle::take(std::vector<StreamEvent>& out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (events_.empty()) return false;
     while (!events_.empty()) {
         out.push_back(std::move(events_.front()));
         events_.pop_front();
@@ -50,8 +50,7 @@ void RequestHandle::push(StreamEvent ev) {
         std::lock_guard<std::mutex> lock(mu_);
         events_.push_back(std::move(ev));
     }
-    cv_.notify_all();
-    if (signal_) signal_->notify();
+    signal_->notify();
 }
 
 uint64_t EventSignal::count() {
@@ -137,7 +136,7 @@ SubmitResult Engine::submit(std::vector<int32_t> prompt, GenParams params, std::
 
     auto a = std::make_unique<Active>(tok_, std::move(params));
     a->handle = std::make_shared<RequestHandle>();
-    a->handle->signal_ = std::move(signal);
+    a->handle->signal_ = signal ? std::move(signal) : std::make_shared<EventSignal>();
     if (a->params.prompt_logprobs >= 0) {
         a->seq.match_prefix = false;
         a->seq.max_chunk = kPromptLogitsChunk;
@@ -340,8 +339,9 @@ void Engine::push_prompt_logprobs() {
 void Engine::run_step(StepPlan& plan) {
     chunks_.clear();
     prompt_rows_.clear();
-    std::vector<StepItem> sampled;
-    std::vector<size_t> sample_row;  // each sampled sequence's logits row
+    std::vector<Active*>& who = step_who_;  // each sampled sequence's request
+    std::vector<size_t> sample_row;         // and its logits row
+    who.clear();
     size_t n_rows = 0;
     for (const StepItem& it : plan.items) {
         Sequence* s = it.seq;
@@ -352,16 +352,17 @@ void Engine::run_step(StepPlan& plan) {
         c.pages = s->pages.data();
         c.n_pages = (int64_t)s->pages.size();
         c.want_logits = it.want_logits();
-        if (Active* a = owner(s); a && wants_prompt_logits(*a, c)) {
+        Active* a = owner(s);
+        if (a && wants_prompt_logits(*a, c)) {
             c.all_logits = true;
             prompt_rows_.push_back({a, c.pos0, c.n, n_rows, {}});
             n_rows += (size_t)c.n;
             if (c.want_logits) {
-                sampled.push_back(it);
+                who.push_back(a);
                 sample_row.push_back(n_rows - 1);
             }
         } else if (c.want_logits) {
-            sampled.push_back(it);
+            who.push_back(a);
             sample_row.push_back(n_rows++);
         }
         chunks_.push_back(c);
@@ -387,7 +388,7 @@ void Engine::run_step(StepPlan& plan) {
         const StageTimes& st = fwd_.stage_times();
         log::debug("step: {} sequences, {} tokens ({} sampled), {:.1f} ms; totals so far: attention {:.2f} s, "
                    "experts {:.2f} s, lm_head {:.2f} s",
-                   plan.items.size(), plan.n_tokens(), sampled.size(),
+                   plan.items.size(), plan.n_tokens(), who.size(),
                    std::chrono::duration<double, std::milli>(Clock::now() - t_step).count(), st.attention,
                    st.experts, st.lm_head);
     }
@@ -396,23 +397,21 @@ void Engine::run_step(StepPlan& plan) {
     const int64_t nv = model_.hparams().n_vocab;
     // each sampled sequence's sampler (its own state and seed) on its own row, in parallel (a
     // temperature draw over 152K logits takes ~1 ms); then the tokens in order
-    std::vector<Active*>& who = step_who_;
+    const size_t n_sample = who.size();
     std::vector<int32_t>& ids = step_ids_;
     std::vector<std::vector<float>>& raws = step_raws_;  // (raw logits for logprobs; buffers kept)
-    who.assign(sampled.size(), nullptr);
-    ids.assign(sampled.size(), -1);
-    if (raws.size() < sampled.size()) raws.resize(sampled.size());
-    for (size_t i = 0; i < sampled.size(); ++i) raws[i].clear();
-    for (size_t i = 0; i < sampled.size(); ++i) {
-        Active* a = owner(sampled[i].seq);
-        if (!a || a->done) continue;
-        if (a->params.max_new_tokens == 0) {  // the prompt's logprobs were all it asked for
+    ids.assign(n_sample, -1);
+    if (raws.size() < n_sample) raws.resize(n_sample);
+    for (size_t i = 0; i < n_sample; ++i) raws[i].clear();
+    for (Active*& a : who) {
+        if (!a || a->done) {
+            a = nullptr;
+        } else if (a->params.max_new_tokens == 0) {  // the prompt's logprobs were all it asked for
             finish(*a, FinishReason::length);
-            continue;
+            a = nullptr;
         }
-        who[i] = a;
     }
-    pool_.parallel_for((int64_t)sampled.size(), 1, [&](int64_t b, int64_t e) {
+    pool_.parallel_for((int64_t)n_sample, 1, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
             Active* a = who[(size_t)i];
             if (!a) continue;
@@ -424,7 +423,7 @@ void Engine::run_step(StepPlan& plan) {
         }
     });
     int64_t n_sampled = 0;
-    for (size_t i = 0; i < sampled.size(); ++i) {
+    for (size_t i = 0; i < n_sample; ++i) {
         Active* a = who[i];
         if (!a || a->done) continue;
         if (ids[i] < 0) {  // a response format that no token can continue

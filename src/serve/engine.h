@@ -82,8 +82,8 @@ struct StreamEvent {
     RequestStats stats;                  // when finished
 };
 
-// Wakes a handler that waits on several requests at once (n choices, lists of prompts): every
-// handle given it at submit bumps its count when it gets events.
+// Wakes the handler of one HTTP request, which waits on all of its engine requests at once (n
+// choices, lists of prompts): every handle given it at submit bumps its count on each event.
 class EventSignal {
 public:
     uint64_t count();
@@ -100,7 +100,8 @@ private:
 class RequestHandle {
 public:
     // Waits up to `timeout` for events and moves them into out. False when none came.
-    bool wait(std::vector<StreamEvent>& out, std::chrono::milliseconds timeout);
+    // Moves the pending events into out (it waits on its EventSignal, not here). False when none.
+    bool take(std::vector<StreamEvent>& out);
     void cancel() { cancelled_.store(true); }
     bool cancelled() const { return cancelled_.load(); }
     int64_t id() const { return id_; }
@@ -110,7 +111,6 @@ private:
     void push(StreamEvent ev);
     int64_t id_ = 0;
     std::mutex mu_;
-    std::condition_variable cv_;
     std::deque<StreamEvent> events_;
     std::atomic<bool> cancelled_{false};
     std::shared_ptr<EventSignal> signal_;
@@ -138,8 +138,8 @@ public:
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
 
-    // Queues a request; its handle also wakes `signal` (when given) on every event.
-    SubmitResult submit(std::vector<int32_t> prompt, GenParams params, std::shared_ptr<EventSignal> signal = {});
+    // Queues a request; its handle wakes `signal` on every event.
+    SubmitResult submit(std::vector<int32_t> prompt, GenParams params, std::shared_ptr<EventSignal> signal);
     // Most prompt tokens per step of a request with prompt logprobs (each one's logits are kept).
     static constexpr int64_t kPromptLogitsChunk = 128;
     // Tokens of a prompt that can never run (context/pool), or the limit on prompt + generated.
