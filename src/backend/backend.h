@@ -99,7 +99,9 @@ public:
     virtual void unregister_host(const void* p) = 0;
 
     // Copies; asynchronous on `stream` when given (host memory must then be pinned or stay alive
-    // until the stream is synchronized), synchronous otherwise.
+    // until the stream is synchronized), synchronous otherwise. The synchronous ones and memset
+    // are not ordered after work queued on streams (CUDA's streams here are non-blocking): call
+    // them while the device is idle (loading), or synchronize the streams first.
     virtual Status upload(void* dst_dev, const void* src_host, size_t bytes, Stream* stream = nullptr) = 0;
     virtual Status download(void* dst_host, const void* src_dev, size_t bytes, Stream* stream = nullptr) = 0;
     virtual Status memset(void* dst_dev, int value, size_t bytes) = 0;

@@ -24,14 +24,16 @@ std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
     return v;
 }
 
-// max |a - b| <= tol * max(1, max |b|)
+// max |a - b| <= tol * max(1, max |b|); a NaN or infinity in a fails (a race or a 0/0 in a
+// kernel shows up as NaN, and NaN > err is false)
 void expect_close(const std::vector<float>& a, const std::vector<float>& b, float tol, const std::string& what) {
     ASSERT_EQ(a.size(), b.size()) << what;
     float mx = 1.0f, err = 0.0f;
     size_t at = 0;
     for (size_t i = 0; i < b.size(); ++i) {
         mx = std::max(mx, std::fabs(b[i]));
-        if (std::fabs(a[i] - b[i]) > err) err = std::fabs(a[i] - b[i]), at = i;
+        const float d = std::fabs(a[i] - b[i]);
+        if (!(d <= err)) err = std::isfinite(d) ? d : INFINITY, at = i;
     }
     EXPECT_LE(err, tol * mx) << what << ": worst at " << at << ": " << a[at] << " vs " << b[at];
 }

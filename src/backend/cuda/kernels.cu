@@ -55,7 +55,7 @@ __global__ void k_rope(float* x, const int32_t* pos, int64_t n_heads, int64_t he
         if (f.ext_factor != 0.0f) {
             const float y = ((float)i - f.corr_low) / fmaxf(0.001f, f.corr_high - f.corr_low);
             const float mix = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * f.ext_factor;
-            a = a * (1.0f - mix) + theta * mix;
+            a = __fadd_rn(__fmul_rn(a, 1.0f - mix), __fmul_rn(theta, mix));  // (no FMA: as the host computes it)
         }
         const float c = cosf(a) * f.mscale, s = sinf(a) * f.mscale;
         float* v = x + (t * n_heads + h) * head_dim;
@@ -205,7 +205,7 @@ __global__ void k_router(const float* logits, int64_t n_expert, int64_t k, int32
         if (lane == 0) {
             ids[t * k + j] = (int32_t)bi;
             weights[t * k + j] = best;
-            p[bi] = -2.0f;  // taken
+            if (bi < n_expert) p[bi] = -2.0f;  // taken (none when the logits were NaN: the host refuses the id)
         }
         sum_sel += best;
         __syncwarp();
