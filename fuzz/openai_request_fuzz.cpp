@@ -1,7 +1,7 @@
 // Request bodies of /v1/chat/completions, /v1/completions, /v1/messages and /v1/responses: parsing
 // never crashes, whatever the JSON; the first byte picks the endpoint (bit 0: chat, bit 1:
 // Anthropic's messages, bit 2: responses; both translated first). A response_format's schema
-// reads the body itself.
+// reads the body itself, and so does the call schema of the tools (tool_choice auto).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -33,9 +33,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         tandem::ThinkSplitter t(chat);
         for (size_t i = 0; i < text.size(); i += 5) t.push(text.substr(i, 5));
         t.flush();
-        // a response_format's schema matched against the request's own bytes
-        if (r->response_schema) {
-            tandem::JsonMatcher jm(r->response_schema);
+        // a response_format's schema, and the tools' call schema, matched against the request's own bytes
+        for (const auto& schema : {r->response_schema, r->tool_call_schema}) {
+            if (!schema) continue;
+            tandem::JsonMatcher jm(schema);
             for (char c : text)
                 if (!jm.feed_byte((uint8_t)c)) break;
             jm.can_end();

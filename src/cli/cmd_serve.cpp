@@ -31,7 +31,7 @@ Runner add_serve(CLI::App& app) {
         int64_t ctx = 0, step_tokens = 0;
         int http_threads = 64;
         double max_body_mb = 8;
-        bool no_prefix_cache = false, quiet_requests = false, no_repack = false;
+        bool no_prefix_cache = false, quiet_requests = false, no_repack = false, free_tool_calls = false;
     };
     auto o = std::make_shared<Opts>();
     app.add_option("-m,--model", o->model, "Model .gguf")->required();
@@ -57,6 +57,9 @@ Runner add_serve(CLI::App& app) {
     app.add_option("--http-threads", o->http_threads, "HTTP connections served at once")->capture_default_str();
     app.add_option("--max-body-mb", o->max_body_mb, "Largest request body (413 above)")->capture_default_str();
     app.add_flag("--no-prefix-cache", o->no_prefix_cache, "Do not reuse the KV pages of repeated prompt prefixes");
+    app.add_flag("--no-tool-call-constraint", o->free_tool_calls,
+                 "With tool_choice auto, do not hold what the model writes after <tool_call> to one call of the offered "
+                 "tools that their parameter schemas accept (it is then parsed as written)");
     app.add_flag("--no-request-log", o->quiet_requests, "Do not log one line per request");
 
     return [o]() -> int {
@@ -121,6 +124,7 @@ Runner add_serve(CLI::App& app) {
         sc.http_threads = o->http_threads;
         sc.limits.max_tokens_cap = o->max_new > 0 ? o->max_new : ec.sched.max_seq_len;
         sc.limits.default_max_tokens = std::min<int64_t>(sc.limits.max_tokens_cap, 1024);
+        sc.limits.constrain_tool_calls = !o->free_tool_calls;
 
         // SIGINT/SIGTERM are taken by one thread (sigwait) that stops the server cleanly; every
         // other thread, created after this, has them blocked. Writes to closed sockets must

@@ -145,6 +145,10 @@ bool Call::start(const httplib::Request& req, httplib::Response& res) {
     if (r.ignore_eos) gen.stop_ids.clear();
     gen.stop_ids.insert(gen.stop_ids.end(), r.stop_token_ids.begin(), r.stop_token_ids.end());
     gen.constraint = {r.response_schema, think_mode};
+    if (!r.response_schema && r.tool_call_schema) {  // calls the model opens follow the tools' schemas
+        const int32_t open = tok.special_id("<tool_call>"), close = tok.special_id("</tool_call>");
+        if (open >= 0 && close >= 0) gen.constraint = {r.tool_call_schema, think_mode, open, close, r.max_tool_calls};
+    }
     gens_.resize((size_t)n_choices);
     for (size_t i = 0; i < prompts_.size(); ++i)
         for (int64_t j = 0; j < r.n; ++j) {

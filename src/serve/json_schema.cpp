@@ -69,7 +69,8 @@ public:
         return n;
     }
 
-    Result<JsonSchema> tool_calls(const std::vector<std::pair<std::string, json>>& fns, bool array, int64_t max_calls) {
+    Result<JsonSchema> tool_calls(const std::vector<std::pair<std::string, json>>& fns, JsonSchema::ToolShape shape,
+                                  int64_t max_calls) {
         if (fns.empty()) return make_error("no tools");
         if (fns.size() > (size_t)JsonSchema::kMaxLiterals) return make_error("at most {} tools are supported", JsonSchema::kMaxLiterals);
         const json no_args = {{"type", "object"}, {"additionalProperties", false}};
@@ -78,7 +79,7 @@ public:
         for (const auto& [name, params] : fns) {
             TANDEM_ASSIGN(const int32_t args, sub_schema(params.is_null() ? no_args : params,
                                                          "tools[" + name + "].function.parameters"));
-            if (!array) {
+            if (shape == JsonSchema::ToolShape::arguments) {
                 s_.root_ = args;
                 return std::move(s_);
             }
@@ -91,6 +92,11 @@ public:
             call.key_nodes = {add(std::move(name_node)), args};
             call.required = 3;
             calls.alts.push_back(add(std::move(call)));
+        }
+        if (shape == JsonSchema::ToolShape::call) {
+            s_.root_ = add(std::move(calls));
+            s_.trailing_ws_ = true;
+            return std::move(s_);
         }
         JsonSchema::Node list;
         list.kind = JsonSchema::Kind::array;
@@ -298,11 +304,11 @@ Result<std::shared_ptr<const JsonSchema>> JsonSchema::compile(const json& schema
     return std::make_shared<const JsonSchema>(std::move(s));
 }
 
-Result<std::shared_ptr<const JsonSchema>> JsonSchema::tool_calls(const std::vector<std::pair<std::string, json>>& fns, bool array,
-                                                                 int64_t max_calls) {
+Result<std::shared_ptr<const JsonSchema>> JsonSchema::tool_calls(const std::vector<std::pair<std::string, json>>& fns,
+                                                                 ToolShape shape, int64_t max_calls) {
     const json none;
     JsonSchemaCompiler c(none);
-    TANDEM_ASSIGN(JsonSchema s, c.tool_calls(fns, array, max_calls));
+    TANDEM_ASSIGN(JsonSchema s, c.tool_calls(fns, shape, max_calls));
     return std::make_shared<const JsonSchema>(std::move(s));
 }
 
@@ -493,6 +499,10 @@ void JsonMatcher::step(Stack& s, uint8_t c, std::vector<Stack>& out) const {
     };
     switch (f.kind) {
         case kDoc: {
+            if (f.phase == 2) {  // after the document: whitespace where the schema allows it
+                if (schema_->trailing_ws() && is_ws(c) && take_ws(f)) out.push_back(s);
+                return;
+            }
             Frame* v = f.phase == 0 ? push(kValue, schema_->root()) : nullptr;
             if (!v) return;
             if (!schema_->leading_ws()) v->ws = JsonSchema::kMaxWs;  // (its run is full already)

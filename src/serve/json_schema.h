@@ -38,13 +38,16 @@ public:
     static Result<std::shared_ptr<const JsonSchema>> compile(const nlohmann::ordered_json& schema);
     // response_format {"type": "json_object"}: any JSON object.
     static std::shared_ptr<const JsonSchema> any_object();
-    // tool_choice: `fns` are the tools' (name, parameters schema; null: no arguments). One
-    // function (`array` false): its arguments object. Otherwise (tool_choice "required") a
-    // non-empty array of {"name": NAME, "arguments": {...}} calls of any of them (at most
-    // max_calls; -1: any number). Each parameters
-    // schema resolves its own $refs.
+    // Tool calls. `fns` are the tools' (name, parameters schema; null: no arguments); each
+    // parameters schema resolves its own $refs. The shapes:
+    // - arguments (tool_choice naming one function, the only one in fns): its arguments object;
+    // - calls (tool_choice "required"): a non-empty array of {"name": NAME, "arguments": {...}}
+    //   calls of any of them (at most max_calls; -1: any number);
+    // - call (tool_choice "auto": what follows a <tool_call> marker, token_constraint.h): one
+    //   {"name": NAME, "arguments": {...}} object, whitespace allowed after it.
+    enum class ToolShape { arguments, calls, call };
     static Result<std::shared_ptr<const JsonSchema>> tool_calls(const std::vector<std::pair<std::string, nlohmann::ordered_json>>& fns,
-                                                                bool array, int64_t max_calls = -1);
+                                                                ToolShape shape, int64_t max_calls = -1);
 
     enum class Kind : uint8_t { any, object, array, string, number, integer, literal, any_of };
     struct Node {
@@ -69,12 +72,13 @@ public:
 
     const std::vector<Node>& nodes() const { return nodes_; }
     int32_t root() const { return root_; }
-    bool leading_ws() const { return leading_ws_; }  // whitespace before the document
+    bool leading_ws() const { return leading_ws_; }    // whitespace before the document
+    bool trailing_ws() const { return trailing_ws_; }  // and after it (at most kMaxWs bytes)
 
 private:
     std::vector<Node> nodes_;  // nodes_[0]: any value
     int32_t root_ = 0;
-    bool leading_ws_ = true;
+    bool leading_ws_ = true, trailing_ws_ = false;
     friend class JsonSchemaCompiler;
 };
 

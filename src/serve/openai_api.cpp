@@ -96,14 +96,15 @@ Result<chat::Json> parse_messages(const json& msgs) {
     return out;
 }
 
-// tool_choice: "auto" (the default), "none" (the tools are not offered), "required" or
+// tool_choice: "auto" (the default: calls the model opens follow the tools' schemas, unless
+// the server was told not to), "none" (the tools are not offered), "required" or
 // {"type": "function", "function": {"name": N}} (the answer is sampled as calls: JsonSchema::tool_calls;
 // parallel_tool_calls false: one call).
-Status parse_tool_choice(const json& body, ApiRequest& r) {
+Status parse_tool_choice(const json& body, ApiRequest& r, bool constrain_auto) {
     const json* v = field(body, "tool_choice");
-    if (!v) return {};
-    std::string mode, named;
-    if (v->is_string()) {
+    std::string mode = "auto", named;
+    if (!v || v->is_null()) {
+    } else if (v->is_string()) {
         mode = v->get<std::string>();
         if (mode != "auto" && mode != "none" && mode != "required")
             return make_error("tool_choice must be auto, none, required or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}");
@@ -114,9 +115,32 @@ Status parse_tool_choice(const json& body, ApiRequest& r) {
     } else {
         return make_error("tool_choice must be auto, none, required or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}");
     }
-    if (mode == "auto") return {};
     if (mode == "none") {
         r.tools = nullptr;
+        return {};
+    }
+    int64_t max_calls = -1;
+    if (const json* p = field(body, "parallel_tool_calls")) {
+        TANDEM_ASSIGN(const bool parallel, get_bool(*p, "parallel_tool_calls"));
+        if (!parallel) max_calls = 1;
+    }
+    if (mode == "auto") {
+        if (r.tools.is_null() || r.response_schema || !constrain_auto) return {};
+        std::vector<std::pair<std::string, nlohmann::ordered_json>> fns;
+        for (const json& t : r.tools) {
+            const json* fn = t.is_object() ? field(t, "function") : nullptr;
+            const json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
+            if (!name || !name->is_string()) continue;  // (the template renders what it can)
+            const json* params = field(*fn, "parameters");
+            // a schema this server cannot compile does not fail the request: any arguments object
+            const bool usable = !params || params->is_null() || JsonSchema::compile(*params).ok();
+            fns.emplace_back(name->get<std::string>(), !usable ? json{{"type", "object"}} : params ? *params : json());
+        }
+        if (fns.empty()) return {};
+        auto schema = JsonSchema::tool_calls(fns, JsonSchema::ToolShape::call);
+        if (!schema) return {};  // (too many tools: the calls are parsed as written)
+        r.tool_call_schema = *schema;
+        r.max_tool_calls = max_calls;
         return {};
     }
     if (r.tools.is_null()) return make_error("tool_choice {} needs tools", mode == "named" ? "naming a function" : "required");
@@ -132,12 +156,8 @@ Status parse_tool_choice(const json& body, ApiRequest& r) {
         fns.emplace_back(name->get<std::string>(), params ? *params : json());
     }
     if (fns.empty()) return make_error("tool_choice names '{}', which is not one of the tools", named);
-    int64_t max_calls = -1;
-    if (const json* p = field(body, "parallel_tool_calls")) {
-        TANDEM_ASSIGN(const bool parallel, get_bool(*p, "parallel_tool_calls"));
-        if (!parallel) max_calls = 1;
-    }
-    auto schema = JsonSchema::tool_calls(fns, mode == "required", max_calls);
+    auto schema = JsonSchema::tool_calls(fns, mode == "required" ? JsonSchema::ToolShape::calls : JsonSchema::ToolShape::arguments,
+                                         max_calls);
     if (!schema) return make_error("tool_choice: {}", schema.error().message);
     r.response_schema = *schema;
     r.forced_tools = true;
@@ -348,7 +368,7 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
         if (!compiled) return make_error("guided_choice: {}", compiled.error().message);
         r.response_schema = *compiled;
     }
-    if (chat) TANDEM_TRY(parse_tool_choice(body, r));
+    if (chat) TANDEM_TRY(parse_tool_choice(body, r, limits.constrain_tool_calls));
     if (const json* v = field(body, "n")) {
         TANDEM_ASSIGN(r.n, get_int(*v, "n", 1, kMaxChoices));
     }

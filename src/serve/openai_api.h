@@ -19,6 +19,7 @@ namespace tandem {
 struct ApiLimits {
     int64_t default_max_tokens = 1024;  // when the request names none (then clamped to the context)
     int64_t max_tokens_cap = 1 << 30;   // --max-new-tokens
+    bool constrain_tool_calls = true;   // tool_choice auto: calls follow the tools' schemas (--no-tool-call-constraint)
 };
 
 // One prompt of /v1/completions: text, or token ids.
@@ -56,6 +57,13 @@ struct ApiRequest {
     // schema in response_schema) and comes back as tool_calls; forced_tool names the function
     bool forced_tools = false;
     std::string forced_tool;
+    // tool_choice auto (tools offered, nothing else shaping the answer): what the model writes
+    // after a <tool_call> marker, one call of one of the tools (JsonSchema::ToolShape::call; a
+    // tool whose parameters do not compile takes any arguments object); max_tool_calls: 1 with
+    // parallel_tool_calls false, else -1. Null when the server does not constrain tool calls or
+    // the tools cannot be compiled at all (more than JsonSchema::kMaxLiterals).
+    std::shared_ptr<const JsonSchema> tool_call_schema;
+    int64_t max_tool_calls = -1;
 };
 
 // Error messages name the field: "max_tokens must be an integer >= 1".

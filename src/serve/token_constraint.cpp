@@ -30,20 +30,31 @@ VocabIndex::VocabIndex(const Tokenizer& tok) {
 
 TokenConstraint::TokenConstraint(std::shared_ptr<const VocabIndex> vocab, const ConstraintSpec& spec, std::vector<int32_t> end_ids)
     : vocab_(std::move(vocab)),
+      schema_(spec.schema),
       matcher_(spec.schema),
       trial_(spec.schema),
       state_(State::active),
       think_open_(vocab_->think_open()),
       think_close_(vocab_->think_close()),
-      end_ids_(std::move(end_ids)) {
+      end_ids_(std::move(end_ids)),
+      lazy_(spec.trigger >= 0 && spec.trigger_end >= 0),
+      trigger_(spec.trigger),
+      triggers_left_(spec.max_triggers) {
+    if (lazy_) {
+        end_ids_ = {spec.trigger_end};
+        state_ = State::free;
+    }
     if (spec.think == ThinkMode::free_until_close && think_close_ >= 0) state_ = State::thinking;
-    else if (spec.think == ThinkMode::may_open && think_open_ >= 0 && think_close_ >= 0) state_ = State::first;
+    else if (!lazy_ && spec.think == ThinkMode::may_open && think_open_ >= 0 && think_close_ >= 0) state_ = State::first;
 }
+
+bool TokenConstraint::is_end(int32_t id) const { return std::find(end_ids_.begin(), end_ids_.end(), id) != end_ids_.end(); }
 
 bool TokenConstraint::allows(int32_t id) const {
     if (state_ == State::thinking) return true;
+    if (state_ == State::free) return id != trigger_ || triggers_left_ != 0;
     if (state_ == State::first && id == think_open_) return true;
-    if (std::find(end_ids_.begin(), end_ids_.end(), id) != end_ids_.end()) return matcher_.can_end();
+    if (is_end(id)) return matcher_.can_end();
     const std::string_view* t = vocab_->text(id);
     if (!t) return false;
     JsonMatcher m = matcher_;
@@ -52,14 +63,29 @@ bool TokenConstraint::allows(int32_t id) const {
 
 bool TokenConstraint::take(int32_t id) {
     if (state_ == State::thinking) {
-        if (id == think_close_) state_ = State::active;
+        if (id == think_close_) state_ = lazy_ ? State::free : State::active;
+        return true;
+    }
+    if (state_ == State::free) {
+        if (id == trigger_) {
+            if (triggers_left_ == 0) return false;
+            if (triggers_left_ > 0) --triggers_left_;
+            matcher_ = JsonMatcher(schema_);
+            state_ = State::active;
+        } else if (id == think_open_ && think_close_ >= 0) {
+            state_ = State::thinking;
+        }
         return true;
     }
     if (state_ == State::first && id == think_open_) {
         state_ = State::thinking;
         return true;
     }
-    if (std::find(end_ids_.begin(), end_ids_.end(), id) != end_ids_.end()) return matcher_.can_end();
+    if (is_end(id)) {
+        if (!matcher_.can_end()) return false;
+        if (lazy_) state_ = State::free;
+        return true;
+    }
     const std::string_view* t = vocab_->text(id);
     if (!t) return false;
     trial_ = matcher_;
@@ -71,8 +97,10 @@ bool TokenConstraint::take(int32_t id) {
 
 void TokenConstraint::allowed_ids(std::vector<uint8_t>& ok) const {
     ok.assign((size_t)vocab_->n_vocab(), 0);
-    if (state_ == State::thinking) {
+    if (state_ == State::thinking || state_ == State::free) {
         std::fill(ok.begin(), ok.end(), 1);
+        if (state_ == State::free && triggers_left_ == 0 && trigger_ >= 0 && trigger_ < (int32_t)ok.size())
+            ok[(size_t)trigger_] = 0;
         return;
     }
     if (state_ == State::first && think_open_ >= 0 && think_open_ < (int32_t)ok.size()) ok[(size_t)think_open_] = 1;

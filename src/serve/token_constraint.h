@@ -8,6 +8,10 @@
 // Reasoning models think first: with `think` free_until_close (the prompt opened <think>) the
 // tokens are free until </think>; with may_open the first token may be <think> as well as the
 // document's start.
+//
+// Lazy (a trigger token): the tokens are free until the trigger (tool_choice auto: <tool_call>),
+// outside a <think> block; then a document follows, ended by trigger_end (</tool_call>) instead of
+// the end tokens, and the tokens are free again, at most max_triggers times (-1: any).
 #pragma once
 
 #include <memory>
@@ -53,6 +57,8 @@ enum class ThinkMode { none, free_until_close, may_open };
 struct ConstraintSpec {
     std::shared_ptr<const JsonSchema> schema;  // null: no constraint
     ThinkMode think = ThinkMode::none;
+    int32_t trigger = -1, trigger_end = -1;    // lazy when both are tokens
+    int64_t max_triggers = -1;
 };
 
 class TokenConstraint {
@@ -71,12 +77,18 @@ public:
     void allowed_ids(std::vector<uint8_t>& ok) const;
 
 private:
-    enum class State { thinking, first, active };
+    // free: lazy, outside a document (and outside <think>)
+    enum class State { thinking, first, active, free };
+    bool is_end(int32_t id) const;
     std::shared_ptr<const VocabIndex> vocab_;
+    std::shared_ptr<const JsonSchema> schema_;
     JsonMatcher matcher_, trial_;  // the state; a candidate token fed to a copy (buffers kept)
     State state_;
     int32_t think_open_, think_close_;
-    std::vector<int32_t> end_ids_;
+    std::vector<int32_t> end_ids_;  // (lazy: trigger_end)
+    bool lazy_;
+    int32_t trigger_;
+    int64_t triggers_left_;
     mutable std::vector<JsonMatcher> levels_;  // the walk's matcher after each prefix length
     mutable std::vector<uint8_t> ok_;
 };

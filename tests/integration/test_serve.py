@@ -381,6 +381,66 @@ class ServeTest(TempDirTestCase):
         status, r = self.srv.post("/v1/chat/completions", {"messages": msgs, "tool_choice": "required"})
         self.assertEqual(status, 400, r)
 
+    def test_tool_calls_auto_follow_the_tools(self):
+        """tool_choice auto: what the model writes after <tool_call> is one call of the offered
+        tools that their schemas accept (the random model is pushed to open calls by logit_bias);
+        parallel_tool_calls false: no second call opens; with --no-tool-call-constraint the same
+        request gets no call."""
+        tools = [
+            {"type": "function", "function": {"name": "get_weather", "parameters": {
+                "type": "object", "properties": {"city": {"type": "string", "maxLength": 10},
+                                                 "unit": {"enum": ["C", "F"]}},
+                "required": ["city", "unit"], "additionalProperties": False}}},
+            {"type": "function", "function": {"name": "now"}},
+        ]
+        open_id = self.srv.post("/tokenize", {"content": "<tool_call>"})[1]["tokens"]
+        self.assertEqual(len(open_id), 1)
+        msgs = [{"role": "user", "content": "Weather in Paris?"}]
+        body = {"messages": msgs, "tools": tools, "max_tokens": 400, "temperature": 0.8, "logit_bias": {str(open_id[0]): 100},
+                "chat_template_kwargs": {"enable_thinking": False}}
+
+        def check(call):
+            name, args = call["function"]["name"], json.loads(call["function"]["arguments"])
+            if name == "get_weather":
+                self.assertEqual(set(args), {"city", "unit"})
+                self.assertLessEqual(len(args["city"]), 10)
+                self.assertIn(args["unit"], ["C", "F"])
+            else:
+                self.assertEqual((name, args), ("now", {}))
+
+        for seed in (1, 2):
+            req = dict(body, seed=seed, parallel_tool_calls=False)
+            status, r = self.srv.post("/v1/chat/completions", req)
+            self.assertEqual(status, 200, r)
+            choice = r["choices"][0]
+            self.assertEqual(choice["finish_reason"], "tool_calls", choice)
+            calls = choice["message"]["tool_calls"]
+            self.assertEqual(len(calls), 1, choice)
+            check(calls[0])
+            self.assertNotIn("<tool_call>", choice["message"]["content"] or "")
+            status, events, done = self.srv.stream("/v1/chat/completions", dict(req, stream=True))
+            self.assertEqual((status, done), (200, True))
+            deltas = [ch.get("delta", {}) for e in events for ch in e.get("choices", [])]
+            streamed = [tc for d in deltas for tc in d.get("tool_calls", [])]
+            self.assertEqual([(c["function"]["name"], c["function"]["arguments"]) for c in streamed],
+                             [(c["function"]["name"], c["function"]["arguments"]) for c in calls])
+        # parallel calls (the default): the model opens one after another, each whole and valid
+        # (a last one cut by max_tokens stays text)
+        status, r = self.srv.post("/v1/chat/completions", dict(body, seed=1))
+        self.assertEqual(status, 200, r)
+        calls = r["choices"][0]["message"]["tool_calls"]
+        self.assertGreaterEqual(len(calls), 2, r)
+        for c in calls:
+            check(c)
+        srv = Server(self.model, "--no-tool-call-constraint", log_path=self.path("free_tools.log"))
+        try:
+            status, r = srv.post("/v1/chat/completions", dict(body, seed=1, max_tokens=64))
+            self.assertEqual(status, 200, r)
+            self.assertNotIn("tool_calls", r["choices"][0]["message"])
+            self.assertEqual(r["choices"][0]["finish_reason"], "length")
+        finally:
+            self.assertEqual(srv.close(), 0)
+
     def test_vllm_guided_choice_and_json(self):
         choices = ["positive", "negative", "neutral"]
         for i, temperature in enumerate([0, 1.0, 1.3]):

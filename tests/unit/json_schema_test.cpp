@@ -258,7 +258,7 @@ TEST(JsonSchema, ToolCallsResolveEachToolsReferences) {
                                    "$defs": {"x": {"type": "integer"}}})");
     const json b = json::parse(R"({"type": "object", "properties": {"v": {"$ref": "#/$defs/x"}}, "required": ["v"],
                                    "$defs": {"x": {"type": "boolean"}}})");
-    auto any = JsonSchema::tool_calls({{"a", a}, {"b", b}, {"c", json()}}, true);
+    auto any = JsonSchema::tool_calls({{"a", a}, {"b", b}, {"c", json()}}, JsonSchema::ToolShape::calls);
     ASSERT_TRUE(any.ok()) << any.error().message;
     const std::string three = R"([{"name": "a", "arguments": {"v": 1}}, {"arguments": {"v": true}, "name": "b"},
                                  {"name": "c", "arguments": {}}])";
@@ -267,15 +267,28 @@ TEST(JsonSchema, ToolCallsResolveEachToolsReferences) {
     EXPECT_FALSE(whole(*any, R"([{"name": "d", "arguments": {}}])"));
     EXPECT_FALSE(whole(*any, R"([{"name": "c", "arguments": {"x": 1}}])"));
     EXPECT_FALSE(whole(*any, "[]"));
-    auto one = JsonSchema::tool_calls({{"a", a}, {"b", b}}, true, 1);
+    auto one = JsonSchema::tool_calls({{"a", a}, {"b", b}}, JsonSchema::ToolShape::calls, 1);
     ASSERT_TRUE(one.ok());
     EXPECT_TRUE(whole(*one, R"([{"name": "b", "arguments": {"v": false}}])"));
     EXPECT_FALSE(whole(*one, R"([{"name": "b", "arguments": {"v": false}}, {"name": "b", "arguments": {"v": false}}])"));
-    auto named = JsonSchema::tool_calls({{"b", b}}, false);
+    auto named = JsonSchema::tool_calls({{"b", b}}, JsonSchema::ToolShape::arguments);
     ASSERT_TRUE(named.ok());
     EXPECT_TRUE(whole(*named, R"({"v": false})"));
     EXPECT_FALSE(whole(*named, R"({"v": 1})"));
-    EXPECT_FALSE(JsonSchema::tool_calls({{"a", json::parse(R"({"type": "wat"})")}}, true).ok());
+    EXPECT_FALSE(JsonSchema::tool_calls({{"a", json::parse(R"({"type": "wat"})")}}, JsonSchema::ToolShape::calls).ok());
+    EXPECT_FALSE(whole(*any, three + "\n"));  // (only the call shape takes whitespace after it)
+    // tool_choice auto: one call object of any of the tools, as Qwen3 writes it between
+    // <tool_call> markers (a newline before and after)
+    auto call = JsonSchema::tool_calls({{"a", a}, {"b", b}, {"c", json()}}, JsonSchema::ToolShape::call);
+    ASSERT_TRUE(call.ok());
+    EXPECT_TRUE(whole(*call, "\n{\"name\": \"a\", \"arguments\": {\"v\": 1}}\n"));
+    EXPECT_TRUE(whole(*call, R"({"arguments": {}, "name": "c"})"));
+    EXPECT_FALSE(whole(*call, R"({"name": "a", "arguments": {"v": true}})"));
+    EXPECT_FALSE(whole(*call, R"({"name": "d", "arguments": {}})"));
+    EXPECT_FALSE(whole(*call, R"({"name": "a"})"));
+    EXPECT_FALSE(whole(*call, R"([{"name": "c", "arguments": {}}])"));
+    EXPECT_FALSE(whole(*call, R"({"name": "c", "arguments": {}} x)"));
+    EXPECT_FALSE(whole(*call, R"({"name": "c", "arguments": {}})" + std::string(JsonSchema::kMaxWs + 1, ' ')));
 
     ToolCallParse p = parse_forced_tool_calls(three, "");
     ASSERT_EQ(p.calls.size(), 3u);
@@ -462,6 +475,82 @@ TEST_F(JsonTokens, ReasoningComesFirst) {
     EXPECT_TRUE(n.allows(brace));
     ASSERT_TRUE(n.take(brace));
     EXPECT_FALSE(n.allows(brace));
+}
+
+// tool_choice auto: free text until <tool_call> (outside <think>), then one call that the tools'
+// schemas accept, closed by </tool_call> only when whole (the end token is refused inside it),
+// then free again; with max_triggers 1 (parallel_tool_calls false) no second call opens.
+TEST_F(JsonTokens, ToolCallsAreHeldToTheToolsOnlyAfterTheirMarker) {
+    const json weather = json::parse(R"({"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}},
+                                         "required": ["city"], "additionalProperties": false})");
+    auto schema = JsonSchema::tool_calls({{"get_weather", weather}, {"now", json()}}, JsonSchema::ToolShape::call);
+    ASSERT_TRUE(schema.ok());
+    const int32_t open = id("<tool_call>"), close = id("</tool_call>"), eos = tok_->eos_id(), word = id("Hello");
+    const int32_t think = id("<think>"), unthink = id("</think>"), brace = id("{");
+    const int32_t paris = id("Paris"), london = id("London"), get = id("get"), weather_word = id("weather");
+    for (int32_t t : {open, close, word, think, unthink, brace, paris, london, get, weather_word}) ASSERT_GE(t, 0);
+    auto feed = [&](TokenConstraint& c, const std::string& text) {
+        auto ids = tok_->encode(text, /*parse_special=*/true);
+        ASSERT_TRUE(ids.ok());
+        for (int32_t t : *ids) ASSERT_TRUE(c.take(t)) << "refused token '" << tok_->token_bytes(t) << "' of " << text;
+    };
+    for (int64_t max : {(int64_t)-1, (int64_t)1}) {
+        TokenConstraint c(vocab_, {*schema, ThinkMode::none, open, close, max}, {eos});
+        EXPECT_TRUE(c.allows(word));  // free text, and the end, before any call
+        EXPECT_TRUE(c.allows(eos));
+        EXPECT_TRUE(c.allows(close));
+        feed(c, "Let me look.\n");
+        ASSERT_TRUE(c.take(open));
+        EXPECT_FALSE(c.allows(word));  // now only the call
+        EXPECT_FALSE(c.allows(eos));
+        EXPECT_FALSE(c.allows(close));
+        EXPECT_FALSE(c.allows(open));
+        feed(c, "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"");
+        std::vector<uint8_t> ok;
+        c.allowed_ids(ok);  // inside the enum: what continues Paris or Oslo
+        EXPECT_TRUE(ok[(size_t)paris]);
+        EXPECT_FALSE(ok[(size_t)london]);
+        EXPECT_FALSE(ok[(size_t)eos]);
+        feed(c, "Oslo\"}}");
+        EXPECT_TRUE(c.allows(close));  // whole: the marker may close it, after whitespace too
+        EXPECT_FALSE(c.allows(eos));
+        feed(c, "\n");
+        EXPECT_FALSE(c.allows(word));
+        ASSERT_TRUE(c.take(close));
+        EXPECT_TRUE(c.allows(word));  // free again
+        EXPECT_TRUE(c.allows(eos));
+        EXPECT_EQ(c.allows(open), max != 1);
+        c.allowed_ids(ok);
+        EXPECT_EQ(ok[(size_t)open] != 0, max != 1);
+        EXPECT_TRUE(ok[(size_t)word]);
+        if (max != 1) {
+            feed(c, "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>");
+        } else {
+            EXPECT_FALSE(c.take(open));
+        }
+    }
+    // a refused name or argument is not taken
+    TokenConstraint d(vocab_, {*schema, ThinkMode::none, open, close, -1}, {eos});
+    ASSERT_TRUE(d.take(open));
+    feed(d, "{\"name\": \"");
+    EXPECT_FALSE(d.allows(weather_word));
+    EXPECT_TRUE(d.allows(get));
+    // reasoning: a marker inside <think> is free text; the call constraint starts after </think>
+    TokenConstraint r(vocab_, {*schema, ThinkMode::free_until_close, open, close, -1}, {eos});
+    ASSERT_TRUE(r.take(open));
+    EXPECT_TRUE(r.allows(word));
+    ASSERT_TRUE(r.take(unthink));
+    ASSERT_TRUE(r.take(open));
+    EXPECT_FALSE(r.allows(word));
+    EXPECT_TRUE(r.allows(brace));
+    // the model opens its own <think> block (may_open): free inside it too
+    TokenConstraint m(vocab_, {*schema, ThinkMode::may_open, open, close, -1}, {eos});
+    ASSERT_TRUE(m.take(think));
+    ASSERT_TRUE(m.take(open));
+    EXPECT_TRUE(m.allows(word));
+    ASSERT_TRUE(m.take(unthink));
+    ASSERT_TRUE(m.take(open));
+    EXPECT_FALSE(m.allows(word));
 }
 
 }  // namespace
