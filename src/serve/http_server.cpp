@@ -93,15 +93,24 @@ void ApiServer::Impl::routes() {
     svr.Post("/v1/messages/count_tokens", [this](const httplib::Request& req, httplib::Response& res) {
         if (authorized(req, res, true)) serve_count_tokens(completions, req, res);
     });
-    svr.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
-        if (!authorized(req, res)) return;
+    auto model_object = [this] {
         const EngineConfig& ec = engine.config();
-        json m = {{"id", config.model_name},
-                  {"object", "model"},
-                  {"created", unix_now()},
-                  {"owned_by", "tandem"},
-                  {"meta", {{"max_seq_len", ec.sched.max_seq_len}, {"cache_tokens", ec.cache_tokens}}}};
-        res.set_content(dump_json({{"object", "list"}, {"data", {m}}}), "application/json");
+        return json{{"id", config.model_name},
+                    {"object", "model"},
+                    {"created", unix_now()},
+                    {"owned_by", "tandem"},
+                    {"meta", {{"max_seq_len", ec.sched.max_seq_len}, {"cache_tokens", ec.cache_tokens}}}};
+    };
+    svr.Get("/v1/models", [this, model_object](const httplib::Request& req, httplib::Response& res) {
+        if (!authorized(req, res)) return;
+        res.set_content(dump_json({{"object", "list"}, {"data", {model_object()}}}), "application/json");
+    });
+    // OpenAI's "retrieve model" (client.models.retrieve): this server's one model, or 404
+    svr.Get(R"(/v1/models/(.+))", [this, model_object](const httplib::Request& req, httplib::Response& res) {
+        if (!authorized(req, res)) return;
+        const std::string id = req.matches[1];
+        if (id != config.model_name) return send_error(res, 404, fmt::format("the model '{}' does not exist (this server has '{}')", id, config.model_name));
+        res.set_content(dump_json(model_object()), "application/json");
     });
     svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
         res.set_content(R"({"status":"ok"})", "application/json");

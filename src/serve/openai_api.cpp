@@ -1,6 +1,8 @@
 #include "serve/openai_api.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
 
 #include "serve/request_json.h"
@@ -200,6 +202,21 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
             if (const json* et = field(*k, "enable_thinking")) {
                 TANDEM_ASSIGN(bool b, get_bool(*et, "chat_template_kwargs.enable_thinking"));
                 r.enable_thinking = b;
+            }
+        }
+        // OpenAI's reasoning_effort: given to the template (as vLLM does: some templates read
+        // it); none and minimal also answer without thinking unless enable_thinking says otherwise
+        if (const json* e = field(body, "reasoning_effort"); e && !e->is_null()) {
+            static const char* const kEfforts[] = {"none", "minimal", "low", "medium", "high", "xhigh"};
+            const bool known = e->is_string() && std::any_of(std::begin(kEfforts), std::end(kEfforts),
+                                                             [&](const char* k) { return e->get<std::string>() == k; });
+            if (!known) return make_error("reasoning_effort must be none, minimal, low, medium, high or xhigh");
+            const std::string effort = e->get<std::string>();
+            if (!r.template_kwargs.is_object()) r.template_kwargs = json::object();
+            if (!r.template_kwargs.contains("reasoning_effort")) r.template_kwargs["reasoning_effort"] = effort;
+            if (!r.enable_thinking && (effort == "none" || effort == "minimal")) {
+                r.enable_thinking = false;
+                r.template_kwargs["enable_thinking"] = false;
             }
         }
     } else {

@@ -81,6 +81,11 @@ class ServeTest(TempDirTestCase):
         models = json.loads(body)
         self.assertEqual(status, 200)
         self.assertEqual(models["data"][0]["id"], "tiny")
+        status, _, body = self.srv.request("GET", "/v1/models/tiny")  # retrieve one model
+        self.assertEqual((status, json.loads(body)["id"], json.loads(body)["object"]), (200, "tiny", "model"))
+        status, _, body = self.srv.request("GET", "/v1/models/gpt-4")
+        self.assertEqual(status, 404)
+        self.assertIn("gpt-4", json.loads(body)["error"]["message"])
         m = self.srv.metrics()
         self.assertEqual(m["tandem_kv_pages_total"], 64)
         self.assertEqual(m["tandem_kv_page_size"], 128)
@@ -221,6 +226,21 @@ class ServeTest(TempDirTestCase):
         msg = r["choices"][0]["message"]
         self.assertEqual(msg["role"], "assistant")
         self.assertNotIn("<think>", msg["content"])
+        # reasoning_effort none / minimal: the prompt renders as with enable_thinking false (Qwen3
+        # closes an empty think block); low..high as the template's default; enable_thinking wins
+        def prompt_tokens(**extra):
+            status, r = self.srv.post("/v1/chat/completions", dict(body, max_tokens=1, **extra))
+            self.assertEqual(status, 200, r)
+            return r["usage"]["prompt_tokens"]
+        plain, off = prompt_tokens(), prompt_tokens(chat_template_kwargs={"enable_thinking": False})
+        self.assertGreater(off, plain)
+        self.assertEqual(prompt_tokens(reasoning_effort="none"), off)
+        self.assertEqual(prompt_tokens(reasoning_effort="minimal"), off)
+        self.assertEqual(prompt_tokens(reasoning_effort="high"), plain)
+        self.assertEqual(prompt_tokens(reasoning_effort="none", chat_template_kwargs={"enable_thinking": True}), plain)
+        status, r = self.srv.post("/v1/chat/completions", dict(body, reasoning_effort="extreme"))
+        self.assertEqual(status, 400, r)
+        self.assertIn("reasoning_effort", r["error"]["message"])
         # multi-turn with tool calls and tool results renders and runs
         body = {"messages": [
             {"role": "user", "content": "Weather in Paris?"},
