@@ -91,7 +91,8 @@ private:
     void accumulate(Gen& g, StreamEvent& ev);
     StreamPieces take_pieces(Gen& g, StreamEvent& ev);
     ToolCallParse parse_calls(const std::string& text) const {
-        return req_.forced_tools ? parse_forced_tool_calls(text, req_.forced_tool) : parse_tool_calls(text);
+        return req_.forced_tools ? parse_forced_tool_calls(text, req_.forced_tool)
+                                 : parse_tool_calls(text, ctx_.tool_format, &req_.tools);
     }
     // A finished chat answer: its text and the tool calls parsed from it (none without tools,
     // or when none parses: then the text is all of it)

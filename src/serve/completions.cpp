@@ -145,7 +145,9 @@ bool Call::start(const httplib::Request& req, httplib::Response& res) {
     if (r.ignore_eos) gen.stop_ids.clear();
     gen.stop_ids.insert(gen.stop_ids.end(), r.stop_token_ids.begin(), r.stop_token_ids.end());
     gen.constraint = {r.response_schema, think_mode};
-    if (!r.response_schema && r.tool_call_schema) {  // calls the model opens follow the tools' schemas
+    // calls the model opens follow the tools' schemas (the JSON format's; an xml-format model,
+    // Qwen3-Coder, writes its calls free and they are parsed as written)
+    if (!r.response_schema && r.tool_call_schema && ctx_.tool_format == ToolCallFormat::json) {
         const int32_t open = tok.special_id("<tool_call>"), close = tok.special_id("</tool_call>");
         if (open >= 0 && close >= 0) gen.constraint = {r.tool_call_schema, think_mode, open, close, r.max_tool_calls};
     }

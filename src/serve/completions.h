@@ -15,6 +15,7 @@
 #include "runtime/chat_session.h"
 #include "serve/engine.h"
 #include "serve/http_server.h"
+#include "serve/tool_calls.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tandem {
@@ -23,6 +24,7 @@ struct CompletionContext {
     Engine& engine;
     const Tokenizer& tok;
     const ChatConfig* chat;  // null: the model has no chat template
+    ToolCallFormat tool_format;  // of the chat template's tool calls (tool_calls.h)
     const ServerConfig& config;
     std::atomic<int64_t>& next_id;
 };

@@ -32,7 +32,8 @@ struct ApiServer::Impl {
     ServerConfig config;
     httplib::Server svr;
     std::atomic<int64_t> next_id{1};
-    CompletionContext completions{engine, tok, chat, config, next_id};
+    CompletionContext completions{engine, tok, chat, chat ? tool_call_format(chat->chat_template) : ToolCallFormat::json, config,
+                                  next_id};
 
     void routes();
     bool authorized(const httplib::Request& req, httplib::Response& res, bool anthropic = false) const;

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "serve/text_stream.h"
 
 namespace tandem {
@@ -16,7 +18,73 @@ std::string trim(const std::string& s) {
 }
 }  // namespace
 
-ToolCallParse parse_tool_calls(const std::string& text) {
+ToolCallFormat tool_call_format(const std::string& chat_template) {
+    return chat_template.find("<function=") != std::string::npos ? ToolCallFormat::xml : ToolCallFormat::json;
+}
+
+namespace {
+// The JSON Schema type of parameter `param` of tool `name` in an OpenAI tools array ("" if none)
+std::string param_type(const nlohmann::ordered_json* tools, const std::string& name, const std::string& param) {
+    if (!tools || !tools->is_array()) return {};
+    for (const nlohmann::ordered_json& t : *tools) {
+        const nlohmann::ordered_json* fn = t.is_object() && t.contains("function") ? &t["function"] : &t;
+        if (!fn->is_object() || fn->value("name", "") != name) continue;
+        const nlohmann::ordered_json p = fn->value("parameters", nlohmann::ordered_json::object());
+        if (!p.is_object() || !p.contains("properties") || !p["properties"].is_object()) return {};
+        const nlohmann::ordered_json& props = p["properties"];
+        if (!props.contains(param) || !props[param].is_object()) return {};
+        const nlohmann::ordered_json& ty = props[param].value("type", nlohmann::ordered_json());
+        return ty.is_string() ? ty.get<std::string>() : std::string();
+    }
+    return {};
+}
+
+// One call's body in the xml format: "<function=NAME>" then parameters, then "</function>";
+// false when it is not that.
+bool parse_xml_call(const std::string& body, const nlohmann::ordered_json* tools, ToolCall& call) {
+    static const std::string kFn = "<function=", kFnEnd = "</function>", kParam = "<parameter=", kParamEnd = "</parameter>";
+    if (body.rfind(kFn, 0) != 0) return false;
+    const size_t name_end = body.find('>', kFn.size());
+    if (name_end == std::string::npos) return false;
+    call.name = trim(body.substr(kFn.size(), name_end - kFn.size()));
+    if (call.name.empty()) return false;
+    const size_t fn_end = body.rfind(kFnEnd);
+    if (fn_end == std::string::npos || fn_end < name_end || !trim(body.substr(fn_end + kFnEnd.size())).empty()) return false;
+    nlohmann::ordered_json args = nlohmann::ordered_json::object();
+    size_t pos = name_end + 1;
+    for (;;) {
+        const size_t p = body.find(kParam, pos);
+        if (p == std::string::npos || p >= fn_end) break;
+        if (!trim(body.substr(pos, p - pos)).empty()) return false;  // text between parameters
+        const size_t pn_end = body.find('>', p + kParam.size());
+        if (pn_end == std::string::npos || pn_end >= fn_end) return false;
+        const std::string pname = trim(body.substr(p + kParam.size(), pn_end - p - kParam.size()));
+        // the value runs to its </parameter>, or (a model that left it out) to the next
+        // parameter or the end of the function
+        size_t v_end = body.find(kParamEnd, pn_end + 1);
+        size_t next = v_end == std::string::npos ? std::string::npos : v_end + kParamEnd.size();
+        if (v_end == std::string::npos || v_end > fn_end) {
+            v_end = std::min(body.find(kParam, pn_end + 1), fn_end);
+            next = v_end;
+        }
+        std::string value = body.substr(pn_end + 1, v_end - pn_end - 1);
+        if (!value.empty() && value.front() == '\n') value.erase(0, 1);
+        if (!value.empty() && value.back() == '\n') value.pop_back();
+        if (pname.empty()) return false;
+        const std::string type = param_type(tools, call.name, pname);
+        nlohmann::ordered_json v = type == "string" ? nlohmann::ordered_json() : nlohmann::ordered_json::parse(value, nullptr, false);
+        if (type == "boolean" && (value == "True" || value == "False"))  // (Jinja2 prints Python's booleans)
+            v = value == "True";
+        args[pname] = type == "string" || v.is_discarded() ? nlohmann::ordered_json(value) : v;
+        pos = next;
+    }
+    if (!trim(body.substr(pos, fn_end - pos)).empty()) return false;
+    call.arguments = args.dump();
+    return true;
+}
+}  // namespace
+
+ToolCallParse parse_tool_calls(const std::string& text, ToolCallFormat format, const nlohmann::ordered_json* tools) {
     ToolCallParse out;
     std::string rest;
     size_t pos = 0;
@@ -26,12 +94,20 @@ ToolCallParse parse_tool_calls(const std::string& text) {
         const size_t close = text.find(kClose, open + kOpen.size());
         if (close == std::string::npos) break;
         const std::string body = trim(text.substr(open + kOpen.size(), close - open - kOpen.size()));
-        nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
-        if (j.is_object() && j.contains("name") && j["name"].is_string()) {
-            ToolCall call;
-            call.name = j["name"].get<std::string>();
-            const nlohmann::json args = j.contains("arguments") ? j["arguments"] : nlohmann::json::object();
-            call.arguments = args.is_string() ? args.get<std::string>() : args.dump();
+        ToolCall call;
+        bool ok = false;
+        if (format == ToolCallFormat::xml) {
+            ok = parse_xml_call(body, tools, call);
+        } else {
+            nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+            if (j.is_object() && j.contains("name") && j["name"].is_string()) {
+                call.name = j["name"].get<std::string>();
+                const nlohmann::json args = j.contains("arguments") ? j["arguments"] : nlohmann::json::object();
+                call.arguments = args.is_string() ? args.get<std::string>() : args.dump();
+                ok = true;
+            }
+        }
+        if (ok) {
             out.calls.push_back(std::move(call));
             rest += text.substr(pos, open - pos);
         } else {

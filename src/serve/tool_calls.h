@@ -1,13 +1,22 @@
-// Tool calls in generated text, Qwen3 / Hermes style:
-//   <tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>
+// Tool calls in generated text, in the two formats of the Qwen3 family:
+//   json (Qwen3, Qwen3-2507, Hermes): <tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>
+//   xml (Qwen3-Coder, Qwen3.5):       <tool_call>\n<function=f>\n<parameter=p>\nVALUE\n</parameter>\n
+//                                     </function>\n</tool_call>
 // turned into OpenAI `tool_calls` (arguments as a JSON string). Only used when the request
 // offered tools. Text that is not a well-formed call stays in the content.
 #pragma once
+
+#include <nlohmann/json.hpp>
 
 #include <string>
 #include <vector>
 
 namespace tandem {
+
+enum class ToolCallFormat { json, xml };
+
+// The format a chat template teaches its model: xml where it writes "<function=", else json.
+ToolCallFormat tool_call_format(const std::string& chat_template);
 
 struct ToolCall {
     std::string name;
@@ -19,7 +28,12 @@ struct ToolCallParse {
     std::vector<ToolCall> calls;
 };
 
-ToolCallParse parse_tool_calls(const std::string& text);
+// xml: each parameter's text (one newline around it dropped) becomes a JSON string where the
+// tool's schema (`tools`: the request's OpenAI tools array, or null) types it "string" or the
+// text is not JSON, and the JSON value it spells otherwise (numbers, booleans, objects, ...;
+// True/False for a boolean parameter, as Jinja2 prints them).
+ToolCallParse parse_tool_calls(const std::string& text, ToolCallFormat format = ToolCallFormat::json,
+                               const nlohmann::ordered_json* tools = nullptr);
 
 // tool_choice "required" or a named function: the answer was sampled as JSON (json_schema.h,
 // JsonSchema::tool_calls): an array of {"name", "arguments"} calls, or (`named` not empty) that

@@ -16,7 +16,7 @@ NPM = os.path.join(HERE, "..", "..", "npm", "node_modules")
 REFERENCE_JS = os.path.join(HERE, "js", "chat_reference.mjs")
 NODE = shutil.which("node") or "/usr/bin/node"
 RENDER_CHAT = os.environ.get("RENDER_CHAT_BIN", "build/bin/render_chat")
-TEMPLATES = ["qwen3", "deepseek-r1", "deepseek-v3", "qwen3-2507-instruct", "qwen3-4b-instruct-2507"]
+TEMPLATES = ["qwen3", "deepseek-r1", "deepseek-v3", "qwen3-2507-instruct", "qwen3-4b-instruct-2507", "qwen3-coder"]
 
 
 class ChatTemplateReferenceTest(TempDirTestCase):
@@ -55,6 +55,9 @@ class ChatTemplateReferenceTest(TempDirTestCase):
 
     def test_qwen3_4b_instruct_2507(self):
         self.check("qwen3-4b-instruct-2507")
+
+    def test_qwen3_coder(self):
+        self.check("qwen3-coder")
 
 
 class ChatTemplateErrorTest(TempDirTestCase):

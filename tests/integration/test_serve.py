@@ -460,6 +460,22 @@ class ServeTest(TempDirTestCase):
             self.assertEqual(r["choices"][0]["finish_reason"], "length")
         finally:
             self.assertEqual(srv.close(), 0)
+        # a template whose model writes XML calls (Qwen3-Coder): no JSON constraint after the
+        # marker, so the biased marker simply repeats; the tools are rendered its way
+        with open(os.path.join(HERE, "..", "data", "chat_templates", "qwen3-coder.json"), encoding="utf-8") as f:
+            coder = json.load(f)["chat_template"]
+        tmpl = self.path("qwen3-coder.jinja")
+        with open(tmpl, "w", encoding="utf-8") as f:
+            f.write(coder)
+        srv = Server(self.model, "--chat-template", tmpl, log_path=self.path("coder.log"))
+        try:
+            status, r = srv.post("/v1/chat/completions", dict(body, seed=1, max_tokens=8))
+            self.assertEqual(status, 200, r)
+            self.assertEqual(r["choices"][0]["message"]["content"], "<tool_call>" * 8)
+            plain = srv.post("/v1/chat/completions", {"messages": msgs, "max_tokens": 1})[1]["usage"]["prompt_tokens"]
+            self.assertGreater(r["usage"]["prompt_tokens"], plain + 100)  # the <tools> block
+        finally:
+            self.assertEqual(srv.close(), 0)
 
     def test_vllm_guided_choice_and_json(self):
         choices = ["positive", "negative", "neutral"]

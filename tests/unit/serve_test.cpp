@@ -2,9 +2,11 @@
 // validation, metrics text.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <limits>
 #include <random>
 
+#include "chat/chat_template.h"
 #include "serve/anthropic_api.h"
 #include "serve/engine.h"
 #include "serve/metrics.h"
@@ -472,6 +474,60 @@ TEST(ToolCalls, ParsesQwenStyleCallsAndKeepsTheRest) {
     auto bad = parse_tool_calls("<tool_call>not json</tool_call> and <tool_call>{\"name\": \"x\"");
     EXPECT_TRUE(bad.calls.empty());
     EXPECT_EQ(bad.content, "<tool_call>not json</tool_call> and <tool_call>{\"name\": \"x\"");
+}
+
+// Qwen3-Coder writes calls as XML (<function=NAME><parameter=P>VALUE</parameter>): what its own
+// template renders for an assistant's call parses back into the same name and arguments, each
+// parameter typed by the tool's schema (a string that looks like a number stays a string).
+TEST(ToolCalls, ParsesQwen3CoderCallsAsItsTemplateWritesThem) {
+    std::ifstream in(std::string(TANDEM_SOURCE_DIR) + "/tests/data/chat_templates/qwen3-coder.json");
+    ASSERT_TRUE(in.good());
+    const chat::Json cfg = chat::Json::parse(in);
+    const std::string tmpl = cfg["chat_template"];
+    EXPECT_EQ(tool_call_format(tmpl), ToolCallFormat::xml);
+    EXPECT_EQ(tool_call_format("{{ '<tool_call>\\n{\"name\": ...}' }}"), ToolCallFormat::json);
+    const chat::Json tools = chat::Json::parse(R"([{"type": "function", "function": {"name": "edit", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}, "line": {"type": "integer"},
+        "dry": {"type": "boolean"}, "opts": {"type": "object"}, "code": {"type": "string"},
+        "id": {"type": "string"}, "ratio": {"type": "number"}}}}}])");
+    const chat::Json args = chat::Json::parse(R"({"path": "a/b.py", "line": 12, "dry": true, "opts": {"x": [1, "two"]},
+        "code": "def f():\n    return 1\n", "id": "42", "ratio": 0.5})");
+    chat::Json msgs = chat::Json::array();
+    msgs.push_back({{"role", "user"}, {"content", "fix it"}});
+    msgs.push_back({{"role", "assistant"}, {"content", "On it."},
+                    {"tool_calls", {{{"type", "function"}, {"function", {{"name", "edit"}, {"arguments", args}}}}}}});
+    auto text = render_chat(tmpl, msgs, tools, false, chat::Json::object(), "", "<|im_end|>");
+    ASSERT_TRUE(text.ok()) << text.error().message;
+    // what the model wrote: the assistant turn's text
+    const std::string head = "<|im_start|>assistant\n";
+    const size_t b = text->rfind(head), e = text->rfind("<|im_end|>");
+    ASSERT_NE(b, std::string::npos);
+    ASSERT_NE(e, std::string::npos);
+    const std::string said = text->substr(b + head.size(), e - b - head.size());
+    EXPECT_NE(said.find("<function=edit>\n<parameter=path>\na/b.py\n</parameter>"), std::string::npos) << said;
+    ToolCallParse r = parse_tool_calls(said, ToolCallFormat::xml, &tools);
+    ASSERT_EQ(r.calls.size(), 1u) << said;
+    EXPECT_EQ(r.calls[0].name, "edit");
+    EXPECT_EQ(chat::Json::parse(r.calls[0].arguments), args) << r.calls[0].arguments;
+    EXPECT_EQ(r.content, "On it.");
+    // without the schema, text that spells JSON becomes that value
+    r = parse_tool_calls(said, ToolCallFormat::xml, nullptr);
+    ASSERT_EQ(r.calls.size(), 1u);
+    EXPECT_EQ(chat::Json::parse(r.calls[0].arguments)["id"], 42);
+    // a missing </parameter> before the next parameter or </function> is tolerated
+    r = parse_tool_calls("<tool_call>\n<function=f>\n<parameter=a>\nx\n<parameter=b>\n1\n</function>\n</tool_call>",
+                         ToolCallFormat::xml, nullptr);
+    ASSERT_EQ(r.calls.size(), 1u);
+    EXPECT_EQ(chat::Json::parse(r.calls[0].arguments), chat::Json::parse(R"({"a": "x", "b": 1})"));
+    // not a call: no function, text outside parameters, unterminated function, a JSON call
+    for (const char* bad : {"<tool_call>\n<parameter=a>\n1\n</parameter>\n</tool_call>",
+                            "<tool_call>\n<function=f>\nhello\n</function>\n</tool_call>",
+                            "<tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</tool_call>",
+                            "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>"}) {
+        r = parse_tool_calls(bad, ToolCallFormat::xml, &tools);
+        EXPECT_TRUE(r.calls.empty()) << bad;
+        EXPECT_EQ(r.content, bad);
+    }
 }
 
 TEST(ToolCalls, StreamHoldsFromTheMarkerOnAtAnySplit) {

@@ -62,17 +62,20 @@ function toolDef(name) {
                                           parameters: { type: "object", properties: props, required } } };
 }
 
-function argsObject() {
+// pyScalars false: no top-level true/null values (templates that print them with `| string`
+// get Python's True/None from Jinja2, and from tandem, but true/null from @huggingface/jinja)
+function argsObject(pyScalars = true) {
   const o = {};
   for (let i = 0, n = int(0, 3); i < n; ++i) {
     const k = pick(["location", "query", "limit", "flags", "nested", "ratio", "ok"]);
-    o[k] = pick([pick(TEXTS), int(-5, 1000), [1, "two", null], { a: { b: [true, false] } }, 0.5, 3.25, true, null]);
+    const values = [pick(TEXTS), int(-5, 1000), [1, "two", null], { a: { b: [true, false] } }, 0.5, 3.25];
+    o[k] = pick(pyScalars ? [...values, true, null] : values);
   }
   return o;
 }
 
-function toolCall(argsAsString) {
-  const args = argsObject();
+function toolCall(argsAsString, pyScalars = true) {
+  const args = argsObject(pyScalars);
   const fn = { name: pick(NAMES), arguments: argsAsString ? JSON.stringify(args) : args };
   return chance(0.9) ? { id: `call_${int(1, 999)}`, type: "function", function: fn } : { type: "function", function: fn };
 }
@@ -88,7 +91,7 @@ function conversation(style) {
     if (t === turns - 1 && chance(0.5)) break;  // ends with a user turn
     if (chance(0.35)) {
       const n = int(1, 3);
-      const calls = Array.from({ length: n }, () => toolCall(style === "deepseek"));
+      const calls = Array.from({ length: n }, () => toolCall(style === "deepseek", style !== "qwen3-coder"));
       const content = style === "deepseek" ? (chance(0.7) ? null : "Calling tools.")
                                            : pick(["", "I'll call a tool.", "<think>\nplan\n</think>\n\nCalling."]);
       const m = { role: "assistant", content, tool_calls: calls };
@@ -154,4 +157,9 @@ for (const name of ["deepseek-r1", "deepseek-v3"]) {
 for (const name of ["qwen3-2507-instruct", "qwen3-4b-instruct-2507"]) {
   const t = JSON.parse(fs.readFileSync(path.join(dataDir, `${name}.json`), "utf8"));
   render(name, t.chat_template, t.bos_token ?? "", t.eos_token, makeCases("qwen3", 60, false));
+}
+// Qwen3-Coder (XML tool calls: <function=NAME><parameter=P>...): arguments as objects, as the server passes them.
+{
+  const t = JSON.parse(fs.readFileSync(path.join(dataDir, "qwen3-coder.json"), "utf8"));
+  render("qwen3-coder", t.chat_template, t.bos_token ?? "", t.eos_token, makeCases("qwen3-coder", 60, false));
 }
