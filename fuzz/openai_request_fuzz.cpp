@@ -11,6 +11,7 @@
 #include "serve/openai_api.h"
 #include "serve/responses_api.h"
 #include "serve/text_stream.h"
+#include "serve/tool_calls.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
@@ -30,6 +31,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         tandem::StopMatcher m(r->gen.stop);
         for (size_t i = 0; i < text.size(); i += 3) m.push(text.substr(i, 3));
         m.flush();
+        // the request's own text read as a model's answer with tool calls, in both formats
+        tandem::parse_tool_calls(text, tandem::ToolCallFormat::json, &r->tools);
+        tandem::parse_tool_calls(text, tandem::ToolCallFormat::xml, &r->tools);
         tandem::ThinkSplitter t(chat);
         for (size_t i = 0; i < text.size(); i += 5) t.push(text.substr(i, 5));
         t.flush();
