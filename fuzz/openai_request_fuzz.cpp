@@ -12,6 +12,7 @@
 #include "serve/responses_api.h"
 #include "serve/text_stream.h"
 #include "serve/tool_calls.h"
+#include "serve/xml_calls.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
@@ -44,6 +45,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             for (char c : text)
                 if (!jm.feed_byte((uint8_t)c)) break;
             jm.can_end();
+        }
+        if (r->tool_call_xml) {
+            tandem::XmlCallMatcher xm(r->tool_call_xml);
+            for (char c : text)
+                if (!xm.feed_byte((uint8_t)c)) break;
+            xm.can_end();
         }
     }
     return 0;

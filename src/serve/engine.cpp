@@ -178,7 +178,7 @@ void Engine::take_new() {
             std::sort(a->seen.begin(), a->seen.end());
             a->seen.erase(std::unique(a->seen.begin(), a->seen.end()), a->seen.end());
         }
-        if (a->params.constraint.schema) {
+        if (a->params.constraint.active()) {
             if (!vocab_) vocab_ = std::make_shared<const VocabIndex>(tok_);
             a->constraint = std::make_unique<TokenConstraint>(vocab_, a->params.constraint, a->params.stop_ids);
         }

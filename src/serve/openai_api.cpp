@@ -139,9 +139,9 @@ Status parse_tool_choice(const json& body, ApiRequest& r, bool constrain_auto) {
             fns.emplace_back(name->get<std::string>(), !usable ? json{{"type", "object"}} : params ? *params : json());
         }
         if (fns.empty()) return {};
-        auto schema = JsonSchema::tool_calls(fns, JsonSchema::ToolShape::call);
-        if (!schema) return {};  // (too many tools: the calls are parsed as written)
-        r.tool_call_schema = *schema;
+        // (too many tools: the calls are parsed as written)
+        if (auto schema = JsonSchema::tool_calls(fns, JsonSchema::ToolShape::call)) r.tool_call_schema = *schema;
+        if (auto xml = XmlCallSchema::from_tools(r.tools)) r.tool_call_xml = *xml;
         r.max_tool_calls = max_calls;
         return {};
     }

@@ -13,6 +13,7 @@
 #include "core/status.h"
 #include "serve/engine.h"
 #include "serve/json_schema.h"
+#include "serve/xml_calls.h"
 
 namespace tandem {
 
@@ -63,6 +64,7 @@ struct ApiRequest {
     // parallel_tool_calls false, else -1. Null when the server does not constrain tool calls or
     // the tools cannot be compiled at all (more than JsonSchema::kMaxLiterals).
     std::shared_ptr<const JsonSchema> tool_call_schema;
+    std::shared_ptr<const XmlCallSchema> tool_call_xml;  // the same for XML calls (xml_calls.h: Qwen3-Coder)
     int64_t max_tool_calls = -1;
 };
 

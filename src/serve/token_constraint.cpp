@@ -30,9 +30,9 @@ VocabIndex::VocabIndex(const Tokenizer& tok) {
 
 TokenConstraint::TokenConstraint(std::shared_ptr<const VocabIndex> vocab, const ConstraintSpec& spec, std::vector<int32_t> end_ids)
     : vocab_(std::move(vocab)),
-      schema_(spec.schema),
-      matcher_(spec.schema),
-      trial_(spec.schema),
+      spec_(spec),
+      matcher_(spec),
+      trial_(spec),
       state_(State::active),
       think_open_(vocab_->think_open()),
       think_close_(vocab_->think_close()),
@@ -57,7 +57,7 @@ bool TokenConstraint::allows(int32_t id) const {
     if (is_end(id)) return matcher_.can_end();
     const std::string_view* t = vocab_->text(id);
     if (!t) return false;
-    JsonMatcher m = matcher_;
+    DocMatcher m = matcher_;
     return m.feed(*t);
 }
 
@@ -70,7 +70,7 @@ bool TokenConstraint::take(int32_t id) {
         if (id == trigger_) {
             if (triggers_left_ == 0) return false;
             if (triggers_left_ > 0) --triggers_left_;
-            matcher_ = JsonMatcher(schema_);
+            matcher_ = DocMatcher(spec_);
             state_ = State::active;
         } else if (id == think_open_ && think_close_ >= 0) {
             state_ = State::thinking;

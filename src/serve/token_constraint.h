@@ -16,10 +16,12 @@
 
 #include <memory>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "runtime/sampler.h"
 #include "serve/json_schema.h"
+#include "serve/xml_calls.h"
 
 namespace tandem {
 
@@ -55,10 +57,26 @@ private:
 enum class ThinkMode { none, free_until_close, may_open };
 
 struct ConstraintSpec {
-    std::shared_ptr<const JsonSchema> schema;  // null: no constraint
+    std::shared_ptr<const JsonSchema> schema;  // the document's JSON Schema (null: see xml)
     ThinkMode think = ThinkMode::none;
     int32_t trigger = -1, trigger_end = -1;    // lazy when both are tokens
     int64_t max_triggers = -1;
+    std::shared_ptr<const XmlCallSchema> xml = nullptr;  // or an XML tool call (xml_calls.h); both null: no constraint
+    bool active() const { return schema || xml; }
+};
+
+// The recognizer of a constraint's document: a JSON Schema's or an XML tool call's.
+class DocMatcher {
+public:
+    explicit DocMatcher(const ConstraintSpec& spec)
+        : m_(spec.schema ? std::variant<JsonMatcher, XmlCallMatcher>(JsonMatcher(spec.schema))
+                         : std::variant<JsonMatcher, XmlCallMatcher>(XmlCallMatcher(spec.xml))) {}
+    bool feed(std::string_view b) { return std::visit([&](auto& m) { return m.feed(b); }, m_); }
+    bool feed_byte(uint8_t c) { return std::visit([&](auto& m) { return m.feed_byte(c); }, m_); }
+    bool can_end() const { return std::visit([](const auto& m) { return m.can_end(); }, m_); }
+
+private:
+    std::variant<JsonMatcher, XmlCallMatcher> m_;
 };
 
 class TokenConstraint {
@@ -81,15 +99,15 @@ private:
     enum class State { thinking, first, active, free };
     bool is_end(int32_t id) const;
     std::shared_ptr<const VocabIndex> vocab_;
-    std::shared_ptr<const JsonSchema> schema_;
-    JsonMatcher matcher_, trial_;  // the state; a candidate token fed to a copy (buffers kept)
+    ConstraintSpec spec_;
+    DocMatcher matcher_, trial_;  // the state; a candidate token fed to a copy (buffers kept)
     State state_;
     int32_t think_open_, think_close_;
     std::vector<int32_t> end_ids_;  // (lazy: trigger_end)
     bool lazy_;
     int32_t trigger_;
     int64_t triggers_left_;
-    mutable std::vector<JsonMatcher> levels_;  // the walk's matcher after each prefix length
+    mutable std::vector<DocMatcher> levels_;  // the walk's matcher after each prefix length
     mutable std::vector<uint8_t> ok_;
 };
 

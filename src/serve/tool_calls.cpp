@@ -72,6 +72,7 @@ bool parse_xml_call(const std::string& body, const nlohmann::ordered_json* tools
         if (!value.empty() && value.back() == '\n') value.pop_back();
         if (pname.empty()) return false;
         const std::string type = param_type(tools, call.name, pname);
+        if (!type.empty() && type != "string") value = trim(value);  // (a typed value: its text alone)
         nlohmann::ordered_json v = type == "string" ? nlohmann::ordered_json() : nlohmann::ordered_json::parse(value, nullptr, false);
         if (type == "boolean" && (value == "True" || value == "False"))  // (Jinja2 prints Python's booleans)
             v = value == "True";

@@ -460,20 +460,47 @@ class ServeTest(TempDirTestCase):
             self.assertEqual(r["choices"][0]["finish_reason"], "length")
         finally:
             self.assertEqual(srv.close(), 0)
-        # a template whose model writes XML calls (Qwen3-Coder): no JSON constraint after the
-        # marker, so the biased marker simply repeats; the tools are rendered its way
+        # a template whose model writes XML calls (Qwen3-Coder): the call after the marker is
+        # <function=NAME><parameter=P>VALUE</parameter>..., typed values as the template prints
+        # them, parsed back into tool_calls
         with open(os.path.join(HERE, "..", "data", "chat_templates", "qwen3-coder.json"), encoding="utf-8") as f:
             coder = json.load(f)["chat_template"]
         tmpl = self.path("qwen3-coder.jinja")
         with open(tmpl, "w", encoding="utf-8") as f:
             f.write(coder)
+        typed = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+                     "type": "object", "properties": {"unit": {"type": "string", "enum": ["C", "F"]},
+                                                      "days": {"type": "integer"}, "hourly": {"type": "boolean"}},
+                     "required": ["unit", "days"]}}},
+                 {"type": "function", "function": {"name": "now"}}]
         srv = Server(self.model, "--chat-template", tmpl, log_path=self.path("coder.log"))
         try:
-            status, r = srv.post("/v1/chat/completions", dict(body, seed=1, max_tokens=8))
-            self.assertEqual(status, 200, r)
-            self.assertEqual(r["choices"][0]["message"]["content"], "<tool_call>" * 8)
+            for seed in (1, 2):
+                req = dict(body, tools=typed, seed=seed, parallel_tool_calls=False)
+                status, r = srv.post("/v1/chat/completions", req)
+                self.assertEqual(status, 200, r)
+                calls = r["choices"][0]["message"].get("tool_calls")
+                self.assertEqual(len(calls or []), 1, r)
+                name, args = calls[0]["function"]["name"], json.loads(calls[0]["function"]["arguments"])
+                if name == "get_weather":
+                    self.assertIn(args["unit"], ["C", "F"])
+                    self.assertIsInstance(args["days"], int)
+                    self.assertLessEqual(set(args), {"unit", "days", "hourly"})
+                    if "hourly" in args:
+                        self.assertIsInstance(args["hourly"], bool)
+                else:
+                    self.assertEqual((name, args), ("now", {}))
+                self.assertNotIn("<tool_call>", r["choices"][0]["message"]["content"] or "")
             plain = srv.post("/v1/chat/completions", {"messages": msgs, "max_tokens": 1})[1]["usage"]["prompt_tokens"]
             self.assertGreater(r["usage"]["prompt_tokens"], plain + 100)  # the <tools> block
+        finally:
+            self.assertEqual(srv.close(), 0)
+        # without the constraint the biased marker simply repeats (the test above can fail)
+        srv = Server(self.model, "--chat-template", tmpl, "--no-tool-call-constraint", log_path=self.path("coder_free.log"))
+        try:
+            status, r = srv.post("/v1/chat/completions", dict(body, tools=typed, seed=1, max_tokens=8))
+            self.assertEqual(status, 200, r)
+            self.assertEqual(r["choices"][0]["message"]["content"], "<tool_call>" * 8)
         finally:
             self.assertEqual(srv.close(), 0)
 

@@ -11,6 +11,7 @@
 #include "synthetic_model_util.h"
 #include "serve/token_constraint.h"
 #include "serve/tool_calls.h"
+#include "serve/xml_calls.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tandem {
@@ -303,6 +304,55 @@ TEST(JsonSchema, ToolCallsResolveEachToolsReferences) {
     EXPECT_EQ(p.content, R"([{"name": "a", "argu)");
 }
 
+// Qwen3-Coder's XML calls: the tools' names and parameters, each parameter once, the required
+// ones before </function>, typed values as the template prints them, free text for strings.
+TEST(XmlCalls, AcceptsCallsOfTheToolsAndNothingElse) {
+    const json tools = json::parse(R"([
+        {"type": "function", "function": {"name": "edit", "parameters": {"type": "object", "properties": {
+            "path": {"type": "string"}, "line": {"type": "integer"}, "dry": {"type": "boolean"},
+            "unit": {"type": "string", "enum": ["C", "F"]}, "opts": {"type": "object"}, "code": {}},
+            "required": ["path", "line"]}}},
+        {"type": "function", "function": {"name": "now"}},
+        {"type": "function", "function": {"name": "edit_all"}}])");
+    auto s = XmlCallSchema::from_tools(tools);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    auto whole_call = [&](const std::string& text) {
+        XmlCallMatcher m(*s);
+        return m.feed(text) && m.can_end();
+    };
+    auto prefix = [&](const std::string& text) {
+        XmlCallMatcher m(*s);
+        return m.feed(text);
+    };
+    const std::string head = "\n<function=edit>\n<parameter=path>\na/b.py\n</parameter>\n<parameter=line>\n12\n</parameter>\n";
+    EXPECT_TRUE(whole_call(head + "</function>\n"));
+    EXPECT_TRUE(whole_call(head + "<parameter=dry>\nTrue\n</parameter>\n<parameter=unit>\nF\n</parameter>\n"
+                                  "<parameter=opts>\n{\"x\": [1, \"<y>\"]}\n</parameter>\n"
+                                  "<parameter=code>\nif a </para b: <parameter=x>\n</parameter>\n</function>"));
+    EXPECT_TRUE(whole_call("<function=now>\n</function>"));
+    EXPECT_TRUE(whole_call("<function=edit_all></function>"));
+    EXPECT_FALSE(whole_call(head));                                          // not closed
+    EXPECT_FALSE(prefix("<function=nope>"));                                 // not a tool
+    EXPECT_FALSE(prefix("<function=edit>\n<parameter=size>"));              // not its parameter
+    EXPECT_FALSE(prefix(head + "<parameter=path>"));                         // given twice
+    EXPECT_FALSE(prefix("<function=edit>\n<parameter=path>\nx\n</parameter>\n</function>"));  // line missing
+    EXPECT_FALSE(prefix("<function=edit>\n</"));   // no tag begins that cannot end: required ones first,
+    EXPECT_FALSE(prefix("<function=now>\n<p"));    // and no parameter tag when none is left
+    EXPECT_FALSE(prefix("<function=edit>\n<parameter=line>\ntwelve"));     // an integer
+    EXPECT_FALSE(prefix("<function=edit>\n<parameter=line>\n12 13"));
+    EXPECT_FALSE(prefix("<function=edit>\n<parameter=line>\n\n"));       // typed values: one line
+    EXPECT_TRUE(whole_call("<function=edit><parameter=path>p</parameter><parameter=line>7</parameter></function>"));
+    EXPECT_FALSE(prefix("<function=edit>\n<parameter=unit>\nK"));        // the enum
+    EXPECT_FALSE(prefix("<function=edit>\n<parameter=dry>\nyes"));
+    EXPECT_FALSE(prefix("<function=edit>\nhello"));                         // text between tags
+    EXPECT_FALSE(prefix("Sure: <function=edit>"));
+    EXPECT_FALSE(prefix(head + "</function>\nmore"));
+    EXPECT_FALSE(prefix(std::string(JsonSchema::kMaxWs + 1, ' ')));          // whitespace is bounded
+    json many = json::array();
+    for (int i = 0; i <= XmlCallSchema::kMaxTools; ++i) many.push_back({{"type", "function"}, {"function", {{"name", "f" + std::to_string(i)}}}});
+    EXPECT_FALSE(XmlCallSchema::from_tools(many).ok());
+}
+
 // Random documents grown byte by byte through the matcher (any byte it allows, some preference
 // for closing what is open) are JSON that the plain validator accepts.
 TEST(JsonSchema, DocumentsGrownThroughTheMatcherAreValid) {
@@ -551,6 +601,36 @@ TEST_F(JsonTokens, ToolCallsAreHeldToTheToolsOnlyAfterTheirMarker) {
     ASSERT_TRUE(m.take(unthink));
     ASSERT_TRUE(m.take(open));
     EXPECT_FALSE(m.allows(word));
+}
+
+// The same lazily, on tokens: after <tool_call> an XML call of the tools, as Qwen3-Coder writes it.
+TEST_F(JsonTokens, XmlToolCallsAreHeldToTheToolsAfterTheirMarker) {
+    const json tools = json::parse(R"([{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}}}])");
+    auto xml = XmlCallSchema::from_tools(tools);
+    ASSERT_TRUE(xml.ok());
+    const int32_t open = id("<tool_call>"), close = id("</tool_call>"), eos = tok_->eos_id(), word = id("Hello");
+    ConstraintSpec spec{nullptr, ThinkMode::none, open, close, -1};
+    spec.xml = *xml;
+    TokenConstraint c(vocab_, spec, {eos});
+    auto feed = [&](const std::string& text) {
+        auto ids = tok_->encode(text, /*parse_special=*/true);
+        ASSERT_TRUE(ids.ok());
+        for (int32_t t : *ids) ASSERT_TRUE(c.take(t)) << "refused token '" << tok_->token_bytes(t) << "' of " << text;
+    };
+    EXPECT_TRUE(c.allows(word));
+    feed("Checking.<tool_call>");
+    EXPECT_FALSE(c.allows(word));
+    EXPECT_FALSE(c.allows(eos));
+    feed("\n<function=get_weather>\n<parameter=days>\n");
+    EXPECT_FALSE(c.allows(word));  // an integer here
+    feed("3\n</parameter>\n");
+    EXPECT_FALSE(c.allows(close));  // city is required
+    feed("<parameter=city>\nSão Paulo, the <b>big</b> one\n</parameter>\n</function>\n");
+    EXPECT_TRUE(c.allows(close));
+    feed("</tool_call>");
+    EXPECT_TRUE(c.allows(word));
+    EXPECT_TRUE(c.allows(eos));
 }
 
 }  // namespace
