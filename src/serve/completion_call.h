@@ -91,8 +91,12 @@ private:
     void accumulate(Gen& g, StreamEvent& ev);
     StreamPieces take_pieces(Gen& g, StreamEvent& ev);
     ToolCallParse parse_calls(const std::string& text) const {
-        return req_.forced_tools ? parse_forced_tool_calls(text, req_.forced_tool)
-                                 : parse_tool_calls(text, ctx_.tool_format, &req_.tools);
+        ToolCallParse tc = req_.forced_tools ? parse_forced_tool_calls(text, req_.forced_tool)
+                                             : parse_tool_calls(text, ctx_.tool_format, &req_.tools);
+        // parallel_tool_calls false: one call (the marker may also be spelled with plain tokens,
+        // which the constraint does not count)
+        if (req_.max_tool_calls == 1 && tc.calls.size() > 1) tc.calls.resize(1);
+        return tc;
     }
     // A finished chat answer: its text and the tool calls parsed from it (none without tools,
     // or when none parses: then the text is all of it)

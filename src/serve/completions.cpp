@@ -1,6 +1,7 @@
 #include "serve/completions.h"
 
 #include "serve/completion_call.h"
+#include "serve/request_json.h"
 
 #include <chrono>
 #include <memory>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "chat/chat_template.h"
+#include "core/log.h"
 #include "serve/anthropic_api.h"
 #include "serve/http_util.h"
 #include "serve/openai_api.h"
@@ -46,6 +48,7 @@ bool Call::fail(httplib::Response& res, int status, const std::string& msg) cons
 }
 
 bool Call::parse(const httplib::Request& req, httplib::Response& res) {
+    if (!json_depth_within(req.body)) return fail(res, 400, fmt::format("the request body nests deeper than {} levels", kMaxJsonDepth));
     chat::Json body = chat::Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (body.is_discarded()) return fail(res, 400, "the request body is not valid JSON");
     if (api_ == Api::messages || api_ == Api::responses) {
@@ -504,6 +507,9 @@ void Call::respond_stream(std::shared_ptr<Call> self, const httplib::Request& re
     res.set_chunked_content_provider(
         "text/event-stream",
         [self, watch, ended](size_t, httplib::DataSink& sink) -> bool {
+          // cpp-httplib calls this outside its handler's try: an exception here would end the
+          // process, so one ends this stream instead (its choices cancelled)
+          try {
             Call& c = *self;
             std::string out;
             for (Gen& g : c.gens_)
@@ -538,6 +544,11 @@ void Call::respond_stream(std::shared_ptr<Call> self, const httplib::Request& re
                 sink.done();
             }
             return true;
+          } catch (const std::exception& e) {
+            log::warn("stream of request {} failed: {}", self->id_, e.what());
+            self->cancel_all();
+            return false;
+          }
         },
         [self, ended](bool) {
             if (!*ended) self->cancel_all();  // the client went away or the server stops

@@ -131,8 +131,11 @@ SubmitResult Engine::submit(std::vector<int32_t> prompt, GenParams params, std::
             return reject(400, fmt::format("stop_token_ids: token id {} is out of the vocabulary", id));
     auto max_len = sched_.max_len_for((int64_t)prompt.size(), params.max_new_tokens);
     if (!max_len) return reject(400, max_len.error().message);
-    if (n_queued_.load() >= sched_.config().max_queue)
-        return reject(429, fmt::format("the server is busy: {} requests are waiting", n_queued_.load()));
+    // a place in the queue, taken at once (handler threads submit concurrently)
+    for (int64_t q = n_queued_.load();;) {
+        if (q >= sched_.config().max_queue) return reject(429, fmt::format("the server is busy: {} requests are waiting", q));
+        if (n_queued_.compare_exchange_weak(q, q + 1)) break;
+    }
 
     auto a = std::make_unique<Active>(tok_, std::move(params));
     a->handle = std::make_shared<RequestHandle>();
@@ -145,14 +148,16 @@ SubmitResult Engine::submit(std::vector<int32_t> prompt, GenParams params, std::
     a->seq.tokens = std::move(prompt);
     a->seq.max_len = *max_len;
     a->t_submit = Clock::now();
-    r.handle = a->handle;
     {
         std::lock_guard<std::mutex> lock(mu_);
-        if (stopping_) return reject(503, "the server is shutting down");
+        if (stopping_) {
+            --n_queued_;
+            return reject(503, "the server is shutting down");  // (no handle: nothing will answer it)
+        }
         a->seq.id = next_id_++;
         a->handle->id_ = a->seq.id;
+        r.handle = a->handle;
         incoming_.push_back(std::move(a));
-        ++n_queued_;
     }
     cv_.notify_all();
     return r;
@@ -426,8 +431,11 @@ void Engine::run_step(StepPlan& plan) {
     for (size_t i = 0; i < n_sample; ++i) {
         Active* a = who[i];
         if (!a || a->done) continue;
-        if (ids[i] < 0) {  // a response format that no token can continue
-            finish(*a, FinishReason::error, "no token of the vocabulary can continue the response format here");
+        if (ids[i] < 0) {
+            // the document is whole but its end token is barred (ignore_eos, min_tokens): it is
+            // the answer; otherwise a response format that no token can continue
+            if (a->constraint->document_complete()) finish(*a, FinishReason::stop);
+            else finish(*a, FinishReason::error, "no token of the vocabulary can continue the response format here");
             continue;
         }
         const float* row = logits_.data() + sample_row[i] * (size_t)nv;

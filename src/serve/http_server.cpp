@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "serve/completions.h"
 #include "serve/http_util.h"
+#include "serve/request_json.h"
 
 namespace tandem {
 namespace {
@@ -122,7 +123,7 @@ void ApiServer::Impl::routes() {
     });
     svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
         if (!authorized(req, res)) return;
-        json body = json::parse(req.body, nullptr, false);
+        json body = json_depth_within(req.body) ? json::parse(req.body, nullptr, false) : json(json::value_t::discarded);
         if (!body.is_object() || !body.contains("content") || !body["content"].is_string())
             return send_error(res, 400, "send {\"content\": TEXT}");
         auto ids = tok.encode(body["content"].get<std::string>(), /*parse_special=*/true);
@@ -131,7 +132,7 @@ void ApiServer::Impl::routes() {
     });
     svr.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
         if (!authorized(req, res)) return;
-        json body = json::parse(req.body, nullptr, false);
+        json body = json_depth_within(req.body) ? json::parse(req.body, nullptr, false) : json(json::value_t::discarded);
         if (!body.is_object() || !body.contains("tokens") || !body["tokens"].is_array())
             return send_error(res, 400, "send {\"tokens\": [ids]}");
         std::vector<int32_t> ids;

@@ -81,7 +81,8 @@ Result<chat::Json> parse_messages(const json& msgs) {
                 // templates expect arguments as an object; OpenAI sends a JSON string
                 const json& fn = c["function"];
                 if (fn.contains("arguments") && fn["arguments"].is_string()) {
-                    json args = json::parse(fn["arguments"].get<std::string>(), nullptr, false);
+                    const std::string& text = fn["arguments"].get_ref<const std::string&>();
+                    json args = json_depth_within(text) ? json::parse(text, nullptr, false) : json(json::value_t::discarded);
                     if (!args.is_discarded()) call["function"]["arguments"] = args;
                 }
                 calls.push_back(call);
@@ -110,7 +111,7 @@ Status parse_tool_choice(const json& body, ApiRequest& r, bool constrain_auto) {
         mode = v->get<std::string>();
         if (mode != "auto" && mode != "none" && mode != "required")
             return make_error("tool_choice must be auto, none, required or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}");
-    } else if (v->is_object() && v->value("type", "") == "function" && v->contains("function") && (*v)["function"].is_object() &&
+    } else if (v->is_object() && v->contains("type") && (*v)["type"] == "function" && v->contains("function") && (*v)["function"].is_object() &&
                (*v)["function"].contains("name") && (*v)["function"]["name"].is_string()) {
         mode = "named";
         named = (*v)["function"]["name"].get<std::string>();
@@ -367,7 +368,9 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
     // vLLM's guided decoding fields: guided_json (a schema), guided_choice (one of some texts)
     if (const json* v = field(body, "guided_json")) {
         if (r.response_schema) return make_error("guided_json and response_format cannot both shape the answer");
-        const json sc = v->is_string() ? json::parse(v->get<std::string>(), nullptr, false) : *v;
+        const json sc = !v->is_string()                                     ? *v
+                        : json_depth_within(v->get_ref<const std::string&>()) ? json::parse(v->get<std::string>(), nullptr, false)
+                                                                              : json(json::value_t::discarded);
         if (sc.is_discarded()) return make_error("guided_json: not valid JSON");
         auto compiled = JsonSchema::compile(sc);
         if (!compiled) return make_error("guided_json: {}", compiled.error().message);

@@ -4,11 +4,38 @@
 
 #include <initializer_list>
 #include <string>
+#include <string_view>
 
 #include "chat/value.h"
 #include "core/status.h"
 
 namespace tandem {
+
+// JSON nesting deeper than this is refused before it is parsed: nlohmann's parser and destructor
+// are iterative, but copies and dump() recurse once per level, so a body of 100,000 '[' would
+// overflow a handler thread's stack.
+inline constexpr int kMaxJsonDepth = 128;
+
+// Whether the arrays and objects of a JSON text (valid or not) nest at most max_depth deep;
+// brackets inside strings do not count.
+inline bool json_depth_within(std::string_view text, int max_depth = kMaxJsonDepth) {
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (c == '\\') escaped = true;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth) return false;
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return true;
+}
 
 // A member of a JSON object, or null when it is absent or JSON null (the APIs treat both as "not
 // given").

@@ -122,7 +122,7 @@ Result<chat::Json> responses_to_openai(const chat::Json& body) {
             if (*type == "json_object") {
                 out["response_format"] = {{"type", "json_object"}};
             } else if (*type == "json_schema") {
-                json js = {{"name", f->value("name", "response")}};
+                json js = {{"name", f->contains("name") && (*f)["name"].is_string() ? (*f)["name"] : json("response")}};
                 if (const json* s = field(*f, "schema")) js["schema"] = *s;
                 if (const json* s = field(*f, "strict")) js["strict"] = *s;
                 out["response_format"] = {{"type", "json_schema"}, {"json_schema", std::move(js)}};

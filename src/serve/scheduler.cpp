@@ -22,8 +22,9 @@ Result<int64_t> Scheduler::max_len_for(int64_t n_prompt, int64_t max_new_tokens)
 }
 
 Status Scheduler::add(Sequence* seq) {
-    if ((int64_t)waiting_.size() >= config_.max_queue)
-        return make_error("the queue is full ({} requests waiting)", waiting_.size());
+    // new sequences only: the preempted ones back in the queue were accepted already
+    const int64_t fresh = std::count_if(waiting_.begin(), waiting_.end(), [](const Sequence* s) { return s->n_preempted == 0; });
+    if (fresh >= config_.max_queue) return make_error("the queue is full ({} requests waiting)", fresh);
     seq->running = false;
     waiting_.push_back(seq);
     return {};

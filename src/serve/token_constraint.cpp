@@ -72,8 +72,12 @@ bool TokenConstraint::take(int32_t id) {
             if (triggers_left_ > 0) --triggers_left_;
             matcher_ = DocMatcher(spec_);
             state_ = State::active;
-        } else if (id == think_open_ && think_close_ >= 0) {
+            content_seen_ = true;
+        } else if (id == think_open_ && think_close_ >= 0 && !content_seen_) {
             state_ = State::thinking;
+        } else if (!content_seen_) {
+            const std::string_view* t = vocab_->text(id);
+            content_seen_ = !t || t->find_first_not_of(" \n\r\t") != std::string_view::npos;
         }
         return true;
     }

@@ -89,6 +89,8 @@ public:
     int32_t choose(float* logits, int64_t n_vocab, int32_t sampled, Sampler& sampler);
 
     bool allows(int32_t id) const;  // (on a copy of the state)
+    // A whole document has been taken and nothing follows it yet (not lazy, or inside a call)
+    bool document_complete() const { return state_ == State::active && matcher_.can_end(); }
     // Takes id if it may come next (its bytes fed once); false, and nothing taken, if not.
     bool take(int32_t id);
     // every token id that may come next, by the vocabulary walk (for tests and choose)
@@ -107,6 +109,7 @@ private:
     bool lazy_;
     int32_t trigger_;
     int64_t triggers_left_;
+    bool content_seen_ = false;  // lazy: text other than whitespace taken (a <think> after it is text, as ThinkSplitter reads it)
     mutable std::vector<DocMatcher> levels_;  // the walk's matcher after each prefix length
     mutable std::vector<uint8_t> ok_;
 };

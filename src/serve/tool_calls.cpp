@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "serve/request_json.h"
 #include "serve/text_stream.h"
 
 namespace tandem {
@@ -28,7 +29,7 @@ std::string param_type(const nlohmann::ordered_json* tools, const std::string& n
     if (!tools || !tools->is_array()) return {};
     for (const nlohmann::ordered_json& t : *tools) {
         const nlohmann::ordered_json* fn = t.is_object() && t.contains("function") ? &t["function"] : &t;
-        if (!fn->is_object() || fn->value("name", "") != name) continue;
+        if (!fn->is_object() || !fn->contains("name") || (*fn)["name"] != name) continue;  // (a name of any JSON type)
         const nlohmann::ordered_json p = fn->value("parameters", nlohmann::ordered_json::object());
         if (!p.is_object() || !p.contains("properties") || !p["properties"].is_object()) return {};
         const nlohmann::ordered_json& props = p["properties"];
@@ -73,7 +74,9 @@ bool parse_xml_call(const std::string& body, const nlohmann::ordered_json* tools
         if (pname.empty()) return false;
         const std::string type = param_type(tools, call.name, pname);
         if (!type.empty() && type != "string") value = trim(value);  // (a typed value: its text alone)
-        nlohmann::ordered_json v = type == "string" ? nlohmann::ordered_json() : nlohmann::ordered_json::parse(value, nullptr, false);
+        nlohmann::ordered_json v = type == "string" || !json_depth_within(value)
+                                       ? nlohmann::ordered_json(nlohmann::ordered_json::value_t::discarded)
+                                       : nlohmann::ordered_json::parse(value, nullptr, false);
         if (type == "boolean" && (value == "True" || value == "False"))  // (Jinja2 prints Python's booleans)
             v = value == "True";
         args[pname] = type == "string" || v.is_discarded() ? nlohmann::ordered_json(value) : v;
@@ -100,7 +103,7 @@ ToolCallParse parse_tool_calls(const std::string& text, ToolCallFormat format, c
         if (format == ToolCallFormat::xml) {
             ok = parse_xml_call(body, tools, call);
         } else {
-            nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+            nlohmann::json j = json_depth_within(body) ? nlohmann::json::parse(body, nullptr, false) : nlohmann::json();
             if (j.is_object() && j.contains("name") && j["name"].is_string()) {
                 call.name = j["name"].get<std::string>();
                 const nlohmann::json args = j.contains("arguments") ? j["arguments"] : nlohmann::json::object();
@@ -123,7 +126,7 @@ ToolCallParse parse_tool_calls(const std::string& text, ToolCallFormat format, c
 
 ToolCallParse parse_forced_tool_calls(const std::string& text, const std::string& named) {
     ToolCallParse out;
-    const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    const nlohmann::json j = json_depth_within(text) ? nlohmann::json::parse(text, nullptr, false) : nlohmann::json();
     if (!named.empty() && j.is_object()) {
         out.calls.push_back({named, j.dump()});
     } else if (named.empty() && j.is_array()) {

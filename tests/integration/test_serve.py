@@ -537,6 +537,13 @@ class ServeTest(TempDirTestCase):
             else:  # cut at max_tokens: still the start of an object
                 self.assertEqual(r["choices"][0]["finish_reason"], "length")
                 self.assertTrue(text.lstrip().startswith("{"), text)
+        # a whole document whose end token is barred (ignore_eos, min_tokens) is the answer
+        for extra in ({"ignore_eos": True}, {"min_tokens": 20}):
+            body = {"prompt": "Yes or no?", "max_tokens": 50, "guided_choice": ["yes", "no"], **extra}
+            status, r = self.srv.post("/v1/completions", body)
+            self.assertEqual(status, 200, r)
+            self.assertEqual(r["choices"][0]["finish_reason"], "stop", r)
+            self.assertIn(r["choices"][0]["text"], ["yes", "no"])
 
     def test_n_choices_and_prompt_lists(self):
         # greedy: every choice of a prompt is its single answer, prompt by prompt (i * n + j)
@@ -976,6 +983,15 @@ class ServeTest(TempDirTestCase):
             ("top_logprobs 50", chat, {"messages": msgs, "logprobs": True, "top_logprobs": 50}, 400),
             ("invalid UTF-8", comp, b'{"prompt": "\xff\xfe bad"}', 400),
             ("deeply nested JSON", comp, "[" * 100000 + "]" * 100000, 400),
+            # nested inside fields that are copied (a copy recurses per level: the stack)
+            ("deeply nested tools", chat, '{"messages": [{"role": "user", "content": "x"}], "tools": ' + "[" * 200000
+             + "]" * 200000 + "}", 400),
+            ("deeply nested schema", comp, '{"prompt": "a", "response_format": {"type": "json_schema", "json_schema": '
+             '{"schema": {"const": ' + "[" * 200000 + "]" * 200000 + "}}}}", 400),
+            ("deeply nested tool arguments", chat, {"messages": [msgs[0], {"role": "assistant", "content": None, "tool_calls": [
+                {"type": "function", "function": {"name": "f", "arguments": "[" * 200000 + "]" * 200000}}]}]}, 400),
+            ("tool_choice type a number", chat, {"messages": msgs, "tools": [{"type": "function", "function": {"name": "f"}}],
+                                                 "tool_choice": {"type": 5}}, 400),
             ("prompt longer than the context", comp, {"prompt": [100] * 9000, "max_tokens": 2}, 400),
             ("unknown model", comp, {"prompt": "a", "model": "gpt-17"}, 404),
             ("unknown route", "/v1/engines", {"prompt": "a"}, 404),

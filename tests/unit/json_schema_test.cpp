@@ -585,6 +585,12 @@ TEST_F(JsonTokens, ToolCallsAreHeldToTheToolsOnlyAfterTheirMarker) {
     feed(d, "{\"name\": \"");
     EXPECT_FALSE(d.allows(weather_word));
     EXPECT_TRUE(d.allows(get));
+    // a <think> after text is text (as ThinkSplitter reads it): a marker after it opens a call
+    TokenConstraint t(vocab_, {*schema, ThinkMode::none, open, close, -1}, {eos});
+    ASSERT_TRUE(t.take(word));
+    ASSERT_TRUE(t.take(think));
+    ASSERT_TRUE(t.take(open));
+    EXPECT_FALSE(t.allows(word));
     // reasoning: a marker inside <think> is free text; the call constraint starts after </think>
     TokenConstraint r(vocab_, {*schema, ThinkMode::free_until_close, open, close, -1}, {eos});
     ASSERT_TRUE(r.take(open));

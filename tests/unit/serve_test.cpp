@@ -11,6 +11,7 @@
 #include "serve/engine.h"
 #include "serve/metrics.h"
 #include "serve/openai_api.h"
+#include "serve/request_json.h"
 #include "serve/responses_api.h"
 #include "serve/text_stream.h"
 #include "serve/tool_calls.h"
@@ -528,6 +529,15 @@ TEST(ToolCalls, ParsesQwen3CoderCallsAsItsTemplateWritesThem) {
         EXPECT_TRUE(r.calls.empty()) << bad;
         EXPECT_EQ(r.content, bad);
     }
+}
+
+TEST(RequestJson, NestingDepthIsCountedOutsideStrings) {
+    EXPECT_TRUE(json_depth_within("[[[]]]", 3));
+    EXPECT_FALSE(json_depth_within("[[[[]]]]", 3));
+    EXPECT_TRUE(json_depth_within(R"({"a": "[[[[[[\"{{{{", "b": [1]})", 2));  // brackets in strings, escaped quotes
+    EXPECT_FALSE(json_depth_within(R"({"a": "\\", "b": [[1]]})", 2));          // an escaped backslash ends no string
+    EXPECT_TRUE(json_depth_within(std::string(100000, ']'), 1));                // (invalid JSON: the parser says so)
+    EXPECT_FALSE(json_depth_within(std::string(kMaxJsonDepth + 1, '{')));
 }
 
 TEST(ToolCalls, StreamHoldsFromTheMarkerOnAtAnySplit) {
