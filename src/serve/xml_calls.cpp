@@ -177,12 +177,13 @@ bool XmlCallMatcher::step(uint8_t c) {
             phase_ = Phase::value_doc;
             return step(c);
         case Phase::value_doc: {
+            // (only a document that may end here needs its state kept for the byte after it)
+            if (!doc_->can_end()) return doc_->feed_byte(c);
             JsonMatcher trial = *doc_;
             if (trial.feed_byte(c)) {
                 *doc_ = std::move(trial);
                 return true;
             }
-            if (!doc_->can_end()) return false;
             doc_.reset();
             phase_ = Phase::post_value;
             ws_ = 0;
