@@ -77,8 +77,8 @@ public:
         JsonSchema::Node calls;
         calls.kind = JsonSchema::Kind::any_of;
         for (const auto& [name, params] : fns) {
-            TANDEM_ASSIGN(const int32_t args, sub_schema(params.is_null() ? no_args : params,
-                                                         "tools[" + name + "].function.parameters"));
+            TANDEM_ASSIGN(int32_t args, sub_schema(params.is_null() ? no_args : params, "tools[" + name + "].function.parameters"));
+            if (args == kAny) args = kAnyObject;  // (parameters {} or true: arguments are still an object)
             if (shape == JsonSchema::ToolShape::arguments) {
                 s_.root_ = args;
                 return std::move(s_);

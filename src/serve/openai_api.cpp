@@ -122,45 +122,42 @@ Status parse_tool_choice(const json& body, ApiRequest& r, bool constrain_auto) {
         r.tools = nullptr;
         return {};
     }
-    int64_t max_calls = -1;
     if (const json* p = field(body, "parallel_tool_calls")) {
         TANDEM_ASSIGN(const bool parallel, get_bool(*p, "parallel_tool_calls"));
-        if (!parallel) max_calls = 1;
+        if (!parallel) r.max_tool_calls = 1;  // (whatever shapes the answer: the parse keeps one call)
     }
-    if (mode == "auto") {
-        if (r.tools.is_null() || r.response_schema || !constrain_auto) return {};
-        std::vector<std::pair<std::string, nlohmann::ordered_json>> fns;
-        for (const json& t : r.tools) {
-            const json* fn = t.is_object() ? field(t, "function") : nullptr;
-            const json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
-            if (!name || !name->is_string()) continue;  // (the template renders what it can)
+    // the tools as (name, parameters) for JsonSchema::tool_calls; unnamed: the first tool without a name
+    std::vector<std::pair<std::string, nlohmann::ordered_json>> fns;
+    size_t unnamed = r.tools.is_array() ? r.tools.size() : 0;
+    if (r.tools.is_array())
+        for (size_t i = 0; i < r.tools.size(); ++i) {
+            const json* fn = tool_function(r.tools[i]);
+            const json* name = fn ? field(*fn, "name") : nullptr;
+            if (!name || !name->is_string()) {
+                unnamed = std::min(unnamed, i);
+                continue;
+            }
+            if (mode == "named" && name->get<std::string>() != named) continue;
             const json* params = field(*fn, "parameters");
-            // a schema this server cannot compile does not fail the request: any arguments object
-            const bool usable = !params || params->is_null() || JsonSchema::compile(*params).ok();
-            fns.emplace_back(name->get<std::string>(), !usable ? json{{"type", "object"}} : params ? *params : json());
+            fns.emplace_back(name->get<std::string>(), params ? *params : json());
         }
-        if (fns.empty()) return {};
+    if (mode == "auto") {
+        if (r.tools.is_null() || r.response_schema || !constrain_auto || fns.empty()) return {};
+        // (the template renders a tool without a name as it can: the constraint leaves it out);
+        // a schema this server cannot compile does not fail the request: any arguments object
+        for (auto& [name, params] : fns)
+            if (!params.is_null() && !JsonSchema::compile(params).ok()) params = json{{"type", "object"}};
         // (too many tools: the calls are parsed as written)
         if (auto schema = JsonSchema::tool_calls(fns, JsonSchema::ToolShape::call)) r.tool_call_schema = *schema;
         if (auto xml = XmlCallSchema::from_tools(r.tools)) r.tool_call_xml = *xml;
-        r.max_tool_calls = max_calls;
         return {};
     }
     if (r.tools.is_null()) return make_error("tool_choice {} needs tools", mode == "named" ? "naming a function" : "required");
     if (r.response_schema) return make_error("tool_choice {} and response_format cannot both shape the answer", mode == "named" ? "naming a function" : "required");
-    std::vector<std::pair<std::string, nlohmann::ordered_json>> fns;
-    for (size_t i = 0; i < r.tools.size(); ++i) {
-        const json& t = r.tools[i];
-        const json* fn = t.is_object() ? field(t, "function") : nullptr;
-        const json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
-        if (!name || !name->is_string()) return make_error("tools[{}].function.name must be a string", i);
-        if (mode == "named" && name->get<std::string>() != named) continue;
-        const json* params = field(*fn, "parameters");
-        fns.emplace_back(name->get<std::string>(), params ? *params : json());
-    }
+    if (unnamed < r.tools.size()) return make_error("tools[{}].function.name must be a string", unnamed);
     if (fns.empty()) return make_error("tool_choice names '{}', which is not one of the tools", named);
     auto schema = JsonSchema::tool_calls(fns, mode == "required" ? JsonSchema::ToolShape::calls : JsonSchema::ToolShape::arguments,
-                                         max_calls);
+                                         r.max_tool_calls);
     if (!schema) return make_error("tool_choice: {}", schema.error().message);
     r.response_schema = *schema;
     r.forced_tools = true;
@@ -207,7 +204,7 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
         }
         // OpenAI's reasoning_effort: given to the template (as vLLM does: some templates read
         // it); none and minimal also answer without thinking unless enable_thinking says otherwise
-        if (const json* e = field(body, "reasoning_effort"); e && !e->is_null()) {
+        if (const json* e = field(body, "reasoning_effort")) {
             static const char* const kEfforts[] = {"none", "minimal", "low", "medium", "high", "xhigh"};
             const bool known = e->is_string() && std::any_of(std::begin(kEfforts), std::end(kEfforts),
                                                              [&](const char* k) { return e->get<std::string>() == k; });

@@ -65,7 +65,7 @@ struct ApiRequest {
     // the tools cannot be compiled at all (more than JsonSchema::kMaxLiterals).
     std::shared_ptr<const JsonSchema> tool_call_schema;
     std::shared_ptr<const XmlCallSchema> tool_call_xml;  // the same for XML calls (xml_calls.h: Qwen3-Coder)
-    int64_t max_tool_calls = -1;
+    int64_t max_tool_calls = -1;  // 1: parallel_tool_calls false (at most one call comes back, however made)
 };
 
 // Error messages name the field: "max_tokens must be an integer >= 1".

@@ -37,6 +37,13 @@ inline bool json_depth_within(std::string_view text, int max_depth = kMaxJsonDep
     return true;
 }
 
+// The JSON a text holds, or a discarded value when it is not JSON or nests deeper than
+// kMaxJsonDepth.
+inline chat::Json parse_json_bounded(std::string_view text) {
+    if (!json_depth_within(text)) return chat::Json(chat::Json::value_t::discarded);
+    return chat::Json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
 // A member of a JSON object, or null when it is absent or JSON null (the APIs treat both as "not
 // given").
 inline const chat::Json* json_field(const chat::Json& obj, const char* name) {

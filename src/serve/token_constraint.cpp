@@ -28,6 +28,13 @@ VocabIndex::VocabIndex(const Tokenizer& tok) {
     }
 }
 
+bool DocMatcher::guard_byte(uint8_t c) {
+    static constexpr std::string_view kOpen = "<tool_call>", kClose = "</tool_call>";  // ('<' only first in each)
+    open_ = (int8_t)(c == (uint8_t)kOpen[(size_t)open_] ? open_ + 1 : c == '<' ? 1 : 0);
+    close_ = (int8_t)(c == (uint8_t)kClose[(size_t)close_] ? close_ + 1 : c == '<' ? 1 : 0);
+    return open_ < (int8_t)kOpen.size() && close_ < (int8_t)kClose.size();
+}
+
 TokenConstraint::TokenConstraint(std::shared_ptr<const VocabIndex> vocab, const ConstraintSpec& spec, std::vector<int32_t> end_ids)
     : vocab_(std::move(vocab)),
       spec_(spec),

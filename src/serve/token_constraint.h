@@ -65,18 +65,31 @@ struct ConstraintSpec {
     bool active() const { return schema || xml; }
 };
 
-// The recognizer of a constraint's document: a JSON Schema's or an XML tool call's.
+// The recognizer of a constraint's document: a JSON Schema's or an XML tool call's. A lazy
+// constraint's document (a tool call) never spells the text of its markers, <tool_call> or
+// </tool_call> (in a string, say): the parser pairs the markers it finds in the text.
 class DocMatcher {
 public:
     explicit DocMatcher(const ConstraintSpec& spec)
         : m_(spec.schema ? std::variant<JsonMatcher, XmlCallMatcher>(JsonMatcher(spec.schema))
-                         : std::variant<JsonMatcher, XmlCallMatcher>(XmlCallMatcher(spec.xml))) {}
-    bool feed(std::string_view b) { return std::visit([&](auto& m) { return m.feed(b); }, m_); }
-    bool feed_byte(uint8_t c) { return std::visit([&](auto& m) { return m.feed_byte(c); }, m_); }
+                         : std::variant<JsonMatcher, XmlCallMatcher>(XmlCallMatcher(spec.xml))),
+          guard_(spec.trigger >= 0 && spec.trigger_end >= 0) {}
+    bool feed(std::string_view b) {
+        for (char c : b)
+            if (!feed_byte((uint8_t)c)) return false;
+        return true;
+    }
+    bool feed_byte(uint8_t c) {
+        if (guard_ && !guard_byte(c)) return false;
+        return std::visit([&](auto& m) { return m.feed_byte(c); }, m_);
+    }
     bool can_end() const { return std::visit([](const auto& m) { return m.can_end(); }, m_); }
 
 private:
+    bool guard_byte(uint8_t c);  // false when c completes a marker's text
     std::variant<JsonMatcher, XmlCallMatcher> m_;
+    bool guard_;
+    int8_t open_ = 0, close_ = 0;  // bytes of <tool_call> / </tool_call> the last bytes spell
 };
 
 class TokenConstraint {

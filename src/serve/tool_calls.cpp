@@ -6,6 +6,7 @@
 
 #include "serve/request_json.h"
 #include "serve/text_stream.h"
+#include "serve/xml_calls.h"
 
 namespace tandem {
 namespace {
@@ -24,20 +25,23 @@ ToolCallFormat tool_call_format(const std::string& chat_template) {
 }
 
 namespace {
-// The JSON Schema type of parameter `param` of tool `name` in an OpenAI tools array ("" if none)
-std::string param_type(const nlohmann::ordered_json* tools, const std::string& name, const std::string& param) {
-    if (!tools || !tools->is_array()) return {};
-    for (const nlohmann::ordered_json& t : *tools) {
-        const nlohmann::ordered_json* fn = t.is_object() && t.contains("function") ? &t["function"] : &t;
-        if (!fn->is_object() || !fn->contains("name") || (*fn)["name"] != name) continue;  // (a name of any JSON type)
-        const nlohmann::ordered_json p = fn->value("parameters", nlohmann::ordered_json::object());
-        if (!p.is_object() || !p.contains("properties") || !p["properties"].is_object()) return {};
-        const nlohmann::ordered_json& props = p["properties"];
-        if (!props.contains(param) || !props[param].is_object()) return {};
-        const nlohmann::ordered_json& ty = props[param].value("type", nlohmann::ordered_json());
-        return ty.is_string() ? ty.get<std::string>() : std::string();
-    }
-    return {};
+using json = nlohmann::ordered_json;
+
+// The value of parameter `param` of tool `fn` written as `text`: read by the rule of its schema in
+// `tools` (xml_calls.h); a parameter no tool declares reads as JSON where the text is JSON.
+json param_value(const json* tools, const std::string& fn, const std::string& param, const std::string& text) {
+    if (tools && tools->is_array())
+        for (const json& t : *tools) {
+            const json* f = tool_function(t);
+            if (!f || !f->contains("name") || (*f)["name"] != fn) continue;
+            const auto ps = f->find("parameters");
+            if (ps == f->end() || !ps->is_object() || !ps->contains("properties") || !(*ps)["properties"].is_object()) break;
+            const json& props = (*ps)["properties"];
+            if (const auto it = props.find(param); it != props.end()) return xml_value(xml_value_rule(*it), text);
+            break;
+        }
+    json v = parse_json_bounded(text);
+    return v.is_discarded() ? json(text) : v;
 }
 
 // One call's body in the xml format: "<function=NAME>" then parameters, then "</function>";
@@ -72,14 +76,7 @@ bool parse_xml_call(const std::string& body, const nlohmann::ordered_json* tools
         if (!value.empty() && value.front() == '\n') value.erase(0, 1);
         if (!value.empty() && value.back() == '\n') value.pop_back();
         if (pname.empty()) return false;
-        const std::string type = param_type(tools, call.name, pname);
-        if (!type.empty() && type != "string") value = trim(value);  // (a typed value: its text alone)
-        nlohmann::ordered_json v = type == "string" || !json_depth_within(value)
-                                       ? nlohmann::ordered_json(nlohmann::ordered_json::value_t::discarded)
-                                       : nlohmann::ordered_json::parse(value, nullptr, false);
-        if (type == "boolean" && (value == "True" || value == "False"))  // (Jinja2 prints Python's booleans)
-            v = value == "True";
-        args[pname] = type == "string" || v.is_discarded() ? nlohmann::ordered_json(value) : v;
+        args[pname] = param_value(tools, call.name, pname, value);
         pos = next;
     }
     if (!trim(body.substr(pos, fn_end - pos)).empty()) return false;
@@ -93,20 +90,26 @@ ToolCallParse parse_tool_calls(const std::string& text, ToolCallFormat format, c
     std::string rest;
     size_t pos = 0;
     for (;;) {
-        const size_t open = text.find(kOpen, pos);
-        if (open == std::string::npos) break;
-        const size_t close = text.find(kClose, open + kOpen.size());
+        // each closing marker with the opening one nearest before it (one the model spelled in
+        // its text earlier stays text; the constraint keeps both out of a call's document)
+        const size_t close = text.find(kClose, pos);
         if (close == std::string::npos) break;
+        const size_t open = text.rfind(kOpen, close);
+        if (open == std::string::npos || open < pos) {  // a closing marker alone: text
+            rest += text.substr(pos, close + kClose.size() - pos);
+            pos = close + kClose.size();
+            continue;
+        }
         const std::string body = trim(text.substr(open + kOpen.size(), close - open - kOpen.size()));
         ToolCall call;
         bool ok = false;
         if (format == ToolCallFormat::xml) {
             ok = parse_xml_call(body, tools, call);
         } else {
-            nlohmann::json j = json_depth_within(body) ? nlohmann::json::parse(body, nullptr, false) : nlohmann::json();
+            const json j = parse_json_bounded(body);
             if (j.is_object() && j.contains("name") && j["name"].is_string()) {
                 call.name = j["name"].get<std::string>();
-                const nlohmann::json args = j.contains("arguments") ? j["arguments"] : nlohmann::json::object();
+                const json args = j.contains("arguments") ? j["arguments"] : json::object();
                 call.arguments = args.is_string() ? args.get<std::string>() : args.dump();
                 ok = true;
             }
@@ -126,11 +129,11 @@ ToolCallParse parse_tool_calls(const std::string& text, ToolCallFormat format, c
 
 ToolCallParse parse_forced_tool_calls(const std::string& text, const std::string& named) {
     ToolCallParse out;
-    const nlohmann::json j = json_depth_within(text) ? nlohmann::json::parse(text, nullptr, false) : nlohmann::json();
+    const json j = parse_json_bounded(text);
     if (!named.empty() && j.is_object()) {
         out.calls.push_back({named, j.dump()});
     } else if (named.empty() && j.is_array()) {
-        for (const nlohmann::json& c : j)
+        for (const json& c : j)
             if (c.is_object() && c.contains("name") && c["name"].is_string() && c.contains("arguments"))
                 out.calls.push_back({c["name"].get<std::string>(), c["arguments"].dump()});
     }

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "serve/request_json.h"
+
 namespace tandem {
 
 using json = nlohmann::ordered_json;
@@ -12,58 +14,126 @@ constexpr std::string_view kOpenFn = "<function=", kParam = "<parameter=", kClos
 
 bool is_ws(uint8_t c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
-// What the template prints for a value of this schema, as a recognizer; null: free text.
-std::shared_ptr<const JsonSchema> value_schema(const json& p) {
-    if (!p.is_object()) return nullptr;
-    if (const auto e = p.find("enum"); e != p.end() && e->is_array() && !e->empty()) {
-        std::vector<std::string> texts;  // as `| string` prints them
-        for (const json& v : *e) {
-            if (v.is_string()) texts.push_back(v.get<std::string>());
-            else if (v.is_boolean()) texts.push_back(v.get<bool>() ? "True" : "False");
-            else if (v.is_null()) texts.push_back("None");
-            else texts.push_back(v.dump());
+// The text `| string` prints for a JSON value (Python's str of the value)
+std::string printed(const json& v) {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_boolean()) return v.get<bool>() ? "True" : "False";
+    if (v.is_null()) return "None";
+    return v.dump();
+}
+
+// The recognizer of a value written under this rule; null: free text.
+std::shared_ptr<const JsonSchema> value_schema(const XmlValueRule& r) {
+    switch (r.kind) {
+        case XmlValueRule::Kind::text: return nullptr;
+        case XmlValueRule::Kind::boolean: return *JsonSchema::choice({"true", "false", "True", "False"});
+        case XmlValueRule::Kind::null: return *JsonSchema::choice({"null", "None"});
+        case XmlValueRule::Kind::choice: {
+            auto c = JsonSchema::choice(r.texts);
+            return c ? *c : nullptr;
         }
-        auto c = JsonSchema::choice(texts);
-        return c ? *c : nullptr;
+        case XmlValueRule::Kind::json: {
+            auto c = JsonSchema::compile(r.schema);
+            return c ? *c : nullptr;  // (a schema we cannot follow: free text)
+        }
     }
-    const auto t = p.find("type");
-    if (t == p.end() || !t->is_string()) return nullptr;  // untyped, or a list of types: free text
-    const std::string type = t->get<std::string>();
-    if (type == "boolean") return *JsonSchema::choice({"true", "false", "True", "False"});
-    if (type == "null") return *JsonSchema::choice({"null", "None"});
-    if (type == "integer" || type == "number" || type == "object" || type == "array") {
-        auto c = JsonSchema::compile(p);
-        return c ? *c : nullptr;  // (a schema we cannot follow: free text)
-    }
-    return nullptr;  // string
+    return nullptr;
 }
 }  // namespace
+
+XmlValueRule xml_value_rule(const json& p) {
+    XmlValueRule r;
+    if (!p.is_object()) return r;
+    if (const auto e = p.find("enum"); e != p.end() && e->is_array() && !e->empty() && e->size() <= (size_t)JsonSchema::kMaxLiterals) {
+        for (const json& v : *e) {
+            std::string t = printed(v);
+            // a text the recognizer could not tell from the whitespace or tag around it: free text
+            if (t.empty() || t.size() > 4096 || t.find_first_of(" \n\r\t<") != std::string::npos) return XmlValueRule{};
+            r.texts.push_back(std::move(t));
+            r.values.push_back(v);
+        }
+        r.kind = XmlValueRule::Kind::choice;
+        return r;
+    }
+    const auto t = p.find("type");
+    if (t == p.end() || !t->is_string()) return r;  // untyped, or a list of types: free text
+    const std::string type = t->get<std::string>();
+    if (type == "boolean") r.kind = XmlValueRule::Kind::boolean;
+    else if (type == "null") r.kind = XmlValueRule::Kind::null;
+    else if (type == "integer" || type == "number" || type == "object" || type == "array") {
+        r.kind = XmlValueRule::Kind::json;
+        r.schema = p;
+    }
+    return r;
+}
+
+json xml_value(const XmlValueRule& r, const std::string& text) {
+    std::string t = text;
+    if (r.kind != XmlValueRule::Kind::text) {  // a typed value: its text alone
+        const size_t b = t.find_first_not_of(" \n\r\t");
+        t = b == std::string::npos ? std::string() : t.substr(b, t.find_last_not_of(" \n\r\t") - b + 1);
+    }
+    switch (r.kind) {
+        case XmlValueRule::Kind::text: return t;
+        case XmlValueRule::Kind::boolean:
+            if (t == "true" || t == "True") return true;
+            if (t == "false" || t == "False") return false;
+            return t;
+        case XmlValueRule::Kind::null: return t == "null" || t == "None" ? json() : json(t);
+        case XmlValueRule::Kind::choice:
+            for (size_t i = 0; i < r.texts.size(); ++i)
+                if (r.texts[i] == t) return r.values[i];
+            return t;
+        case XmlValueRule::Kind::json: {
+            json v = parse_json_bounded(t);
+            return v.is_discarded() ? json(t) : v;
+        }
+    }
+    return t;
+}
+
+const json* tool_function(const json& tool) {
+    if (!tool.is_object()) return nullptr;
+    const auto f = tool.find("function");
+    return f != tool.end() && f->is_object() ? &*f : nullptr;
+}
 
 Result<std::shared_ptr<const XmlCallSchema>> XmlCallSchema::from_tools(const json& tools) {
     auto s = std::make_shared<XmlCallSchema>();
     if (!tools.is_array() || tools.empty()) return make_error("no tools");
     if (tools.size() > (size_t)kMaxTools) return make_error("at most {} tools", kMaxTools);
     for (const json& t : tools) {
-        const json* fn = t.is_object() && t.contains("function") ? &t["function"] : &t;
-        if (!fn->is_object() || !fn->contains("name") || !(*fn)["name"].is_string()) return make_error("a tool without a name");
+        const json* fn = tool_function(t);
+        const auto name = fn ? fn->find("name") : json::const_iterator();
+        if (!fn || name == fn->end() || !name->is_string() || !carries(name->get<std::string>())) continue;
         Tool tool;
-        tool.name = (*fn)["name"].get<std::string>();
-        if (tool.name.empty()) return make_error("a tool without a name");
-        const json params = fn->value("parameters", json::object());
-        if (params.is_object() && params.contains("properties") && params["properties"].is_object()) {
-            const json& props = params["properties"];
+        tool.name = name->get<std::string>();
+        std::vector<std::string> left_out;
+        const auto params = fn->find("parameters");
+        if (params != fn->end() && params->is_object() && params->contains("properties") && (*params)["properties"].is_object()) {
+            const json& props = (*params)["properties"];
             if (props.size() > (size_t)kMaxParams) return make_error("tool '{}': at most {} parameters", tool.name, kMaxParams);
             for (auto it = props.begin(); it != props.end(); ++it) {
-                if (it.key().empty()) continue;
-                tool.params.push_back({it.key(), value_schema(it.value())});
+                if (!carries(it.key())) {
+                    left_out.push_back(it.key());
+                    continue;
+                }
+                tool.params.push_back({it.key(), value_schema(xml_value_rule(it.value()))});
             }
-            if (const auto req = params.find("required"); req != params.end() && req->is_array())
-                for (const json& r : *req)
+            if (const auto req = params->find("required"); req != params->end() && req->is_array()) {
+                bool callable = true;
+                for (const json& r : *req) {
+                    if (!r.is_string()) continue;
                     for (size_t i = 0; i < tool.params.size(); ++i)
-                        if (r.is_string() && r.get<std::string>() == tool.params[i].name) tool.required |= 1ull << i;
+                        if (r.get<std::string>() == tool.params[i].name) tool.required |= 1ull << i;
+                    for (const std::string& o : left_out) callable = callable && o != r.get<std::string>();
+                }
+                if (!callable) continue;  // a required parameter it cannot be given
+            }
         }
         s->tools_.push_back(std::move(tool));
     }
+    if (s->tools_.empty()) return make_error("no tool whose calls the XML format can carry");
     return std::shared_ptr<const XmlCallSchema>(std::move(s));
 }
 
@@ -174,14 +244,22 @@ bool XmlCallMatcher::step(uint8_t c) {
             if (c == '\n' && ws_ == 0) return ++ws_, true;
             if (is_ws(c)) return false;  // (the documents would take it)
             doc_.emplace(tools[(size_t)tool_].params[(size_t)param_].value);
+            doc_close_ = 0;
             phase_ = Phase::value_doc;
             return step(c);
         case Phase::value_doc: {
+            // the document never spells </parameter> (in a string): the parser ends the value there
+            const int32_t close = c == (uint8_t)kCloseParam[(size_t)doc_close_] ? doc_close_ + 1 : c == '<' ? 1 : 0;
+            const bool would_close = close == (int32_t)kCloseParam.size();
             // (only a document that may end here needs its state kept for the byte after it)
-            if (!doc_->can_end()) return doc_->feed_byte(c);
+            if (!doc_->can_end()) {
+                doc_close_ = close;
+                return !would_close && doc_->feed_byte(c);
+            }
             JsonMatcher trial = *doc_;
-            if (trial.feed_byte(c)) {
+            if (!would_close && trial.feed_byte(c)) {
                 *doc_ = std::move(trial);
+                doc_close_ = close;
                 return true;
             }
             doc_.reset();

@@ -10,8 +10,10 @@
 // every required one before </function>), and whitespace (at most JsonSchema::kMaxWs bytes)
 // around the tags. A VALUE is free text up to </parameter> for string (or untyped) parameters;
 // for the others it is what the template prints for them: a JSON document of the parameter's
-// schema (numbers, objects, arrays), true/false/True/False (booleans: Jinja2 prints True), or
-// one of an enum's texts, each on its own line (a newline before and after it, or none).
+// schema (numbers, objects, arrays; never holding the text </parameter>), true/false/True/False
+// (booleans: Jinja2 prints True), null/None, or one of an enum's texts, with at most one newline
+// on each side. Tools (and parameters) whose names the format cannot carry (empty, or with '>')
+// are left out; a tool whose required parameter is left out, too.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -28,6 +30,24 @@
 
 namespace tandem {
 
+// How the value of a parameter with this JSON Schema is written (as the template prints it) and
+// read back: free text (strings, untyped), a JSON document (numbers, objects, arrays), a boolean,
+// null, or one of an enum's texts (each standing for its JSON value).
+struct XmlValueRule {
+    enum class Kind { text, json, boolean, null, choice } kind = Kind::text;
+    std::vector<std::string> texts;            // choice: as `| string` prints each value
+    std::vector<nlohmann::ordered_json> values;  // choice: the values
+    nlohmann::ordered_json schema;             // json: the parameter's schema
+};
+XmlValueRule xml_value_rule(const nlohmann::ordered_json& param_schema);
+
+// The JSON value a parameter's text stands for under its rule (text that does not read as its
+// kind stays a string).
+nlohmann::ordered_json xml_value(const XmlValueRule& rule, const std::string& text);
+
+// The function object of an OpenAI chat tool ({"type": "function", "function": {...}}), or null.
+const nlohmann::ordered_json* tool_function(const nlohmann::ordered_json& tool);
+
 class XmlCallSchema {
 public:
     static constexpr int kMaxTools = 64, kMaxParams = 64;
@@ -35,13 +55,14 @@ public:
         std::string name;
         std::shared_ptr<const JsonSchema> value;  // null: free text
     };
+    static bool carries(const std::string& name) { return !name.empty() && name.find('>') == std::string::npos; }
     struct Tool {
         std::string name;
         std::vector<Param> params;
         uint64_t required = 0;  // bit i: params[i]
     };
     // From an OpenAI tools array; an error for more than kMaxTools tools or kMaxParams
-    // parameters of one tool, or a tool without a name.
+    // parameters of one tool, or when no tool is left.
     static Result<std::shared_ptr<const XmlCallSchema>> from_tools(const nlohmann::ordered_json& tools);
     const std::vector<Tool>& tools() const { return tools_; }
 
@@ -71,6 +92,7 @@ private:
     uint64_t seen_ = 0;      // parameters given
     int32_t ws_ = 0;         // whitespace run
     std::optional<JsonMatcher> doc_;
+    int32_t doc_close_ = 0;  // bytes of </parameter> the document's last bytes spell
 };
 
 }  // namespace tandem

@@ -31,8 +31,8 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b, floa
     float mx = 1.0f, err = 0.0f;
     size_t at = 0;
     for (size_t i = 0; i < b.size(); ++i) {
-        mx = std::max(mx, std::fabs(b[i]));
-        const float d = std::fabs(a[i] - b[i]);
+        if (std::isfinite(b[i])) mx = std::max(mx, std::fabs(b[i]));
+        const float d = a[i] == b[i] ? 0.0f : std::fabs(a[i] - b[i]);  // (equal infinities agree)
         if (!(d <= err)) err = std::isfinite(d) ? d : INFINITY, at = i;
     }
     EXPECT_LE(err, tol * mx) << what << ": worst at " << at << ": " << a[at] << " vs " << b[at];

@@ -348,6 +348,21 @@ TEST(XmlCalls, AcceptsCallsOfTheToolsAndNothingElse) {
     EXPECT_FALSE(prefix("Sure: <function=edit>"));
     EXPECT_FALSE(prefix(head + "</function>\nmore"));
     EXPECT_FALSE(prefix(std::string(JsonSchema::kMaxWs + 1, ' ')));          // whitespace is bounded
+    // a typed value never spells </parameter> (the parser would end it there)
+    EXPECT_FALSE(prefix("<function=edit>\n<parameter=opts>\n{\"x\": \"</parameter>"));
+    EXPECT_TRUE(prefix("<function=edit>\n<parameter=opts>\n{\"x\": \"<\\/parameter></para\"}\n</parameter>"));
+    // names the format cannot carry: such a parameter is left out, and a tool that requires one
+    auto odd = XmlCallSchema::from_tools(json::parse(R"([
+        {"type": "function", "function": {"name": "a>b"}},
+        {"type": "function", "name": "flat"},
+        {"type": "function", "function": {"name": "f", "parameters": {"properties": {"x>y": {}, "z": {}}}}},
+        {"type": "function", "function": {"name": "g", "parameters": {"properties": {"x>y": {}}, "required": ["x>y"]}}}])"));
+    ASSERT_TRUE(odd.ok());
+    ASSERT_EQ((*odd)->tools().size(), 1u);
+    EXPECT_EQ((*odd)->tools()[0].name, "f");
+    ASSERT_EQ((*odd)->tools()[0].params.size(), 1u);
+    EXPECT_EQ((*odd)->tools()[0].params[0].name, "z");
+    EXPECT_FALSE(XmlCallSchema::from_tools(json::parse(R"([{"type": "function", "name": "flat"}])")).ok());
     json many = json::array();
     for (int i = 0; i <= XmlCallSchema::kMaxTools; ++i) many.push_back({{"type", "function"}, {"function", {{"name", "f" + std::to_string(i)}}}});
     EXPECT_FALSE(XmlCallSchema::from_tools(many).ok());
@@ -579,6 +594,32 @@ TEST_F(JsonTokens, ToolCallsAreHeldToTheToolsOnlyAfterTheirMarker) {
             EXPECT_FALSE(c.take(open));
         }
     }
+    // the call never spells a marker's text (in a string): the parser pairs the markers it finds
+    auto search = JsonSchema::tool_calls({{"search", json::parse(R"({"type": "object", "properties": {"q": {"type": "string"}}})")}},
+                                         JsonSchema::ToolShape::call);
+    ASSERT_TRUE(search.ok());
+    TokenConstraint g(vocab_, {*search, ThinkMode::none, open, close, -1}, {eos});
+    ASSERT_TRUE(g.take(open));
+    feed(g, "{\"name\": \"search\", \"arguments\": {\"q\": \"a");
+    for (const std::vector<const char*>& pieces : {std::vector<const char*>{"<", "/", "tool", "_", "call", ">"},
+                                                   std::vector<const char*>{"<", "tool", "_", "call", ">"}}) {
+        std::vector<int32_t> text;  // a marker's text in ordinary tokens
+        std::string marker;
+        for (const char* p : pieces) {
+            const int32_t t = id(p);
+            ASSERT_GE(t, 0) << p;
+            ASSERT_NE(vocab_->text(t), nullptr) << p;
+            text.push_back(t);
+            marker += p;
+        }
+        const std::vector<int32_t>* plain = &text;
+        TokenConstraint h = g;
+        bool all = true;
+        for (int32_t t : *plain) all = all && h.take(t);
+        EXPECT_FALSE(all) << marker;
+        TokenConstraint k = g;  // (the same bytes but one are fine)
+        for (size_t i = 0; i + 1 < plain->size(); ++i) EXPECT_TRUE(k.take((*plain)[i])) << marker;
+    }
     // a refused name or argument is not taken
     TokenConstraint d(vocab_, {*schema, ThinkMode::none, open, close, -1}, {eos});
     ASSERT_TRUE(d.take(open));
@@ -607,6 +648,31 @@ TEST_F(JsonTokens, ToolCallsAreHeldToTheToolsOnlyAfterTheirMarker) {
     ASSERT_TRUE(m.take(unthink));
     ASSERT_TRUE(m.take(open));
     EXPECT_FALSE(m.allows(word));
+}
+
+// A parameter's text reads back as the value the template printed: the recognizer and the parser
+// follow one rule per schema.
+TEST(XmlCalls, ValuesReadBackByTheirSchemasRule) {
+    auto value = [](const char* schema, const std::string& text) { return xml_value(xml_value_rule(json::parse(schema)), text); };
+    EXPECT_EQ(value(R"({"type": "string"})", "42"), json("42"));
+    EXPECT_EQ(value(R"({"type": "integer"})", " 42\n"), json(42));
+    EXPECT_EQ(value(R"({"type": "integer"})", "many"), json("many"));
+    EXPECT_EQ(value(R"({"type": "boolean"})", "True"), json(true));
+    EXPECT_EQ(value(R"({"type": "boolean"})", "false"), json(false));
+    EXPECT_EQ(value(R"({"type": "null"})", "None"), json());
+    EXPECT_EQ(value(R"({"enum": [true, false]})", "True"), json(true));
+    EXPECT_EQ(value(R"({"enum": ["1", "2"]})", "1"), json("1"));
+    EXPECT_EQ(value(R"({"enum": [1, 2]})", "2"), json(2));
+    EXPECT_EQ(value(R"({"type": "array"})", "[1, {\"a\": null}]"), json::parse(R"([1, {"a": null}])"));
+    EXPECT_EQ(value(R"({})", "[1]"), json("[1]"));  // untyped: text
+    // an enum whose texts whitespace or '<' would blur is free text
+    EXPECT_EQ(xml_value_rule(json::parse(R"({"enum": ["a b", "c"]})")).kind, XmlValueRule::Kind::text);
+    EXPECT_EQ(xml_value_rule(json::parse(R"({"enum": ["a", "b"]})")).kind, XmlValueRule::Kind::choice);
+    // the JSON call shape: parameters {} still take an arguments object
+    auto call = JsonSchema::tool_calls({{"a", json::object()}}, JsonSchema::ToolShape::call);
+    ASSERT_TRUE(call.ok());
+    EXPECT_TRUE(whole(*call, R"({"name": "a", "arguments": {"k": [1]}})"));
+    EXPECT_FALSE(whole(*call, R"({"name": "a", "arguments": "abc"})"));
 }
 
 // The same lazily, on tokens: after <tool_call> an XML call of the tools, as Qwen3-Coder writes it.

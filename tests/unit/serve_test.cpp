@@ -471,6 +471,15 @@ TEST(ToolCalls, ParsesQwenStyleCallsAndKeepsTheRest) {
     EXPECT_EQ(r.calls[1].name, "time");
     EXPECT_EQ(r.calls[1].arguments, "{}");
     EXPECT_EQ(r.content, "Let me check.");
+    // a marker spelled in the text before a call stays text: each closing marker pairs with the
+    // opening one nearest before it
+    auto stray = parse_tool_calls("Use <tool_call> tags.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>");
+    ASSERT_EQ(stray.calls.size(), 1u);
+    EXPECT_EQ(stray.calls[0].name, "f");
+    EXPECT_EQ(stray.content, "Use <tool_call> tags.");
+    auto lone = parse_tool_calls("a </tool_call> b <tool_call>{\"name\": \"g\"}</tool_call>");
+    ASSERT_EQ(lone.calls.size(), 1u);
+    EXPECT_EQ(lone.content, "a </tool_call> b");
     // not JSON, or unterminated: plain text
     auto bad = parse_tool_calls("<tool_call>not json</tool_call> and <tool_call>{\"name\": \"x\"");
     EXPECT_TRUE(bad.calls.empty());
