@@ -149,13 +149,12 @@ bool Call::start(const httplib::Request& req, httplib::Response& res) {
     gen.stop_ids.insert(gen.stop_ids.end(), r.stop_token_ids.begin(), r.stop_token_ids.end());
     gen.constraint = {r.response_schema, think_mode};
     // calls the model opens follow the tools' schemas, in the format its template teaches
-    const bool xml_calls = ctx_.tool_format == ToolCallFormat::xml;
-    if (!r.response_schema && (xml_calls ? (bool)r.tool_call_xml : (bool)r.tool_call_schema)) {
-        const int32_t open = tok.special_id("<tool_call>"), close = tok.special_id("</tool_call>");
-        if (open >= 0 && close >= 0) {
-            gen.constraint = {xml_calls ? nullptr : r.tool_call_schema, think_mode, open, close, r.max_tool_calls};
-            if (xml_calls) gen.constraint.xml = r.tool_call_xml;
-        }
+    if (!r.response_schema) {
+        const int32_t open = tok.special_id(kToolCallOpen), close = tok.special_id(kToolCallClose);
+        ConstraintSpec calls{nullptr, think_mode, open, close, r.max_tool_calls};
+        if (ctx_.tool_format == ToolCallFormat::xml) calls.xml = r.tool_call_xml;
+        else calls.schema = r.tool_call_schema;
+        if (open >= 0 && close >= 0 && calls.active()) gen.constraint = std::move(calls);
     }
     gens_.resize((size_t)n_choices);
     for (size_t i = 0; i < prompts_.size(); ++i)

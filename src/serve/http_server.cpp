@@ -123,7 +123,7 @@ void ApiServer::Impl::routes() {
     });
     svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
         if (!authorized(req, res)) return;
-        json body = json_depth_within(req.body) ? json::parse(req.body, nullptr, false) : json(json::value_t::discarded);
+        const chat::Json body = parse_json_bounded(req.body);
         if (!body.is_object() || !body.contains("content") || !body["content"].is_string())
             return send_error(res, 400, "send {\"content\": TEXT}");
         auto ids = tok.encode(body["content"].get<std::string>(), /*parse_special=*/true);
@@ -132,11 +132,11 @@ void ApiServer::Impl::routes() {
     });
     svr.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
         if (!authorized(req, res)) return;
-        json body = json_depth_within(req.body) ? json::parse(req.body, nullptr, false) : json(json::value_t::discarded);
+        const chat::Json body = parse_json_bounded(req.body);
         if (!body.is_object() || !body.contains("tokens") || !body["tokens"].is_array())
             return send_error(res, 400, "send {\"tokens\": [ids]}");
         std::vector<int32_t> ids;
-        for (const json& v : body["tokens"]) {
+        for (const chat::Json& v : body["tokens"]) {
             if (!v.is_number_integer() || !tok.valid_id(v.get<int64_t>()))
                 return send_error(res, 400, "tokens must be valid token ids");
             ids.push_back((int32_t)v.get<int64_t>());

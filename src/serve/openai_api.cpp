@@ -81,8 +81,7 @@ Result<chat::Json> parse_messages(const json& msgs) {
                 // templates expect arguments as an object; OpenAI sends a JSON string
                 const json& fn = c["function"];
                 if (fn.contains("arguments") && fn["arguments"].is_string()) {
-                    const std::string& text = fn["arguments"].get_ref<const std::string&>();
-                    json args = json_depth_within(text) ? json::parse(text, nullptr, false) : json(json::value_t::discarded);
+                    const json args = parse_json_bounded(fn["arguments"].get_ref<const std::string&>());
                     if (!args.is_discarded()) call["function"]["arguments"] = args;
                 }
                 calls.push_back(call);
@@ -365,9 +364,7 @@ Result<ApiRequest> parse_api_request(const chat::Json& body, bool chat, const Ap
     // vLLM's guided decoding fields: guided_json (a schema), guided_choice (one of some texts)
     if (const json* v = field(body, "guided_json")) {
         if (r.response_schema) return make_error("guided_json and response_format cannot both shape the answer");
-        const json sc = !v->is_string()                                     ? *v
-                        : json_depth_within(v->get_ref<const std::string&>()) ? json::parse(v->get<std::string>(), nullptr, false)
-                                                                              : json(json::value_t::discarded);
+        const json sc = v->is_string() ? parse_json_bounded(v->get_ref<const std::string&>()) : *v;
         if (sc.is_discarded()) return make_error("guided_json: not valid JSON");
         auto compiled = JsonSchema::compile(sc);
         if (!compiled) return make_error("guided_json: {}", compiled.error().message);

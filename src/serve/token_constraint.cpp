@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "formats/hf_tokenizer.h"
+#include "serve/tool_calls.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tandem {
@@ -29,7 +30,7 @@ VocabIndex::VocabIndex(const Tokenizer& tok) {
 }
 
 bool DocMatcher::guard_byte(uint8_t c) {
-    static constexpr std::string_view kOpen = "<tool_call>", kClose = "</tool_call>";  // ('<' only first in each)
+    constexpr std::string_view kOpen = kToolCallOpen, kClose = kToolCallClose;  // ('<' only first in each)
     open_ = (int8_t)(c == (uint8_t)kOpen[(size_t)open_] ? open_ + 1 : c == '<' ? 1 : 0);
     close_ = (int8_t)(c == (uint8_t)kClose[(size_t)close_] ? close_ + 1 : c == '<' ? 1 : 0);
     return open_ < (int8_t)kOpen.size() && close_ < (int8_t)kClose.size();

@@ -10,7 +10,7 @@
 
 namespace tandem {
 namespace {
-const std::string kOpen = "<tool_call>", kClose = "</tool_call>";
+constexpr std::string_view kOpen = kToolCallOpen, kClose = kToolCallClose;
 
 std::string trim(const std::string& s) {
     const size_t b = s.find_first_not_of(" \n\r\t");
@@ -21,7 +21,7 @@ std::string trim(const std::string& s) {
 }  // namespace
 
 ToolCallFormat tool_call_format(const std::string& chat_template) {
-    return chat_template.find("<function=") != std::string::npos ? ToolCallFormat::xml : ToolCallFormat::json;
+    return chat_template.find(kXmlFunction) != std::string::npos ? ToolCallFormat::xml : ToolCallFormat::json;
 }
 
 namespace {
@@ -47,7 +47,7 @@ json param_value(const json* tools, const std::string& fn, const std::string& pa
 // One call's body in the xml format: "<function=NAME>" then parameters, then "</function>";
 // false when it is not that.
 bool parse_xml_call(const std::string& body, const nlohmann::ordered_json* tools, ToolCall& call) {
-    static const std::string kFn = "<function=", kFnEnd = "</function>", kParam = "<parameter=", kParamEnd = "</parameter>";
+    constexpr std::string_view kFn = kXmlFunction, kFnEnd = kXmlFunctionEnd, kParam = kXmlParameter, kParamEnd = kXmlParameterEnd;
     if (body.rfind(kFn, 0) != 0) return false;
     const size_t name_end = body.find('>', kFn.size());
     if (name_end == std::string::npos) return false;
@@ -64,8 +64,8 @@ bool parse_xml_call(const std::string& body, const nlohmann::ordered_json* tools
         const size_t pn_end = body.find('>', p + kParam.size());
         if (pn_end == std::string::npos || pn_end >= fn_end) return false;
         const std::string pname = trim(body.substr(p + kParam.size(), pn_end - p - kParam.size()));
-        // the value runs to its </parameter>, or (a model that left it out) to the next
-        // parameter or the end of the function
+        // the value runs to the next </parameter> (a value the constraint held never holds one),
+        // or, where none comes before </function>, to the next parameter or the function's end
         size_t v_end = body.find(kParamEnd, pn_end + 1);
         size_t next = v_end == std::string::npos ? std::string::npos : v_end + kParamEnd.size();
         if (v_end == std::string::npos || v_end > fn_end) {
@@ -161,7 +161,7 @@ std::string ToolCallStream::push(const std::string& text) {
         pending_.clear();
         return out;
     }
-    const size_t keep = partial_suffix(pending_, kOpen);
+    const size_t keep = partial_suffix(pending_, std::string(kOpen));
     std::string out = pending_.substr(0, pending_.size() - keep);
     pending_.erase(0, pending_.size() - keep);
     return out;

@@ -9,13 +9,19 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tandem {
 
+// The markers around a call (special tokens of Qwen3's vocabulary), and the xml format's tags.
+inline constexpr std::string_view kToolCallOpen = "<tool_call>", kToolCallClose = "</tool_call>";
+inline constexpr std::string_view kXmlFunction = "<function=", kXmlFunctionEnd = "</function>", kXmlParameter = "<parameter=",
+                                  kXmlParameterEnd = "</parameter>";
+
 enum class ToolCallFormat { json, xml };
 
-// The format a chat template teaches its model: xml where it writes "<function=", else json.
+// The format a chat template teaches its model: xml where it writes kXmlFunction, else json.
 ToolCallFormat tool_call_format(const std::string& chat_template);
 
 struct ToolCall {

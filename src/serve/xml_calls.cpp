@@ -3,14 +3,14 @@
 #include <fmt/format.h>
 
 #include "serve/request_json.h"
+#include "serve/tool_calls.h"
 
 namespace tandem {
 
 using json = nlohmann::ordered_json;
 
 namespace {
-constexpr std::string_view kOpenFn = "<function=", kParam = "<parameter=", kCloseFn = "</function>",
-                           kCloseParam = "</parameter>";
+constexpr std::string_view kOpenFn = kXmlFunction, kParam = kXmlParameter, kCloseFn = kXmlFunctionEnd, kCloseParam = kXmlParameterEnd;
 
 bool is_ws(uint8_t c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
