@@ -52,6 +52,15 @@ namespace piq4 = ref::packed_iq4_xs;
 constexpr int kPrefetchBytes = 8192;
 constexpr int kL1PrefetchBytes = 1024;  // Q6_K units, when the far prefetch fills L2
 
+// How far ahead of the byte at `offset` of its group a tile of G groups (gb bytes each, read in
+// step) prefetches: kPrefetchBytes, but what lies past the group's end is read by the next tile,
+// G groups on, not by the group after it (which this tile is reading already)
+template <int G>
+inline size_t prefetch_ahead(size_t offset, size_t gb) {
+    if constexpr (G == 1) return kPrefetchBytes;
+    else return offset + kPrefetchBytes >= gb ? kPrefetchBytes + (G - 1) * gb : kPrefetchBytes;
+}
+
 inline __m512i bcast4(const int8_t* p) {
     int32_t v;
     std::memcpy(&v, p, 4);
@@ -170,8 +179,9 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
         // the header (scales, mins: 320 of Q4_K's 2368 bytes) kPrefetchBytes ahead too; the chunks
         // prefetch only the levels (one core, Qwen3-235B's experts from DRAM: 13.0 -> 14.0 GiB/s;
         // the same for the 16-element types' headers changed nothing)
+        const size_t ahead = prefetch_ahead<G>((size_t)ib * kBlock, gb);
         for (int h = 0; h < G; ++h)
-            for (size_t l = 0; l < Tr::kQs; l += 64) prefetch_weights(g + h * gb + kPrefetchBytes + l);
+            for (size_t l = 0; l < Tr::kQs; l += 64) prefetch_weights(g + h * gb + ahead + l);
         for (int j = 0; j < 8; ++j) {  // sub-block j: chunks 4j .. 4j + 3
             __m512i lo_acc[G][T], hi_acc[G][T];
             for (int h = 0; h < G; ++h)
@@ -184,7 +194,7 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
                 for (int h = 0; h < G; ++h) {
                     const uint8_t* c = g + h * gb + Tr::kQs + 64 * (4 * j + i);
                     const __m512i x = load(c);
-                    prefetch_weights(c + kPrefetchBytes);
+                    prefetch_weights(c + ahead);
                     unpack4<i, Q5, K == K32::iq4>(x, Q5 ? qh[h] : x, levels, lo[h], hi[h]);
                 }
                 const int8_t* q[T];
@@ -237,10 +247,10 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
 // meets, and how the block's sum is finished (the levels' offset through the Q8_K block sums).
 // The four operand vectors of unit s (u: its bytes)
 template <K16 K>
-inline void k16_unit(const uint8_t* u, __m512i* w) {
+inline void k16_unit(const uint8_t* u, size_t ahead, __m512i* w) {
     if constexpr (K == K16::q6) {
         const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
-        for (int l = 0; l < 3; ++l) prefetch_weights(u + kPrefetchBytes + 64 * l);
+        for (int l = 0; l < 3; ++l) prefetch_weights(u + ahead + 64 * l);
         // from L2 into L1 as well, a few units ahead: Q6_K's unpacking leaves the loads less room
         // to wait on L2 than Q4_K's (one core: experts 11.5 -> 11.9 GiB/s, model LM head -3%)
         if (g_prefetch_l2)
@@ -253,8 +263,8 @@ inline void k16_unit(const uint8_t* u, __m512i* w) {
         w[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(shift_bytes<4>(l1), m4), shift_bytes<2>(qh), m30, 0xF8);
     } else {
         const __m512i m3 = _mm512_set1_epi8(3);
-        prefetch_weights(u + kPrefetchBytes);
-        if constexpr (K == K16::q3) prefetch_weights(u + kPrefetchBytes + 64);
+        prefetch_weights(u + ahead);
+        if constexpr (K == K16::q3) prefetch_weights(u + ahead + 64);
         const __m512i q = load(u);
         w[0] = _mm512_and_si512(q, m3);
         w[1] = _mm512_and_si512(shift_bytes<2>(q), m3);
@@ -297,7 +307,8 @@ void k16_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* const*
 #pragma GCC unroll 2
         for (int s = 0; s < 16; ++s) {
             __m512i w[G][4];
-            for (int h = 0; h < G; ++h) k16_unit<K>(g + h * gb + Tr::unit(s), w[h]);
+            const size_t ahead = prefetch_ahead<G>((size_t)ib * Tr::kBlock + Tr::unit(s), gb);
+            for (int h = 0; h < G; ++h) k16_unit<K>(g + h * gb + Tr::unit(s), ahead, w[h]);
             __m512i sacc[G][T];
 #pragma GCC unroll 8
             for (int t = 0; t < T; ++t) {
@@ -378,8 +389,9 @@ void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* co
             for (int t = 0; t < T; ++t) s0[h][t] = s1[h][t] = _mm512_setzero_si512();
         // every line of the block kPrefetchBytes ahead (a block is 4.5 to 6 lines: one prefetch per
         // 64-byte chunk left a line in nine to DRAM latency, 24 vs 36 GB/s streaming one thread)
+        const size_t ahead = prefetch_ahead<G>((size_t)ib * Tr::kBytes, gb);
         for (int h = 0; h < G; ++h)
-            for (size_t l = 0; l < Tr::kBytes; l += 64) prefetch_weights(g + h * gb + kPrefetchBytes + l);
+            for (size_t l = 0; l < Tr::kBytes; l += 64) prefetch_weights(g + h * gb + ahead + l);
         __m512i qh[G];
         if constexpr (kQ5)
             for (int h = 0; h < G; ++h) qh[h] = load(g + h * gb + Tr::kQh);
