@@ -275,7 +275,7 @@ int register_all() {
                 const std::string name = "attention/" + std::string(cpu::isa_name(isa)) + "/ctx" + std::to_string(n_pos) +
                                          "/tok" + std::to_string(n_tok);
                 benchmark::RegisterBenchmark(name.c_str(), bench_attention, isa, n_pos, n_tok, false, 8)->Unit(benchmark::kMicrosecond);
-                if (n_tok == 1 && n_pos >= 512)
+                if (n_tok == 1)
                     benchmark::RegisterBenchmark((name + "/cached").c_str(), bench_attention, isa, n_pos, n_tok, true, 8)
                         ->Unit(benchmark::kMicrosecond);
                 if (n_tok == 1 && n_pos == 4096)

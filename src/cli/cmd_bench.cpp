@@ -312,10 +312,10 @@ Runner add_bench(CLI::App& app) {
             for (const BatchDecodeResult& r : batched) {
                 const StageTimes& d = r.per_step;
                 std::printf("  %2d sequences: %8.2f tok/s aggregate (%.2fx of %d; bytes allow %.2fx), step %.1f ms: "
-                            "attention %.1f experts %.1f lm_head %.1f\n",
+                            "attention %.1f router %.1f experts %.1f lm_head %.1f other %.1f\n",
                             r.n_seq, r.aggregate_tok_s, r.aggregate_tok_s / batched[0].aggregate_tok_s, batched[0].n_seq,
                             bytes_bound(r.n_seq) / bytes_bound(batched[0].n_seq), r.step_ms, d.attention * 1e3,
-                            d.experts * 1e3, d.lm_head * 1e3);
+                            d.router * 1e3, (d.experts + d.dense_ffn) * 1e3, d.lm_head * 1e3, d.other * 1e3);
             }
             std::printf("  (bytes allow: the aggregate if a step took only the time to read its bytes once: the "
                         "shared weights once, the routed experts of every sequence, each expert once, routings "

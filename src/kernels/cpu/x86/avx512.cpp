@@ -364,48 +364,10 @@ float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* a, int64_t nb) {
     return _mm_cvtss_f32(s);
 }
 
-float dot_f16(const uint16_t* w, const uint16_t* a, int64_t n) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(w + i))),
-                               _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(a + i))), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(w + i + 16))),
-                               _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(a + i + 16))), acc1);
-    }
-    float s = hsum(_mm512_add_ps(acc0, acc1));
-    for (; i < n; ++i) s += half_to_float(w[i]) * half_to_float(a[i]);
-    return s;
-}
-
 // bf16 -> f32 is a 16-bit shift; products and sums in f32 as the F16 path
 inline __m512 bf16_to_ps(const uint16_t* p) {
     const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
-}
-
-float dot_bf16(const uint16_t* w, const uint16_t* a, int64_t n) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        acc0 = _mm512_fmadd_ps(bf16_to_ps(w + i), bf16_to_ps(a + i), acc0);
-        acc1 = _mm512_fmadd_ps(bf16_to_ps(w + i + 16), bf16_to_ps(a + i + 16), acc1);
-    }
-    float s = hsum(_mm512_add_ps(acc0, acc1));
-    for (; i < n; ++i) s += bf16_to_fp32(w[i]) * bf16_to_fp32(a[i]);
-    return s;
-}
-
-float dot_f32(const float* w, const float* a, int64_t n) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(a + i), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(a + i + 16), acc1);
-    }
-    float s = hsum(_mm512_add_ps(acc0, acc1));
-    for (; i < n; ++i) s += w[i] * a[i];
-    return s;
 }
 
 // head_dim must be a multiple of 16 (checked by the caller's table lookup: hd % 16 == 0)
@@ -438,12 +400,13 @@ void gemv(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const 
     }
 }
 
-// F16 / BF16 / F32 rows x several tokens. Per (row, token) the very operations of dot_f16 /
-// dot_bf16 / dot_f32 (two accumulators over 32-element steps, their sum, the same scalar tail), so
-// each result is the gemv's bit for bit and a batched sequence computes what it computes alone;
-// but each weight vector is loaded and widened once for up to 8 tokens (token by token, the gemv
-// read and widened every weight once per token). F16 LM head of the bench shape, 4 tokens: 38-39
-// ms -> 26-28 ms, against 9.3-10 ms for one token (prefill of 128 tokens: no change measured).
+// F16 / BF16 / F32 rows x 1 to 8 tokens (the gemv is the tile of one). Per (row, token) the same
+// operations whatever the number of tokens (two accumulators over 32-element steps, their sum,
+// the same scalar tail), so a batched sequence computes what it computes alone, bit for bit; each
+// weight vector is loaded and widened once for all the tile's tokens (token by token, every
+// weight was read and widened once per token). F16 LM head of the bench shape, 4 tokens: 38-39
+// ms -> 26-28 ms (prefill of 128 tokens: no change measured); 28.1-28.5 ms with the prefetch into
+// L2 below (into L1: 29.6-29.8; four tokens' activations are 32 KB of L1's 48).
 enum class Wide { f16, bf16, f32 };
 template <Wide K>
 struct WideT;
@@ -477,11 +440,11 @@ void wide_tile(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, c
         for (int t = 0; t < T; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
         int64_t i = 0;
         for (; i + 32 <= n; i += 32) {
-            // the weights stream from DRAM: ask for the line two rows on (past the block's end
-            // too: a prefetch never faults)
-            _mm_prefetch((const char*)(wr + i) + 2 * row_stride, _MM_HINT_T0);
+            // the weights stream from DRAM: ask for the line(s) two rows on, into L2 (past the
+            // block's end too: a prefetch never faults)
+            _mm_prefetch((const char*)(wr + i) + 2 * row_stride, _MM_HINT_T1);
             if constexpr (K == Wide::f32)  // (32 floats: two lines; F32 router of 4 tokens 94 -> 80 us a layer)
-                _mm_prefetch((const char*)(wr + i) + 2 * row_stride + 64, _MM_HINT_T0);
+                _mm_prefetch((const char*)(wr + i) + 2 * row_stride + 64, _MM_HINT_T1);
             const __m512 w0 = Tr::load(wr + i), w1 = Tr::load(wr + i + 16);
             for (int t = 0; t < T; ++t) {
                 acc0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a[t] + i), acc0[t]);
@@ -527,6 +490,15 @@ void gemm_wide(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, c
             kTiles[T - 1](w + (size_t)r0 * row_stride, row_stride, nr, n, a.data() + t0, ys + t0, r0);
         }
     }
+}
+
+// One token: gemm_wide's tile of one. Before, a dot product per row with a prefetch of the first
+// line of the row four on: the F16 LM head of the bench shape, one token, 2 threads, 37.2 -> 21.4
+// ms (16.7 -> 29 GB/s; docs/performance.md)
+template <Wide K>
+void gemv_wide(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y) {
+    float* ys[1] = {y};
+    gemm_wide<K>(w, row_stride, n_rows, n, &act, 1, ys);
 }
 
 // W8A8: VPDPBUSD wants one unsigned side, so the activations are offset by 128 (x + 128 in
@@ -585,9 +557,9 @@ void fill_avx512(KernelTable& t) {
     t.gemm[(int)DType::Q6_K] = gemm_q6_k;
     t.gemv[(int)DType::Q6_K] = gemv<BlockQ6_K, BlockQ8_K, dot_q6_k, kQK_K>;
     t.gemv[(int)DType::Q8_0] = gemv<BlockQ8_0, BlockQ8_0, dot_q8_0, 32>;
-    t.gemv[(int)DType::F16] = gemv<uint16_t, uint16_t, dot_f16, 1>;
-    t.gemv[(int)DType::F32] = gemv<float, float, dot_f32, 1>;
-    t.gemv[(int)DType::BF16] = gemv<uint16_t, uint16_t, dot_bf16, 1>;
+    t.gemv[(int)DType::F16] = gemv_wide<Wide::f16>;
+    t.gemv[(int)DType::F32] = gemv_wide<Wide::f32>;
+    t.gemv[(int)DType::BF16] = gemv_wide<Wide::bf16>;
     t.gemm[(int)DType::F16] = gemm_wide<Wide::f16>;
     t.gemm[(int)DType::BF16] = gemm_wide<Wide::bf16>;
     t.gemm[(int)DType::F32] = gemm_wide<Wide::f32>;
