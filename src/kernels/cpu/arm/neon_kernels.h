@@ -20,6 +20,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/fp16.h"
 #include "kernels/cpu/attention_driver.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/reference/attention.h"
@@ -467,7 +468,28 @@ struct DecodeIQ4NL {
 };
 
 // F16 weights . F16 activations, products in f32 (FMA), 16 elements per step.
-struct KernF16 {
+// 16-bit float rows (F16, BF16: the activations in the same type) widened to f32 eight at a time
+struct WidenF16 {
+    static float32x4_t lo(const uint16_t* p, float16x8_t& h) {
+        h = vld1q_f16(as_f16(p));
+        return vcvt_f32_f16(vget_low_f16(h));
+    }
+    static float32x4_t hi(float16x8_t h) { return vcvt_high_f32_f16(h); }
+    static float one(uint16_t v) { return half_to_float(v); }
+    using Reg = float16x8_t;
+};
+struct WidenBF16 {  // bf16 -> f32 is a 16-bit shift
+    static float32x4_t lo(const uint16_t* p, uint16x8_t& h) {
+        h = vld1q_u16(p);
+        return vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
+    }
+    static float32x4_t hi(uint16x8_t h) { return vreinterpretq_f32_u32(vshll_high_n_u16(h, 16)); }
+    static float one(uint16_t v) { return bf16_to_fp32(v); }
+    using Reg = uint16x8_t;
+};
+
+template <class W>
+struct KernHalf {
     template <int NT>
     static void dot(const uint8_t* wp, const void* const* acts, int64_t n, float* out) {
         const auto* w = reinterpret_cast<const uint16_t*>(wp);
@@ -475,22 +497,25 @@ struct KernF16 {
         for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
         int64_t i = 0;
         for (; i + 8 <= n; i += 8) {
-            const float16x8_t wh = vld1q_f16(as_f16(w + i));
-            const float32x4_t w0 = vcvt_f32_f16(vget_low_f16(wh)), w1 = vcvt_high_f32_f16(wh);
+            typename W::Reg wh;
+            const float32x4_t w0 = W::lo(w + i, wh), w1 = W::hi(wh);
             for (int t = 0; t < NT; ++t) {
-                const float16x8_t ah = vld1q_f16(as_f16(static_cast<const uint16_t*>(acts[t]) + i));
-                acc[t][0] = vfmaq_f32(acc[t][0], w0, vcvt_f32_f16(vget_low_f16(ah)));
-                acc[t][1] = vfmaq_f32(acc[t][1], w1, vcvt_high_f32_f16(ah));
+                typename W::Reg ah;
+                const float32x4_t a0 = W::lo(static_cast<const uint16_t*>(acts[t]) + i, ah);
+                acc[t][0] = vfmaq_f32(acc[t][0], w0, a0);
+                acc[t][1] = vfmaq_f32(acc[t][1], w1, W::hi(ah));
             }
         }
         for (int t = 0; t < NT; ++t) {
             const auto* a = static_cast<const uint16_t*>(acts[t]);
             float s = vaddvq_f32(vaddq_f32(acc[t][0], acc[t][1]));
-            for (int64_t j = i; j < n; ++j) s += half_to_float(w[j]) * half_to_float(a[j]);
+            for (int64_t j = i; j < n; ++j) s += W::one(w[j]) * W::one(a[j]);
             out[t] = s;
         }
     }
 };
+using KernF16 = KernHalf<WidenF16>;
+using KernBF16 = KernHalf<WidenBF16>;
 
 struct KernF32 {
     template <int NT>
@@ -630,6 +655,7 @@ void fill_neon_kernels(KernelTable& t) {
     TANDEM_NEON(Q2_K, KernQ2K)
     TANDEM_NEON(IQ4_XS, KernIQ4XS)
     TANDEM_NEON(F16, KernF16)
+    TANDEM_NEON(BF16, KernBF16)
     TANDEM_NEON(F32, KernF32)
 #undef TANDEM_NEON
     t.attn_scores = attn_scores;
