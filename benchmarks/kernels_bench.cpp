@@ -308,7 +308,7 @@ int register_all() {
     }
     for (cpu::Isa isa : cpu::kAllIsas) {
         if (!cpu::isa_supported(isa) || isa == cpu::Isa::generic) continue;
-        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0})
+        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16, DType::BF16})
             for (const Shape& s : {kShapes[0], kShapes[1], kShapes[2]})
                 for (int64_t n_tok : {4, 8, 16, 32, 128}) {
                     const std::string name = "gemm/" + std::string(cpu::isa_name(isa)) + "/" + std::string(dtype_name(t)) +
