@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -177,6 +178,55 @@ TEST_P(CpuKernels, FloatGemmIsTheGemvBitForBit) {
             }
         }
 }
+
+// The float kernels' results against the reference (the gemv is their tile of one, so
+// FloatGemmIsTheGemvBitForBit alone would not see a wrong sum): widths with tails past the vector
+// steps, token counts below, at and past the tiles, with GemvMatchesReference's tolerance.
+void expect_float_gemm_matches_reference(const KernelTable& k, const std::string& label) {
+    for (DType wt : {DType::F16, DType::BF16, DType::F32})
+        for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{33, 1}, {520, 3}, {1000, 8}, {2056, 11}, {96, 5}}) {
+            const int64_t rows = 37;
+            const std::vector<uint8_t> w = weight_rows(wt, n, rows, 51 + (uint32_t)n);
+            const GemmRun g = run_gemm(k, wt, w, n, rows, n_tok, 52);
+            const DType at = ref::vec_dot_type(wt);
+            std::vector<float> want((size_t)rows), wrow(n), arow(n);
+            for (int64_t t = 0; t < n_tok; ++t) {
+                ref::gemv_rows(wt, w.data(), row_bytes(wt, n), rows, n, g.ptrs[(size_t)t], want.data());
+                ref::dequantize_row(at, g.ptrs[(size_t)t], arow.data(), n);
+                for (int64_t r = 0; r < rows; ++r) {
+                    ref::dequantize_row(wt, w.data() + r * row_bytes(wt, n), wrow.data(), n);
+                    double mag = 0;
+                    for (int64_t i = 0; i < n; ++i) mag += std::fabs((double)wrow[i] * arow[i]);
+                    ASSERT_NEAR(g.got[(size_t)(t * rows + r)], want[(size_t)r], 2e-5 * mag + 1e-6)
+                        << label << " " << dtype_name(wt) << " n=" << n << " token " << t << " row " << r;
+                }
+            }
+        }
+}
+
+TEST_P(CpuKernels, FloatGemmMatchesReference) {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
+    expect_float_gemm_matches_reference(kernels_for(GetParam()), isa_name(GetParam()));
+}
+
+#if defined(__x86_64__)
+// AVX-512 tables take BF16 through VDPBF16PS where the CPU has AVX512-BF16, else through the
+// widening kernel: both checked here where the CPU can run them (the tables hold only one)
+TEST(CpuKernelsBf16, WideningAndDotProductKernelsMatchReference) {
+    const CpuFeatures& f = cpu_features();
+    if (!f.has_avx512()) GTEST_SKIP() << "AVX-512 not supported by this CPU";
+    KernelTable wide = kernels_for(Isa::generic);
+    fill_avx2(wide);
+    fill_avx512(wide);
+    EXPECT_EQ(kernels_for(Isa::avx512).gemm[(int)DType::BF16] != wide.gemm[(int)DType::BF16], f.avx512bf16)
+        << "the avx512 table takes the VDPBF16PS kernel exactly where the CPU has AVX512-BF16";
+    expect_float_gemm_matches_reference(wide, "avx512 (widening)");
+    if (!f.avx512bf16) GTEST_SKIP() << "AVX512-BF16 not supported by this CPU: the VDPBF16PS kernel not run";
+    KernelTable dp = wide;
+    fill_avx512_bf16(dp);
+    expect_float_gemm_matches_reference(dp, "avx512 (VDPBF16PS)");
+}
+#endif
 
 // Prefill-sized GEMM (AMX tiles from 8 tokens on): many tokens, partial tiles of rows (37 = 2 x 16
 // + 5) and of tokens, against the reference per token with GemvMatchesReference's tolerance.

@@ -160,6 +160,7 @@ struct Tables {
             fill_avx512_attention(t[(int)Isa::avx512]);
             fill_avx512_ops(t[(int)Isa::avx512]);
             fill_avx512_lowbit(t[(int)Isa::avx512]);
+            if (cpu_features().avx512bf16) fill_avx512_bf16(t[(int)Isa::avx512]);
         }
         if (isa_supported(Isa::amx)) {
             fill_avx2(t[(int)Isa::amx]);
@@ -168,6 +169,7 @@ struct Tables {
             fill_avx512_attention(t[(int)Isa::amx]);
             fill_avx512_ops(t[(int)Isa::amx]);
             fill_avx512_lowbit(t[(int)Isa::amx]);
+            if (cpu_features().avx512bf16) fill_avx512_bf16(t[(int)Isa::amx]);
             fill_amx(t[(int)Isa::amx]);
         }
 #elif defined(__aarch64__)

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "core/fp16.h"
-#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/x86/act_scratch.h"
 #include "kernels/cpu/x86/k_scales.h"
@@ -622,14 +621,16 @@ void fill_avx512(KernelTable& t) {
     t.gemm[(int)DType::F16] = gemm_wide<Wide::f16>;
     t.gemm[(int)DType::BF16] = gemm_wide<Wide::bf16>;
     t.gemm[(int)DType::F32] = gemm_wide<Wide::f32>;
-    if (cpu_features().avx512bf16) {
-        t.gemv[(int)DType::BF16] = gemv_bf16dp;
-        t.gemm[(int)DType::BF16] = gemm_bf16dp;
-    }
+
     for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::F16, DType::BF16, DType::F32})
         t.fast[(int)d] = true;
     t.attn_scores = attn_scores;
     t.attn_values = attn_values;
+}
+
+void fill_avx512_bf16(KernelTable& t) {
+    t.gemv[(int)DType::BF16] = gemv_bf16dp;
+    t.gemm[(int)DType::BF16] = gemm_bf16dp;
 }
 
 }  // namespace tandem::cpu
