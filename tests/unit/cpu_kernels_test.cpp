@@ -160,7 +160,9 @@ TEST_P(CpuKernels, GemmEqualsGemvPerToken) {
 // The float weight types (F16, BF16, F32): a batched token computes what it computes alone, bit for
 // bit: the multi-token kernel repeats the gemv's operations per (row, token). Row counts that are
 // not a multiple of the 16-row blocks, widths with a tail past the 32-element steps, token counts
-// below, at and past the 8-token tile.
+// below, at and past the 8-token tile. (The amx table's AMX-BF16 tiles take BF16 from 16 tokens
+// and widths that are multiples of 32, summing in another order: 17 tokens come here with a width
+// of 1000 only; GemmManyTokensMatchesReference checks those tiles.)
 TEST_P(CpuKernels, FloatGemmIsTheGemvBitForBit) {
     if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
     const KernelTable& k = kernels_for(GetParam());

@@ -53,6 +53,7 @@ CpuFeatures detect() {
         if (os_amx && (d & (1u << 24)) && (d & (1u << 25))) {
 #if defined(__linux__)
             f.amx_int8 = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18) == 0;
+            f.amx_bf16 = f.amx_int8 && (d & (1u << 22));
 #endif
         }
     }
@@ -89,6 +90,7 @@ std::string CpuFeatures::describe() const {
     add(avx512bf16, "avx512_bf16");
     add(avxvnni, "avx_vnni");
     add(amx_int8, "amx_int8");
+    add(amx_bf16, "amx_bf16");
     add(neon, "neon");
     add(dotprod, "dotprod");
     add(fp16, "fp16");

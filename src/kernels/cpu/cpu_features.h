@@ -11,6 +11,7 @@ struct CpuFeatures {
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
     bool avx512vnni = false, avx512bf16 = false, avx512vbmi = false, avxvnni = false;
     bool amx_int8 = false;  // AMX-TILE + AMX-INT8, enabled by the OS and granted to this process
+    bool amx_bf16 = false;  // AMX-BF16 as well (with the same grant)
     bool neon = false, dotprod = false, fp16 = false;  // aarch64: asimd, asimddp, asimdhp
     bool intel = false;  // x86 vendor GenuineIntel
     int n_cores = 1;  // hardware threads available to this process

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/x86/k_scales.h"
 #include "kernels/cpu/x86/packed_acts.h"
@@ -507,6 +508,100 @@ void packed_q4_k_amx(const uint8_t* w, int64_t n_groups, int64_t n, const void* 
     _tile_release();
 }
 
+// ---- BF16 (AMX-BF16) --------------------------------------------------------------------------
+// C[16 rows][16 tokens] += A[16 rows][32 bf16] x B[16 pairs][16 tokens x 2]: A straight from the
+// weight rows (a tile load with the row stride: nothing unpacked, no scales: one C per tile pair
+// over the whole width), B the tokens' bf16 activations with each pair of consecutive elements of
+// a token in one dword (the same 16 x 16 dword transpose as the int8 activations). Two row blocks
+// share each B tile. Rows past the last full block of 16, widths that are not a multiple of 32 and
+// calls of few tokens go to the avx512 table (VDPBF16PS or the widening kernel), whose sums run in
+// another order: the results differ from those by float rounding.
+
+// From 16 tokens (a prefill chunk, a batch of 16 decode steps): below, a token's sums are the
+// avx512 kernel's whatever the batch, so a decode step computes what it computes alone
+// (FloatGemmIsTheGemvBitForBit), as the packed Q4_K tiles do from 16 tokens on.
+constexpr int64_t kMinBf16Tokens = 16;
+
+// tmm0/tmm1: A (16 rows x 64 bytes), tmm2: B (16 pair rows x 64 bytes), tmm4/tmm5: C (16 x 16 floats)
+void configure_bf16_tiles() {
+    TileConfig c;
+    for (int t : {0, 1, 2, 4, 5}) c.rows[t] = kTile, c.colsb[t] = 64;
+    asm volatile("ldtilecfg %0" ::"m"(c));
+}
+
+// vnni[(tile * n / 32 + chunk) * 512 + 32 * kk + 2 * i + {0, 1}] = elements 32 chunk + 2 kk + {0, 1}
+// of token 16 tile + i (0 past the last token)
+void prepare_bf16_acts(const void* const* acts, int64_t n_tok, int64_t n, std::vector<uint16_t>& vnni) {
+    const int64_t n_tiles = (n_tok + kTile - 1) / kTile, n_chunks = n / 32;
+    vnni.resize((size_t)(n_tiles * n_chunks * 512));
+    for (int64_t tile = 0; tile < n_tiles; ++tile) {
+        const uint16_t* a[kTile];
+        for (int i = 0; i < kTile; ++i) {
+            const int64_t t = tile * kTile + i;
+            a[i] = t < n_tok ? static_cast<const uint16_t*>(acts[t]) : nullptr;
+        }
+        for (int64_t c = 0; c < n_chunks; ++c) {
+            __m512i r[kTile];
+            for (int i = 0; i < kTile; ++i) r[i] = a[i] ? _mm512_loadu_si512((const void*)(a[i] + 32 * c)) : _mm512_setzero_si512();
+            transpose16x16(r);
+            uint16_t* out = vnni.data() + (tile * n_chunks + c) * 512;
+            for (int kk = 0; kk < 16; ++kk) _mm512_storeu_si512((void*)(out + 32 * kk), r[kk]);
+        }
+    }
+}
+
+void store_float_tile(const float (&c)[kTile][kTile], int64_t t0, int64_t nt, float* const* ys, int64_t r0) {
+    for (int64_t i = 0; i < nt; ++i)
+        for (int r = 0; r < kTile; ++r) ys[t0 + i][r0 + r] = c[r][i];
+}
+
+void gemm_bf16_amx(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts,
+                   int64_t n_tok, float* const* ys) {
+    const GemmFn avx512 = kernels_for(Isa::avx512).gemm[(int)DType::BF16];
+    const int64_t full = n_rows / kTile * kTile;
+    if (n_tok < kMinBf16Tokens || n % 32 != 0 || full == 0) {
+        avx512(w, row_stride, n_rows, n, acts, n_tok, ys);
+        return;
+    }
+    thread_local std::vector<uint16_t> vnni;
+    prepare_bf16_acts(acts, n_tok, n, vnni);
+    const int64_t n_tiles = (n_tok + kTile - 1) / kTile, n_chunks = n / 32, blocks = full / kTile;
+    configure_bf16_tiles();
+    alignas(64) float c0[kTile][kTile], c1[kTile][kTile];
+    for (int64_t b = 0; b < blocks; b += 2) {
+        const bool two = b + 1 < blocks;
+        const uint8_t* a0 = w + (size_t)(b * kTile) * row_stride;
+        const uint8_t* a1 = two ? a0 + (size_t)kTile * row_stride : a0;
+        for (int64_t tile = 0; tile < n_tiles; ++tile) {
+            const uint16_t* bt = vnni.data() + tile * n_chunks * 512;
+            _tile_zero(4);
+            _tile_zero(5);
+            for (int64_t c = 0; c < n_chunks; ++c) {
+                _tile_loadd(2, bt + c * 512, 64);
+                _tile_loadd(0, a0 + 64 * c, (long)row_stride);
+                _tile_dpbf16ps(4, 0, 2);
+                if (two) {
+                    _tile_loadd(1, a1 + 64 * c, (long)row_stride);
+                    _tile_dpbf16ps(5, 1, 2);
+                }
+            }
+            _tile_stored(4, c0, 64);
+            const int64_t t0 = tile * kTile, nt = std::min<int64_t>(kTile, n_tok - t0);
+            store_float_tile(c0, t0, nt, ys, b * kTile);
+            if (two) {
+                _tile_stored(5, c1, 64);
+                store_float_tile(c1, t0, nt, ys, (b + 1) * kTile);
+            }
+        }
+    }
+    _tile_release();
+    if (full < n_rows) {  // the last rows (fewer than 16): the avx512 kernel, its outputs shifted
+        std::vector<float*> tail((size_t)n_tok);
+        for (int64_t t = 0; t < n_tok; ++t) tail[(size_t)t] = ys[t] + full;
+        avx512(w + (size_t)full * row_stride, row_stride, n_rows - full, n, acts, n_tok, tail.data());
+    }
+}
+
 // Few tokens: the AVX-512 VNNI tiles of the avx512 table.
 template <DType T, void (*Amx)(const uint8_t*, size_t, int64_t, int64_t, const void* const*, int64_t, float* const*)>
 void gemm_dispatch(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts,
@@ -524,6 +619,7 @@ void fill_amx(KernelTable& t) {
     t.gemm[(int)DType::Q4_K] = gemm_dispatch<DType::Q4_K, gemm_q4_k_amx>;
     t.gemm[(int)DType::Q6_K] = gemm_dispatch<DType::Q6_K, gemm_q6_k_amx>;
     t.packed_gemm[(int)DType::Q4_K] = packed_q4_k_amx;
+    if (cpu_features().amx_bf16) t.gemm[(int)DType::BF16] = gemm_bf16_amx;
 }
 
 }  // namespace tandem::cpu
