@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -222,6 +223,11 @@ TEST(CpuKernelsBf16, WideningAndDotProductKernelsMatchReference) {
     fill_avx512(wide);
     EXPECT_EQ(kernels_for(Isa::avx512).gemm[(int)DType::BF16] != wide.gemm[(int)DType::BF16], f.avx512bf16)
         << "the avx512 table takes the VDPBF16PS kernel exactly where the CPU has AVX512-BF16";
+    if (isa_supported(Isa::amx)) {
+        EXPECT_EQ(kernels_for(Isa::amx).gemm[(int)DType::BF16] != kernels_for(Isa::avx512).gemm[(int)DType::BF16],
+                  f.amx_bf16)
+            << "the amx table takes the AMX-BF16 tiles exactly where the CPU has AMX-BF16";
+    }
     expect_float_gemm_matches_reference(wide, "avx512 (widening)");
     if (!f.avx512bf16) GTEST_SKIP() << "AVX512-BF16 not supported by this CPU: the VDPBF16PS kernel not run";
     KernelTable dp = wide;
@@ -230,14 +236,15 @@ TEST(CpuKernelsBf16, WideningAndDotProductKernelsMatchReference) {
 }
 #endif
 
-// Prefill-sized GEMM (AMX tiles from 8 tokens on): many tokens, partial tiles of rows (37 = 2 x 16
-// + 5) and of tokens, against the reference per token with GemvMatchesReference's tolerance.
+// Prefill-sized GEMM (AMX tiles from 8 or 16 tokens on): many tokens, partial tiles of rows (37 =
+// 2 x 16 + 5; 53 = 3 x 16 + 5: an odd block, which AMX-BF16 runs without a partner) and of tokens,
+// against the reference per token with GemvMatchesReference's tolerance.
 TEST_P(CpuKernels, GemmManyTokensMatchesReference) {
     if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " not supported by this CPU";
     const KernelTable& k = kernels_for(GetParam());
     for (DType wt : kWeightTypes) {
-        for (auto [n, n_tok] : {std::pair<int64_t, int64_t>{256, 16}, {768, 37}, {2048, 9}}) {
-            const int64_t rows = 37;
+        for (auto [n, n_tok, rows] : {std::tuple<int64_t, int64_t, int64_t>{256, 16, 37}, {768, 37, 37}, {2048, 9, 37},
+                                      {512, 21, 53}}) {
             const DType at = ref::vec_dot_type(wt);
             const size_t rb = row_bytes(wt, n), ab = row_bytes(at, n);
             std::vector<uint8_t> acts(ab * n_tok);

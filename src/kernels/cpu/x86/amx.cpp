@@ -517,9 +517,10 @@ void packed_q4_k_amx(const uint8_t* w, int64_t n_groups, int64_t n, const void* 
 // calls of few tokens go to the avx512 table (VDPBF16PS or the widening kernel), whose sums run in
 // another order: the results differ from those by float rounding.
 
-// From 16 tokens (a prefill chunk, a batch of 16 decode steps): below, a token's sums are the
-// avx512 kernel's whatever the batch, so a decode step computes what it computes alone
-// (FloatGemmIsTheGemvBitForBit), as the packed Q4_K tiles do from 16 tokens on.
+// From 16 tokens in a call (a prefill chunk, or a step whose decode tokens share a call with one;
+// an expert's slots): in a call of fewer, a token's sums are the avx512 kernel's whatever the
+// others (FloatGemmIsTheGemvBitForBit); from 16 on they are summed in another order, as with the
+// packed Q4_K tiles from 16 tokens.
 constexpr int64_t kMinBf16Tokens = 16;
 
 // tmm0/tmm1: A (16 rows x 64 bytes), tmm2: B (16 pair rows x 64 bytes), tmm4/tmm5: C (16 x 16 floats)

@@ -142,7 +142,7 @@ inline __m256 bf16_to_ps(const uint16_t* p) {
 // tokens on, every line of the weights prefetched into L2 two rows ahead (for one token that made
 // the LM head below slower, 28 -> 30.5 ms: the hardware's prefetch alone). Before (a dot product
 // per row and token): the one-layer bench-shaped F16 model on the AVX2 table (TANDEM_ISA=avx2),
-// LM head 26.7-28.1 ms for one token, 108-111 for four; now 27.8-28.1 and 41.7-41.9.
+// LM head 26.7-28.1 ms for one token, 108-111 for four; now 26.7-28.1 and 30.3-30.6.
 enum class Wide { f16, bf16, f32 };
 template <Wide K>
 struct WideT;
@@ -172,7 +172,7 @@ template <Wide K, int T>
 void wide_tile(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const float* const* a, float* const* ys,
                int64_t r_off) {
     using Tr = WideT<K>;
-    constexpr int64_t kLineStep = 64 / (8 * (int64_t)sizeof(typename Tr::T));  // 16-element steps per line (1 or 2)
+    constexpr int64_t kLineStep = 64 / (16 * (int64_t)sizeof(typename Tr::T));  // 16-element steps per line (2 or 1)
     for (int64_t r = 0; r < n_rows; ++r) {
         const auto* wr = reinterpret_cast<const typename Tr::T*>(w + (size_t)r * row_stride);
         __m256 acc0[T], acc1[T];
@@ -180,7 +180,6 @@ void wide_tile(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, c
         int64_t i = 0;
         for (int64_t step = 0; i + 16 <= n; i += 16, ++step) {
             if (T > 1 && step % kLineStep == 0) _mm_prefetch((const char*)(wr + i) + 2 * row_stride, _MM_HINT_T1);
-            if (T > 1 && K == Wide::f32) _mm_prefetch((const char*)(wr + i) + 2 * row_stride + 32, _MM_HINT_T1);
             const __m256 w0 = Tr::load(wr + i), w1 = Tr::load(wr + i + 8);
             for (int t = 0; t < T; ++t) {
                 acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a[t] + i), acc0[t]);

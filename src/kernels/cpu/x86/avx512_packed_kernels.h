@@ -54,11 +54,17 @@ constexpr int kL1PrefetchBytes = 1024;  // Q6_K units, when the far prefetch fil
 
 // How far ahead of the byte at `offset` of its group a tile of G groups (gb bytes each, read in
 // step) prefetches: kPrefetchBytes, but what lies past the group's end is read by the next tile,
-// G groups on, not by the group after it (which this tile is reading already)
+// G groups on, not by the group after it (which this tile is reading already): each group end
+// crossed adds (G - 1) groups (more than one only for groups smaller than kPrefetchBytes)
 template <int G>
 inline size_t prefetch_ahead(size_t offset, size_t gb) {
-    if constexpr (G == 1) return kPrefetchBytes;
-    else return offset + kPrefetchBytes >= gb ? kPrefetchBytes + (G - 1) * gb : kPrefetchBytes;
+    if constexpr (G == 1) {
+        return kPrefetchBytes;
+    } else {
+        const size_t to = offset + kPrefetchBytes;
+        if (gb >= kPrefetchBytes) return to >= gb ? kPrefetchBytes + (G - 1) * gb : kPrefetchBytes;
+        return kPrefetchBytes + to / gb * (G - 1) * gb;
+    }
 }
 
 inline __m512i bcast4(const int8_t* p) {
@@ -179,9 +185,10 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
         // the header (scales, mins: 320 of Q4_K's 2368 bytes) kPrefetchBytes ahead too; the chunks
         // prefetch only the levels (one core, Qwen3-235B's experts from DRAM: 13.0 -> 14.0 GiB/s;
         // the same for the 16-element types' headers changed nothing)
-        const size_t ahead = prefetch_ahead<G>((size_t)ib * kBlock, gb);
-        for (int h = 0; h < G; ++h)
-            for (size_t l = 0; l < Tr::kQs; l += 64) prefetch_weights(g + h * gb + ahead + l);
+        for (size_t l = 0; l < Tr::kQs; l += 64) {
+            const size_t ahead = prefetch_ahead<G>((size_t)ib * kBlock + l, gb);
+            for (int h = 0; h < G; ++h) prefetch_weights(g + h * gb + ahead + l);
+        }
         for (int j = 0; j < 8; ++j) {  // sub-block j: chunks 4j .. 4j + 3
             __m512i lo_acc[G][T], hi_acc[G][T];
             for (int h = 0; h < G; ++h)
@@ -191,6 +198,7 @@ void affine_groups(const uint8_t* g, size_t gb, int64_t nb, const BlockQ8_K* con
                 for (int h = 0; h < G; ++h) qh[h] = load(g + h * gb + ref::packed_q5_k::qh + 64 * j);
             auto chunk = [&]<int i>() {
                 __m512i lo[G], hi[G];
+                const size_t ahead = prefetch_ahead<G>((size_t)ib * kBlock + Tr::kQs + 64 * (4 * j + i), gb);
                 for (int h = 0; h < G; ++h) {
                     const uint8_t* c = g + h * gb + Tr::kQs + 64 * (4 * j + i);
                     const __m512i x = load(c);
@@ -389,9 +397,10 @@ void q0_groups(const uint8_t* g, size_t gb, int64_t nb, const ref::BlockQ8_0* co
             for (int t = 0; t < T; ++t) s0[h][t] = s1[h][t] = _mm512_setzero_si512();
         // every line of the block kPrefetchBytes ahead (a block is 4.5 to 6 lines: one prefetch per
         // 64-byte chunk left a line in nine to DRAM latency, 24 vs 36 GB/s streaming one thread)
-        const size_t ahead = prefetch_ahead<G>((size_t)ib * Tr::kBytes, gb);
-        for (int h = 0; h < G; ++h)
-            for (size_t l = 0; l < Tr::kBytes; l += 64) prefetch_weights(g + h * gb + ahead + l);
+        for (size_t l = 0; l < Tr::kBytes; l += 64) {
+            const size_t ahead = prefetch_ahead<G>((size_t)ib * Tr::kBytes + l, gb);
+            for (int h = 0; h < G; ++h) prefetch_weights(g + h * gb + ahead + l);
+        }
         __m512i qh[G];
         if constexpr (kQ5)
             for (int h = 0; h < G; ++h) qh[h] = load(g + h * gb + Tr::kQh);
