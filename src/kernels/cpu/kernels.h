@@ -109,7 +109,7 @@ void fill_avx512_attention(KernelTable& t);  // avx512_attention.cpp
 void fill_avx512_ops(KernelTable& t);        // avx512_ops.cpp
 void fill_avx512_lowbit(KernelTable& t);     // Q2_K, Q3_K, IQ4_XS, IQ4_NL, Q4_1, Q5_1 (avx512_lowbit.cpp)
 void fill_avx512_bf16(KernelTable& t);  // over a filled avx512 table: BF16 rows through VDPBF16PS (AVX512-BF16 CPUs)
-void fill_amx(KernelTable& t);  // over a filled avx512 table: AMX GEMM for Q4_K/Q6_K
+void fill_amx(KernelTable& t);  // over a filled avx512 table: AMX GEMM for Q4_K/Q6_K (and BF16 with AMX-BF16)
 void fill_neon(KernelTable& t);
 void fill_neon_v8(KernelTable& t);
 

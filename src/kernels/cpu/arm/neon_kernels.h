@@ -467,8 +467,8 @@ struct DecodeIQ4NL {
     }
 };
 
-// F16 weights . F16 activations, products in f32 (FMA), 16 elements per step.
-// 16-bit float rows (F16, BF16: the activations in the same type) widened to f32 eight at a time
+// 16-bit float rows (F16, BF16: the activations in the same type) widened to f32 eight at a time,
+// products in f32 (FMA)
 struct WidenF16 {
     static float32x4_t lo(const uint16_t* p, float16x8_t& h) {
         h = vld1q_f16(as_f16(p));

@@ -118,12 +118,17 @@ void prepare_acts(const void* const* acts, int64_t n_tok, int64_t n, bool with_s
     }
 }
 
+// Writes rows [0, nr) x tokens [0, nt) of a 16 x 16 tile (c[r][i]: row r, token t0 + i) to ys[t0 + i][r0 + r].
+void scatter_tile(const float (&c)[kTile][kTile], int64_t nr, int64_t t0, int64_t nt, float* const* ys, int64_t r0) {
+    for (int64_t i = 0; i < nt; ++i)
+        for (int64_t r = 0; r < nr; ++r) ys[t0 + i][r0 + r] = c[r][i];
+}
+
 // Writes the 16 x 16 accumulators (row r: a vector over tokens) to ys[t][r0 + r].
 void store_tile(const __m512 acc[kTile], int64_t nr, int64_t t0, int64_t nt, float* const* ys, int64_t r0) {
     alignas(64) float tmp[kTile][kTile];
     for (int r = 0; r < kTile; ++r) _mm512_store_ps(tmp[r], acc[r]);
-    for (int64_t i = 0; i < nt; ++i)
-        for (int64_t r = 0; r < nr; ++r) ys[t0 + i][r0 + r] = tmp[r][i];
+    scatter_tile(tmp, nr, t0, nt, ys, r0);
 }
 
 // ---- Q4_K ---------------------------------------------------------------------------------
@@ -523,13 +528,6 @@ void packed_q4_k_amx(const uint8_t* w, int64_t n_groups, int64_t n, const void* 
 // packed Q4_K tiles from 16 tokens.
 constexpr int64_t kMinBf16Tokens = 16;
 
-// tmm0/tmm1: A (16 rows x 64 bytes), tmm2: B (16 pair rows x 64 bytes), tmm4/tmm5: C (16 x 16 floats)
-void configure_bf16_tiles() {
-    TileConfig c;
-    for (int t : {0, 1, 2, 4, 5}) c.rows[t] = kTile, c.colsb[t] = 64;
-    asm volatile("ldtilecfg %0" ::"m"(c));
-}
-
 // vnni[(tile * n / 32 + chunk) * 512 + 32 * kk + 2 * i + {0, 1}] = elements 32 chunk + 2 kk + {0, 1}
 // of token 16 tile + i (0 past the last token)
 void prepare_bf16_acts(const void* const* acts, int64_t n_tok, int64_t n, std::vector<uint16_t>& vnni) {
@@ -551,11 +549,6 @@ void prepare_bf16_acts(const void* const* acts, int64_t n_tok, int64_t n, std::v
     }
 }
 
-void store_float_tile(const float (&c)[kTile][kTile], int64_t t0, int64_t nt, float* const* ys, int64_t r0) {
-    for (int64_t i = 0; i < nt; ++i)
-        for (int r = 0; r < kTile; ++r) ys[t0 + i][r0 + r] = c[r][i];
-}
-
 void gemm_bf16_amx(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts,
                    int64_t n_tok, float* const* ys) {
     const GemmFn avx512 = kernels_for(Isa::avx512).gemm[(int)DType::BF16];
@@ -567,7 +560,7 @@ void gemm_bf16_amx(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t 
     thread_local std::vector<uint16_t> vnni;
     prepare_bf16_acts(acts, n_tok, n, vnni);
     const int64_t n_tiles = (n_tok + kTile - 1) / kTile, n_chunks = n / 32, blocks = full / kTile;
-    configure_bf16_tiles();
+    configure_tiles(64);  // every tile 16 rows x 64 bytes: A tmm0/tmm3, B tmm1, C tmm2/tmm5
     alignas(64) float c0[kTile][kTile], c1[kTile][kTile];
     for (int64_t b = 0; b < blocks; b += 2) {
         const bool two = b + 1 < blocks;
@@ -575,23 +568,23 @@ void gemm_bf16_amx(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t 
         const uint8_t* a1 = two ? a0 + (size_t)kTile * row_stride : a0;
         for (int64_t tile = 0; tile < n_tiles; ++tile) {
             const uint16_t* bt = vnni.data() + tile * n_chunks * 512;
-            _tile_zero(4);
+            _tile_zero(2);
             _tile_zero(5);
             for (int64_t c = 0; c < n_chunks; ++c) {
-                _tile_loadd(2, bt + c * 512, 64);
+                _tile_loadd(1, bt + c * 512, 64);
                 _tile_loadd(0, a0 + 64 * c, (long)row_stride);
-                _tile_dpbf16ps(4, 0, 2);
+                _tile_dpbf16ps(2, 0, 1);
                 if (two) {
-                    _tile_loadd(1, a1 + 64 * c, (long)row_stride);
-                    _tile_dpbf16ps(5, 1, 2);
+                    _tile_loadd(3, a1 + 64 * c, (long)row_stride);
+                    _tile_dpbf16ps(5, 3, 1);
                 }
             }
-            _tile_stored(4, c0, 64);
+            _tile_stored(2, c0, 64);
             const int64_t t0 = tile * kTile, nt = std::min<int64_t>(kTile, n_tok - t0);
-            store_float_tile(c0, t0, nt, ys, b * kTile);
+            scatter_tile(c0, kTile, t0, nt, ys, b * kTile);
             if (two) {
                 _tile_stored(5, c1, 64);
-                store_float_tile(c1, t0, nt, ys, (b + 1) * kTile);
+                scatter_tile(c1, kTile, t0, nt, ys, (b + 1) * kTile);
             }
         }
     }

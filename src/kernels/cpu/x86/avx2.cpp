@@ -9,6 +9,7 @@
 
 #include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/x86/float_tiles.h"
 #include "kernels/cpu/x86/q0_dots.h"
 #include "kernels/reference/quants.h"
 
@@ -198,8 +199,7 @@ template <Wide K>
 void gemm_wide(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts, int64_t n_tok,
                float* const* ys) {
     using Tr = WideT<K>;
-    using TileFn = void (*)(const uint8_t*, size_t, int64_t, int64_t, const float* const*, float* const*, int64_t);
-    static constexpr TileFn kTiles[kWideTile] = {wide_tile<K, 1>, wide_tile<K, 2>, wide_tile<K, 3>, wide_tile<K, 4>};
+    static constexpr FloatTileFn<float> kTiles[kWideTile] = {wide_tile<K, 1>, wide_tile<K, 2>, wide_tile<K, 3>, wide_tile<K, 4>};
     thread_local std::vector<float> wide;
     thread_local std::vector<const float*> a;
     a.resize((size_t)n_tok);
@@ -216,14 +216,7 @@ void gemm_wide(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, c
             a[(size_t)t] = dst;
         }
     }
-    // blocks of 16 rows, each through every tile while it sits in L1/L2
-    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
-        const int64_t nr = std::min<int64_t>(16, n_rows - r0);
-        for (int64_t t0 = 0; t0 < n_tok; t0 += kWideTile) {
-            const int T = (int)std::min<int64_t>(kWideTile, n_tok - t0);
-            kTiles[T - 1](w + (size_t)r0 * row_stride, row_stride, nr, n, a.data() + t0, ys + t0, r0);
-        }
-    }
+    run_float_tiles(kTiles, w, row_stride, n_rows, n, a.data(), n_tok, ys);
 }
 
 template <Wide K>

@@ -13,6 +13,7 @@
 #include "core/fp16.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/x86/act_scratch.h"
+#include "kernels/cpu/x86/float_tiles.h"
 #include "kernels/cpu/x86/k_scales.h"
 #include "kernels/cpu/x86/q0_dots.h"
 #include "kernels/reference/quants.h"
@@ -463,8 +464,7 @@ template <Wide K>
 void gemm_wide(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts, int64_t n_tok,
                float* const* ys) {
     using Tr = WideT<K>;
-    using TileFn = void (*)(const uint8_t*, size_t, int64_t, int64_t, const float* const*, float* const*, int64_t);
-    static constexpr TileFn kTiles[8] = {wide_tile<K, 1>, wide_tile<K, 2>, wide_tile<K, 3>, wide_tile<K, 4>,
+    static constexpr FloatTileFn<float> kTiles[8] = {wide_tile<K, 1>, wide_tile<K, 2>, wide_tile<K, 3>, wide_tile<K, 4>,
                                          wide_tile<K, 5>, wide_tile<K, 6>, wide_tile<K, 7>, wide_tile<K, 8>};
     thread_local std::vector<float> wide;
     thread_local std::vector<const float*> a;
@@ -482,14 +482,7 @@ void gemm_wide(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, c
             a[(size_t)t] = dst;
         }
     }
-    // blocks of 16 rows, each through every tile of up to 8 tokens while it sits in L1/L2
-    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
-        const int64_t nr = std::min<int64_t>(16, n_rows - r0);
-        for (int64_t t0 = 0; t0 < n_tok; t0 += 8) {
-            const int T = (int)std::min<int64_t>(8, n_tok - t0);
-            kTiles[T - 1](w + (size_t)r0 * row_stride, row_stride, nr, n, a.data() + t0, ys + t0, r0);
-        }
-    }
+    run_float_tiles(kTiles, w, row_stride, n_rows, n, a.data(), n_tok, ys);
 }
 
 // One token: gemm_wide's tile of one. Before, a dot product per row with a prefetch of the first
@@ -541,17 +534,9 @@ __attribute__((target("avx512bf16"))) void bf16dp_tile(const uint8_t* w, size_t 
 
 void gemm_bf16dp(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* const* acts, int64_t n_tok,
                  float* const* ys) {
-    using TileFn = void (*)(const uint8_t*, size_t, int64_t, int64_t, const uint16_t* const*, float* const*, int64_t);
-    static constexpr TileFn kTiles[8] = {bf16dp_tile<1>, bf16dp_tile<2>, bf16dp_tile<3>, bf16dp_tile<4>,
+    static constexpr FloatTileFn<uint16_t> kTiles[8] = {bf16dp_tile<1>, bf16dp_tile<2>, bf16dp_tile<3>, bf16dp_tile<4>,
                                          bf16dp_tile<5>, bf16dp_tile<6>, bf16dp_tile<7>, bf16dp_tile<8>};
-    const auto* a = reinterpret_cast<const uint16_t* const*>(acts);
-    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {  // as gemm_wide: blocks of 16 rows through every tile
-        const int64_t nr = std::min<int64_t>(16, n_rows - r0);
-        for (int64_t t0 = 0; t0 < n_tok; t0 += 8) {
-            const int T = (int)std::min<int64_t>(8, n_tok - t0);
-            kTiles[T - 1](w + (size_t)r0 * row_stride, row_stride, nr, n, a + t0, ys + t0, r0);
-        }
-    }
+    run_float_tiles(kTiles, w, row_stride, n_rows, n, reinterpret_cast<const uint16_t* const*>(acts), n_tok, ys);
 }
 
 void gemv_bf16dp(const uint8_t* w, size_t row_stride, int64_t n_rows, int64_t n, const void* act, float* y) {
@@ -621,7 +606,6 @@ void fill_avx512(KernelTable& t) {
     t.gemm[(int)DType::F16] = gemm_wide<Wide::f16>;
     t.gemm[(int)DType::BF16] = gemm_wide<Wide::bf16>;
     t.gemm[(int)DType::F32] = gemm_wide<Wide::f32>;
-
     for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::F16, DType::BF16, DType::F32})
         t.fast[(int)d] = true;
     t.attn_scores = attn_scores;
